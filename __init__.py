@@ -1,4 +1,8 @@
 """ComfyUI entry point of the PalsySim pack (V3 schema)."""
-from .nodes import comfy_entrypoint
+import importlib.util
 
-__all__ = ["comfy_entrypoint"]
+# pytest imports this file too (the repo root is a package); the nodes only exist inside a ComfyUI host.
+if importlib.util.find_spec("comfy_api") is not None:
+    from .nodes import comfy_entrypoint
+
+    __all__ = ["comfy_entrypoint"]

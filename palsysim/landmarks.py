@@ -5,6 +5,10 @@ The legacy Face Mesh API (mediapipe <= 0.10.21) carries its model inside the whe
 """
 import os
 import threading
+
+# MediaPipe's C++ side logs a screenful per detector to stderr; keep warnings and errors only.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from dataclasses import dataclass
 
 import numpy as np

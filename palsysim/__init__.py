@@ -1,0 +1,1 @@
+"""PalsySim core: ComfyUI-free functions on arrays and tensors."""
