@@ -13,7 +13,7 @@ venv=$root/.venv
 pip_quiet=(--quiet --disable-pip-version-check)
 
 # The stamp changes whenever a file that decides what gets installed changes.
-want=$(cat requirements.txt requirements-dev.txt constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)
+want=$(cat requirements.txt requirements-dev.txt constraints.txt requirements.lock scripts/setup.sh | sha256sum | cut -c1-16)
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip)
@@ -44,7 +44,8 @@ if [ "$(cat "$venv/.palsysim-stamp" 2>/dev/null)" != "$want" ]; then
   # torch first, alone: pip would otherwise pick a build that does not import with torchvision.
   "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt torch torchvision
   grep -viE '^(torch|torchvision|torchaudio)$' "$host/requirements.txt" >"$venv/host-requirements.txt"
-  "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt \
+  # requirements.lock pins every package to the set this project was tested with.
+  "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt -c requirements.lock \
     -r "$venv/host-requirements.txt" -r requirements.txt -r requirements-dev.txt
   "${pip[@]}" check
   echo "$want" >"$venv/.palsysim-stamp"
