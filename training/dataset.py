@@ -1,0 +1,139 @@
+"""The patient dataset: DIR/<patient>/<expression>/*.png|jpg -> face crops and their condition images.
+
+Every photo is checked before anything trains: unknown folder names, unreadable files and photos
+without a face are gathered and reported in one message, so a user fixes them all in one go.
+Crops and conditions are made once, with the core's own preprocessing (the same landmark crop and
+Canny that inference uses), and kept in memory: nothing derived from a patient photo is written.
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from palsysim.codc import codc_condition, crop_face, face_crop, pf_condition
+from palsysim.images import InputError, read_image
+from palsysim.landmarks import face_landmarks
+
+# The 10 Yanagihara grading items, as folder names.
+EXPRESSIONS = ("rest", "raise_eyebrows", "gentle_eye_closure", "tight_eye_closure", "wink", "nose_wrinkle",
+               "cheek_puff", "grin", "whistle", "lower_lip_depression")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CONDITIONS = ("pf", "codc")
+
+
+class DatasetError(InputError):
+    """Everything wrong with a dataset folder, one problem per line."""
+
+
+@dataclass
+class Dataset:
+    """N face crops and their conditions, all (N, S, S, 3) uint8 at the training resolution."""
+    images: np.ndarray
+    conditions: np.ndarray
+    patients: int
+    expressions: dict  # expression -> number of photos
+
+    def __len__(self):
+        return len(self.images)
+
+
+def _hidden(name):
+    return name.startswith(".") or name in ("Thumbs.db", "desktop.ini")
+
+
+def find_photos(data_dir):
+    """(photos, problems): photos as (patient index, expression, path) in a stable order.
+
+    Problems name paths relative to data_dir; they reach the user's terminal only.
+    """
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"the dataset folder does not exist: {data_dir}")
+    photos, problems = [], []
+    patients = sorted(n for n in os.listdir(data_dir) if not _hidden(n))
+    for p, patient in enumerate(patients):
+        patient_dir = os.path.join(data_dir, patient)
+        if not os.path.isdir(patient_dir):
+            problems.append(f"{patient}: a file where a patient folder belongs (layout: DIR/<patient>/<expression>/*.png)")
+            continue
+        for expression in sorted(n for n in os.listdir(patient_dir) if not _hidden(n)):
+            folder = os.path.join(patient_dir, expression)
+            rel = os.path.join(patient, expression)
+            if not os.path.isdir(folder):
+                problems.append(f"{rel}: a file where an expression folder belongs")
+                continue
+            if expression not in EXPRESSIONS:
+                problems.append(f"{rel}: unknown expression folder {expression!r} (use one of: {', '.join(EXPRESSIONS)})")
+                continue
+            for name in sorted(n for n in os.listdir(folder) if not _hidden(n)):
+                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                    photos.append((p, expression, os.path.join(folder, name)))
+                else:
+                    problems.append(f"{os.path.join(rel, name)}: not a PNG or JPEG photo")
+    if not photos and not problems:
+        problems.append("no photos found (layout: DIR/<patient>/<expression>/*.png|jpg)")
+    return photos, problems
+
+
+def _landmarked(path, what):
+    image = read_image(path)
+    return image, face_landmarks(image, what=what)
+
+
+def load_dataset(data_dir, resolution=512, condition="pf", donors_dir=None):
+    """Crops and conditions of every photo, or one DatasetError listing every problem found.
+
+    condition "pf": Canny of the patient's face crop. "codc": the patient's organs on a donor's
+    face contour (donor photos from donors_dir, assigned to patients in turn).
+    """
+    if condition not in CONDITIONS:
+        raise DatasetError(f"unknown condition {condition!r}: use pf or codc")
+    photos, problems = find_photos(data_dir)
+    donors = []
+    if condition == "codc":
+        donors, donor_problems = _load_donors(donors_dir, resolution)
+        problems += donor_problems
+    images, conditions, counts = [], [], {}
+    for patient, expression, path in photos:
+        rel = os.path.relpath(path, data_dir)
+        try:
+            image, face = _landmarked(path, what=rel)
+            crop, matrix = face_crop(image, face.xy, resolution)
+            if condition == "pf":
+                cond = pf_condition(image, face.xy, resolution)
+            elif donors:  # without donors the problem is already listed; the photos are still checked
+                donor_crop, donor_face = donors[patient % len(donors)]
+                cond, _ = codc_condition(crop, crop_face(face, matrix, resolution).xy, donor_crop, donor_face.xy)
+            else:
+                continue
+        except InputError as e:
+            problems.append(f"{rel}: {e}")
+            continue
+        images.append(crop)
+        conditions.append(np.repeat(cond[..., None], 3, axis=2))
+        counts[expression] = counts.get(expression, 0) + 1
+    if problems:
+        raise DatasetError(f"the dataset in {data_dir} has {len(problems)} problem(s); fix them and run again:\n  "
+                           + "\n  ".join(problems))
+    return Dataset(np.stack(images), np.stack(conditions), len({p for p, _, _ in photos}), counts)
+
+
+def _load_donors(donors_dir, resolution):
+    """[(crop, Face in crop pixels)] of every donor photo, and the problems met."""
+    if not donors_dir or not os.path.isdir(donors_dir):
+        return [], [f"--condition codc needs --donors DIR, a folder of non-patient face photos (got {donors_dir})"]
+    donors, problems = [], []
+    for name in sorted(n for n in os.listdir(donors_dir) if not _hidden(n)):
+        path = os.path.join(donors_dir, name)
+        if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            problems.append(f"donor {name}: not a PNG or JPEG photo")
+            continue
+        try:
+            image, face = _landmarked(path, what=f"donor {name}")
+        except InputError as e:
+            problems.append(str(e))
+            continue
+        crop, matrix = face_crop(image, face.xy, resolution)
+        donors.append((crop, crop_face(face, matrix, resolution)))
+    if not donors and not problems:
+        problems.append(f"no donor photos in {donors_dir}")
+    return donors, problems

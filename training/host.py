@@ -1,0 +1,106 @@
+"""Finding ComfyUI and loading the user's model files with ComfyUI's own code.
+
+Training runs the very modules that sample inside ComfyUI, so every checkpoint and ControlNet a
+ComfyUI user has loads here, and the trained ControlNet is the one inference runs.
+"""
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBEDDED_POINTER = os.path.join(REPO, ".host", "comfyui_dir")
+
+
+class HostError(RuntimeError):
+    """ComfyUI or a model file could not be used; the message says what to do."""
+
+
+def comfyui_dir(explicit=None):
+    """The ComfyUI folder: --comfyui-dir, else $COMFYUI_DIR, else the embedded host."""
+    path = explicit or os.environ.get("COMFYUI_DIR")
+    if not path and os.path.isfile(EMBEDDED_POINTER):
+        with open(EMBEDDED_POINTER) as f:
+            path = f.read().strip()
+    if not path or not os.path.isfile(os.path.join(path, "comfy", "sd.py")):
+        raise HostError(f"no ComfyUI found at {path or '(nothing set)'}: pass --comfyui-dir pointing at "
+                        "the folder that holds main.py and comfy/, or run `make setup` for the embedded one")
+    return os.path.abspath(path)
+
+
+def use_comfyui(explicit=None):
+    """Put ComfyUI on sys.path once, on the CPU when there is no GPU; returns its folder."""
+    path = comfyui_dir(explicit)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import comfy.cli_args  # parses an empty argv: our own flags never reach ComfyUI's parser
+    if not torch.cuda.is_available():
+        # model_management asks CUDA for a device at import time unless told to use the CPU
+        comfy.cli_args.args.cpu = True
+    return path
+
+
+@dataclass
+class Models:
+    """The frozen SD1.5 parts and the trainable ControlNet, as ComfyUI builds them."""
+    patcher: object      # comfy ModelPatcher; .model is the BaseModel, .model.diffusion_model the UNet
+    clip: object         # comfy CLIP
+    vae: object          # comfy VAE
+    controlnet: object   # comfy.controlnet.ControlNet; .control_model is the cldm.ControlNet module
+
+    @property
+    def unet(self):
+        return self.patcher.model.diffusion_model
+
+    @property
+    def control_model(self):
+        return self.controlnet.control_model
+
+
+def _must_exist(path, what, folder):
+    if not os.path.isfile(path):
+        raise HostError(f"{what} file not found: {path} (it usually lives in ComfyUI/models/{folder}/)")
+
+
+def load_models(checkpoint, controlnet, frozen_dtype=torch.float32):
+    """SD1.5 checkpoint + ControlNet through ComfyUI's loaders; only the ControlNet may train.
+
+    The frozen UNet, CLIP and VAE take `frozen_dtype`; the ControlNet stays float32 because its
+    weights are the ones the optimizer updates.
+    """
+    _must_exist(checkpoint, "checkpoint", "checkpoints")
+    _must_exist(controlnet, "ControlNet", "controlnet")
+    import comfy.controlnet
+    import comfy.sd
+    import comfy.supported_models
+    try:
+        patcher, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
+            checkpoint, output_vae=True, output_clip=True, model_options={"dtype": frozen_dtype})
+    except Exception as e:
+        raise HostError(f"{os.path.basename(checkpoint)} is not a loadable SD1.5 checkpoint: {e}") from None
+    if clip is None or vae is None:
+        raise HostError(f"{os.path.basename(checkpoint)} has no CLIP text encoder or VAE inside; "
+                        "use a full SD1.5 checkpoint such as v1-5-pruned-emaonly")
+    if not isinstance(patcher.model.model_config, comfy.supported_models.SD15):
+        raise HostError(f"{os.path.basename(checkpoint)} is a {type(patcher.model.model_config).__name__} "
+                        "checkpoint; training needs an SD1.5 one such as v1-5-pruned-emaonly")
+    try:
+        cnet = comfy.controlnet.load_controlnet(controlnet, model_options={"dtype": torch.float32})
+    except Exception as e:
+        raise HostError(f"{os.path.basename(controlnet)} is not a loadable ControlNet: {e}") from None
+    if type(cnet) is not comfy.controlnet.ControlNet:
+        raise HostError(f"{os.path.basename(controlnet)} is not an SD1.5 ControlNet (ldm or diffusers format)")
+    models = Models(patcher, clip, vae, cnet)
+    unet, ctrl = models.unet, models.control_model
+    if (ctrl.model_channels, list(ctrl.channel_mult), list(ctrl.num_res_blocks)) != \
+            (unet.model_channels, list(unet.channel_mult), list(unet.num_res_blocks)):
+        # ComfyUI only logs a shape mismatch and samples without control; refuse it up front
+        raise HostError(f"{os.path.basename(controlnet)} does not match the UNet of {os.path.basename(checkpoint)} "
+                        "(different block layout); use an SD1.5 ControlNet such as control_sd15_canny")
+    # Loaded modules come back with gradients on; backward through the UNet's in-place
+    # `h += control` fails unless everything but the ControlNet is frozen.
+    for module in (models.unet, clip.cond_stage_model, vae.first_stage_model):
+        module.requires_grad_(False).eval()
+    models.control_model.requires_grad_(True).train()
+    return models

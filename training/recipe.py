@@ -1,0 +1,264 @@
+"""The training recipe, top to bottom: dataset, models, cached encodings, the loop, the output file.
+
+A run writing OUT.safetensors keeps its working files in OUT_training/ beside it: train.json (the
+settings and a per-step log), loss.png and training_state.torch (what --resume continues from).
+"""
+import hashlib
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from palsysim.controlnet_file import save_controlnet
+from palsysim.schedule import check_window
+
+from . import checkpointing as ckpt
+from .dataset import load_dataset
+from .host import load_models, use_comfyui
+from .memory import autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer, peak_memory, pick_device
+from .modes import default_window, plain_state_dict, select_trainable
+from .objective import alpha_bars, denoising_loss, sample_timesteps
+from .report import plot_loss, write_log
+
+# The paper's fixed prompt, with the generic identity used while training.
+PAPER_PROMPT = ("ID photo of a person wearing light-blue surgical cap and top, frontal headshot centered, "
+                "even lighting, light-blue background, ultra-realistic, sharp focus")
+LOG_VERSION = 1
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped before its last step (NaN loss, Ctrl-C); the message says what was kept."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Config:
+    checkpoint: str
+    controlnet: str
+    data: str
+    out: str
+    mode: str = "partial"
+    t_min: int = None          # None: the mode's default window (modes.default_window)
+    t_max: int = None
+    epochs: int = 2
+    steps: int = None          # overrides epochs
+    batch_size: int = 4
+    resolution: int = 512
+    lr: float = 1e-5
+    warmup_steps: int = 0
+    prompt: str = PAPER_PROMPT
+    condition: str = "pf"
+    donors: str = None
+    precision: str = "auto"
+    gradient_checkpointing: bool = True
+    optimizer: str = "adamw"
+    lora_rank: int = 16
+    seed: int = 0
+    checkpoint_every: int = 100
+    resume: bool = False
+    device: str = None
+    comfyui_dir: str = None
+    progress: bool = True
+
+    def window(self):
+        lo, hi = default_window(self.mode)
+        window = (lo if self.t_min is None else self.t_min, hi if self.t_max is None else self.t_max)
+        check_window(*window, what="--t-min/--t-max")
+        return window
+
+
+# Settings a resumed run must share with the run it continues (epochs/steps may grow).
+RESUME_KEYS = ("mode", "t_min", "t_max", "batch_size", "resolution", "lr", "warmup_steps", "prompt", "condition",
+               "precision", "optimizer", "lora_rank", "seed", "gradient_checkpointing")
+
+
+def run_dir(out):
+    return os.path.splitext(os.path.abspath(out))[0] + "_training"
+
+
+def draws(seed, step, batch_size, n_images, t_lo, t_hi):
+    """(image indices, timesteps, noise generator) of one step, a function of (seed, step) alone.
+
+    Images come from a stream of epoch-wise shuffles, so every batch is full even when the
+    dataset is smaller than the batch; that is what makes --resume exact without replaying.
+    """
+    positions = range(step * batch_size, (step + 1) * batch_size)
+    indices = torch.tensor([_epoch_order(seed, p // n_images, n_images)[p % n_images] for p in positions])
+    generator = ckpt.step_generator(seed, "draws", step)
+    return indices, sample_timesteps(batch_size, t_lo, t_hi, generator), generator
+
+
+@lru_cache(maxsize=4)
+def _epoch_order(seed, epoch, n):
+    return torch.randperm(n, generator=ckpt.step_generator(seed, "order", epoch)).tolist()
+
+
+def train(cfg, models=None):
+    """Fine-tune the ControlNet as `cfg` says and write cfg.out; returns the train.json dict.
+
+    models: already loaded host.Models (tests pass them to inspect them afterwards); else loaded here.
+    """
+    t_lo, t_hi = cfg.window()
+    work = run_dir(cfg.out)
+    state_path, log_path = os.path.join(work, ckpt.STATE_FILE), os.path.join(work, "train.json")
+    if cfg.resume and not os.path.isfile(state_path):
+        raise FileNotFoundError(f"--resume: no saved training state at {state_path}")
+    if not cfg.resume and os.path.isfile(state_path):
+        raise FileExistsError(f"{work} holds an earlier run's state: add --resume to continue it, "
+                              f"or delete that folder to start over")
+
+    # 1. Every photo: face found, cropped, condition made; all problems reported before any model loads.
+    data = load_dataset(cfg.data, cfg.resolution, cfg.condition, cfg.donors)
+    fingerprint = hashlib.sha256(data.images.tobytes() + data.conditions.tobytes()).hexdigest()
+
+    # 2. ComfyUI's own model code, frozen parts in the chosen precision.
+    use_comfyui(cfg.comfyui_dir)
+    device = pick_device(cfg.device)
+    dtype = frozen_dtype(cfg.precision, device)
+    models = models or load_models(cfg.checkpoint, cfg.controlnet, frozen_dtype=dtype)
+
+    # 3. Latents and text context once: the prompt is fixed and photos are not augmented.
+    latents, hints, context = encode_once(models, data, cfg.prompt, device)
+    unet_dtype = models.patcher.model.manual_cast_dtype or models.patcher.model.get_dtype()
+    alpha_bar = alpha_bars(models.patcher.model.model_sampling)
+    models.unet.to(device)
+    models.control_model.to(device)
+
+    # 4. What trains, and how.
+    trainable = select_trainable(models.control_model, cfg.mode, cfg.lora_rank, cfg.seed)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(models.control_model, models.unet)
+    optimizer = make_optimizer(cfg.optimizer, [p for _, p in trainable], cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
+
+    settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
+    settings.update(t_min=t_lo, t_max=t_hi)
+    log = {"version": LOG_VERSION, "status": "running", "settings": {
+               **settings, "epochs": cfg.epochs, "steps": total, "checkpoint_every": cfg.checkpoint_every,
+               "base_model": os.path.basename(cfg.checkpoint), "base_controlnet": os.path.basename(cfg.controlnet),
+               "window_percent": [1 - t_hi / 999, 1 - t_lo / 999], "device": str(device), "frozen_dtype": str(dtype)},
+           "dataset": {"photos": len(data), "patients": data.patients, "expressions": data.expressions},
+           "trainable_parameters": sum(p.numel() for _, p in trainable), "steps": []}
+
+    # 5. Continue where a saved state stopped.
+    step = 0
+    if cfg.resume:
+        state = ckpt.load_state(state_path)
+        changed = [k for k in RESUME_KEYS + ("t_min", "t_max") if state["settings"].get(k) != settings[k]]
+        if changed or state["fingerprint"] != fingerprint:
+            what = ", ".join(changed) or "the dataset"
+            raise ValueError(f"--resume: {what} differ(s) from the saved run in {work}; use the same settings and data")
+        restore_trainable(models.control_model, trainable, state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        step, log["steps"] = state["step"], state["log"]
+
+    def save(status):
+        trained = {n: p.detach().cpu().clone() for n, p in trainable}
+        ckpt.save_state(state_path, {
+            "step": step, "settings": settings, "fingerprint": fingerprint, "trainable": trained,
+            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+            "rng": ckpt.rng_state(), "log": log["steps"]})
+        write_report(status)
+
+    def write_report(status):
+        log["status"] = status
+        log["peak_memory_bytes"] = peak_memory(device)
+        write_log(log_path, log)
+        if log["steps"]:
+            plot_loss(os.path.join(work, "loss.png"), [s["loss"] for s in log["steps"]],
+                      f"{cfg.mode} t={t_lo}..{t_hi}, batch {cfg.batch_size}, lr {cfg.lr:g}")
+
+    # 6. The loop. Ctrl-C only raises a flag: the step in flight completes, then the state is saved.
+    stop = {"asked": False}
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.update(asked=True)) if in_main_thread else None
+    bar = progress_bar(cfg.progress, total, step)
+    try:
+        while step < total:
+            started = time.perf_counter()
+            indices, t, generator = draws(cfg.seed, step, cfg.batch_size, len(data), t_lo, t_hi)
+            x0 = latents[indices]
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            loss = denoising_loss(models, x0, hints[indices], context.expand(len(indices), -1, -1), t, noise,
+                                  alpha_bar, unet_dtype, autocast_dtype(dtype))
+            if not torch.isfinite(loss):
+                kept = f"the last good state (step {ckpt.load_state(state_path)['step']}) is kept in {work}" \
+                    if os.path.isfile(state_path) else "no state had been saved yet"
+                write_report(f"stopped: loss {loss.item()} at step {step + 1}")
+                raise TrainingStopped(f"the loss became {loss.item()} at step {step + 1}; training stopped and "
+                                      f"{kept}. Resume with a lower --lr (or --precision fp32).", exit_code=1)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            step += 1
+            rate = len(indices) / (time.perf_counter() - started)
+            log["steps"].append({"step": step, "loss": loss.item(), "lr": schedule.get_last_lr()[0],
+                                 "samples_per_s": round(rate, 3), "timesteps": t.tolist()})
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{rate:.2f}")
+            if stop["asked"]:
+                save("interrupted")
+                raise TrainingStopped(f"interrupted at step {step} of {total}; the state is saved in {work}: "
+                                      f"run the same command with --resume to continue", exit_code=130)
+            if step % cfg.checkpoint_every == 0 and step < total:
+                save("running")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
+        if bar:
+            bar.close()
+
+    # 7. The trained ControlNet, an ordinary ComfyUI ControlNet file that knows its window.
+    save_controlnet(cfg.out, plain_state_dict(models.control_model), t_lo=t_lo, t_hi=t_hi, mode=cfg.mode,
+                    base_model=os.path.basename(cfg.checkpoint),
+                    extra={"steps": str(step), "condition": cfg.condition, "resolution": str(cfg.resolution),
+                           "lora_rank": str(cfg.lora_rank) if cfg.mode == "lora" else "none"})
+    save("finished")
+    return log
+
+
+def encode_once(models, data, prompt, device, chunk=8):
+    """(latents [N,4,h,w] scaled for the UNet, hints [N,3,H,W] 0..1, text context [1,77,768]) on device."""
+    import comfy.model_management
+    with torch.no_grad():  # not inference_mode: these tensors enter a graph that is differentiated
+        pixels = torch.from_numpy(data.images).float() / 255.0
+        latents = torch.cat([models.vae.encode(pixels[i:i + chunk]).float().cpu() for i in range(0, len(pixels), chunk)])
+        latents = models.patcher.model.process_latent_in(latents)
+        context = models.clip.encode_from_tokens(models.clip.tokenize(prompt)).float().cpu()
+    # ComfyUI moved the VAE and CLIP to the GPU to encode; hand that memory back for training
+    comfy.model_management.unload_all_models()
+    hints = torch.from_numpy(data.conditions).permute(0, 3, 1, 2).float() / 255.0
+    return latents.to(device), hints.to(device), context.to(device)
+
+
+def restore_trainable(control_model, trainable, saved):
+    names = {n for n, _ in trainable}
+    if set(saved) != names:
+        raise ValueError("--resume: the saved state does not hold this mode's trainable weights")
+    with torch.no_grad():
+        for n, p in trainable:
+            p.copy_(saved[n].to(p.device, p.dtype))
+
+
+def progress_bar(enabled, total, done):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)
