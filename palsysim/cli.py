@@ -51,6 +51,55 @@ def cmd_demo(args):
     run_demo(args.out)
 
 
+def cmd_condition(args):
+    from .codc import make_condition
+    from .landmarks import face_landmarks
+    exts = (".png", ".jpg", ".jpeg")
+
+    def files(root):
+        if os.path.isfile(root):
+            return [(root, None)]
+        if not os.path.isdir(root):
+            raise InputError(f"no such image file or folder: {root}")
+        found = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.lower().endswith(exts))
+        if not found:
+            raise InputError(f"no PNG or JPEG images under {root}")
+        return [(p, os.path.relpath(p, root)) for p in found]
+
+    def face(path, what):
+        image = read_image(path)
+        return image, face_landmarks(image, backend=args.backend, task_file=args.task_file, what=what).xy
+
+    donors = []
+    if args.mode == "codc":
+        if not args.donor:
+            raise InputError("--mode codc needs --donor IMG or DIR (healthy, consenting non-patient faces)")
+        donors = [face(p, f"donor {os.path.basename(p)}") for p, _ in files(args.donor)]
+    patients = files(args.patient)
+    single = len(patients) == 1 and patients[0][1] is None
+    failed = []
+    for i, (path, rel) in enumerate(patients):
+        out = args.out if single else os.path.join(args.out, os.path.splitext(rel)[0] + ".png")
+        try:
+            image, xy = face(path, "patient image" if single else rel)
+            d_image, d_xy = donors[i % len(donors)] if donors else (None, None)
+            write_image(out, make_condition(image, xy, args.mode, d_image, d_xy, args.size, args.contour,
+                                            args.low, args.high, args.blur))
+        except InputError as e:
+            if single:
+                raise
+            failed.append(str(e))
+    done = len(patients) - len(failed)
+    print(f"{done} condition image(s) written to {args.out}")
+    if failed:
+        raise InputError(f"{len(failed)} image(s) gave no condition:\n  " + "\n  ".join(failed))
+
+
+def cmd_bench(args):
+    from . import bench
+    bench.preprocess(repeats=args.repeats, size=args.size)
+
+
 def _detector_args(p):
     p.add_argument("--max-faces", type=int, default=1)
     p.add_argument("--min-confidence", type=float, default=0.5)
@@ -81,6 +130,26 @@ def parser():
     p.add_argument("--out", required=True)
     _detector_args(p)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("condition", help="ControlNet condition image(s): PF or CODC, from a photo or a dataset folder")
+    p.add_argument("--patient", required=True, help="a photo, or a folder (searched recursively)")
+    p.add_argument("--donor", help="codc: a donor photo, or a folder of them (used in turn)")
+    p.add_argument("--mode", choices=["pf", "codc"], default="codc")
+    p.add_argument("--out", required=True, help="a PNG file for one photo, a folder (same tree) for a folder")
+    p.add_argument("--size", type=int, default=512, help="square face crop side; 0 keeps the photos' own size")
+    p.add_argument("--contour", choices=["canny", "oval"], default="canny")
+    p.add_argument("--low", type=float, default=100.0, help="Canny low threshold")
+    p.add_argument("--high", type=float, default=200.0, help="Canny high threshold")
+    p.add_argument("--blur", type=float, default=0.0, help="Gaussian blur sigma before Canny (0 = none)")
+    p.add_argument("--backend", choices=["auto", "legacy", "tasks"], default="auto")
+    p.add_argument("--task-file", help="face_landmarker.task for the Tasks API backend")
+    p.set_defaults(func=cmd_condition)
+
+    p = sub.add_parser("bench", help="benchmarks: preprocess (CODC vs landmark detection alone)")
+    p.add_argument("which", choices=["preprocess"])
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--size", type=int, default=512)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")

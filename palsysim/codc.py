@@ -169,7 +169,10 @@ def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, no
     organs = []
     for n in ORGAN_NAMES:
         size = _size(targets[n]).astype(int)
-        edges = canny(_resample(rgb, boxes[n], size), low_threshold, high_threshold, blur_sigma)
+        # Enlarging spreads each edge over more pixels and lowers its gradient by the scale, so
+        # the thresholds follow: an edge is kept or dropped as it would be in the patient's photo.
+        gain = min(1.0, 1.0 / float(np.sqrt(np.prod(size / _size(boxes[n])))))
+        edges = canny(_resample(rgb, boxes[n], size), low_threshold * gain, high_threshold * gain, blur_sigma)
         organs.append(Organ(n, edges, boxes[n], targets[n], _affine(boxes[n], targets[n])))
     return Organs(tuple(organs), tuple(donor_size[:2]), rgb.shape[:2], donor_boxes)
 
@@ -299,3 +302,26 @@ def condition_preview(donor_image, condition, organs):
     canvas[condition > 0] = (255, 255, 255)
     t = max(1, round(max(canvas.shape[:2]) / 400))
     return _draw_boxes(canvas, {o.name: o.target_box for o in organs.organs}, t)
+
+
+def make_condition(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512, contour="canny",
+                   low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, **margins):
+    """One condition image, the form training caches and the CLI writes -> (S, S) uint8 0/255.
+
+    mode "pf": Canny of the patient's face crop; "codc": the patient's organs on the donor's
+    contour, both faces first cropped like a dataset image. size: the square crop's side S;
+    0 keeps the photos as they are (PF then edges the whole photo, CODC takes the donor's size).
+    """
+    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma)
+    if mode == "pf":
+        return pf_condition(image, xy, size, **edge) if size else canny(to_rgb_uint8(image), **edge)
+    if mode != "codc":
+        raise InputError(f"unknown condition mode {mode!r}: use pf or codc")
+    if donor_image is None or donor_xy is None:
+        raise InputError("the codc condition needs a donor photo (a healthy, consenting non-patient face)")
+    if size:
+        image, m = face_crop(image, xy, size)
+        xy = transform_points(xy, m)
+        donor_image, m = face_crop(donor_image, donor_xy, size)
+        donor_xy = transform_points(donor_xy, m)
+    return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, **margins)[0]

@@ -1,0 +1,94 @@
+from comfy_api.latest import io
+from comfy.utils import ProgressBar
+
+from ..palsysim import codc
+from ..palsysim.edges import HIGH, LOW
+from ..palsysim.images import InputError
+from .common import Landmarks, to_arrays, to_image
+
+Organs = io.Custom("PALSY_ORGANS")
+
+
+def _edge_inputs():
+    return [
+        io.Float.Input("low_threshold", default=LOW, min=1.0, max=1000.0, step=1.0,
+                       tooltip="Canny low threshold (L2 Sobel magnitude of the 8-bit grey image)."),
+        io.Float.Input("high_threshold", default=HIGH, min=1.0, max=1000.0, step=1.0),
+        io.Float.Input("blur_sigma", default=0.0, min=0.0, max=5.0, step=0.1, tooltip="Gaussian blur first; 0 = none."),
+    ]
+
+
+def _check_count(items, n, what, source):
+    if len(items) != n:
+        raise InputError(f"{what} holds {len(items)} face(s) but {source} has {n} image(s): "
+                         f"connect the landmarks found on that same image batch")
+
+
+class OrganCropResize(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PalsyOrganCropResize",
+            display_name="Organ Crop + Resize (CODC)",
+            category="PalsySim",
+            description="Crops the patient's eyes with brows, nose and mouth, Canny-edged at the donor's organ sizes.",
+            inputs=[
+                io.Image.Input("image"), Landmarks.Input("landmarks"), Landmarks.Input("donor_landmarks"),
+                io.Float.Input("eye_margin", default=codc.EYE_MARGIN, min=0.0, max=1.0, step=0.01,
+                               tooltip="Added around each eye with its brow, in inter-pupil distances."),
+                io.Float.Input("nose_margin", default=codc.NOSE_MARGIN, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("mouth_margin", default=codc.MOUTH_MARGIN, min=0.0, max=1.0, step=0.01),
+                *_edge_inputs(),
+            ],
+            outputs=[Organs.Output("organs"), io.Image.Output("preview")],
+        )
+
+    @classmethod
+    def execute(cls, image, landmarks, donor_landmarks, eye_margin, nose_margin, mouth_margin,
+                low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:
+        arrays = to_arrays(image)
+        _check_count(landmarks, len(arrays), "landmarks", "image")
+        donors = codc.pair_batches(len(arrays), len(donor_landmarks), "donor landmark set")
+        bar, out = ProgressBar(len(arrays)), []
+        for i, (a, face) in enumerate(zip(arrays, landmarks)):
+            d = donor_landmarks[donors[i]]
+            out.append(codc.organ_crop_resize(
+                a, face.xy, d.xy, d.image_size, eye_margin, nose_margin, mouth_margin, low_threshold,
+                high_threshold, blur_sigma, what=f"patient image {i + 1}", donor_what=f"donor {donors[i] + 1}"))
+            bar.update(1)
+        return io.NodeOutput(out, to_image([codc.organs_preview(a, o) for a, o in zip(arrays, out)]))
+
+
+class ContourReposition(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PalsyContourReposition",
+            display_name="Contour Reposition (CODC condition)",
+            category="PalsySim",
+            description="Places the patient's organ edges on the donor's face contour: the CODC ControlNet condition.",
+            inputs=[
+                Organs.Input("organs"), io.Image.Input("donor_image"), Landmarks.Input("donor_landmarks"),
+                io.Combo.Input("contour", options=list(codc.CONTOURS), default="canny",
+                               tooltip="canny: the donor photo's edges without its organs; oval: its face oval only."),
+                *_edge_inputs(),
+            ],
+            outputs=[io.Image.Output("condition"), io.Image.Output("preview")],
+        )
+
+    @classmethod
+    def execute(cls, organs, donor_image, donor_landmarks, contour, low_threshold, high_threshold,
+                blur_sigma) -> io.NodeOutput:
+        donors = to_arrays(donor_image, "donor_image")
+        _check_count(donor_landmarks, len(donors), "donor_landmarks", "donor_image")
+        pairs = codc.pair_batches(len(organs), len(donors), "donor image")
+        bar, contours, conditions, previews = ProgressBar(len(organs)), {}, [], []
+        for o, d in zip(organs, pairs):
+            if d not in contours:  # one donor serving many patients is edged once
+                contours[d] = codc.donor_contour(donors[d], donor_landmarks[d].xy, o.donor_boxes, contour,
+                                                 low_threshold, high_threshold, blur_sigma)
+            cond = codc.reposition(o, contours[d])
+            conditions.append(cond[..., None].repeat(3, axis=2))
+            previews.append(codc.condition_preview(donors[d], cond, o))
+            bar.update(1)
+        return io.NodeOutput(to_image(conditions), to_image(previews))
