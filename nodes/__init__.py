@@ -3,8 +3,6 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .controlnet_window import TimestepWindowControlNetLoader
-from .identity import ArcFaceDissimilarity, PrivacyGate
 from .landmarks import FaceLandmarks
 from .codc import ContourReposition, OrganCropResize
 
@@ -12,8 +10,7 @@ from .codc import ContourReposition, OrganCropResize
 class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [FaceLandmarks, OrganCropResize, ContourReposition, TimestepWindowControlNetLoader,
-                ArcFaceDissimilarity, PrivacyGate]
+        return [FaceLandmarks, OrganCropResize, ContourReposition]
 
 
 async def comfy_entrypoint() -> PalsySimExtension:
