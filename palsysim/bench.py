@@ -27,13 +27,15 @@ def sample_faces(size=512):
     return out
 
 
-def _median_s(fn, repeats):
-    times = []
+def _interleaved_s(fns, repeats):
+    """Median seconds of each fn, run in turns so that load from other processes hits all alike."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def preprocess(repeats=30, size=512, log=print):
@@ -51,8 +53,7 @@ def preprocess(repeats=30, size=512, log=print):
 
     for fn in (detect, condition):  # warm up: detector built, caches filled
         fn()
-    t_detect = _median_s(detect, repeats)
-    t_codc = _median_s(condition, repeats)
+    t_detect, t_codc = _interleaved_s((detect, condition), repeats)
     res = {"size": size, "repeats": repeats, "detect_ms": 1e3 * t_detect, "codc_ms": 1e3 * t_codc,
            "conditions_per_s": 1.0 / t_codc, "detections_per_s": 1.0 / t_detect, "ratio": t_codc / t_detect}
     log(f"{size}x{size}, patient + donor, median of {repeats}:")
