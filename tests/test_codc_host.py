@@ -1,0 +1,71 @@
+"""CODC through a real ComfyUI server: LoadImage x2 -> PalsyFaceLandmarks x2 -> PalsyOrganCropResize ->
+PalsyContourReposition -> SaveImage, a batch of two patients, and a mismatched batch refused clearly."""
+import numpy as np
+import pytest
+
+from palsysim import codc
+from palsysim.landmarks import face_landmarks
+from palsysim.synth import synth_palsy
+from real_faces import photos
+
+EDGE = {"low_threshold": 100.0, "high_threshold": 200.0, "blur_sigma": 0.0}
+
+
+@pytest.fixture(scope="module")
+def uploaded(host):
+    p = photos()
+    healthy = p["astronaut"]
+    patient, _ = synth_palsy(healthy, face_landmarks(healthy), "left", 0.6)
+    images = {"patient": patient, "healthy": healthy, "donor": p["grace_hopper"]}
+    return images, {k: host.upload_image(v) for k, v in images.items()}
+
+
+def codc_graph(names, donor_batch=False):
+    landmarks = {"max_faces": 1, "min_confidence": 0.5, "face_index": 0, "backend": "auto"}
+    donor = ["8", 0] if donor_batch else ["3", 0]
+    g = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": names["patient"]}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": names["healthy"]}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": names["donor"]}},
+        "4": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
+        "5": {"class_type": "PalsyFaceLandmarks", "inputs": {"image": ["4", 0], **landmarks}},
+        "6": {"class_type": "PalsyFaceLandmarks", "inputs": {"image": ["3", 0], **landmarks}},
+        "7": {"class_type": "PalsyOrganCropResize",
+              "inputs": {"image": ["4", 0], "landmarks": ["5", 0], "donor_landmarks": ["6", 0],
+                         "eye_margin": codc.EYE_MARGIN, "nose_margin": codc.NOSE_MARGIN,
+                         "mouth_margin": codc.MOUTH_MARGIN, **EDGE}},
+        "9": {"class_type": "PalsyContourReposition",
+              "inputs": {"organs": ["7", 0], "donor_image": donor, "donor_landmarks": ["6", 0],
+                         "contour": "canny", **EDGE}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "codc"}},
+        "11": {"class_type": "SaveImage", "inputs": {"images": ["9", 1], "filename_prefix": "codc_preview"}},
+    }
+    if donor_batch:
+        g["8"] = {"class_type": "ImageBatch", "inputs": {"image1": ["3", 0], "image2": ["3", 0]}}
+    return g
+
+
+def test_codc_graph_batch_of_two_patients(host, uploaded):
+    images, names = uploaded
+    result = host.run(codc_graph(names))
+    assert result.ok, result.error
+    conditions, previews = host.images(result, "10"), host.images(result, "11")
+    assert len(conditions) == 2 and len(previews) == 2
+    donor = images["donor"]
+    dxy = face_landmarks(donor).xy
+    for got, key in zip(conditions, ("patient", "healthy")):
+        assert got.shape == donor.shape
+        assert np.array_equal(got[..., 0], got[..., 1]) and set(np.unique(got)) <= {0, 255}
+        want = codc.codc_condition(images[key], face_landmarks(images[key]).xy, donor, dxy)[0] > 0
+        edge = got[..., 0] > 0
+        assert (edge ^ want).sum() / (edge | want).sum() < 0.02, "the node's condition is not the core's"
+    assert not np.array_equal(conditions[0], conditions[1]), "both patients gave the same condition"
+    assert all(p.shape == donor.shape for p in previews)
+
+
+def test_mismatched_donor_batch_is_refused(host, uploaded):
+    _, names = uploaded
+    result = host.run(codc_graph(names, donor_batch=True))
+    assert not result.ok
+    assert "donor_landmarks holds 1 face(s) but donor_image has 2 image(s)" in result.error
+    assert host.alive()
