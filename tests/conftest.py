@@ -18,9 +18,15 @@ def host(tmp_path_factory):
     """
     workdir = str(tmp_path_factory.mktemp("comfyui"))
     models = os.path.join(workdir, "models")
-    write_tiny_checkpoint(os.path.join(models, "checkpoints", TINY_CHECKPOINT))
-    write_tiny_controlnet(os.path.join(models, "controlnet", TINY_CONTROLNET))
-    server = start_host(workdir)
+    server = start_host(workdir, wait=False)
+    try:
+        # Built while the server starts; each file appears whole (written aside, then renamed).
+        write_tiny_checkpoint(os.path.join(models, "checkpoints", TINY_CHECKPOINT))
+        write_tiny_controlnet(os.path.join(models, "controlnet", TINY_CONTROLNET))
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
     yield server
     server.stop()
     # pytest keeps the last few runs' temp folders; the log and outputs are small, the models not.

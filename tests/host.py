@@ -42,7 +42,8 @@ class Result:
     """What became of one prompt.
 
     status: "success", "error" (a node raised while running) or "invalid" (refused at POST /prompt,
-    e.g. by a node's validate_inputs). error: the message a user would see, else None.
+    e.g. by a node's validate_inputs). error: the message a user would see, else None; error_node:
+    the id of the node that failed; error_type: the exception's class (dotted name), if one was raised.
     outputs: {node_id: {"images": [{"filename", "subfolder", "type"}], ...}} from /history.
     """
     status: str
@@ -154,6 +155,20 @@ class Host:
             os.utime(os.path.join(self.models_dir, folder), ns=(now, now))
 
     # --- life cycle ------------------------------------------------------------------------------
+    def wait_ready(self, timeout=180):
+        """Wait until the server answers HTTP; raises with the log's tail if it dies or hangs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting:\n{self.log()[-5000:]}")
+            try:
+                requests.get(self.url + "/system_stats", timeout=2).raise_for_status()
+                return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"ComfyUI did not answer within {timeout} s:\n{self.log()[-5000:]}")
+
     def alive(self):
         return self.proc.poll() is None
 
@@ -193,11 +208,13 @@ def write_model_paths_yaml(path, models_dir):
         fh.write("\n".join(lines) + "\n")
 
 
-def start_host(workdir, python=None, timeout=180, extra_args=()):
+def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True):
     """Start the host's main.py on a free loopback port with private folders under workdir.
 
-    Returns a ready Host (its /system_stats answers). The model folders under workdir/models exist
-    but are empty: write model files into them (tiny_models) before or after starting.
+    Returns a ready Host (its /system_stats answers); with wait=False at once, then call
+    host.wait_ready() (write model files meanwhile: the server takes about 10 s to start).
+    The model folders under workdir/models exist but are empty: write model files into them
+    (tiny_models) before or after starting.
     python: the interpreter that runs ComfyUI; default $COMFYUI_PYTHON, else this one.
     extra_args: more main.py arguments, e.g. ["--extra-model-paths-config", "more.yaml"] (a yaml
     with a `custom_nodes:` entry adds a folder of test-only nodes).
@@ -227,17 +244,9 @@ def start_host(workdir, python=None, timeout=180, extra_args=()):
     # ComfyUI puts its temp files (PreviewImage) in a "temp" folder inside --temp-directory.
     host = Host(proc, f"http://127.0.0.1:{port}", log_path, dirs["models"], dirs["input"],
                 dirs["output"], os.path.join(dirs["temp"], "temp"))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ComfyUI exited with {proc.returncode} while starting:\n{host.log()[-5000:]}")
-        try:
-            requests.get(host.url + "/system_stats", timeout=2).raise_for_status()
-            return host
-        except requests.RequestException:
-            time.sleep(0.2)
-    host.stop()
-    raise TimeoutError(f"ComfyUI did not answer within {timeout} s:\n{host.log()[-5000:]}")
+    if wait:
+        host.wait_ready(timeout)
+    return host
 
 
 def _invalid(body, prompt_id):

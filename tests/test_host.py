@@ -149,7 +149,10 @@ def test_tiny_sd15_controlnet_graph_of_core_nodes_makes_an_image(host):
     assert without_control.ok, without_control.error
     (plain,) = host.images(without_control, "10")
     assert np.abs(image.astype(int) - plain.astype(int)).mean() > 1.0, "the ControlNet changed nothing"
-    assert "control could not be applied" not in host.log()
+    log = host.log()
+    # Every weight of the tiny models loaded, and the control fitted the UNet.
+    for complaint in ("clip missing", "Missing VAE keys", "missing controlnet keys", "control could not be applied"):
+        assert complaint not in log, complaint
 
 
 def test_a_controlnet_added_while_the_server_runs_is_listed_and_used(host):

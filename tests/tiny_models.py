@@ -126,9 +126,7 @@ def tiny_checkpoint_state_dict(seed=0):
 def write_tiny_checkpoint(path, seed=0):
     """Write a tiny SD1.5 checkpoint (.safetensors) to path and return path (about 0.3 GB, 2-4 s)."""
     from safetensors.torch import save_file
-    _makedirs_for(path)
-    save_file(tiny_checkpoint_state_dict(seed), path)
-    return path
+    return _write_whole(path, lambda tmp: save_file(tiny_checkpoint_state_dict(seed), tmp))
 
 
 def tiny_controlnet_state_dict(seed=0):
@@ -147,14 +145,17 @@ def tiny_controlnet_state_dict(seed=0):
 def write_tiny_controlnet(path, seed=0):
     """Write a tiny ControlNet to path (.safetensors, or .ckpt/.pt/.pth as a torch pickle); returns path."""
     sd = tiny_controlnet_state_dict(seed)
-    _makedirs_for(path)
     if path.endswith(".safetensors"):
         from safetensors.torch import save_file
-        save_file(sd, path)
-    else:
-        torch.save({"state_dict": sd}, path)
-    return path
+        return _write_whole(path, lambda tmp: save_file(sd, tmp))
+    return _write_whole(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
 
 
-def _makedirs_for(path):
+def _write_whole(path, write):
+    """Write through a temporary name, then rename: a running server never lists a half file
+    (ComfyUI lists model folders by extension, and `.partial` is none of its extensions)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.partial"
+    write(tmp)
+    os.replace(tmp, path)
+    return path
