@@ -3,6 +3,7 @@ import json
 import os
 
 from .asymmetry import MEASURES, measure
+from .codc import face_crop, make_condition
 from .draw import landmarks_preview, sheet
 from .images import read_image, write_image
 from .landmarks import face_landmarks
@@ -45,12 +46,21 @@ def run_demo(out):
         preview = landmarks_preview(img, faces[name])
         write_image(os.path.join(out, f"{name}_landmarks.png"), preview)
         rows[name] = measure(faces[name].xy)
-        tiles.append(preview)
-        labels.append(f"{name}: smile angle diff {rows[name]['asymmetry']['smile_angle']['difference']:+.1f} deg")
+        tiles.append(face_crop(preview, faces[name].xy, 384)[0])
+        labels.append(f"{name} smile {rows[name]['asymmetry']['smile_angle']['difference']:+.1f}")
+    # The ControlNet conditions: the patient's own Canny map (PF), and the patient's organs on the
+    # astronaut's face contour (CODC), which keeps the palsy and drops the patient's outline.
+    patient_xy, donor_xy = faces["patient_left_palsy"].xy, faces["astronaut"].xy
+    for mode in ("pf", "codc"):
+        condition = make_condition(patient, patient_xy, mode, photos["astronaut"], donor_xy, size=512)
+        write_image(os.path.join(out, f"condition_{mode}.png"), condition)
+        tiles.append(condition)
+        labels.append(f"condition {mode.upper()}")
     with open(os.path.join(out, "measures.json"), "w") as f:
         json.dump(rows, f, indent=2)
     with open(os.path.join(out, "measures.md"), "w") as f:
         f.write(measures_table(rows))
-    write_image(os.path.join(out, "sheet.png"), sheet(tiles, labels, columns=len(tiles)))
+    write_image(os.path.join(out, "sheet.png"), sheet(tiles, labels, columns=len(tiles), tile_size=320))
     print(measures_table(rows))
-    print(f"demo: wrote landmark overlays, measures.json, measures.md and sheet.png to {os.path.abspath(out)}")
+    print(f"demo: wrote landmark overlays, PF and CODC conditions, measures.json, measures.md and sheet.png "
+          f"to {os.path.abspath(out)}")
