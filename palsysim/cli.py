@@ -100,6 +100,16 @@ def cmd_bench(args):
     bench.preprocess(repeats=args.repeats, size=args.size)
 
 
+def cmd_evaluate(args):
+    from .evaluate import evaluate
+    result = evaluate(args.generated, args.patients, args.arcface, args.out, lpips=args.lpips,
+                      lpips_weights=args.lpips_weights, threshold=args.threshold, item=args.item)
+    for r in result["rows"]:
+        print(f"{r['method']}: {r['images']} images, ArcFace {r['arcface_mean'] or 0:.4f}, "
+              f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}")
+    print("\n".join(result["files"]))
+
+
 def _detector_args(p):
     p.add_argument("--max-faces", type=int, default=1)
     p.add_argument("--min-confidence", type=float, default=0.5)
@@ -150,6 +160,17 @@ def parser():
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--size", type=int, default=512)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method folder")
+    p.add_argument("--generated", required=True, help="folder with <method>/<patient>/<images>")
+    p.add_argument("--patients", required=True, help="folder with <patient>/<photos>")
+    p.add_argument("--arcface", required=True, help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")
+    p.add_argument("--lpips", action="store_true", help="also LPIPS (needs AlexNet's weights on disk)")
+    p.add_argument("--lpips-weights", help="alexnet-owt-7be5be79.pth (default: torch's hub cache)")
+    p.add_argument("--threshold", type=float, default=0.28, help="ArcFace pass threshold (default 0.28)")
+    p.add_argument("--item", default="at_rest", help="Yanagihara item for fidelity weights (file stems naming one win)")
+    p.add_argument("--out", default="evaluation", help="folder for report.md, metrics.csv, report.png")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")

@@ -1,0 +1,118 @@
+"""`python -m palsysim evaluate` on a folder tree of real photographs."""
+import csv
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from palsysim import evaluate as ev
+from palsysim.images import InputError, write_image
+from palsysim.landmarks import face_landmarks
+from palsysim.synth import synth_palsy
+from real_faces import photos
+from tiny_arcface import write_tiny_arcface
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATIENT_NAMES = ("Jane_Roe_MRN4471", "John_Doe_MRN9923")  # stand-ins for real names: must not leak
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """patients/<two people>, generated/<three methods>/<patient>/..., as a real run would lay them out.
+
+    copy: the patient's own photo (a total privacy failure); other_person: someone else's photo;
+    palsied_other: someone else with a synthetic palsy, plus a photo with no face (skipped).
+    """
+    root = tmp_path_factory.mktemp("eval")
+    f = photos()
+    people = {PATIENT_NAMES[0]: f["astronaut"], PATIENT_NAMES[1]: f["grace_hopper"]}
+    stand_in = {PATIENT_NAMES[0]: f["grace_hopper"], PATIENT_NAMES[1]: f["astronaut"]}
+    for name, im in people.items():
+        palsy, _ = synth_palsy(im, face_landmarks(im), "left", 0.6)
+        write_image(str(root / "patients" / name / "at_rest.png"), palsy)
+        write_image(str(root / "generated" / "copy" / name / "at_rest.png"), palsy)
+        write_image(str(root / "generated" / "other_person" / name / "at_rest.png"), stand_in[name])
+        other = stand_in[name]
+        write_image(str(root / "generated" / "palsied_other" / f"{name}_1.png"),
+                    synth_palsy(other, face_landmarks(other), "left", 0.6)[0])
+    write_image(str(root / "generated" / "palsied_other" / PATIENT_NAMES[0] / "blank.png"),
+                np.full((256, 256, 3), 180, np.uint8))
+    model = write_tiny_arcface(str(root / "models" / "tiny_arcface.onnx"))
+    return root, model
+
+
+def test_evaluate_writes_report_csv_and_chart_one_row_per_method(tree):
+    root, model = tree
+    out = root / "out"
+    proc = subprocess.run([sys.executable, "-m", "palsysim", "evaluate", "--generated", str(root / "generated"),
+                           "--patients", str(root / "patients"), "--arcface", model, "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(out)) == ["metrics.csv", "report.md", "report.png"]
+
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == ["copy", "other_person", "palsied_other"]
+    assert set(rows["copy"]) == set(ev.COLUMNS)
+    copy, other, palsied = rows["copy"], rows["other_person"], rows["palsied_other"]
+    assert (int(copy["images"]), int(copy["patients"]), int(copy["skipped"])) == (2, 2, 0)
+    assert (int(palsied["images"]), int(palsied["skipped"])) == (2, 1)  # the blank image has no face
+    assert float(copy["arcface_mean"]) == pytest.approx(1.0, abs=1e-4)
+    assert float(copy["arcface_std"]) == pytest.approx(0.0, abs=1e-4)
+    assert float(other["arcface_mean"]) < 0.999
+    assert float(copy["fidelity_mean"]) == pytest.approx(1.0)  # same picture, same asymmetry
+    assert float(other["fidelity_mean"]) < 1.0
+    assert float(copy["pass_rate"]) == 0.0
+    assert copy["lpips_mean"] == ""  # not asked for
+    for r in rows.values():
+        assert 0.0 < float(r["serfiq_mean"]) <= 1.0
+
+    report = (out / "report.md").read_text()
+    assert "| copy | 2 |" in report and "patient 1" in report and "patient 2" in report
+    for secret in PATIENT_NAMES + ("MRN", str(root)):
+        assert secret not in report and secret not in (out / "metrics.csv").read_text()
+    png_bytes = (out / "report.png").read_bytes()
+    assert not any(s.encode() in png_bytes for s in PATIENT_NAMES + (str(root),))
+    chart = cv2.imread(str(out / "report.png"))
+    assert chart is not None and chart.shape[0] > 300 and chart.std() > 10  # a drawn chart, not blank
+
+
+def test_threshold_decides_the_pass_rate(tree):
+    root, model = tree
+    low = ev.evaluate(str(root / "generated"), str(root / "patients"), model, str(root / "o1"),
+                      threshold=1.01, serfiq_passes=4)
+    assert {r["method"]: r["pass_rate"] for r in low["rows"]} == {
+        "copy": 1.0, "other_person": 1.0, "palsied_other": 1.0}
+    none = ev.evaluate(str(root / "generated"), str(root / "patients"), model, str(root / "o2"),
+                       threshold=-1.0, serfiq_passes=4)
+    assert all(r["pass_rate"] == 0.0 for r in none["rows"])
+
+
+def test_lpips_columns_filled_when_weights_given_and_a_clear_error_when_missing(tree, tmp_path):
+    import torchvision
+    root, model = tree
+    with pytest.raises(InputError, match="alexnet-owt-7be5be79.pth"):
+        ev.evaluate(str(root / "generated"), str(root / "patients"), model, str(tmp_path / "x"), lpips=True,
+                    lpips_weights=str(tmp_path / "alexnet-owt-7be5be79.pth"))
+    assert not os.path.exists(tmp_path / "x")  # failed before writing anything
+    torch.manual_seed(0)
+    weights = str(tmp_path / "alexnet-owt-7be5be79.pth")
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    res = ev.evaluate(str(root / "generated"), str(root / "patients"), model, str(tmp_path / "y"), lpips=True,
+                      lpips_weights=weights, serfiq_passes=4)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert rows["copy"]["lpips_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["other_person"]["lpips_mean"] > 0.0
+
+
+def test_bad_folders_get_messages(tree, tmp_path):
+    root, model = tree
+    with pytest.raises(InputError, match="is not a folder"):
+        ev.evaluate(str(tmp_path / "none"), str(root / "patients"), model, str(tmp_path / "o"))
+    (tmp_path / "empty" / "method").mkdir(parents=True)
+    with pytest.raises(InputError, match="no images that match a patient"):
+        ev.evaluate(str(tmp_path / "empty"), str(root / "patients"), model, str(tmp_path / "o"))
