@@ -88,3 +88,10 @@ def test_bad_settings_are_refused(arcface, crops):
         serfiq.quality_aligned(crops[:1], arcface, passes=1)
     with pytest.raises(InputError, match="dropout must be between 0 and 1"):
         serfiq.quality_aligned(crops[:1], arcface, dropout=1.0)
+
+
+def test_fixed_batch_export_gives_the_same_scores(tmp_path, arcface, crops):
+    fixed = write_tiny_arcface(str(tmp_path / "fixed.onnx"), seed=3, dynamic_batch=False)
+    assert isinstance(serfiq.load_split(fixed).head_batch, int)
+    np.testing.assert_allclose(serfiq.quality_aligned(crops, fixed, passes=10),
+                               serfiq.quality_aligned(crops, arcface, passes=10), atol=1e-6)
