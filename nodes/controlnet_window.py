@@ -1,0 +1,152 @@
+"""PalsyTimestepWindowControlNetLoader: a ControlNet that runs only where it was trained (or everywhere).
+
+The window is put into ComfyUI's own step test: ControlNetApplyAdvanced copies the CONTROL_NET
+and gives the copy its (start_percent, end_percent); WindowControlNet narrows that pair to the
+window, so ControlNet.get_control skips the steps outside it exactly as it skips steps outside
+a user's range. In window_then_base a base ControlNet, holding the user's own range, takes the
+steps that the window test rejects.
+"""
+import comfy.controlnet
+import comfy.samplers
+import folder_paths
+import torch
+from comfy.model_sampling import ModelSamplingDiscrete
+from comfy_api.latest import io
+
+from ..palsysim.controlnet_file import load_controlnet_weights, resolve_window
+from ..palsysim.schedule import describe_window, window_percents
+from .common import InputError, model_file
+
+MODES = ["everywhere", "window_only", "window_then_base"]
+NO_BASE = "(none)"
+
+
+class WindowControlNet(comfy.controlnet.ControlNet):
+    """A ControlNet limited to the sampling-percent `window`; `base` (a ControlBase or None) runs outside it."""
+    window = (0.0, 1.0)
+    base = None
+    window_sigmas = None
+
+    @classmethod
+    def wrap(cls, net, window, base):
+        """A WindowControlNet sharing net's model (no weights are copied), as ControlNet.copy shares them."""
+        w = cls(None, global_average_pooling=net.global_average_pooling, load_device=net.load_device,
+                manual_cast_dtype=net.manual_cast_dtype)
+        w.control_model, w.control_model_wrapped = net.control_model, net.control_model_wrapped
+        net.copy_to(w)
+        w.window, w.base = window, base
+        return w
+
+    def copy(self):
+        return self.wrap(self, self.window, self.base)
+
+    def set_cond_hint(self, cond_hint, strength=1.0, timestep_percent_range=(0.0, 1.0), vae=None, extra_concat=[]):
+        if self.base is not None:
+            self.base = self.base.copy().set_cond_hint(cond_hint, strength, timestep_percent_range, vae, extra_concat)
+        start, end = timestep_percent_range
+        # An empty intersection (start > end) makes get_control skip every step, as it should.
+        narrowed = (max(start, self.window[0]), min(end, self.window[1]))
+        return super().set_cond_hint(cond_hint, strength, narrowed, vae, extra_concat)
+
+    def set_previous_controlnet(self, controlnet):
+        if self.base is not None:
+            self.base.set_previous_controlnet(controlnet)
+        return super().set_previous_controlnet(controlnet)
+
+    def pre_run(self, model, percent_to_timestep_function):
+        super().pre_run(model, percent_to_timestep_function)
+        if self.base is not None:
+            self.base.pre_run(model, percent_to_timestep_function)
+            self.window_sigmas = tuple(percent_to_timestep_function(p) for p in self.window)
+
+    def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
+        # The complement of get_control's own range test, on the window alone: the base's steps.
+        if self.base is not None and (t[0] > self.window_sigmas[0] or t[0] < self.window_sigmas[1]):
+            return self.base.get_control(x_noisy, t, cond, batched_number, transformer_options)
+        return super().get_control(x_noisy, t, cond, batched_number, transformer_options)
+
+    def cleanup(self):
+        if self.base is not None:
+            self.base.cleanup()
+        self.window_sigmas = None
+        super().cleanup()
+
+    def get_models(self):
+        out = super().get_models()
+        return out + [m for m in (self.base.get_models() if self.base is not None else []) if m not in out]
+
+
+def load_sd15_controlnet(name):
+    """models/controlnet/<name> -> comfy ControlNet, read weights-only; diffusers keys converted by ComfyUI."""
+    net = comfy.controlnet.load_controlnet_state_dict(load_controlnet_weights(model_file("controlnet", name)))
+    if not isinstance(net, comfy.controlnet.ControlNet):
+        raise InputError(f"{name}: ComfyUI did not recognise a ControlNet in it (got {type(net).__name__}); "
+                         f"choose an SD1.5 ControlNet file")
+    return net
+
+
+def step_sigmas(sampler_name, scheduler, steps):
+    """The sigmas a KSampler with this setting samples an SD1.5 model at (as KSampler.calculate_sigmas)."""
+    discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    sigmas = comfy.samplers.calculate_sigmas(ModelSamplingDiscrete(), scheduler, steps + 1 if discard else steps)
+    return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
+
+
+class TimestepWindowControlNetLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        names = folder_paths.get_filename_list("controlnet")
+        return io.Schema(
+            node_id="PalsyTimestepWindowControlNetLoader",
+            display_name="Load Timestep-Window ControlNet",
+            category="PalsySim",
+            description="Loads an SD1.5 ControlNet with the timestep window it was fine-tuned on (500..700 = "
+                        "sampling percent 0.29930..0.49950: about 4 of 20 steps) and applies it everywhere, only "
+                        "in the window, or in the window with a base ControlNet elsewhere. Connect it to Apply "
+                        "ControlNet (Advanced); its start/end percent still apply on top.",
+            inputs=[
+                io.Combo.Input("control_net_name", options=names, tooltip="From models/controlnet."),
+                io.Combo.Input("apply", options=MODES, default="everywhere",
+                               tooltip="everywhere: at every step (the paper). window_only: only on steps whose "
+                                       "timestep lies in the window. window_then_base: the window net in the "
+                                       "window, base_control_net_name on the other steps."),
+                io.Int.Input("t_lo", default=-1, min=-1, max=999, tooltip="First timestep of the window; -1 = from the file."),
+                io.Int.Input("t_hi", default=-1, min=-1, max=999, tooltip="Last timestep of the window; -1 = from the file."),
+                io.Combo.Input("base_control_net_name", options=[NO_BASE] + names, default=NO_BASE,
+                               tooltip="The ControlNet outside the window (window_then_base only)."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampler setting for the report only."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
+                               tooltip="Sampler setting for the report only."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
+                               tooltip="Sampler setting for the report only."),
+            ],
+            outputs=[io.ControlNet.Output("control_net"),
+                     io.String.Output("report", tooltip="The window, its percent pair and how many steps fall in it.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, apply, t_lo, t_hi):
+        # ComfyUI checks neither a V3 combo's value nor, once they are accepted here, these ints' min/max.
+        if apply not in MODES:
+            return f"apply={apply!r}: choose one of {', '.join(MODES)}"
+        if not (-1 <= t_lo <= 999 and -1 <= t_hi <= 999):
+            return "t_lo and t_hi are timesteps 0..999, or -1 to read them from the file"
+        if 0 <= t_hi < t_lo:
+            return f"t_lo={t_lo} is above t_hi={t_hi}: swap them (the paper's window is 500..700)"
+        return True
+
+    @classmethod
+    def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,
+                scheduler) -> io.NodeOutput:
+        if apply == "window_then_base" and base_control_net_name == NO_BASE:
+            raise InputError("apply=window_then_base needs base_control_net_name: pick the ControlNet for the "
+                             "steps outside the window (e.g. the original control_sd15_canny)")
+        t_lo, t_hi, meta = resolve_window(model_file("controlnet", control_net_name), t_lo, t_hi)
+        net = load_sd15_controlnet(control_net_name)
+        if apply != "everywhere":
+            base = load_sd15_controlnet(base_control_net_name) if apply == "window_then_base" else None
+            net = WindowControlNet.wrap(net, window_percents(t_lo, t_hi), base)
+        report = describe_window(t_lo, t_hi, step_sigmas(sampler_name, scheduler, steps),
+                                 f"{sampler_name}/{scheduler}, {steps} steps")
+        trained = f"; trained: {meta.get('mode', '?')}" if meta else ""
+        return io.NodeOutput(net, f"{control_net_name}: {report}; apply: {apply}{trained}")
