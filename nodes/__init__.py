@@ -7,13 +7,15 @@ from .controlnet_window import TimestepWindowControlNetLoader
 from .identity import ArcFaceDissimilarity, PrivacyGate
 from .landmarks import FaceLandmarks
 from .codc import ContourReposition, OrganCropResize
+from .save import SaveAnonymized
+from .grid import LabelledGrid
 
 
 class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [FaceLandmarks, OrganCropResize, ContourReposition, TimestepWindowControlNetLoader,
-                ArcFaceDissimilarity, PrivacyGate]
+                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, LabelledGrid]
 
 
 async def comfy_entrypoint() -> PalsySimExtension:
