@@ -95,6 +95,12 @@ def cmd_condition(args):
         raise InputError(f"{len(failed)} image(s) gave no condition:\n  " + "\n  ".join(failed))
 
 
+def cmd_run(args):
+    from .runner import main as run_main
+    if run_main(args):
+        sys.exit(1)  # some jobs failed; the manifest and stderr say which
+
+
 def cmd_bench(args):
     from . import bench
     bench.preprocess(repeats=args.repeats, size=args.size)
@@ -171,6 +177,11 @@ def parser():
     p.add_argument("--item", default="at_rest", help="Yanagihara item for fidelity weights (file stems naming one win)")
     p.add_argument("--out", default="evaluation", help="folder for report.md, metrics.csv, report.png")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="a workflow headless in batch: patients x expressions x identities x seeds")
+    from .runner import add_arguments as run_arguments
+    run_arguments(p)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")

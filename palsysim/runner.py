@@ -1,0 +1,556 @@
+"""`python -m palsysim run`: a shipped workflow, headless, in batch, against a ComfyUI server.
+
+    python -m palsysim run workflows/api/palsy_pf.json --patients PATIENTS --out OUT \
+        [--server http://127.0.0.1:8188 | --embedded] [--identities "a man" "a woman"] [--seeds 1 2]
+        [--expressions at_rest grin] [--donor PHOTO] [--set KSampler.steps=30] [--bypass NODE]
+
+PATIENTS holds one folder per patient, one photo per Yanagihara item in it, named after the item:
+PATIENTS/<patient>/<expression>.png|.jpg. Results go to OUT/<patient>/<expression>/<identity>_<seed>.png
+with OUT/manifest.json; a second run with the same OUT skips what is done.
+
+The runner fills in nodes by their titles (the API file's _meta.title; the UI shows the same):
+  patient            LoadImage: the job's photo          patient <expression>  LoadImage (grid)
+  donor              LoadImage: --donor                   identity / identity <k>  PrimitiveString
+  output             the job's image (a save node)        output <k>  batch of identity k, in the order
+  grid output        the grid sheet                                   of the workflow's patient <expression> nodes
+and every `seed`/`noise_seed` input gets the job's seed.
+
+Privacy: photos are re-encoded to PNG without metadata and uploaded under their content hash, so
+the server never sees a patient's file name, path or EXIF; the manifest names patients only by
+the folder names the output layout already uses.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import requests
+
+from .fidelity import ITEMS
+from .images import InputError
+from . import workflow as wf
+
+PHOTO_EXTS = (".png", ".jpg", ".jpeg")
+SEED_INPUTS = ("seed", "noise_seed")
+UPLOAD_FOLDER = "palsysim"
+MANIFEST = "manifest.json"
+
+
+class NodeError(InputError):
+    """The server refused the prompt (validation) or a node raised; the message names the node."""
+
+
+# --- talking to a ComfyUI server -----------------------------------------------------------------
+
+class Client:
+    def __init__(self, url):
+        self.url = url.rstrip("/")
+        self.client_id = uuid.uuid4().hex
+        self._ws = None
+        try:
+            self.object_info = self._get("/object_info", timeout=120).json()
+        except requests.RequestException as e:
+            raise InputError(f"no ComfyUI server answers at {self.url} ({e.__class__.__name__}); start one "
+                             f"or use --embedded") from None
+
+    def _get(self, path, timeout=60, **params):
+        r = requests.get(self.url + path, params=params, timeout=timeout)
+        r.raise_for_status()
+        return r
+
+    def upload(self, data):
+        """PNG bytes -> the name LoadImage takes; the name is the content hash (uploads dedupe)."""
+        name = hashlib.sha256(data).hexdigest()[:24] + ".png"
+        r = requests.post(self.url + "/upload/image", files={"image": (name, data, "image/png")},
+                          data={"overwrite": "true", "subfolder": UPLOAD_FOLDER, "type": "input"}, timeout=120)
+        r.raise_for_status()
+        info = r.json()
+        return f"{info['subfolder']}/{info['name']}" if info.get("subfolder") else info["name"]
+
+    def queue(self, graph):
+        prompt_id = uuid.uuid4().hex
+        r = requests.post(self.url + "/prompt", json={"prompt": graph, "client_id": self.client_id,
+                                                      "prompt_id": prompt_id}, timeout=120)
+        if r.status_code == 400:
+            raise NodeError(refusal_message(r.json(), graph))
+        r.raise_for_status()
+        return prompt_id
+
+    def wait(self, prompt_id, on_progress=None, poll_s=2.0):
+        """Block until the prompt has finished; returns its /history entry.
+
+        The websocket gives live progress; /history is the record of completion, polled too, so a
+        missed or dropped websocket message never hangs the run.
+        """
+        last_poll = 0.0
+        while True:
+            done = self._ws_step(prompt_id, on_progress)
+            if done or time.monotonic() - last_poll > poll_s:
+                last_poll = time.monotonic()
+                entry = self._get(f"/history/{prompt_id}").json().get(prompt_id)
+                if entry:
+                    return entry
+            if self._ws is None:
+                time.sleep(0.1)
+
+    def _ws_step(self, prompt_id, on_progress):
+        """Read websocket messages for up to ~0.5 s; True once ours says it has finished."""
+        import websocket
+        if self._ws is None:
+            try:
+                self._ws = websocket.create_connection(
+                    self.url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}", timeout=0.5)
+            except (OSError, websocket.WebSocketException):
+                return False
+        try:
+            msg = self._ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return False
+        except (OSError, websocket.WebSocketException):
+            self.close()
+            return False
+        if not isinstance(msg, str):
+            return False  # binary: live previews
+        msg = json.loads(msg)
+        data = msg.get("data") or {}
+        if data.get("prompt_id") != prompt_id:
+            return False
+        if on_progress and msg["type"] in ("progress", "executing"):
+            on_progress(msg["type"], data)
+        return msg["type"] in ("execution_success", "execution_error", "execution_interrupted") or (
+            msg["type"] == "executing" and data.get("node") is None)
+
+    def download(self, ref):
+        return self._get("/view", filename=ref["filename"], subfolder=ref.get("subfolder", ""),
+                         type=ref.get("type", "output"), timeout=120).content
+
+    def interrupt(self, prompt_id):
+        """Stop our prompt, running or queued (never someone else's)."""
+        try:
+            requests.post(self.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=10)
+            requests.post(self.url + "/queue", json={"delete": [prompt_id]}, timeout=10)
+        except requests.RequestException:
+            pass
+
+    def close(self):
+        if self._ws is not None:
+            try:
+                self._ws.close()
+            except Exception:
+                pass
+            self._ws = None
+
+
+def refusal_message(body, graph):
+    """POST /prompt's 400 body -> one message naming each node and what is wrong with it."""
+    err = body.get("error") or {}
+    lines = [err.get("message", "the server refused the workflow") if isinstance(err, dict) else str(err)]
+    for nid, ne in (body.get("node_errors") or {}).items():
+        who = wf.describe(graph, nid) if nid in graph else f"node {nid} ({ne.get('class_type', '?')})"
+        for e in ne.get("errors", []):
+            detail = f": {e['details']}" if e.get("details") else ""
+            lines.append(f"  {who}: {e.get('message', '')}{detail}")
+    if len(lines) == 1 and isinstance(err, dict) and err.get("details"):
+        lines.append(f"  {err['details']}")
+    return "\n".join(lines)
+
+
+def execution_error(entry, graph):
+    """A /history entry -> the message of the node that failed, or None if it succeeded."""
+    status = entry.get("status") or {}
+    for kind, data in status.get("messages", []):
+        if kind == "execution_error":
+            nid = str(data.get("node_id"))
+            who = wf.describe(graph, nid) if nid in graph else f"node {nid} ({data.get('node_type')})"
+            return f"{who}: {data.get('exception_message', '').strip()}"
+        if kind == "execution_interrupted":
+            return "interrupted on the server"
+    if status.get("status_str") not in (None, "success"):
+        return f"the server reports status {status.get('status_str')!r}"
+    return None
+
+
+# --- the embedded host ---------------------------------------------------------------------------
+
+def comfyui_dir():
+    """The ComfyUI to embed: $COMFYUI_DIR, else the one scripts/setup.sh recorded in .host/comfyui_dir."""
+    path = os.environ.get("COMFYUI_DIR")
+    marker = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".host", "comfyui_dir")
+    if not path and os.path.isfile(marker):
+        path = open(marker, encoding="utf-8").read().strip()
+    if not path or not os.path.isfile(os.path.join(path, "main.py")):
+        raise InputError(f"no ComfyUI found (looked at {path!r}): set COMFYUI_DIR or run `bash scripts/setup.sh`")
+    return path
+
+
+class EmbeddedHost:
+    """ComfyUI's main.py on a free loopback port, with private input/output folders that are deleted
+    afterwards (uploaded patient photos do not outlive the run). models_dir (or $MODELS_DIR) adds a
+    folder with checkpoints/, controlnet/, insightface/, mediapipe/ to the host's own models/."""
+
+    MODEL_FOLDERS = ("checkpoints", "controlnet", "insightface", "mediapipe")
+
+    def __init__(self, models_dir=None, timeout=300):
+        self.models_dir = models_dir or os.environ.get("MODELS_DIR")
+        self.timeout, self.proc, self.url, self.tmp = timeout, None, None, None
+
+    def __enter__(self):
+        host = comfyui_dir()
+        if not os.path.isdir(os.path.join(host, "custom_nodes", "palsysim")):
+            raise InputError(f"{host}/custom_nodes/palsysim is missing: run `bash scripts/setup.sh`")
+        self.tmp = tempfile.mkdtemp(prefix="palsysim_host_")
+        cmd = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(_free_port()),
+               "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
+        for d in ("input", "output", "temp", "user"):
+            os.makedirs(os.path.join(self.tmp, d))
+            cmd += [f"--{d}-directory", os.path.join(self.tmp, d)]
+        if self.models_dir:
+            yaml = os.path.join(self.tmp, "models.yaml")
+            with open(yaml, "w", encoding="utf-8") as f:
+                f.write(f"palsysim:\n    base_path: {json.dumps(os.path.abspath(self.models_dir))}\n"
+                        + "".join(f"    {m}: {m}/\n" for m in self.MODEL_FOLDERS))
+            cmd += ["--extra-model-paths-config", yaml]
+        import torch
+        if not torch.cuda.is_available():
+            cmd.append("--cpu")
+        self.url = f"http://{cmd[3]}:{cmd[5]}"
+        self.log = os.path.join(self.tmp, "server.log")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=host, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = open(self.log, encoding="utf-8", errors="replace").read()[-3000:]
+                self.__exit__()
+                raise RuntimeError(f"the embedded ComfyUI exited while starting:\n{tail}")
+            try:
+                requests.get(self.url + "/system_stats", timeout=2).raise_for_status()
+                return self
+            except requests.RequestException:
+                time.sleep(0.3)
+        self.__exit__()
+        raise RuntimeError(f"the embedded ComfyUI did not answer within {self.timeout} s")
+
+    def __exit__(self, *exc):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- what to run ---------------------------------------------------------------------------------
+
+def slug(text):
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
+
+
+def photo_png(path):
+    """A photo file -> PNG bytes with no metadata (EXIF, text, ICC): pixels only, upright."""
+    from PIL import Image, ImageOps
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path} is not a readable photo: {e}") from None
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def find_patients(root, expressions=None):
+    """{patient: {expression: photo path}} from root/<patient>/<expression>.<ext>."""
+    if not root or not os.path.isdir(root):
+        raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png)")
+    for e in expressions or ():
+        if e not in ITEMS:
+            raise InputError(f"unknown expression {e!r}: use the Yanagihara items {', '.join(ITEMS)}")
+    patients = {}
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder) or name.startswith("."):
+            continue
+        photos = {}
+        for f in sorted(os.listdir(folder)):
+            stem, ext = os.path.splitext(f)
+            if ext.lower() not in PHOTO_EXTS:
+                continue
+            if stem not in ITEMS:
+                raise InputError(f"{name}/{f}: name each photo after its Yanagihara item ({', '.join(ITEMS)})")
+            if stem in photos:
+                raise InputError(f"{name}: two photos for {stem}")
+            if expressions is None or stem in expressions:
+                photos[stem] = os.path.join(folder, f)
+        if photos:
+            patients[name] = photos
+    if not patients:
+        raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png)")
+    return patients
+
+
+def titled(graph, prefix):
+    """{suffix: node id} of nodes titled `prefix` (suffix "") or `prefix <suffix>`."""
+    out = {}
+    for nid in graph:
+        t = wf.title(graph, nid)
+        if t == prefix:
+            out[""] = nid
+        elif t.startswith(prefix + " "):
+            out[t[len(prefix) + 1:]] = nid
+    return out
+
+
+class Plan:
+    """The prompts a batch needs: one per job (patient x expression x identity x seed), or for a
+    grid workflow (LoadImage nodes titled `patient <expression>`) one per patient x seed."""
+
+    def __init__(self, graph, patients, identities=None, seeds=None):
+        self.graph = graph
+        self.slots = titled(graph, "patient")
+        self.grid = "" not in self.slots
+        if not self.slots or (self.grid and set(self.slots) - set(ITEMS)):
+            raise InputError("the workflow has no LoadImage titled 'patient' (or 'patient <expression>' with "
+                             f"expressions from {', '.join(ITEMS)}): title the node the runner should fill")
+        self.grid_items = [e for e in ITEMS if e in self.slots] if self.grid else []
+        self.idents = titled(graph, "identity")
+        own = [graph[self.idents[k]]["inputs"]["value"] for k in sorted(self.idents, key=lambda k: (len(k), k))]
+        if self.grid:
+            if identities and len(identities) != len(own):
+                raise InputError(f"this grid workflow has {len(own)} identity slots ({', '.join(own)}): give "
+                                 f"{len(own)} --identities or none")
+            self.identities = list(identities or own)
+        else:
+            self.identities = list(identities or own[:1] or ["person"])
+        seed_values = [v for n in graph.values() for k, v in n["inputs"].items() if k in SEED_INPUTS and not isinstance(v, list)]
+        self.seeds = list(seeds) if seeds else seed_values[:1] or [0]
+        self.outputs = titled(graph, "output")
+        self.grid_output = titled(graph, "grid output").get("")
+        if not self.outputs:
+            raise InputError("the workflow has no save node titled 'output'")
+        self.jobs = []
+        for patient, photos in patients.items():
+            for seed in self.seeds:
+                if self.grid:
+                    missing = [e for e in self.grid_items if e not in photos]
+                    if missing:
+                        raise InputError(f"patient {patient}: the grid needs a photo of every item; missing "
+                                         f"{', '.join(missing)}")
+                    self.jobs.append({"key": f"{patient}/grid/{seed}", "patient": patient, "seed": seed,
+                                      "photos": photos})
+                    continue
+                for expression, path in photos.items():
+                    for identity in self.identities:
+                        self.jobs.append({"key": f"{patient}/{expression}/{slug(identity)}_{seed}",
+                                          "patient": patient, "expression": expression, "identity": identity,
+                                          "seed": seed, "photos": {expression: path}})
+
+    def prompt(self, job, upload):
+        """The graph for one job; upload(path) -> the name the server knows the photo by."""
+        g = json.loads(json.dumps(self.graph))
+        for suffix, nid in self.slots.items():
+            g[nid]["inputs"]["image"] = upload(job["photos"][suffix or job["expression"]])
+        for k, nid in self.idents.items():
+            g[nid]["inputs"]["value"] = job["identity"] if not self.grid else self.identities[int(k) - 1]
+        for n in g.values():
+            for k in SEED_INPUTS:
+                if k in n["inputs"] and not isinstance(n["inputs"][k], list):
+                    n["inputs"][k] = job["seed"]
+        return g
+
+    def targets(self, job, outputs):
+        """[(relative path, image ref, record)] for a finished job's /history outputs."""
+        out, p, seed = [], job["patient"], job["seed"]
+        for suffix, nid in sorted(self.outputs.items()):
+            images = outputs.get(nid, {}).get("images", [])
+            if self.grid:
+                identity = self.identities[int(suffix) - 1]
+                if images and len(images) != len(self.grid_items):
+                    raise InputError(f"{wf.describe(self.graph, nid)} gave {len(images)} images for "
+                                     f"{len(self.grid_items)} expressions")
+                for e, ref in zip(self.grid_items, images):
+                    out.append((f"{p}/{e}/{slug(identity)}_{seed}.png", ref,
+                                {"patient": p, "expression": e, "identity": identity, "seed": seed}))
+            else:
+                e, identity = job["expression"], job["identity"]
+                for i, ref in enumerate(images):
+                    extra = f"_{i + 1}" if len(images) > 1 else ""
+                    out.append((f"{p}/{e}/{slug(identity)}_{seed}{extra}.png", ref,
+                                {"patient": p, "expression": e, "identity": identity, "seed": seed}))
+        if self.grid and self.grid_output:
+            for ref in outputs.get(self.grid_output, {}).get("images", [])[:1]:
+                out.append((f"{p}/grid_{seed}.png", ref, {"patient": p, "seed": seed, "grid": self.identities}))
+        return out
+
+
+# --- the batch -----------------------------------------------------------------------------------
+
+def _write_atomic(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".partial"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Manifest:
+    """OUT/manifest.json: what was asked and, per job, its status, images and reports. Rewritten
+    whole after every job, so a killed run leaves the last complete state."""
+
+    def __init__(self, out, settings):
+        self.path = os.path.join(out, MANIFEST)
+        self.data = {"settings": settings, "jobs": {}}
+        if os.path.isfile(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                self.data["jobs"] = json.load(f).get("jobs", {})
+
+    def done(self, key, out):
+        job = self.data["jobs"].get(key)
+        return bool(job) and job["status"] in ("done", "held_back") and all(
+            os.path.isfile(os.path.join(out, p)) for p in job["images"])
+
+    def record(self, key, **entry):
+        self.data["jobs"][key] = entry
+        _write_atomic(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
+
+
+def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
+              settings=None, progress=True):
+    """Run every job not already done in OUT; returns {"done", "skipped", "held_back", "failed": [messages]}."""
+    from tqdm import tqdm
+    plan = Plan(graph, patients, identities, seeds)
+    manifest = Manifest(out, {"workflow": name, "identities": plan.identities, "seeds": plan.seeds,
+                              **(settings or {})})
+    uploads = {}
+
+    def upload(path):
+        if path not in uploads:
+            uploads[path] = client.upload(photo_png(path))
+        return uploads[path]
+
+    donors = titled(graph, "donor")
+    if donors:
+        if not donor:
+            raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")
+        for nid in donors.values():
+            graph[nid]["inputs"]["image"] = upload(donor)
+
+    todo = [j for j in plan.jobs if not manifest.done(j["key"], out)]
+    summary = {"done": 0, "skipped": len(plan.jobs) - len(todo), "held_back": 0, "failed": []}
+    bar = tqdm(total=len(plan.jobs), initial=summary["skipped"], unit="prompt", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
+
+    def on_progress(kind, data):
+        if kind == "progress":
+            bar.set_postfix_str(f"step {data.get('value')}/{data.get('max')}")
+        elif data.get("node") in graph:
+            bar.set_postfix_str(wf.title(graph, data["node"]))
+
+    try:
+        for job in todo:
+            bar.set_description(job["key"])
+            prompt = plan.prompt(job, upload)
+            prompt_id = client.queue(prompt)
+            try:
+                entry = client.wait(prompt_id, on_progress)
+            except KeyboardInterrupt:
+                client.interrupt(prompt_id)
+                raise
+            error = execution_error(entry, prompt)
+            fields = {k: job[k] for k in ("patient", "expression", "identity", "seed") if k in job}
+            if error:
+                summary["failed"].append(f"{job['key']}: {error}")
+                manifest.record(job["key"], status="failed", error=error, images=[], **fields)
+                bar.update(1)
+                continue
+            outputs = entry.get("outputs", {})
+            files = []
+            for rel, ref, _ in plan.targets(job, outputs):
+                _write_atomic(os.path.join(out, rel), client.download(ref))
+                files.append(rel)
+            reports = {wf.title(prompt, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
+                       if o.get("text") and nid in prompt}
+            status = "done" if files else "held_back"
+            summary["done" if files else "held_back"] += 1
+            manifest.record(job["key"], status=status, images=files, reports=reports, **fields)
+            bar.update(1)
+    finally:
+        bar.close()
+        client.close()
+    return summary
+
+
+def prepare_graph(path, client, overrides=(), bypasses=()):
+    """Load a workflow file (API or UI format) and apply --bypass and --set."""
+    data = wf.load_json(path)
+    graph = wf.to_api(data, client.object_info) if wf.is_ui_format(data) else data
+    if not isinstance(graph, dict) or not all(isinstance(n, dict) and "class_type" in n for n in graph.values()):
+        raise InputError(f"{path} is neither an API-format nor a UI-format ComfyUI workflow")
+    for ref in bypasses:
+        wf.bypass(graph, ref, client.object_info)
+    for text in overrides:
+        wf.set_input(graph, *wf.parse_override(text))
+    return graph
+
+
+def add_arguments(p):
+    p.add_argument("workflow", help="a workflow JSON (API format from workflows/api/, or a UI-format file)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--server", default=None, help="ComfyUI URL (default http://127.0.0.1:8188)")
+    where.add_argument("--embedded", action="store_true", help="start the embedded ComfyUI for this run")
+    p.add_argument("--models-dir", help="--embedded: extra models folder (default $MODELS_DIR)")
+    p.add_argument("--patients", required=True, help="PATIENTS/<patient>/<expression>.png|jpg")
+    p.add_argument("--expressions", nargs="+", help=f"only these items (default: every photo found): {' '.join(ITEMS)}")
+    p.add_argument("--identities", nargs="+", help='prompt identities, e.g. "a man" "a woman" (default: the workflow\'s)')
+    p.add_argument("--seeds", nargs="+", type=int, help="default: the workflow's seed")
+    p.add_argument("--donor", help="the donor photo for CODC workflows")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                   help="change an input; NODE is a node id, title or type (all nodes of that type)")
+    p.add_argument("--bypass", action="append", default=[], metavar="NODE",
+                   help="bypass a node as ComfyUI's bypass mode does (e.g. 'privacy gate' without an ArcFace model)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args):
+    patients = find_patients(args.patients, args.expressions)
+    if args.donor and not os.path.isfile(args.donor):
+        raise InputError(f"--donor {args.donor}: no such file")
+    host = EmbeddedHost(args.models_dir) if args.embedded else None
+    url = args.server or "http://127.0.0.1:8188"
+    if host:
+        url = host.__enter__().url
+    try:
+        client = Client(url)
+        graph = prepare_graph(args.workflow, client, args.overrides, args.bypass)
+        # Settings as given, minus anything that would locate patient files (the --patients path).
+        settings = {"overrides": args.overrides, "bypassed": args.bypass}
+        summary = run_batch(client, graph, patients, args.out, args.identities, args.seeds, args.donor,
+                            os.path.basename(args.workflow), settings, progress=not args.quiet)
+    finally:
+        if host:
+            host.__exit__()
+    print(f"{summary['done']} job(s) done, {summary['skipped']} already done, {summary['held_back']} held back "
+          f"by the privacy gate, {len(summary['failed'])} failed; results in {args.out}")
+    if summary["failed"]:
+        print("failed:\n  " + "\n  ".join(summary["failed"]), file=sys.stderr)
+        return 1
+    return 0

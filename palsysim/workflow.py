@@ -1,0 +1,192 @@
+"""ComfyUI workflow JSON: UI format -> API format, and the edits a headless run makes to a graph.
+
+UI format (what the browser saves): {"nodes": [{id, type, inputs: [{name, link, widget?}],
+widgets_values: [...], title?, mode}], "links": [[id, from_node, from_slot, to_node, to_slot, type]],
+"version": 0.4}. widgets_values lists a node's widget values in the order of its widget inputs in
+/object_info's input_order, plus values of widgets the frontend adds itself (the "control after
+generate" choice after a seed, the "upload" button after an image combo).
+
+API format (what POST /prompt takes): {"<id>": {"class_type", "inputs": {name: value or
+[from_id, from_slot]}, "_meta": {"title"}}}.
+"""
+import json
+
+from .images import InputError
+
+UI_ONLY = {"Note", "MarkdownNote"}  # frontend-only nodes: dropped
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def is_ui_format(workflow):
+    return isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) and "links" in workflow
+
+
+def _is_widget(spec):
+    kind, opts = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
+    return (isinstance(kind, list) or kind in WIDGET_TYPES) and not opts.get("forceInput")
+
+
+def _frontend_extras(spec):
+    """How many values the frontend stores after this widget's own (widgets it adds beside it)."""
+    opts = (spec[1] if len(spec) > 1 else {}) or {}
+    return int(bool(opts.get("control_after_generate"))) + int(bool(opts.get("image_upload")))
+
+
+def to_api(workflow, object_info):
+    """UI-format workflow -> API-format prompt, using /object_info for the widgets' input names.
+
+    Deterministic: nodes sorted by id, inputs in the node's input_order.
+    """
+    if not is_ui_format(workflow):
+        raise InputError("not a UI-format ComfyUI workflow (no 'nodes' and 'links')")
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    links = {l[0]: l for l in workflow["links"]}
+
+    def source(link_id):
+        """The real node and slot behind a link (following Reroute nodes)."""
+        _, src, slot = links[link_id][:3]
+        while nodes[src]["type"] == "Reroute":
+            upstream = nodes[src]["inputs"][0].get("link")
+            if upstream is None:
+                raise InputError(f"Reroute node {src} has no input connected")
+            _, src, slot = links[upstream][:3]
+        return [str(src), slot]
+
+    api = {}
+    for nid in sorted(nodes, key=lambda i: int(i)):
+        node = nodes[nid]
+        kind = node["type"]
+        if kind in UI_ONLY or kind == "Reroute":
+            continue
+        if node.get("mode", 0) in (2, 4):
+            raise InputError(f"node {nid} ({kind}) is muted or bypassed; un-mute or delete it first")
+        info = object_info.get(kind)
+        if info is None:
+            raise InputError(f"node {nid}: node type {kind!r} is not installed on the server")
+        linked = {i["name"]: i["link"] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = node.get("widgets_values") or []
+        by_name = values if isinstance(values, dict) else None
+        pos, inputs = 0, {}
+        for section in ("required", "optional"):
+            specs = info["input"].get(section, {})
+            for name in info.get("input_order", {}).get(section, list(specs)):
+                spec = specs[name]
+                if _is_widget(spec) and by_name is None:
+                    if pos >= len(values):
+                        raise InputError(f"node {nid} ({kind}): widgets_values has no value for {name!r}; "
+                                         f"the workflow was saved with another version of this node")
+                    value, pos = values[pos], pos + 1 + _frontend_extras(spec)
+                    inputs[name] = value
+                elif _is_widget(spec) and name in by_name:
+                    inputs[name] = by_name[name]
+                if name in linked:  # a link wins over the widget value it replaced
+                    inputs[name] = source(linked[name])
+        api[str(nid)] = {"class_type": kind, "inputs": inputs,
+                         "_meta": {"title": node.get("title") or info.get("display_name") or kind}}
+    return api
+
+
+def dumps(api):
+    """The API JSON text as checked in: stable, diff-friendly."""
+    return json.dumps(api, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- finding and editing nodes of an API-format graph ---------------------------------------------
+
+def title(graph, nid):
+    return graph[nid].get("_meta", {}).get("title", "")
+
+
+def find(graph, ref):
+    """Node ids that `ref` names: a node id, else every node with that title, else of that class_type."""
+    if ref in graph:
+        return [ref]
+    for key in (lambda n: title(graph, n), lambda n: graph[n]["class_type"]):
+        hits = [n for n in graph if key(n) == ref]
+        if hits:
+            return hits
+    return []
+
+
+def describe(graph, nid):
+    t = title(graph, nid)
+    kind = graph[nid]["class_type"]
+    return f"node {nid} ({kind}{', ' + repr(t) if t and t != kind else ''})"
+
+
+def _coerce(current, text, where):
+    """A --set value as the type the input already holds."""
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise InputError(f"{where} takes true or false, not {text!r}")
+    for kind in (int, float):
+        if isinstance(current, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise InputError(f"{where} takes a number ({kind.__name__}), not {text!r}") from None
+    return text
+
+
+def parse_override(text):
+    """'node.input=value' -> (node, input, value); node is an id, a title or a class_type."""
+    target, sep, value = text.partition("=")
+    node, dot, name = target.rpartition(".")
+    if not sep or not dot or not node or not name:
+        raise InputError(f"--set {text!r}: expected NODE.INPUT=VALUE, e.g. KSampler.steps=30 "
+                         f"(NODE: a node id, title or type)")
+    return node, name, value
+
+
+def set_input(graph, node, name, value):
+    """Set input `name` on every node `node` names; value (a string) takes the input's type."""
+    ids = find(graph, node)
+    if not ids:
+        raise InputError(f"--set {node}.{name}: no node has id, title or type {node!r}")
+    for nid in ids:
+        inputs = graph[nid]["inputs"]
+        where = f"{describe(graph, nid)} input {name!r}"
+        if name not in inputs:
+            raise InputError(f"{describe(graph, nid)} has no input {name!r}; it has: {', '.join(inputs)}")
+        if isinstance(inputs[name], list):
+            raise InputError(f"{where} is connected to node {inputs[name][0]}; it has no value to set")
+        inputs[name] = _coerce(inputs[name], value, where) if isinstance(value, str) else value
+    return ids
+
+
+def load_json(path):
+    """A workflow file -> dict, with a message naming the file when it is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"no such workflow file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not a JSON workflow: {e}") from None
+
+
+def bypass(graph, ref, object_info):
+    """ComfyUI's "bypass" on an API graph: drop the nodes `ref` names; each consumer of one of their
+    outputs gets the dropped node's input of the same type instead (as the UI's bypass mode does).
+    An output node nothing consumes (e.g. a report) is simply dropped. Returns the dropped ids."""
+    ids = find(graph, ref)
+    if not ids:
+        raise InputError(f"--bypass {ref}: no node has id, title or type {ref!r}")
+    for nid in ids:
+        node = graph.pop(nid)
+        info = object_info.get(node["class_type"], {})
+        specs = {k: v for sec in ("required", "optional") for k, v in info.get("input", {}).get(sec, {}).items()}
+        for other in graph.values():
+            for name, value in other["inputs"].items():
+                if not (isinstance(value, list) and value[0] == nid):
+                    continue
+                kind = info["output"][value[1]]
+                same = [v for k, v in node["inputs"].items() if isinstance(v, list) and specs.get(k, [None])[0] == kind]
+                if not same:
+                    raise InputError(f"cannot bypass node {nid} ({node['class_type']}): its {kind} output feeds "
+                                     f"{other['class_type']}.{name} and it has no {kind} input to pass on")
+                other["inputs"][name] = list(same[0])
+    return ids
