@@ -323,14 +323,13 @@ def test_forward_calls_per_mode_and_images(probe_host):
     assert np.abs(window_img.astype(int) - everywhere_img.astype(int)).mean() > 1.0
 
 
-def test_apply_advanced_percents_still_narrow_every_mode(probe_host):
+def test_apply_advanced_percents_still_narrow_both_nets(probe_host):
     start, end = 0.4, 0.9  # cuts the window (0.2993..0.4995) and the base's steps on both sides
     steps = _step_timesteps(start, end)
-    calls, _, _ = _sample(probe_host, apply="window_only", start=start, end=end)
-    assert calls == [(0, t) for t, inside, user in steps if inside and user] and calls
     calls, _, _ = _sample(probe_host, apply="window_then_base", base=BASE_NET, start=start, end=end)
     assert calls == [(0 if inside else 1, t) for t, inside, user in steps if user]
-    assert {s for s, _ in calls} == {0, 1} and len(calls) < STEPS
+    window_calls, base_calls = sum(net == 0 for net, _ in calls), sum(net == 1 for net, _ in calls)
+    assert 0 < window_calls < 4 and 0 < base_calls < 16  # both cut, from 4 and 16 over the full range
 
 
 def test_overrides_set_the_window_of_a_plain_controlnet(probe_host):
