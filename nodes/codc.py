@@ -4,7 +4,7 @@ from comfy.utils import ProgressBar
 from ..palsysim import codc
 from ..palsysim.edges import HIGH, LOW
 from ..palsysim.images import InputError
-from .common import Landmarks, to_arrays, to_image
+from .common import Landmarks, output, to_arrays, to_image
 
 Organs = io.Custom("PALSY_ORGANS")
 
@@ -40,7 +40,7 @@ class OrganCropResize(io.ComfyNode):
                 io.Float.Input("mouth_margin", default=codc.MOUTH_MARGIN, min=0.0, max=1.0, step=0.01),
                 *_edge_inputs(),
             ],
-            outputs=[Organs.Output("organs"), io.Image.Output("preview")],
+            outputs=[output(Organs, "organs"), output(io.Image, "preview")],
         )
 
     @classmethod
@@ -73,7 +73,7 @@ class ContourReposition(io.ComfyNode):
                                tooltip="canny: the donor photo's edges without its organs; oval: its face oval only."),
                 *_edge_inputs(),
             ],
-            outputs=[io.Image.Output("condition"), io.Image.Output("preview")],
+            outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
         )
 
     @classmethod

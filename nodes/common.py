@@ -11,6 +11,11 @@ from ..palsysim.images import InputError
 
 Landmarks = io.Custom("PALSY_LANDMARKS")
 
+
+def output(kind, name, **kw):
+    """An output socket named `name` in the UI too: V3 lists an output under its display_name, else its type."""
+    return kind.Output(name, display_name=name, **kw)
+
 # Model folders the pack adds beside ComfyUI's own (models/controlnet exists already).
 for _name, _exts in (("mediapipe", {".task"}), ("insightface", {".onnx"})):
     if _name not in folder_paths.folder_names_and_paths:

@@ -15,7 +15,7 @@ from comfy_api.latest import io
 
 from ..palsysim.controlnet_file import load_controlnet_weights, resolve_window
 from ..palsysim.schedule import describe_window, window_percents
-from .common import InputError, model_file
+from .common import InputError, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
 NO_BASE = "(none)"
@@ -120,8 +120,8 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
                                tooltip="Sampler setting for the report only."),
             ],
-            outputs=[io.ControlNet.Output("control_net"),
-                     io.String.Output("report", tooltip="The window, its percent pair and how many steps fall in it.")],
+            outputs=[output(io.ControlNet, "control_net"),
+                     output(io.String, "report", tooltip="The window, its percent pair and how many steps fall in it.")],
         )
 
     @classmethod

@@ -5,7 +5,7 @@ from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..palsysim import identity
-from .common import model_file, to_arrays
+from .common import model_file, output, to_arrays
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
                  f"ArcFace's same-person score at a 0.1% false-accept rate on LFW.")
@@ -19,11 +19,6 @@ def _inputs():
                        tooltip="An ArcFace ONNX in models/insightface/, e.g. buffalo_l/w600k_r50.onnx."),
         io.Float.Input("threshold", default=identity.THRESHOLD, min=-1.0, max=1.0, step=0.01, tooltip=THRESHOLD_TIP),
     ]
-
-
-def _out(kind, name):
-    # V3 lists an output under its display_name, else only under its type: name it for the UI.
-    return kind.Output(name, display_name=name)
 
 
 def _check(image, reference, model_name, threshold):
@@ -54,8 +49,8 @@ class ArcFaceDissimilarity(io.ComfyNode):
                         "passed: every image is below the threshold; report: the per-image table.",
             inputs=_inputs(),
             is_output_node=True,  # it shows its report, so it runs even with nothing connected
-            outputs=[_out(io.Float, "similarity"), _out(io.Float, "dissimilarity"),
-                     _out(io.Boolean, "passed"), _out(io.String, "report")],
+            outputs=[output(io.Float, "similarity"), output(io.Float, "dissimilarity"),
+                     output(io.Boolean, "passed"), output(io.String, "report")],
         )
 
     @classmethod
@@ -81,7 +76,7 @@ class PrivacyGate(io.ComfyNode):
                         "`images` (e.g. Save Image) do not run.",
             inputs=_inputs(),
             is_output_node=True,
-            outputs=[_out(io.Image, "images"), _out(io.Int, "held_back"), _out(io.String, "report")],
+            outputs=[output(io.Image, "images"), output(io.Int, "held_back"), output(io.String, "report")],
         )
 
     @classmethod

@@ -5,7 +5,7 @@ import folder_paths
 
 from ..palsysim import draw
 from ..palsysim.landmarks import TASK_FILE, face_landmarks
-from .common import Landmarks, to_arrays, to_image
+from .common import Landmarks, output, to_arrays, to_image
 
 
 class FaceLandmarks(io.ComfyNode):
@@ -24,7 +24,7 @@ class FaceLandmarks(io.ComfyNode):
                 io.Combo.Input("backend", options=["auto", "legacy", "tasks"], default="auto",
                                tooltip=f"tasks needs models/mediapipe/{TASK_FILE}; auto uses legacy where installed."),
             ],
-            outputs=[Landmarks.Output("landmarks"), io.Image.Output("preview")],
+            outputs=[output(Landmarks, "landmarks"), output(io.Image, "preview")],
         )
 
     @classmethod
