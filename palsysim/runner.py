@@ -307,11 +307,13 @@ def find_patients(root, expressions=None):
     return patients
 
 
-def titled(graph, prefix):
-    """{suffix: node id} of nodes titled `prefix` (suffix "") or `prefix <suffix>`."""
+def titled(graph, prefix, kind=None):
+    """{suffix: node id} of nodes (of class_type kind) titled `prefix` (suffix "") or `prefix <suffix>`."""
     out = {}
     for nid in graph:
         t = wf.title(graph, nid)
+        if kind and graph[nid]["class_type"] != kind:
+            continue
         if t == prefix:
             out[""] = nid
         elif t.startswith(prefix + " "):
@@ -325,13 +327,13 @@ class Plan:
 
     def __init__(self, graph, patients, identities=None, seeds=None):
         self.graph = graph
-        self.slots = titled(graph, "patient")
+        self.slots = titled(graph, "patient", "LoadImage")
         self.grid = "" not in self.slots
         if not self.slots or (self.grid and set(self.slots) - set(ITEMS)):
             raise InputError("the workflow has no LoadImage titled 'patient' (or 'patient <expression>' with "
                              f"expressions from {', '.join(ITEMS)}): title the node the runner should fill")
         self.grid_items = [e for e in ITEMS if e in self.slots] if self.grid else []
-        self.idents = titled(graph, "identity")
+        self.idents = titled(graph, "identity", "PrimitiveString")
         own = [graph[self.idents[k]]["inputs"]["value"] for k in sorted(self.idents, key=lambda k: (len(k), k))]
         if self.grid:
             if identities and len(identities) != len(own):
@@ -446,7 +448,7 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
             uploads[path] = client.upload(photo_png(path))
         return uploads[path]
 
-    donors = titled(graph, "donor")
+    donors = titled(graph, "donor", "LoadImage")
     if donors:
         if not donor:
             raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")

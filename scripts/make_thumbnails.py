@@ -1,0 +1,48 @@
+"""Thumbnails for the template browser: workflows/NAME.jpg beside workflows/NAME.json.
+
+ComfyUI's frontend shows a custom node's template with /api/workflow_templates/<pack>/<NAME>.jpg.
+Each thumbnail shows the workflow's inputs and its condition image, made by the core from the
+sample photos (no generated faces: the repo ships no model weights).
+
+    python scripts/make_thumbnails.py
+"""
+import os
+import sys
+
+import cv2
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from palsysim.codc import face_crop, make_condition  # noqa: E402
+from palsysim.demo import sample_photos  # noqa: E402
+from palsysim.draw import sheet  # noqa: E402
+from palsysim.images import read_image  # noqa: E402
+from palsysim.landmarks import face_landmarks  # noqa: E402
+from palsysim.synth import synth_palsy  # noqa: E402
+
+
+def main():
+    photos = {k: read_image(p) for k, p in sample_photos().items()}
+    donor = photos["astronaut"]
+    d_xy = face_landmarks(donor).xy
+    patient, _ = synth_palsy(photos["grace_hopper"], face_landmarks(photos["grace_hopper"]), "left", 0.8)
+    xy = face_landmarks(patient).xy
+    crop = face_crop(patient, xy, 256)[0]
+    pf = make_condition(patient, xy, "pf", size=256)
+    codc = make_condition(patient, xy, "codc", donor, d_xy, size=256)
+    sheets = {
+        "palsy_pf": ([crop, pf], ["patient", "PF condition"]),
+        "palsy_zero_shot": ([crop, pf], ["patient", "stock canny"]),
+        "palsy_codc": ([crop, face_crop(donor, d_xy, 256)[0], codc], ["patient", "donor", "CODC condition"]),
+        "palsy_yanagihara_grid": ([crop, pf] * 2, ["a man | at_rest", "condition", "a woman | at_rest", "condition"]),
+    }
+    for name, (tiles, labels) in sheets.items():
+        img = sheet(tiles, labels, tile_size=256, columns=2 if len(tiles) == 4 else len(tiles))
+        path = os.path.join(REPO, "workflows", name + ".jpg")
+        cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Shared by test_workflows.py and test_runner.py: patient folders and the runner's real CLI."""
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from host import TINY_CHECKPOINT, TINY_CONTROLNET
+from real_faces import photo_paths
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKFLOWS = os.path.join(REPO, "workflows")
+# The shipped model names mapped to the tiny models, and a tiny, fast sampling (64x64, 1 step).
+TINY = ["--set", f"checkpoint.ckpt_name={TINY_CHECKPOINT}", "--set", f"controlnet.control_net_name={TINY_CONTROLNET}",
+        "--set", "EmptyLatentImage.width=64", "--set", "EmptyLatentImage.height=64", "--set", "KSampler.steps=1"]
+# Tiny models sample noise, not faces: the ArcFace checks (which need a face) are bypassed.
+NO_ARCFACE = ["--bypass", "privacy gate"]  # the single-image workflows' gate
+GRID_NO_ARCFACE = ["--bypass", "PalsyArcFaceDissimilarity"]  # the grid's per-identity reports
+# A distinctive patient folder name: tests look for it where it must not be.
+PATIENT = "zq_patient_7731"
+
+
+def make_patients(root, expressions, photo="astronaut", size=256, patient=PATIENT, ext=".png", exif=None):
+    """root/<patient>/<expression><ext>: one real face photo (scaled to size) per expression."""
+    folder = os.path.join(root, patient)
+    os.makedirs(folder, exist_ok=True)
+    im = Image.open(photo_paths()[photo]).convert("RGB").resize((size, size))
+    for e in expressions:
+        kw = {"exif": exif} if exif is not None else {}
+        im.save(os.path.join(folder, e + ext), **kw)
+    return root
+
+
+def api(name):
+    return os.path.join(WORKFLOWS, "api", name + ".json")
+
+
+def runner_cmd(workflow, server, patients, out, *extra):
+    return [sys.executable, "-m", "palsysim", "run", workflow, "--server", server, "--patients", str(patients),
+            "--out", str(out), "--quiet", *TINY, *extra]
+
+
+def run_runner(*args, timeout=600, **kw):
+    """The real CLI in a subprocess -> CompletedProcess (text)."""
+    return subprocess.run(runner_cmd(*args, **kw), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def pngs(folder):
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs if f.endswith(".png"))
+
+
+def png_chunks(path):
+    """[(type, data)] of a PNG file, read raw (not through PIL's interpretation)."""
+    import struct
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    out, pos = [], 8
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        out.append((kind.decode("ascii"), data[pos + 8:pos + 8 + n]))
+        pos += 12 + n
+    return out

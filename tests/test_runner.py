@@ -1,0 +1,159 @@
+"""The headless runner (python -m palsysim run) against the real host: resume after a kill, node
+errors by id and message, two runners on one server, privacy of what it writes and uploads; and
+its graph edits (--set, --bypass) without a server."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from palsysim import workflow as wf
+from palsysim.images import InputError
+from runner_helpers import NO_ARCFACE, PATIENT, REPO, api, make_patients, pngs, run_runner, runner_cmd
+
+
+def history_seeds(host):
+    """Seed of every prompt the server has run (the KSampler's), as a list with repeats."""
+    seeds = []
+    for entry in host.get("/history").values():
+        graph = entry["prompt"][2]
+        seeds += [n["inputs"]["seed"] for n in graph.values() if n["class_type"] == "KSampler"]
+    return seeds
+
+
+def test_a_killed_batch_resumes_without_requeuing_done_images(host, tmp_path):
+    patients = make_patients(tmp_path / "p", ["at_rest"])
+    out = tmp_path / "out"
+    seeds = ["7101", "7102", "7103", "7104"]  # unique to this test, so /history tells its prompts apart
+    cmd = runner_cmd(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", *seeds)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    manifest = out / "manifest.json"
+    deadline = time.monotonic() + 300
+    done = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists():
+            jobs = json.loads(manifest.read_text())["jobs"]
+            done = [k for k, j in jobs.items() if j["status"] == "done"]
+            if done:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: the worst case
+    proc.wait()
+    assert 1 <= len(done) < 4, f"interrupt came too late or never: {done}\n{proc.stderr.read().decode()[-2000:]}"
+    before = history_seeds(host)
+
+    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", *seeds)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{len(done)} already done" in r.stdout
+    assert sorted(os.path.basename(p) for p in pngs(out)) == [f"a_man_{s}.png" for s in seeds]
+    after = history_seeds(host)
+    for key in done:
+        seed = int(key.rsplit("_", 1)[1])
+        assert after.count(seed) == before.count(seed) == 1, f"{key} was queued again"
+    jobs = json.loads(manifest.read_text())["jobs"]
+    assert all(j["status"] == "done" for j in jobs.values()) and len(jobs) == 4
+
+
+def test_a_failing_node_is_reported_with_its_id_and_message(host, tmp_path):
+    from real_faces import photo_paths
+    import skimage
+    patients = tmp_path / "p"
+    os.makedirs(patients / PATIENT)
+    coffee = os.path.join(os.path.dirname(skimage.__file__), "data", "coffee.png")  # no face in it
+    Image.open(coffee).convert("RGB").save(patients / PATIENT / "grin.png")
+    out = tmp_path / "out"
+    r = run_runner(api("palsy_codc"), host.url, patients, out, *NO_ARCFACE, "--donor", photo_paths()["astronaut"])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "node 11 (PalsyFaceLandmarks, 'patient landmarks')" in r.stderr and "face" in r.stderr, r.stderr
+    job = json.loads((out / "manifest.json").read_text())["jobs"][f"{PATIENT}/grin/a_man_1"]
+    assert job["status"] == "failed" and job["error"].startswith("node 11 (PalsyFaceLandmarks")
+    assert "grin.png" not in r.stderr and str(patients) not in r.stderr  # the server never knew the name
+
+
+def test_a_refused_workflow_names_the_node(host, tmp_path):
+    patients = make_patients(tmp_path / "p", ["at_rest"])
+    r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out", *NO_ARCFACE,
+                   "--set", "checkpoint.ckpt_name=no_such_model.safetensors")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "node 1 (CheckpointLoaderSimple, 'checkpoint')" in r.stderr and "no_such_model" in r.stderr, r.stderr
+
+
+def test_two_runners_on_one_server_both_finish(host, tmp_path):
+    procs = []
+    for k in range(2):
+        patients = make_patients(tmp_path / f"p{k}", ["at_rest", "grin"])
+        cmd = runner_cmd(api("palsy_pf"), host.url, patients, tmp_path / f"out{k}", *NO_ARCFACE, "--seeds", str(7200 + k))
+        procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for k, p in enumerate(procs):
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stdout + stderr
+        assert [os.path.relpath(f, tmp_path / f"out{k}") for f in pngs(tmp_path / f"out{k}")] == [
+            f"{PATIENT}/at_rest/a_man_{7200 + k}.png", f"{PATIENT}/grin/a_man_{7200 + k}.png"]
+
+
+def test_uploads_are_hashed_and_stripped_and_the_manifest_holds_no_paths(host, tmp_path):
+    exif = Image.Exif()
+    exif[0x010E] = "SECRET-PATIENT-NAME-0042"  # ImageDescription, as some clinic cameras fill in
+    patients = make_patients(tmp_path / "p", ["whistle"], ext=".jpg", exif=exif.tobytes())
+    out = tmp_path / "out"
+    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7300")
+    assert r.returncode == 0, r.stdout + r.stderr
+    uploaded = os.listdir(os.path.join(host.input_dir, "palsysim"))
+    assert uploaded and all(len(f) == 28 and f.endswith(".png") for f in uploaded)  # 24 hex + .png
+    for f in uploaded:
+        assert b"SECRET-PATIENT" not in open(os.path.join(host.input_dir, "palsysim", f), "rb").read()
+    text = (out / "manifest.json").read_text()
+    for secret in (str(tmp_path), "whistle.jpg", "SECRET"):
+        assert secret not in text
+
+
+# --- graph edits, no server ----------------------------------------------------------------------
+
+GRAPH = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}, "_meta": {"title": "patient"}},
+    "2": {"class_type": "KSampler", "inputs": {"seed": 1, "cfg": 7.5, "model": ["9", 0]}, "_meta": {"title": "s"}},
+    "3": {"class_type": "Gate", "inputs": {"image": ["1", 0], "threshold": 0.3}, "_meta": {"title": "gate"}},
+    "4": {"class_type": "Save", "inputs": {"images": ["3", 0], "half": False}, "_meta": {"title": "output"}},
+}
+INFO = {"Gate": {"input": {"required": {"image": ["IMAGE", {}], "threshold": ["FLOAT", {}]}},
+                 "output": ["IMAGE", "STRING"]}}
+
+
+def fresh():
+    return json.loads(json.dumps(GRAPH))
+
+
+def test_set_takes_the_inputs_type_and_finds_nodes_by_id_title_or_type():
+    g = fresh()
+    wf.set_input(g, *wf.parse_override("KSampler.seed=42"))
+    wf.set_input(g, *wf.parse_override("s.cfg=5"))
+    wf.set_input(g, *wf.parse_override("4.half=true"))
+    wf.set_input(g, *wf.parse_override("patient.image=x.y=z.png"))
+    assert g["2"]["inputs"]["seed"] == 42 and g["2"]["inputs"]["cfg"] == 5.0 and g["4"]["inputs"]["half"] is True
+    assert g["1"]["inputs"]["image"] == "x.y=z.png"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps=3", "expected NODE.INPUT=VALUE"),
+    ("nobody.steps=3", "no node has id, title or type 'nobody'"),
+    ("KSampler.steps=3", "has no input 'steps'; it has: seed, cfg, model"),
+    ("KSampler.model=x", "is connected to node 9"),
+    ("KSampler.seed=1.5", "takes a number (int)"),
+    ("output.half=maybe", "takes true or false"),
+])
+def test_set_refuses_clearly(text, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        wf.set_input(fresh(), *wf.parse_override(text))
+
+
+def test_bypass_passes_the_same_typed_input_through():
+    g = fresh()
+    assert wf.bypass(g, "gate", INFO) == ["3"]
+    assert "3" not in g and g["4"]["inputs"]["images"] == ["1", 0]
+    g = fresh()
+    g["4"]["inputs"]["images"] = ["3", 1]  # the STRING output: nothing of that type to pass on
+    with pytest.raises(InputError, match="cannot bypass node 3"):
+        wf.bypass(g, "Gate", INFO)

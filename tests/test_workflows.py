@@ -1,0 +1,123 @@
+"""The shipped workflows: UI files parse, the template browser lists them, the API twins are the
+script's output, and each twin runs headless on the real host with tiny models."""
+import glob
+import json
+import os
+
+import pytest
+import requests
+
+from palsysim.fidelity import ITEMS
+from runner_helpers import (GRID_NO_ARCFACE, NO_ARCFACE, PATIENT, WORKFLOWS, api, make_patients, png_chunks, pngs,
+                            run_runner)
+
+NAMES = ["palsy_codc", "palsy_pf", "palsy_yanagihara_grid", "palsy_zero_shot"]
+UI = {n: os.path.join(WORKFLOWS, n + ".json") for n in NAMES}
+
+
+def test_the_shipped_set():
+    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(WORKFLOWS, "*.json"))) == NAMES
+    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(WORKFLOWS, "api", "*.json"))) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_file_is_a_comfyui_workflow(name):
+    wf = json.load(open(UI[name], encoding="utf-8"))
+    assert wf["version"] == 0.4 and isinstance(wf["nodes"], list) and isinstance(wf["links"], list)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]), "duplicate node ids"
+    assert wf["last_node_id"] >= max(nodes) and wf["last_link_id"] >= max(l[0] for l in wf["links"])
+    for link_id, src, src_slot, dst, dst_slot, kind in wf["links"]:
+        # Both ends agree with the link, as the frontend requires to draw it.
+        assert link_id in nodes[src]["outputs"][src_slot]["links"]
+        assert nodes[dst]["inputs"][dst_slot]["link"] == link_id
+        assert nodes[src]["outputs"][src_slot]["type"] == kind
+    for n in nodes.values():
+        assert isinstance(n["type"], str) and isinstance(n.get("widgets_values", []), list)
+        for i in n.get("inputs", []):
+            assert i["link"] is None or any(l[0] == i["link"] for l in wf["links"])
+    text = json.dumps(wf)
+    assert "ID photo of <identity> wearing light-blue surgical cap and top" in text
+    assert "v1-5-pruned-emaonly.safetensors" in text and "control_sd15_canny.pth" in text
+    assert all(n["type"] != "SaveImage" for n in nodes.values()), "outputs must go through PalsySaveAnonymized"
+    assert os.path.isfile(os.path.join(WORKFLOWS, name + ".jpg")), "thumbnail missing"
+
+
+def test_template_browser_lists_and_serves_them(host):
+    listed = host.get("/workflow_templates")
+    assert sorted(listed.get("palsysim", [])) == NAMES, listed
+    for name in NAMES:
+        # The frontend fetches a custom node's template and its thumbnail from these URLs.
+        r = requests.get(f"{host.url}/api/workflow_templates/palsysim/{name}.json", timeout=30)
+        assert r.status_code == 200 and r.json()["nodes"]
+        r = requests.get(f"{host.url}/api/workflow_templates/palsysim/{name}.jpg", timeout=30)
+        assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"
+
+
+def test_api_twins_are_the_scripts_output(host):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(WORKFLOWS), "scripts"))
+    from workflow_to_api import twins
+    for path, text in twins(host.object_info(), [UI[n] for n in NAMES]).items():
+        assert open(path, encoding="utf-8").read() == text, f"{path} is stale: run scripts/workflow_to_api.py"
+
+
+def test_api_twins_use_only_installed_nodes_and_inputs(host):
+    info = host.object_info()
+    for name in NAMES:
+        for nid, node in json.load(open(api(name), encoding="utf-8")).items():
+            spec = info[node["class_type"]]["input"]
+            known = {**spec.get("required", {}), **spec.get("optional", {})}
+            assert set(node["inputs"]) <= set(known), (name, nid)
+            assert set(spec.get("required", {})) <= set(node["inputs"]), (name, nid)
+
+
+def run_and_check(host, tmp_path, name, expressions, expected, *extra):
+    patients = make_patients(tmp_path / "patients", expressions)
+    out = tmp_path / "out"
+    bypass = GRID_NO_ARCFACE if name == "palsy_yanagihara_grid" else NO_ARCFACE
+    r = run_runner(api(name), host.url, patients, out, *bypass, *extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = [os.path.relpath(p, out) for p in pngs(out)]
+    assert sorted(files) == sorted(expected), files
+    # What the runner downloaded, and what the server keeps in its own output folder.
+    secrets = [PATIENT, str(tmp_path)] + [e + ".png" for e in expressions]
+    for p in pngs(out) + pngs(os.path.join(host.output_dir, "palsysim")):
+        assert_anonymous(p, secrets)
+    return out
+
+
+def assert_anonymous(path, secrets):
+    """Pixels plus at most the method summary; no trace of the patient's folder or file names."""
+    chunks = png_chunks(path)
+    kinds = [k for k, _ in chunks]
+    assert set(kinds) <= {"IHDR", "IDAT", "IEND", "iTXt"}, (path, kinds)
+    for kind, data in chunks:
+        if kind == "iTXt":
+            assert data.startswith(b"Description\x00"), data[:40]
+            assert b"prompt" not in data and b"workflow" not in data
+    raw = open(path, "rb").read()
+    for secret in secrets:
+        assert secret.encode() not in raw, (path, secret)
+
+
+@pytest.mark.parametrize("name", ["palsy_pf", "palsy_zero_shot"])
+def test_single_workflows_give_one_image_per_job(host, tmp_path, name):
+    run_and_check(host, tmp_path, name, ["at_rest", "grin"],
+                  [f"{PATIENT}/{e}/{i}_3.png" for e in ("at_rest", "grin") for i in ("a_man", "a_woman")],
+                  "--identities", "a man", "a woman", "--seeds", "3")
+
+
+def test_codc_workflow_with_a_donor(host, tmp_path):
+    from real_faces import photo_paths
+    run_and_check(host, tmp_path, "palsy_codc", ["wink"], [f"{PATIENT}/wink/a_man_1.png"],
+                  "--donor", photo_paths()["grace_hopper"])
+
+
+def test_grid_gives_ten_images_per_identity_and_the_sheet(host, tmp_path):
+    out = run_and_check(host, tmp_path, "palsy_yanagihara_grid", list(ITEMS),
+                        [f"{PATIENT}/{e}/{i}_1.png" for e in ITEMS for i in ("a_man", "a_woman", "an_elderly_woman")]
+                        + [f"{PATIENT}/grid_1.png"])
+    from PIL import Image
+    w, h = Image.open(out / PATIENT / "grid_1.png").size
+    assert w == 10 * 256 and h > 3 * 256  # rows of 10 tiles (256 px, labels beneath), one row per identity
