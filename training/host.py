@@ -38,6 +38,9 @@ def use_comfyui(explicit=None):
     if not torch.cuda.is_available():
         # model_management asks CUDA for a device at import time unless told to use the CPU
         comfy.cli_args.args.cpu = True
+    # PyTorch's fused scaled_dot_product_attention (ComfyUI picks it by itself only on NVIDIA GPUs;
+    # this takes effect when model_management has not been imported yet in this process)
+    comfy.cli_args.args.use_pytorch_cross_attention = True
     return path
 
 
