@@ -56,6 +56,10 @@ def run_demo(out):
         write_image(os.path.join(out, f"condition_{mode}.png"), condition)
         tiles.append(condition)
         labels.append(f"condition {mode.upper()}")
+    # The full job: the CODC workflow headless on the sample patient, when the model files exist.
+    for name, image, label in run_generation(out, patient, photos["astronaut"], patient_xy):
+        tiles.append(image)
+        labels.append(label)
     with open(os.path.join(out, "measures.json"), "w") as f:
         json.dump(rows, f, indent=2)
     with open(os.path.join(out, "measures.md"), "w") as f:
@@ -64,3 +68,97 @@ def run_demo(out):
     print(measures_table(rows))
     print(f"demo: wrote landmark overlays, PF and CODC conditions, measures.json, measures.md and sheet.png "
           f"to {os.path.abspath(out)}")
+
+
+# --- generation: the CODC workflow through the headless runner and the embedded ComfyUI ---------
+DEMO_MODELS = {"checkpoints": "v1-5-pruned-emaonly.safetensors", "controlnet": "control_sd15_canny.pth"}
+DEMO_ARCFACE = ("insightface", "buffalo_l/w600k_r50.onnx")
+DEMO_IDENTITIES = ["a man", "a woman"]
+
+
+def model_dirs():
+    """Where the embedded ComfyUI looks for models: $MODELS_DIR (if set), then its own models/."""
+    from .runner import comfyui_dir
+    dirs = [os.environ["MODELS_DIR"]] if os.environ.get("MODELS_DIR") else []
+    try:
+        dirs.append(os.path.join(comfyui_dir(), "models"))
+    except ValueError:
+        pass
+    return dirs
+
+
+def find_model(folder, name):
+    for d in model_dirs():
+        if os.path.isfile(os.path.join(d, folder, name)):
+            return os.path.join(d, folder, name)
+    return None
+
+
+def run_generation(out, patient, donor, patient_xy):
+    """Generate with palsy_codc.json; yields (name, image, label) for the sheet. Writes generated/
+    (images + manifest) and generated.json / generated.md (privacy and fidelity per image)."""
+    from .fidelity import expression_fidelity
+    from .images import InputError
+    dirs = model_dirs()
+    where = " or ".join(dirs) if dirs else "ComfyUI/models (set MODELS_DIR)"
+    missing = [f"{folder}/{name}" for folder, name in DEMO_MODELS.items() if not find_model(folder, name)]
+    if missing:
+        print(f"demo: generation skipped: missing {', '.join(missing)} under {where}. Put the SD1.5 checkpoint "
+              f"in <models>/checkpoints/ and the canny ControlNet in <models>/controlnet/ (MODELS_DIR=<models>).")
+        return
+    arcface = find_model(*DEMO_ARCFACE)
+    if not arcface:
+        print(f"demo: no {DEMO_ARCFACE[0]}/{DEMO_ARCFACE[1]} under {where}: the privacy gate is bypassed and "
+              f"no privacy measure is written")
+    import tempfile
+    from . import runner
+    gen_dir = os.path.join(out, "generated")
+    with tempfile.TemporaryDirectory() as tmp:
+        patients = os.path.join(tmp, "patients", "sample_patient")
+        os.makedirs(patients)
+        write_image(os.path.join(patients, "at_rest.png"), patient)
+        write_image(os.path.join(tmp, "donor.png"), donor)
+        workflow = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "api",
+                                "palsy_codc.json")
+        bypass = [] if arcface else ["privacy gate"]
+        try:
+            with runner.EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
+                client = runner.Client(host.url)
+                graph = runner.prepare_graph(workflow, client, bypasses=bypass)
+                summary = runner.run_batch(client, graph, runner.find_patients(os.path.join(tmp, "patients")),
+                                           gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
+                                           "palsy_codc.json", {"bypassed": bypass})
+        except (InputError, RuntimeError) as e:
+            print(f"demo: generation failed: {e}")
+            return
+    if summary["failed"]:
+        print("demo: some generations failed:\n  " + "\n  ".join(summary["failed"]))
+    results = {}
+    for identity in DEMO_IDENTITIES:
+        rel = f"sample_patient/at_rest/{runner.slug(identity)}_1.png"
+        path = os.path.join(gen_dir, rel)
+        if not os.path.isfile(path):
+            continue  # held back by the privacy gate, or failed (the manifest says which)
+        image = read_image(path)
+        row = {}
+        try:
+            row["fidelity_at_rest"] = expression_fidelity(face_landmarks(image, what=rel).xy, patient_xy)["score"]
+        except InputError as e:
+            row["fidelity_at_rest"] = f"n/a: {e}"
+        if arcface:
+            from .identity import similarity_to_reference
+            row["privacy"] = similarity_to_reference([image], [patient], arcface)[0]
+        results[rel] = row
+        score = row["fidelity_at_rest"]
+        yield rel, image, f"{identity} fid {score:.2f}" if isinstance(score, float) else identity
+    with open(os.path.join(out, "generated.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    lines = ["| image | fidelity (at rest) | ArcFace similarity to patient | passed |", "|---|---|---|---|"]
+    for rel, row in results.items():
+        p = row.get("privacy", {})
+        fid = row["fidelity_at_rest"]
+        lines.append(f"| {rel} | {fid if isinstance(fid, str) else f'{fid:.3f}'} | "
+                     f"{p.get('similarity', float('nan')):.3f} | {p.get('passed', 'n/a')} |")
+    with open(os.path.join(out, "generated.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))

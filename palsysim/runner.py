@@ -25,10 +25,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -222,6 +224,9 @@ class EmbeddedHost:
         if not torch.cuda.is_available():
             cmd.append("--cpu")
         self.url = f"http://{cmd[3]}:{cmd[5]}"
+        if threading.current_thread() is threading.main_thread():
+            # A plain `kill` must still stop the server and delete the uploaded photos.
+            self._old_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.log = os.path.join(self.tmp, "server.log")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=host, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -250,6 +255,9 @@ class EmbeddedHost:
                 self.proc.wait()
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if getattr(self, "_old_term", None) is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
+            self._old_term = None
 
 
 def _free_port():
