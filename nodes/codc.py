@@ -51,6 +51,10 @@ class OrganCropResize(io.ComfyNode):
         donors = codc.pair_batches(len(arrays), len(donor_landmarks), "donor landmark set")
         bar, out = ProgressBar(len(arrays)), []
         for i, (a, face) in enumerate(zip(arrays, landmarks)):
+            if tuple(face.image_size) != a.shape[:2]:  # else the organ boxes land on the wrong pixels
+                raise InputError(f"landmarks {i + 1} were found on a {face.image_size[1]}x{face.image_size[0]} image but "
+                                 f"image {i + 1} is {a.shape[1]}x{a.shape[0]}: connect the landmarks found on that "
+                                 f"same image")
             d = donor_landmarks[donors[i]]
             out.append(codc.organ_crop_resize(
                 a, face.xy, d.xy, d.image_size, eye_margin, nose_margin, mouth_margin, low_threshold,

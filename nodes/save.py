@@ -13,7 +13,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from comfy_api.latest import io, ui
 
-from ..palsysim.images import InputError
+from ..palsysim.images import InputError, to_rgb_uint8
 from .common import to_arrays
 
 SUMMARY_KEY = "Description"  # a registered PNG keyword, shown by ordinary image viewers
@@ -70,13 +70,14 @@ class SaveAnonymized(io.ComfyNode):
         if problem:
             raise InputError(problem)
         arrays = to_arrays(images, "images")
+        # All converted before any file is written: NaN is refused, RGBA composited on white.
+        rgbs = [to_rgb_uint8(np.clip(a, 0.0, 1.0), f"image {i + 1} of {len(arrays)}") for i, a in enumerate(arrays)]
         out_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, out_dir, arrays[0].shape[1], arrays[0].shape[0])
         results = []
         for i, a in enumerate(arrays):
             file = f"{name}_{counter + i:05}_.png"
-            save_png(os.path.join(folder, file), np.clip(a[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8),
-                     method_summary.strip())
+            save_png(os.path.join(folder, file), rgbs[i], method_summary.strip())
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
         return io.NodeOutput(ui=ui.SavedImages(results))

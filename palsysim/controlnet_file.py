@@ -17,9 +17,7 @@ could name a patient or a folder of patients.
 import json
 import os
 import pickle
-import struct
 import tempfile
-import zipfile
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -144,8 +142,9 @@ def _load_any(path):
         raise InputError(f"{name}: refused: loading it could run code hidden in its pickle ({why}). Use a "
                          f"safetensors copy of this ControlNet, or re-save only its state_dict from a source "
                          f"you trust") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, struct.error, ValueError, OSError) as e:
-        raise InputError(f"{name}: cannot be read as a PyTorch checkpoint ({str(e).splitlines()[0]}); "
+    except Exception as e:  # torch.load raises many types for a cut or foreign file (IndexError, KeyError, ...)
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{name}: cannot be read as a PyTorch checkpoint ({why}); "
                          f"it is truncated or corrupt: copy it again") from e
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]

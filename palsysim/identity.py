@@ -127,7 +127,14 @@ def aligned_crops(images, size=SIZE, landmarks=None, what="image"):
     crops = []
     for i, im in enumerate(images):
         name = f"{what} {i + 1} of {len(images)}" if len(images) > 1 else what
-        xy = landmarks[i] if landmarks is not None else face_landmarks(im, what=name).xy
+        if landmarks is not None:
+            xy = landmarks[i]
+        else:  # two faces would leave it to chance which one is checked
+            face = face_landmarks(im, max_faces=2, what=name)
+            if face.faces_found > 1:
+                raise InputError(f"{name} shows {face.faces_found} faces; the identity check needs one face per "
+                                 f"image: crop it to one person")
+            xy = face.xy
         crops.append(align(im, xy, size))
     return crops
 

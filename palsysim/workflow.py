@@ -10,6 +10,7 @@ API format (what POST /prompt takes): {"<id>": {"class_type", "inputs": {name: v
 [from_id, from_slot]}, "_meta": {"title"}}}.
 """
 import json
+import math
 
 from .images import InputError
 
@@ -125,9 +126,12 @@ def _coerce(current, text, where):
     for kind in (int, float):
         if isinstance(current, kind):
             try:
-                return kind(text)
+                value = kind(text)
             except ValueError:
                 raise InputError(f"{where} takes a number ({kind.__name__}), not {text!r}") from None
+            if not math.isfinite(value):  # float("nan") parses, and would reach the sampler as NaN
+                raise InputError(f"{where} takes a finite number, not {text!r}")
+            return value
     return text
 
 

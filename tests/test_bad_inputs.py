@@ -1,0 +1,500 @@
+"""Bad-input matrix (issue 8, item 3): every pack node, driven through the real host's HTTP API with
+bad inputs, in one parametrised table. Each case ends in a clear message that names the problem
+(raised on purpose as an InputError, or refused at validation), or in a correct conversion that the
+case checks; after each case, and after the whole table, the server answers a good prompt correctly.
+
+How the inputs reach the nodes (all through POST /prompt, no node is called directly):
+- grayscale: a 1-channel PNG; LoadImage makes it 3 equal channels.
+- RGBA: a 4-channel IMAGE tensor, made by LoadImage (RGB + MASK of an RGBA PNG) -> JoinImageWithAlpha.
+- NaN pixels: no uploaded file can carry NaN (LoadImage decodes 8-bit or 16-bit integers), but a
+  core node chain can: ImageBlend with blend_factor NaN (a bare `NaN` in the prompt JSON; Python's
+  json and so the server accept it, and NaN passes the min/max check) gives an all-NaN image
+  (its torch.clamp keeps NaN).
+- empty batch: PrimitiveInt 0 -> EmptyImage.batch_size (a link skips the min check; see test_host.py).
+- "huge": HUGE x HUGE. 8192x8192 was measured on 2 CPU cores: the landmark node's core alone took
+  16 s for detection plus 7.7 s for its preview, before the host decodes the upload and encodes a
+  PNG, so well over the 20 s a table case may take; 4096 keeps every step but costs about a quarter.
+
+Covered elsewhere, so not repeated here (the table counts only its own rows): landmarks node on
+no face, flat grey, 16x16, empty batch, tasks backend without its file (test_host.py); grey and
+RGBA PNG uploads to the landmarks node (test_host.py); ContourReposition with 1 donor landmark set
+for 2 donor images (test_codc_host.py); ArcFaceDissimilarity with a missing model
+(test_identity_host.py); the loader's missing file and window errors (test_controlnet_window.py).
+"""
+import json
+import math
+import os
+import time
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+import requests
+import torch
+from safetensors.torch import save_file
+
+import host as host_mod
+from host import TINY_CONTROLNET, read_image
+from test_host import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
+from tiny_arcface import write_tiny_arcface
+from tiny_models import tiny_controlnet_state_dict
+
+HUGE = 4096
+ARCFACE = "bad_inputs/tiny_arcface.onnx"
+GARBAGE_ONNX = "bad_inputs/garbage.onnx"
+CUT_ONNX = "bad_inputs/cut.onnx"
+GARBAGE_SFT = "bad_inputs_garbage.safetensors"
+CUT_CKPT = "bad_inputs_cut.ckpt"
+CHECKPOINT_IN_CONTROLNET = "bad_inputs_sd_checkpoint.safetensors"
+EDGE = {"low_threshold": 100.0, "high_threshold": 200.0, "blur_sigma": 0.0}
+LM = {"max_faces": 1, "min_confidence": 0.5, "face_index": 0, "backend": "auto"}
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def u(host):
+    """Uploaded photos (name for LoadImage) and model files for the table, written once."""
+    astro = read_image(ASTRONAUT)
+    grace = read_image(GRACE_HOPPER)[:512]
+    names = {
+        "astro": host.upload_image(astro, "bad_astro.png"),
+        "grace": host.upload_image(grace, "bad_grace.png"),
+        "coffee": host.upload_image(cv2.resize(read_image(COFFEE), (512, 512)), "bad_coffee.png"),
+        # two people side by side; the astronaut's face is the larger one
+        # two people's faces side by side (a composition in which MediaPipe finds both); Grace Hopper's
+        # face, on the right, is the larger
+        "two": host.upload_image(np.concatenate(
+            [astro[0:320, 96:416], cv2.resize(grace[40:440, 60:460], (320, 320), interpolation=cv2.INTER_AREA)],
+            axis=1), "bad_two_faces.png"),
+        "tiny": host.upload_image(astro[100:116, 180:196], "bad_tiny.png"),
+        "grey": host.upload_image(cv2.cvtColor(astro, cv2.COLOR_RGB2GRAY), "bad_grey.png"),
+    }
+    alpha = np.full((512, 512, 1), 255, np.uint8)
+    alpha[:40] = 0
+    names["rgba"] = host.upload_image(np.concatenate([astro, alpha], axis=2), "bad_rgba.png")
+    huge = os.path.join(host.input_dir, "..", "bad_huge_src.png")
+    cv2.imwrite(huge, cv2.resize(astro, (HUGE, HUGE), interpolation=cv2.INTER_LINEAR)[..., ::-1],
+                [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    names["huge"] = host.upload_image(huge, "bad_huge.png")
+
+    write_tiny_arcface(host.model_path("insightface", ARCFACE))
+    good_onnx = open(host.model_path("insightface", ARCFACE), "rb").read()
+    rng = np.random.default_rng(0)
+    with open(host.model_path("insightface", GARBAGE_ONNX), "wb") as f:
+        f.write(rng.bytes(4000))
+    with open(host.model_path("insightface", CUT_ONNX), "wb") as f:
+        f.write(good_onnx[: len(good_onnx) // 2])
+    with open(host.model_path("controlnet", GARBAGE_SFT), "wb") as f:
+        f.write(rng.bytes(4000))
+    ckpt = host.model_path("controlnet", CUT_CKPT)
+    torch.save({"state_dict": tiny_controlnet_state_dict(seed=3)}, ckpt)
+    data = open(ckpt, "rb").read()
+    open(ckpt, "wb").write(data[: len(data) // 2])
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)},
+              host.model_path("controlnet", CHECKPOINT_IN_CONTROLNET))
+    host.refresh_models()
+    return names
+
+
+class G:
+    """An API-format prompt under construction; add() returns the node id."""
+
+    def __init__(self):
+        self.nodes = {}
+
+    def add(self, class_type, **inputs):
+        nid = str(len(self.nodes) + 1)
+        self.nodes[nid] = {"class_type": class_type, "inputs": inputs}
+        return nid
+
+
+def load(g, u, key):
+    return [g.add("LoadImage", image=u[key]), 0]
+
+
+def rgba(g, u, key="rgba"):
+    nid = g.add("LoadImage", image=u[key])
+    return [g.add("JoinImageWithAlpha", image=[nid, 0], alpha=[nid, 1]), 0]
+
+
+def nan_image(g, u, key="astro"):
+    img = load(g, u, key)
+    return [g.add("ImageBlend", image1=img, image2=img, blend_factor=math.nan, blend_mode="normal"), 0]
+
+
+def empty(g):
+    n = g.add("PrimitiveInt", value=0)
+    return [g.add("EmptyImage", width=256, height=256, batch_size=[n, 0], color=0), 0]
+
+
+def batch(g, a, b):
+    return [g.add("ImageBatch", image1=a, image2=b), 0]
+
+
+def landmarks(g, image, **kw):
+    return [g.add("PalsyFaceLandmarks", image=image, **{**LM, **kw}), 0]
+
+
+def organs(g, image, lm, donor_lm):
+    return [g.add("PalsyOrganCropResize", image=image, landmarks=lm, donor_landmarks=donor_lm, eye_margin=0.25,
+                  nose_margin=0.15, mouth_margin=0.15, **EDGE), 0]
+
+
+def contour(g, organs_, donor_image, donor_lm):
+    return g.add("PalsyContourReposition", organs=organs_, donor_image=donor_image, donor_landmarks=donor_lm,
+                 contour="canny", **EDGE)
+
+
+def identity(g, kind, image, reference, model=ARCFACE, threshold=0.28):
+    return g.add(kind, image=image, reference=reference, model_name=model, threshold=threshold)
+
+
+def save(g, images, prefix="bad_inputs/case"):
+    return g.add("PalsySaveAnonymized", images=images, filename_prefix=prefix, method_summary="")
+
+
+def grid(g, images, **kw):
+    args = {"columns": 2, "column_labels": "", "row_labels": "", "tile_size": 64, **kw}
+    return g.add("PalsyLabelledGrid", images=images, **args)
+
+
+def save_image(g, images, prefix="bad_inputs/out"):
+    return g.add("SaveImage", images=images, filename_prefix=prefix)
+
+
+def loader(g, name, t_lo=500, t_hi=700, apply="everywhere", base="(none)"):
+    nid = g.add("PalsyTimestepWindowControlNetLoader", control_net_name=name, apply=apply, t_lo=t_lo, t_hi=t_hi,
+                base_control_net_name=base, steps=20, sampler_name="euler", scheduler="normal")
+    g.add("PreviewAny", source=[nid, 1])
+    return nid
+
+
+def patient_and_donor(g, u, patient_image, patient_lm_image=None):
+    """(patient image, its landmarks, donor image, donor landmarks); patient landmarks from
+    patient_lm_image when given (a bad image that the landmark node would refuse itself)."""
+    donor = load(g, u, "grace")
+    lm = landmarks(g, patient_lm_image or patient_image)
+    return patient_image, lm, donor, landmarks(g, donor)
+
+
+# --- the table -----------------------------------------------------------------------------------
+# Each case: (id, node type under test, build(g, u) adding the prompt's nodes, expectation).
+# Expectation: a list of words the message must hold (the node under test must be the one that
+# fails), or a function check(host, result, g) for a correct conversion.
+
+def ok(check):
+    return check
+
+
+def saved_one(shape, compare=None):
+    """The last PalsySaveAnonymized/SaveImage node wrote one image of `shape` (H, W)."""
+    def check(host, result, g):
+        out = [n for n, v in g.nodes.items() if v["class_type"] in ("PalsySaveAnonymized", "SaveImage")][-1]
+        images = host.images(result, out)
+        assert len(images) == 1 and images[0].shape[:2] == shape, [i.shape for i in images]
+        if compare is not None:
+            compare(images[0])
+    return check
+
+
+def grid_of_width(width):
+    def check(host, result, g):
+        (sheet,) = host.images(result, [k for k, v in g.nodes.items() if v["class_type"] == "SaveImage"][-1])
+        assert sheet.shape[1] == width and sheet.shape[0] >= 64, sheet.shape  # tiles of 64 plus a label band
+    return check
+
+
+def marks_on_face_of(path, size=None):
+    def compare(preview):
+        photo = read_image(path) if isinstance(path, str) else path
+        photo = photo if size is None else cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+        assert_landmarks_drawn_on_face(photo, preview)
+    return compare
+
+
+def report_rows(n, node="PalsyPrivacyGate"):
+    def check(host, result, g):
+        nid = next(k for k, v in g.nodes.items() if v["class_type"] == node)
+        text = result.outputs[nid]["text"][0]
+        rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+        assert len(rows) == n, text
+    return check
+
+
+def _two_faces_keep_largest(host, result, g):
+    (preview,) = host.images(result, [k for k, v in g.nodes.items() if v["class_type"] == "SaveImage"][-1])
+    photo = read_image(os.path.join(host.input_dir, g.nodes["1"]["inputs"]["image"]))
+    changed = np.abs(preview.astype(int) - photo.astype(int)).max(axis=2) > 40
+    assert changed.sum() > 200
+    assert changed[:, 320:].sum() / changed.sum() > 0.98, "marks are not all on the larger (right) face"
+
+
+def _rgba_composited_on_white(img):
+    astro = read_image(ASTRONAUT)
+    assert img[:40].min() >= 250, "the transparent band was not composited on white"
+    assert np.abs(img[40:].astype(int) - astro[40:]).max() <= 1
+
+
+def _same_as(path_or_array):
+    def compare(img):
+        want = read_image(path_or_array) if isinstance(path_or_array, str) else path_or_array
+        assert np.abs(img.astype(int) - want.astype(int)).max() <= 1
+    return compare
+
+
+def _grey(img):
+    assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
+
+
+def b_landmarks_simple(src, **kw):
+    def build(g, u):
+        save_image(g, [landmarks(g, src(g, u), **kw)[0], 1])
+    return build
+
+
+def b_organs(patient_src, patient_lm_src=None, donor_lm_batch=False):
+    def build(g, u):
+        img = patient_src(g, u)
+        lm = landmarks(g, patient_lm_src(g, u) if patient_lm_src else img)
+        donor = load(g, u, "grace")
+        dlm = landmarks(g, batch(g, donor, donor) if donor_lm_batch else donor)
+        o = organs(g, img, lm, dlm)
+        save_image(g, [o[0], 1])
+    return build
+
+
+def b_contour(donor_src, donor_lm_src=None):
+    def build(g, u):
+        img = load(g, u, "astro")
+        donor_for_lm = load(g, u, "grace")
+        dlm = landmarks(g, donor_for_lm)
+        o = organs(g, img, landmarks(g, img), dlm)
+        d = donor_src(g, u)
+        c = contour(g, o, d, landmarks(g, donor_lm_src(g, u)) if donor_lm_src else dlm)
+        save_image(g, [c, 0])
+    return build
+
+
+def b_identity(kind, image_src, ref_src, model=ARCFACE):
+    def build(g, u):
+        identity(g, kind, image_src(g, u), ref_src(g, u), model)
+    return build
+
+
+def b_save(src):
+    def build(g, u):
+        save(g, src(g, u))
+    return build
+
+
+def b_grid(src, **kw):
+    def build(g, u):
+        save_image(g, [grid(g, src(g, u), **kw), 0])
+    return build
+
+
+def b_loader(name, **kw):
+    def build(g, u):
+        loader(g, name, **kw)
+    return build
+
+
+def L(key):
+    return lambda g, u: load(g, u, key)
+
+
+def two_of(key_a, key_b):
+    return lambda g, u: batch(g, load(g, u, key_a), load(g, u, key_b))
+
+
+RGBA = rgba
+NAN = nan_image
+EMPTY = lambda g, u: empty(g)  # noqa: E731
+ASTRO, GRACE = L("astro"), L("grace")
+GATE, DISSIM = "PalsyPrivacyGate", "PalsyArcFaceDissimilarity"
+
+CASES = [
+    # PalsyFaceLandmarks (no face, 16x16, empty, missing task file: test_host.py)
+    # max_faces 1 keeps the face MediaPipe ranks first, here the smaller one; max_faces 2 sorts by size.
+    ("landmarks/several faces, max_faces 2: the larger face", "PalsyFaceLandmarks",
+     b_landmarks_simple(L("two"), max_faces=2), ok(_two_faces_keep_largest)),
+    ("landmarks/several faces, face_index beyond them", "PalsyFaceLandmarks",
+     b_landmarks_simple(L("two"), max_faces=2, face_index=2), ["2 face(s)", "face_index 2 does not exist"]),
+    ("landmarks/huge", "PalsyFaceLandmarks",
+     lambda g, u: save_image(g, [g.add("ImageScale", image=[landmarks(g, load(g, u, "huge"))[0], 1],
+                                       upscale_method="area", width=512, height=512, crop="disabled"), 0]),
+     ok(saved_one((512, 512), marks_on_face_of(ASTRONAUT)))),
+    ("landmarks/RGBA tensor", "PalsyFaceLandmarks", b_landmarks_simple(RGBA), ok(saved_one((512, 512)))),
+    ("landmarks/NaN pixels", "PalsyFaceLandmarks", b_landmarks_simple(NAN), ["NaN"]),
+    ("landmarks/corrupt face_landmarker.task", "PalsyFaceLandmarks",
+     b_landmarks_simple(ASTRO, backend="tasks", min_confidence=0.45),
+     ["face_landmarker.task", "not a usable MediaPipe face landmarker model"]),
+
+    # PalsyOrganCropResize
+    ("organs/empty batch", "PalsyOrganCropResize", b_organs(EMPTY, ASTRO), ["batch is empty"]),
+    ("organs/landmarks of another image size (16x16 image)", "PalsyOrganCropResize", b_organs(L("tiny"), ASTRO),
+     ["16x16", "512x512", "same image"]),
+    ("organs/landmarks of another image size (huge image)", "PalsyOrganCropResize", b_organs(L("huge"), ASTRO),
+     [f"{HUGE}x{HUGE}", "512x512", "same image"]),
+    ("organs/huge image with its own landmarks", "PalsyOrganCropResize", b_organs(L("huge")),
+     ok(saved_one((HUGE, HUGE)))),
+    ("organs/grayscale", "PalsyOrganCropResize", b_organs(L("grey")), ok(saved_one((512, 512)))),
+    ("organs/RGBA tensor", "PalsyOrganCropResize", b_organs(RGBA), ok(saved_one((512, 512)))),
+    ("organs/NaN pixels", "PalsyOrganCropResize", b_organs(NAN, ASTRO), ["NaN"]),
+    ("organs/2 images, landmarks of 1", "PalsyOrganCropResize", b_organs(two_of("astro", "grace"), ASTRO),
+     ["landmarks holds 1 face(s) but image has 2 image(s)"]),
+    ("organs/1 patient, 2 donor landmark sets", "PalsyOrganCropResize", b_organs(ASTRO, donor_lm_batch=True),
+     ["1 patient image(s) but 2 donor landmark set(s)"]),
+
+    # PalsyContourReposition (1 donor landmark set for 2 donor images: test_codc_host.py)
+    ("contour/empty donor batch", "PalsyContourReposition", b_contour(EMPTY), ["donor_image batch is empty"]),
+    ("contour/donor image of another size than its landmarks", "PalsyContourReposition", b_contour(L("huge")),
+     [f"{HUGE}x{HUGE}", "512x512", "same donor image"]),
+    ("contour/1 patient, 2 donors", "PalsyContourReposition",
+     b_contour(two_of("grace", "grace"), two_of("grace", "grace")), ["1 patient image(s) but 2 donor image(s)"]),
+    ("contour/grayscale donor", "PalsyContourReposition", b_contour(L("grey"), L("grey")), ok(saved_one((512, 512)))),
+    ("contour/RGBA donor", "PalsyContourReposition", b_contour(RGBA, RGBA), ok(saved_one((512, 512)))),
+    ("contour/NaN donor pixels", "PalsyContourReposition", b_contour(NAN, GRACE), ["NaN"]),
+
+    # PalsyTimestepWindowControlNetLoader (missing file, window errors: test_controlnet_window.py)
+    ("loader/missing file", "PalsyTimestepWindowControlNetLoader", b_loader("not_here.safetensors"),
+     ["'not_here.safetensors' not found", "models/controlnet/"]),
+    ("loader/corrupt safetensors", "PalsyTimestepWindowControlNetLoader", b_loader(GARBAGE_SFT),
+     [GARBAGE_SFT, "corrupt or truncated"]),
+    ("loader/truncated ckpt", "PalsyTimestepWindowControlNetLoader", b_loader(CUT_CKPT),
+     [CUT_CKPT, "truncated or corrupt"]),
+    ("loader/SD checkpoint in the controlnet folder", "PalsyTimestepWindowControlNetLoader",
+     b_loader(CHECKPOINT_IN_CONTROLNET), [CHECKPOINT_IN_CONTROLNET, "no ControlNet inside", "models/checkpoints"]),
+
+    # PalsyArcFaceDissimilarity (missing model: test_identity_host.py)
+    ("arcface/no face in image", DISSIM, b_identity(DISSIM, L("coffee"), ASTRO), ["no face found in image"]),
+    ("arcface/several faces in image", DISSIM, b_identity(DISSIM, L("two"), ASTRO), ["image", "2 faces", "one face"]),
+    ("arcface/16x16 image", DISSIM, b_identity(DISSIM, L("tiny"), ASTRO), ["16x16", "64x64"]),
+    ("arcface/huge image", DISSIM, b_identity(DISSIM, L("huge"), ASTRO), ok(report_rows(1, DISSIM))),
+    ("arcface/grayscale image", DISSIM, b_identity(DISSIM, L("grey"), ASTRO), ok(report_rows(1, DISSIM))),
+    ("arcface/RGBA image", DISSIM, b_identity(DISSIM, RGBA, ASTRO), ok(report_rows(1, DISSIM))),
+    ("arcface/NaN pixels", DISSIM, b_identity(DISSIM, NAN, ASTRO), ["NaN"]),
+    ("arcface/empty image batch", DISSIM, b_identity(DISSIM, EMPTY, ASTRO), ["image batch is empty"]),
+    ("arcface/2 images vs 1 reference", DISSIM, b_identity(DISSIM, two_of("astro", "grace"), ASTRO),
+     ok(report_rows(2, DISSIM))),
+    ("arcface/corrupt ONNX", DISSIM, b_identity(DISSIM, GRACE, ASTRO, GARBAGE_ONNX),
+     ["garbage.onnx", "not a loadable ONNX model"]),
+    ("arcface/truncated ONNX", DISSIM, b_identity(DISSIM, GRACE, ASTRO, CUT_ONNX),
+     ["cut.onnx", "not a loadable ONNX model"]),
+
+    # PalsyPrivacyGate
+    ("gate/no face in reference", GATE, b_identity(GATE, GRACE, L("coffee")), ["no face found in reference"]),
+    ("gate/several faces in reference", GATE, b_identity(GATE, GRACE, L("two")), ["reference", "2 faces", "one face"]),
+    ("gate/empty reference batch", GATE, b_identity(GATE, GRACE, EMPTY), ["reference batch is empty"]),
+    ("gate/NaN reference", GATE, b_identity(GATE, GRACE, NAN), ["NaN"]),
+    ("gate/2 images vs 2 references", GATE, b_identity(GATE, two_of("grace", "astro"), two_of("astro", "astro")),
+     ok(report_rows(2))),
+    ("gate/missing model", GATE, b_identity(GATE, GRACE, ASTRO, "antelopev2/glintr100.onnx"),
+     ["antelopev2/glintr100.onnx", "models/insightface/"]),
+    ("gate/corrupt ONNX", GATE, b_identity(GATE, ASTRO, GRACE, GARBAGE_ONNX),
+     ["garbage.onnx", "not a loadable ONNX model"]),
+
+    # PalsySaveAnonymized
+    ("save/empty batch", "PalsySaveAnonymized", b_save(EMPTY), ["images batch is empty"]),
+    ("save/NaN pixels", "PalsySaveAnonymized", b_save(NAN), ["NaN"]),
+    ("save/16x16", "PalsySaveAnonymized", b_save(L("tiny")),
+     ok(saved_one((16, 16), _same_as(read_image(ASTRONAUT)[100:116, 180:196])))),
+    ("save/grayscale", "PalsySaveAnonymized", b_save(L("grey")), ok(saved_one((512, 512), _grey))),
+    ("save/RGBA tensor", "PalsySaveAnonymized", b_save(RGBA), ok(saved_one((512, 512), _rgba_composited_on_white))),
+    ("save/huge", "PalsySaveAnonymized", b_save(L("huge")), ok(saved_one((HUGE, HUGE)))),
+
+    # PalsyLabelledGrid
+    ("grid/empty batch", "PalsyLabelledGrid", b_grid(EMPTY), ["images batch is empty"]),
+    ("grid/NaN pixels", "PalsyLabelledGrid", b_grid(NAN), ["NaN"]),
+    ("grid/labels for another batch size", "PalsyLabelledGrid", b_grid(two_of("astro", "grace"), row_labels="a\nb"),
+     ["row_labels has 2 line(s) but the grid has 1"]),
+    ("grid/16x16, huge and RGBA tiles", "PalsyLabelledGrid",
+     lambda g, u: save_image(g, [grid(g, batch(g, batch(g, load(g, u, "tiny"), load(g, u, "huge")), rgba(g, u)),
+                                      columns=3), 0]),
+     ok(grid_of_width(192))),
+]
+IDS = [c[0] for c in CASES]
+NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyTimestepWindowControlNetLoader",
+         DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid"]
+
+
+def run_raw(host, prompt, timeout=300):
+    """host.run, but the prompt JSON is sent as Python writes it, so NaN travels as a bare NaN
+    (requests' json= refuses NaN)."""
+    prompt_id = uuid.uuid4().hex
+    body = json.dumps({"prompt": prompt, "client_id": host.client_id, "prompt_id": prompt_id})
+    r = requests.post(host.url + "/prompt", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+    if r.status_code == 400:
+        return host_mod._invalid(r.json(), prompt_id)
+    r.raise_for_status()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = host.get(f"/history/{prompt_id}").get(prompt_id)
+        if entry:
+            return host_mod._finished(entry, prompt_id)
+        assert host.alive(), host.log()[-3000:]
+        time.sleep(0.05)
+    raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
+
+
+def test_every_pack_node_has_rows_in_the_table(host):
+    listed = {k for k, v in host.object_info().items() if v.get("python_module") == "custom_nodes.palsysim"}
+    assert listed == set(NODES), listed ^ set(NODES)
+    assert {c[1] for c in CASES} == set(NODES)
+
+
+@pytest.mark.parametrize("case,node,build,expect", CASES, ids=IDS)
+def test_bad_input(host, u, case, node, build, expect):
+    g = G()
+    build(g, u)
+    task_file = host.model_path("mediapipe", "face_landmarker.task")
+    corrupt_task = "corrupt face_landmarker.task" in case
+    if corrupt_task:
+        with open(task_file, "wb") as f:
+            f.write(b"not a zip archive, not a model")
+    try:
+        t0 = time.monotonic()
+        result = run_raw(host, g.nodes)
+        took = time.monotonic() - t0
+    finally:
+        if corrupt_task:
+            os.remove(task_file)  # other test files expect models/mediapipe/ empty
+    assert host.alive(), host.log()[-3000:]
+    if callable(expect):
+        assert result.ok, f"{case}: {result.error}"
+        expect(host, result, g)
+    else:
+        assert result.status in ("error", "invalid"), f"{case}: {result.status}"
+        if result.status == "error":  # raised on purpose, not a crash inside the node
+            assert result.error_type.endswith("InputError"), f"{case}: {result.error_type}: {result.error}"
+        assert g.nodes[result.error_node]["class_type"] == node, f"{case}: failed at {result.error}"
+        for word in expect:
+            assert word in result.error, f"{case}: {word!r} not in {result.error!r}"
+        assert "Traceback" not in result.error
+    assert took < 60, f"{case} took {took:.1f} s"
+    # The server still answers a good prompt (its own min_confidence keeps the cache out of it).
+    good = host.run(landmarks_graph(host.upload_image(ASTRONAUT, "bad_after.png"),
+                                    0.3 + 0.004 * IDS.index(case), prefix="bad_after"))
+    assert good.ok, good.error
+    assert_landmarks_drawn_on_face(read_image(ASTRONAUT), host.images(good, "3")[0])
+
+
+def test_after_the_table_a_good_prompt_through_every_node(host, u):
+    g = G()
+    patient, donor = load(g, u, "astro"), load(g, u, "grace")
+    plm, dlm = landmarks(g, patient, min_confidence=0.55), landmarks(g, donor, min_confidence=0.55)
+    cond = contour(g, organs(g, patient, plm, dlm), donor, dlm)
+    gate = identity(g, GATE, donor, patient, threshold=0.999)  # grace vs the astronaut: passes
+    identity(g, DISSIM, donor, patient)
+    saved = save(g, [gate, 0], prefix="bad_inputs/final")
+    sheet = save_image(g, [grid(g, batch(g, [cond, 0], donor), columns=2), 0], prefix="bad_inputs/final_grid")
+    loader(g, TINY_CONTROLNET)
+    result = run_raw(host, g.nodes)
+    assert result.ok, result.error
+    assert len(host.images(result, saved)) == 1 and host.images(result, saved)[0].shape == (512, 512, 3)
+    assert host.images(result, sheet)[0].shape[1:] == (128, 3)
+    reports = [v["text"][0] for v in result.outputs.values() if "text" in v]
+    assert any("t 500..700" in r for r in reports), reports
+    assert any("1 of 1 passed" in r for r in reports), reports
