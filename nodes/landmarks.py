@@ -18,7 +18,7 @@ class FaceLandmarks(io.ComfyNode):
             description="MediaPipe Face Mesh landmarks of the chosen face of each photo, with a preview.",
             inputs=[
                 io.Image.Input("image"),
-                io.Int.Input("max_faces", default=1, min=1, max=16, tooltip="How many faces the detector looks for."),
+                io.Int.Input("max_faces", default=1, min=1, max=16, tooltip="How many faces the detector looks for; face_index ranks those by size."),
                 io.Float.Input("min_confidence", default=0.5, min=0.05, max=1.0, step=0.05),
                 io.Int.Input("face_index", default=0, min=0, max=15, tooltip="Which face to keep, 0 = the largest."),
                 io.Combo.Input("backend", options=["auto", "legacy", "tasks"], default="auto",

@@ -15,7 +15,8 @@ def to_rgb_uint8(image, what="image"):
     """Any photo array -> (H, W, 3) uint8 RGB.
 
     Accepts (H, W) grey, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA (composited on white), as uint8
-    or float in 0..1. NaN or infinite pixels are refused rather than guessed at.
+    or float in 0..1 (ComfyUI's convention; values beyond it are clipped, never rescaled). NaN or
+    infinite pixels are refused rather than guessed at.
     """
     a = np.asarray(image)
     if a.ndim == 2:
@@ -28,7 +29,7 @@ def to_rgb_uint8(image, what="image"):
         a = a.astype(np.float32)
         if not np.isfinite(a).all():
             raise InputError(f"{what} contains NaN or infinite pixel values; re-export the photo or fix the node that made it")
-        a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8) if a.max() <= 1.0 else np.clip(a, 0, 255).astype(np.uint8)
+        a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     elif a.shape[2] == 4:
