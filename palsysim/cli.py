@@ -174,7 +174,7 @@ def parser():
     p.add_argument("--lpips", action="store_true", help="also LPIPS (needs AlexNet's weights on disk)")
     p.add_argument("--lpips-weights", help="alexnet-owt-7be5be79.pth (default: torch's hub cache)")
     p.add_argument("--threshold", type=float, default=0.28, help="ArcFace pass threshold (default 0.28)")
-    p.add_argument("--item", default="at_rest", help="Yanagihara item for fidelity weights (file stems naming one win)")
+    p.add_argument("--item", default="rest", help="Yanagihara item for fidelity weights (file stems naming one win)")
     p.add_argument("--out", default="evaluation", help="folder for report.md, metrics.csv, report.png")
     p.set_defaults(func=cmd_evaluate)
 

@@ -116,7 +116,7 @@ def run_generation(out, patient, donor, patient_xy):
     with tempfile.TemporaryDirectory() as tmp:
         patients = os.path.join(tmp, "patients", "sample_patient")
         os.makedirs(patients)
-        write_image(os.path.join(patients, "at_rest.png"), patient)
+        write_image(os.path.join(patients, "rest.png"), patient)
         write_image(os.path.join(tmp, "donor.png"), donor)
         workflow = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "api",
                                 "palsy_codc.json")
@@ -135,7 +135,7 @@ def run_generation(out, patient, donor, patient_xy):
         print("demo: some generations failed:\n  " + "\n  ".join(summary["failed"]))
     results = {}
     for identity in DEMO_IDENTITIES:
-        rel = f"sample_patient/at_rest/{runner.slug(identity)}_1.png"
+        rel = f"sample_patient/rest/{runner.slug(identity)}_1.png"
         path = os.path.join(gen_dir, rel)
         if not os.path.isfile(path):
             continue  # held back by the privacy gate, or failed (the manifest says which)

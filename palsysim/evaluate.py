@@ -114,7 +114,7 @@ def _mean_std(values):
 
 
 def evaluate(generated_dir, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
-             threshold=identity.THRESHOLD, item="at_rest", serfiq_passes=serfiq.PASSES, seed=0):
+             threshold=identity.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0):
     """Score every generated image and write report.md, metrics.csv, report.png to out_dir.
 
     Returns {"rows": [per-method dict with COLUMNS], "per_patient": {method: [(index, n, arcface mean,

@@ -28,18 +28,19 @@ from .images import InputError, to_rgb_uint8
 TOLERANCE = {"brow_height": 0.03, "palpebral_fissure_height": 0.02, "commissure_height": 0.03,
              "commissure_excursion": 0.03, "smile_angle": 3.0}
 
-# The Yanagihara (40-point) grading system's ten items, and the measures each one exercises.
+# The Yanagihara (40-point) grading system's ten items, and the measures each one exercises. Their
+# names are the dataset's expression folder names, the runner's and the grid workflow's too.
 _ALL = {m: 1.0 for m in MEASURES}
 _EYE = {"palpebral_fissure_height": 1.0}
 ITEM_WEIGHTS = {
-    "at_rest": _ALL,
+    "rest": _ALL,
     "raise_eyebrows": {"brow_height": 1.0},  # wrinkle forehead: frontalis lifts the brow
     "blink": _EYE,
-    "close_eyes_lightly": _EYE,
-    "close_eyes_tightly": {"palpebral_fissure_height": 1.0, "brow_height": 0.25},  # brow is drawn down too
+    "gentle_eye_closure": _EYE,
+    "tight_eye_closure": {"palpebral_fissure_height": 1.0, "brow_height": 0.25},  # brow is drawn down too
     "wink": _EYE,  # close the eye on the involved side only
     # nose wrinkling lifts the upper lip (and corner) and narrows the eye; no nose measure exists
-    "wrinkle_nose": {"commissure_height": 0.5, "palpebral_fissure_height": 0.5},
+    "nose_wrinkle": {"commissure_height": 0.5, "palpebral_fissure_height": 0.5},
     "whistle": {"commissure_excursion": 1.0, "smile_angle": 0.5},  # corners purse inwards
     "grin": {"commissure_excursion": 1.0, "commissure_height": 1.0, "smile_angle": 1.0},
     "lower_lip_depression": {"commissure_height": 1.0, "smile_angle": 1.0},
@@ -53,7 +54,7 @@ def asymmetry_vector(xy):
     return {m: a[m]["difference"] for m in MEASURES}
 
 
-def expression_fidelity(generated_xy, patient_xy, item="at_rest"):
+def expression_fidelity(generated_xy, patient_xy, item="rest"):
     """Fidelity of a generated face's asymmetry to the patient's for one Yanagihara item.
 
     generated_xy, patient_xy: (478, 2+) landmarks in pixels. Returns {"score": float in (0, 1],

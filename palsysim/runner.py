@@ -2,7 +2,7 @@
 
     python -m palsysim run workflows/api/palsy_pf.json --patients PATIENTS --out OUT \
         [--server http://127.0.0.1:8188 | --embedded] [--identities "a man" "a woman"] [--seeds 1 2]
-        [--expressions at_rest grin] [--donor PHOTO] [--set KSampler.steps=30] [--bypass NODE]
+        [--expressions rest grin] [--donor PHOTO] [--set KSampler.steps=30] [--bypass NODE]
 
 PATIENTS holds one folder per patient, one photo per Yanagihara item in it, named after the item:
 PATIENTS/<patient>/<expression>.png|.jpg. Results go to OUT/<patient>/<expression>/<identity>_<seed>.png

@@ -35,7 +35,7 @@ def main():
         "palsy_pf": ([crop, pf], ["patient", "PF condition"]),
         "palsy_zero_shot": ([crop, pf], ["patient", "stock canny"]),
         "palsy_codc": ([crop, face_crop(donor, d_xy, 256)[0], codc], ["patient", "donor", "CODC condition"]),
-        "palsy_yanagihara_grid": ([crop, pf] * 2, ["a man | at_rest", "condition", "a woman | at_rest", "condition"]),
+        "palsy_yanagihara_grid": ([crop, pf] * 2, ["a man | rest", "condition", "a woman | rest", "condition"]),
     }
     for name, (tiles, labels) in sheets.items():
         img = sheet(tiles, labels, tile_size=256, columns=2 if len(tiles) == 4 else len(tiles))

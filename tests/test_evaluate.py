@@ -33,9 +33,9 @@ def tree(tmp_path_factory):
     stand_in = {PATIENT_NAMES[0]: f["grace_hopper"], PATIENT_NAMES[1]: f["astronaut"]}
     for name, im in people.items():
         palsy, _ = synth_palsy(im, face_landmarks(im), "left", 0.6)
-        write_image(str(root / "patients" / name / "at_rest.png"), palsy)
-        write_image(str(root / "generated" / "copy" / name / "at_rest.png"), palsy)
-        write_image(str(root / "generated" / "other_person" / name / "at_rest.png"), stand_in[name])
+        write_image(str(root / "patients" / name / "rest.png"), palsy)
+        write_image(str(root / "generated" / "copy" / name / "rest.png"), palsy)
+        write_image(str(root / "generated" / "other_person" / name / "rest.png"), stand_in[name])
         other = stand_in[name]
         write_image(str(root / "generated" / "palsied_other" / f"{name}_1.png"),
                     synth_palsy(other, face_landmarks(other), "left", 0.6)[0])

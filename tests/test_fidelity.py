@@ -42,10 +42,10 @@ def test_items_weigh_the_measures_they_exercise(faces):
     grin = fidelity.expression_fidelity(face.xy, patient, "grin")
     assert {r["measure"] for r in grin["rows"] if r["weight"] > 0} == {
         "commissure_excursion", "commissure_height", "smile_angle"}
-    for item in ("blink", "close_eyes_lightly", "wink"):
+    for item in ("blink", "gentle_eye_closure", "wink"):
         w = fidelity.ITEM_WEIGHTS[item]
         assert set(w) == {"palpebral_fissure_height"}
-    assert set(fidelity.ITEM_WEIGHTS["at_rest"]) == set(MEASURES)
+    assert set(fidelity.ITEM_WEIGHTS["rest"]) == set(MEASURES)
     table = fidelity.fidelity_table(grin)
     assert table.startswith("Expression fidelity (grin): ") and table.count("\n| ") == 6
     with pytest.raises(InputError, match="unknown Yanagihara item 'smile'"):

@@ -103,8 +103,8 @@ def assert_anonymous(path, secrets):
 
 @pytest.mark.parametrize("name", ["palsy_pf", "palsy_zero_shot"])
 def test_single_workflows_give_one_image_per_job(host, tmp_path, name):
-    run_and_check(host, tmp_path, name, ["at_rest", "grin"],
-                  [f"{PATIENT}/{e}/{i}_3.png" for e in ("at_rest", "grin") for i in ("a_man", "a_woman")],
+    run_and_check(host, tmp_path, name, ["rest", "grin"],
+                  [f"{PATIENT}/{e}/{i}_3.png" for e in ("rest", "grin") for i in ("a_man", "a_woman")],
                   "--identities", "a man", "a woman", "--seeds", "3")
 
 

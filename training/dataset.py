@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from palsysim.codc import codc_condition, crop_face, face_crop, pf_condition
+from palsysim.fidelity import ITEMS
 from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks
 
-# The 10 Yanagihara grading items, as folder names.
-EXPRESSIONS = ("rest", "raise_eyebrows", "gentle_eye_closure", "tight_eye_closure", "wink", "nose_wrinkle",
-               "cheek_puff", "grin", "whistle", "lower_lip_depression")
+EXPRESSIONS = ITEMS  # the 10 Yanagihara grading items, as folder names
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CONDITIONS = ("pf", "codc")
 
