@@ -70,13 +70,18 @@ def load_model(path):
     if not path or not os.path.isfile(path):
         raise InputError(f"ArcFace model file {path!r} not found: put an ArcFace ONNX (e.g. "
                          f"buffalo_l/w600k_r50.onnx) in ComfyUI/models/insightface/")
+    return per_file(_models, path, _load)
+
+
+def per_file(cache, path, build):
+    """build(path), once per version of the file (its mtime) for the whole process."""
     key = os.path.realpath(path)
     stamp = os.stat(key).st_mtime_ns
     with _lock:
-        cached = _models.get(key)
+        cached = cache.get(key)
         if cached is None or cached[0] != stamp:
-            _models[key] = (stamp, _load(key))
-        return _models[key][1]
+            cache[key] = (stamp, build(key))
+        return cache[key][1]
 
 
 def _load(path):

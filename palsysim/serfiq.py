@@ -14,8 +14,6 @@ q lies in (0, 1]; 1 means every dropout pass gave the same embedding. This is th
 reference implementation computes before its optional calibration 1 / (1 + exp(-alpha (q - r)))
 (alpha 130, r 0.88), which is left out here, so scores sit on the paper's raw SER-FIQ scale.
 """
-import os
-import threading
 
 import numpy as np
 
@@ -26,7 +24,6 @@ PASSES = 100
 DROPOUT = 0.5
 
 _splits = {}
-_lock = threading.Lock()
 
 
 def cut_point(model):
@@ -95,13 +92,7 @@ class Split:
 def load_split(model_path):
     """The process-wide Split of a model file (built once per file)."""
     identity.load_model(model_path)  # same checks and messages as the identity model
-    key = os.path.realpath(model_path)
-    stamp = os.stat(key).st_mtime_ns
-    with _lock:
-        cached = _splits.get(key)
-        if cached is None or cached[0] != stamp:
-            _splits[key] = (stamp, Split(key))
-        return _splits[key][1]
+    return identity.per_file(_splits, model_path, Split)
 
 
 def stochastic_embeddings(split, feature, passes=PASSES, dropout=DROPOUT, rng=None):
