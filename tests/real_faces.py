@@ -1,18 +1,15 @@
 """Real face photographs that ship inside installed packages (no downloads), found via __file__."""
 import os
 
+from palsysim.demo import sample_photos
+
 
 def photo_paths():
-    """{name: path} of three different people's frontal photos."""
+    """{name: path} of three different people's frontal photos: the demo's two, and Tom Hanks."""
     import insightface
-    import matplotlib
-    import skimage
-    return {
-        "astronaut": os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png"),
-        "grace_hopper": os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"),
-        # a 112x112 crop insightface itself aligned to the ArcFace template
-        "tom_hanks": os.path.join(os.path.dirname(insightface.__file__), "data", "images", "Tom_Hanks_54745.png"),
-    }
+    # a 112x112 crop insightface itself aligned to the ArcFace template
+    tom_hanks = os.path.join(os.path.dirname(insightface.__file__), "data", "images", "Tom_Hanks_54745.png")
+    return {**sample_photos(), "tom_hanks": tom_hanks}
 
 
 def photos():

@@ -11,7 +11,7 @@ import skimage
 
 from palsysim import regions as R
 from palsysim.asymmetry import MEASURES, measure
-from palsysim.demo import sample_photos
+from real_faces import photo_paths
 from palsysim.images import InputError, read_image
 from palsysim.landmarks import N_POINTS, face_landmarks
 from palsysim.synth import synth_palsy
@@ -22,7 +22,7 @@ BUILD_TASK = os.path.join(ROOT, "..", "shared", "tools", "face_landmarker_task",
 
 @pytest.fixture(scope="module")
 def photos():
-    return {name: read_image(path) for name, path in sample_photos().items()}
+    return {name: read_image(path) for name, path in photo_paths().items() if name != "tom_hanks"}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_synthetic_palsy_leaves_the_healthy_side_and_severity_zero_alone(photos)
 
 
 def test_cli_measure_landmarks_synth(tmp_path):
-    photo = sample_photos()["grace_hopper"]
+    photo = photo_paths()["grace_hopper"]
     run = lambda *a: subprocess.run([sys.executable, "-m", "palsysim", *a], cwd=ROOT, capture_output=True, text=True)  # noqa: E731
     r = run("measure", photo, "--json")
     assert r.returncode == 0, r.stderr
