@@ -48,7 +48,7 @@ def read_log(cfg):
 def bit_identical(a, b):
     """Same bits (NaN == NaN: ComfyUI leaves weights a checkpoint lacks, e.g. CLIP's text_projection, unset)."""
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(
-        a.detach().cpu().contiguous().view(torch.uint8), b.detach().cpu().contiguous().view(torch.uint8))
+        a.detach().cpu().reshape(-1).view(torch.uint8), b.detach().cpu().reshape(-1).view(torch.uint8))
 
 
 def test_partial_draws_only_window_timesteps_with_both_ends():
@@ -201,3 +201,12 @@ def test_files_hold_no_patient_names_or_paths(files):
     for blob in blobs:
         for secret in (b"patient_a", b"photo_001", files["data"].encode(), str(files["root"]).encode()):
             assert secret not in blob
+
+
+def test_resume_may_lower_the_learning_rate_but_not_change_the_run(files):
+    cfg = config(files, "relr.safetensors", steps=2, checkpoint_every=1)
+    train(cfg)
+    log = train(config(files, "relr.safetensors", steps=3, lr=1e-5, resume=True))
+    assert [s["lr"] for s in log["steps"]] == [1e-4, 1e-4, 1e-5]
+    with pytest.raises(ValueError, match="t_min, t_max differ"):
+        train(config(files, "relr.safetensors", steps=4, resume=True, t_min=400, t_max=600))

@@ -63,6 +63,10 @@ def main(argv=None):
     except TrainingStopped as e:
         print(f"training: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        print("training: interrupted before the first step, or by a second Ctrl-C; the last saved state (if any) "
+              "is kept", file=sys.stderr)
+        return 130
     except (InputError, HostError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"training: {e}", file=sys.stderr)
         return 2

@@ -169,7 +169,7 @@ def main(argv=None):
     print(f"speed             {samples_per_s:.3f} samples/s ({seconds / args.steps:.3f} s/step), last loss {loss.item():.4f}")
     print(f"peak memory       {peak_memory(device) / 2 ** 30:.2f} GiB "
           f"({'GPU allocated' if device.type == 'cuda' else 'process peak RSS'})")
-    print(f"MFU               {100 * achieved / peak:.1f}% ({achieved:.2f} TFLOP/s of {peak:.1f} TFLOP/s, {source})")
+    print(f"MFU               {100 * achieved / peak:.1f}% ({achieved:.3g} TFLOP/s of {peak:.3g} TFLOP/s, {source})")
     return 0
 
 

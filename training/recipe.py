@@ -75,8 +75,9 @@ class Config:
         return window
 
 
-# Settings a resumed run must share with the run it continues (epochs/steps may grow).
-RESUME_KEYS = ("mode", "t_min", "t_max", "batch_size", "resolution", "lr", "warmup_steps", "prompt", "condition",
+# Settings a resumed run must share with the run it continues. Steps/epochs may grow, and --lr may
+# change (the way on after a NaN stop); anything else would make the continuation a different run.
+RESUME_KEYS = ("mode", "t_min", "t_max", "batch_size", "resolution", "warmup_steps", "prompt", "condition",
                "precision", "optimizer", "lora_rank", "seed", "gradient_checkpointing")
 
 
@@ -143,7 +144,7 @@ def train(cfg, models=None):
     total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
 
     settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
-    settings.update(t_min=t_lo, t_max=t_hi)
+    settings.update(t_min=t_lo, t_max=t_hi, lr=cfg.lr)
     log = {"version": LOG_VERSION, "status": "running", "settings": {
                **settings, "epochs": cfg.epochs, "steps": total, "checkpoint_every": cfg.checkpoint_every,
                "base_model": os.path.basename(cfg.checkpoint), "base_controlnet": os.path.basename(cfg.controlnet),
@@ -155,23 +156,30 @@ def train(cfg, models=None):
     step = 0
     if cfg.resume:
         state = ckpt.load_state(state_path)
-        changed = [k for k in RESUME_KEYS + ("t_min", "t_max") if state["settings"].get(k) != settings[k]]
+        changed = [k for k in RESUME_KEYS if state["settings"].get(k) != settings[k]]
         if changed or state["fingerprint"] != fingerprint:
             what = ", ".join(changed) or "the dataset"
             raise ValueError(f"--resume: {what} differ(s) from the saved run in {work}; use the same settings and data")
         restore_trainable(models.control_model, trainable, state["trainable"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        if state["settings"]["lr"] != cfg.lr:
+            schedule.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+            for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas):
+                group["lr"] = cfg.lr * factor(schedule.last_epoch)
         scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step, log["steps"] = state["step"], state["log"]
+    saved_step = step if cfg.resume else None
 
     def save(status):
+        nonlocal saved_step
         trained = {n: p.detach().cpu().clone() for n, p in trainable}
         ckpt.save_state(state_path, {
             "step": step, "settings": settings, "fingerprint": fingerprint, "trainable": trained,
             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
             "rng": ckpt.rng_state(), "log": log["steps"]})
+        saved_step = step
         write_report(status)
 
     def write_report(status):
@@ -183,9 +191,15 @@ def train(cfg, models=None):
                       f"{cfg.mode} t={t_lo}..{t_hi}, batch {cfg.batch_size}, lr {cfg.lr:g}")
 
     # 6. The loop. Ctrl-C only raises a flag: the step in flight completes, then the state is saved.
+    #    A second Ctrl-C quits at once.
     stop = {"asked": False}
+
+    def on_ctrl_c(*_):
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.update(asked=True)) if in_main_thread else None
+    previous_handler = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
     bar = progress_bar(cfg.progress, total, step)
     try:
         while step < total:
@@ -196,8 +210,8 @@ def train(cfg, models=None):
             loss = denoising_loss(models, x0, hints[indices], context.expand(len(indices), -1, -1), t, noise,
                                   alpha_bar, unet_dtype, autocast_dtype(dtype))
             if not torch.isfinite(loss):
-                kept = f"the last good state (step {ckpt.load_state(state_path)['step']}) is kept in {work}" \
-                    if os.path.isfile(state_path) else "no state had been saved yet"
+                kept = "no state had been saved yet" if saved_step is None else \
+                    f"the last good state (step {saved_step}) is kept in {work}"
                 write_report(f"stopped: loss {loss.item()} at step {step + 1}")
                 raise TrainingStopped(f"the loss became {loss.item()} at step {step + 1}; training stopped and "
                                       f"{kept}. Resume with a lower --lr (or --precision fp32).", exit_code=1)
