@@ -210,3 +210,10 @@ def test_resume_may_lower_the_learning_rate_but_not_change_the_run(files):
     assert [s["lr"] for s in log["steps"]] == [1e-4, 1e-4, 1e-5]
     with pytest.raises(ValueError, match="t_min, t_max differ"):
         train(config(files, "relr.safetensors", steps=4, resume=True, t_min=400, t_max=600))
+
+
+def test_swapped_model_files_are_named_in_the_message(files):
+    from palsysim.images import InputError
+    use_comfyui()
+    with pytest.raises(InputError, match="tiny_sd15.safetensors: is a Stable Diffusion checkpoint with no ControlNet"):
+        load_models(files["checkpoint"], files["checkpoint"])

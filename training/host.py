@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from palsysim.controlnet_file import load_controlnet_weights
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMBEDDED_POINTER = os.path.join(REPO, ".host", "comfyui_dir")
 
@@ -77,6 +79,8 @@ def load_models(checkpoint, controlnet, frozen_dtype=torch.float32):
     import comfy.controlnet
     import comfy.sd
     import comfy.supported_models
+    # The small file first: weights-only reading, messages naming the file (a code-running pickle, an SDXL net...)
+    weights = load_controlnet_weights(controlnet)
     try:
         patcher, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
             checkpoint, output_vae=True, output_clip=True, model_options={"dtype": frozen_dtype})
@@ -89,7 +93,7 @@ def load_models(checkpoint, controlnet, frozen_dtype=torch.float32):
         raise HostError(f"{os.path.basename(checkpoint)} is a {type(patcher.model.model_config).__name__} "
                         "checkpoint; training needs an SD1.5 one such as v1-5-pruned-emaonly")
     try:
-        cnet = comfy.controlnet.load_controlnet(controlnet, model_options={"dtype": torch.float32})
+        cnet = comfy.controlnet.load_controlnet_state_dict(weights, model_options={"dtype": torch.float32})
     except Exception as e:
         raise HostError(f"{os.path.basename(controlnet)} is not a loadable ControlNet: {e}") from None
     if type(cnet) is not comfy.controlnet.ControlNet:
