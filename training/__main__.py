@@ -1,5 +1,6 @@
 """python -m training: fine-tune an SD1.5 ControlNet on a patient dataset (see training/recipe.py)."""
 import argparse
+import importlib.util
 import sys
 
 from palsysim.images import InputError
@@ -53,6 +54,8 @@ def parse_args(argv=None):
         p.error("--batch-size, --epochs, --steps, --checkpoint-every and --lora-rank must be at least 1")
     if not args.out.endswith(".safetensors"):
         p.error("--out must end in .safetensors")
+    if args.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        p.error("--optimizer adamw8bit needs the bitsandbytes package (pip install bitsandbytes); or use adamw")
     return Config(**vars(args))
 
 
