@@ -6,7 +6,7 @@ from comfy_api.latest import ComfyExtension, io
 from .controlnet_window import TimestepWindowControlNetLoader
 from .identity import ArcFaceDissimilarity, PrivacyGate
 from .landmarks import FaceLandmarks
-from .codc import ContourReposition, OrganCropResize
+from .codc import ContourReposition, OrganCropResize, PFCondition
 from .save import SaveAnonymized
 from .grid import LabelledGrid
 
@@ -14,7 +14,7 @@ from .grid import LabelledGrid
 class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [FaceLandmarks, OrganCropResize, ContourReposition, TimestepWindowControlNetLoader,
+        return [FaceLandmarks, OrganCropResize, ContourReposition, PFCondition, TimestepWindowControlNetLoader,
                 ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, LabelledGrid]
 
 

@@ -24,6 +24,16 @@ def _check_count(items, n, what, source):
                          f"connect the landmarks found on that same image batch")
 
 
+def _check_faces(landmarks, arrays):
+    """One landmark set per image, each found on an image of that size (else boxes land on the wrong pixels)."""
+    _check_count(landmarks, len(arrays), "landmarks", "image")
+    for i, (a, face) in enumerate(zip(arrays, landmarks)):
+        if tuple(face.image_size) != a.shape[:2]:
+            raise InputError(f"landmarks {i + 1} were found on a {face.image_size[1]}x{face.image_size[0]} image but "
+                             f"image {i + 1} is {a.shape[1]}x{a.shape[0]}: connect the landmarks found on that "
+                             f"same image")
+
+
 class OrganCropResize(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -47,14 +57,10 @@ class OrganCropResize(io.ComfyNode):
     def execute(cls, image, landmarks, donor_landmarks, eye_margin, nose_margin, mouth_margin,
                 low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:
         arrays = to_arrays(image)
-        _check_count(landmarks, len(arrays), "landmarks", "image")
+        _check_faces(landmarks, arrays)
         donors = codc.pair_batches(len(arrays), len(donor_landmarks), "donor landmark set")
         bar, out = ProgressBar(len(arrays)), []
         for i, (a, face) in enumerate(zip(arrays, landmarks)):
-            if tuple(face.image_size) != a.shape[:2]:  # else the organ boxes land on the wrong pixels
-                raise InputError(f"landmarks {i + 1} were found on a {face.image_size[1]}x{face.image_size[0]} image but "
-                                 f"image {i + 1} is {a.shape[1]}x{a.shape[0]}: connect the landmarks found on that "
-                                 f"same image")
             d = donor_landmarks[donors[i]]
             out.append(codc.organ_crop_resize(
                 a, face.xy, d.xy, d.image_size, eye_margin, nose_margin, mouth_margin, low_threshold,
@@ -94,5 +100,37 @@ class ContourReposition(io.ComfyNode):
             cond = codc.reposition(o, contours[d])
             conditions.append(cond[..., None].repeat(3, axis=2))
             previews.append(codc.condition_preview(donors[d], cond, o))
+            bar.update(1)
+        return io.NodeOutput(to_image(conditions), to_image(previews))
+
+
+class PFCondition(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PalsyPFCondition",
+            display_name="PF Condition (face-crop Canny)",
+            category="PalsySim",
+            description="The plain PF ControlNet condition: Canny of the patient's square face crop (no donor).",
+            inputs=[
+                io.Image.Input("image"), Landmarks.Input("landmarks"),
+                io.Int.Input("size", default=512, min=0, max=4096, step=8,
+                             tooltip="Side of the square face crop (512: the paper's); 0 = the whole photo as it is."),
+                io.Float.Input("margin", default=codc.FACE_MARGIN, min=0.0, max=1.0, step=0.01,
+                               tooltip="Added on each side of the face oval, as a fraction of its larger side."),
+                *_edge_inputs(),
+            ],
+            outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
+        )
+
+    @classmethod
+    def execute(cls, image, landmarks, size, margin, low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:
+        arrays = to_arrays(image)
+        _check_faces(landmarks, arrays)
+        bar, conditions, previews = ProgressBar(len(arrays)), [], []
+        for a, face in zip(arrays, landmarks):
+            cond = codc.pf_condition(a, face.xy, size, margin, low_threshold, high_threshold, blur_sigma)
+            conditions.append(cond[..., None].repeat(3, axis=2))
+            previews.append(codc.pf_preview(a, face.xy, cond, size, margin))
             bar.update(1)
         return io.NodeOutput(to_image(conditions), to_image(previews))

@@ -263,9 +263,19 @@ def crop_face(face, matrix, size):
     return Face(pts.astype(np.float32), (int(size), int(size)), face.face_index, face.faces_found)
 
 
+def pf_photo(image, xy, size=512, margin=FACE_MARGIN):
+    """What the PF condition edges: the (size, size, 3) face crop; size 0: the whole photo (H, W, 3). uint8."""
+    return face_crop(image, xy, size, margin)[0] if size else to_rgb_uint8(image)
+
+
 def pf_condition(image, xy, size=512, margin=FACE_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0):
-    """The PF condition: Canny of the patient's face crop -> (size, size) uint8 0/255."""
-    return canny(face_crop(image, xy, size, margin)[0], low_threshold, high_threshold, blur_sigma)
+    """The PF condition: Canny of the patient's face crop -> (size, size) uint8 0/255; size 0: the whole photo."""
+    return canny(pf_photo(image, xy, size, margin), low_threshold, high_threshold, blur_sigma)
+
+
+def pf_preview(image, xy, condition, size=512, margin=FACE_MARGIN):
+    """The PF condition's edges over the dimmed photo they came from -> uint8 (condition's size, 3)."""
+    return edges_over(pf_photo(image, xy, size, margin), condition)
 
 
 def pair_batches(n_patients, n_donors, what="donor"):
@@ -296,10 +306,16 @@ def organs_preview(image, organs):
     return _draw_boxes(canvas, {o.name: o.source_box for o in organs.organs}, t)
 
 
+def edges_over(photo, edges):
+    """White edges over the dimmed photo of the same size -> (H, W, 3) uint8."""
+    canvas = (to_rgb_uint8(photo).astype(np.float32) * 0.45).astype(np.uint8)
+    canvas[edges > 0] = (255, 255, 255)
+    return canvas
+
+
 def condition_preview(donor_image, condition, organs):
     """Condition edges over the dimmed donor photo, target boxes drawn -> (H, W, 3) uint8."""
-    canvas = (to_rgb_uint8(donor_image).astype(np.float32) * 0.45).astype(np.uint8)
-    canvas[condition > 0] = (255, 255, 255)
+    canvas = edges_over(donor_image, condition)
     t = max(1, round(max(canvas.shape[:2]) / 400))
     return _draw_boxes(canvas, {o.name: o.target_box for o in organs.organs}, t)
 
@@ -314,7 +330,7 @@ def make_condition(image, xy, mode="codc", donor_image=None, donor_xy=None, size
     """
     edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma)
     if mode == "pf":
-        return pf_condition(image, xy, size, **edge) if size else canny(to_rgb_uint8(image), **edge)
+        return pf_condition(image, xy, size, **edge)
     if mode != "codc":
         raise InputError(f"unknown condition mode {mode!r}: use pf or codc")
     if donor_image is None or donor_xy is None:

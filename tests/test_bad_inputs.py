@@ -277,6 +277,15 @@ def b_contour(donor_src, donor_lm_src=None):
     return build
 
 
+def b_pf(src, lm_src=None):
+    def build(g, u):
+        img = src(g, u)
+        lm = landmarks(g, lm_src(g, u) if lm_src else img)
+        pf = g.add("PalsyPFCondition", image=img, landmarks=lm, size=512, margin=0.25, **EDGE)
+        save_image(g, [pf, 0])
+    return build
+
+
 def b_identity(kind, image_src, ref_src, model=ARCFACE):
     def build(g, u):
         identity(g, kind, image_src(g, u), ref_src(g, u), model)
@@ -358,6 +367,17 @@ CASES = [
     ("contour/RGBA donor", "PalsyContourReposition", b_contour(RGBA, RGBA), ok(saved_one((512, 512)))),
     ("contour/NaN donor pixels", "PalsyContourReposition", b_contour(NAN, GRACE), ["NaN"]),
 
+    # PalsyPFCondition (it finds no faces itself: a photo without one stops at its landmarks node)
+    ("pf/no face in the photo: stops at its landmarks", "PalsyFaceLandmarks", b_pf(L("coffee")),
+     ["no face found in image 1 of 1"]),
+    ("pf/empty batch", "PalsyPFCondition", b_pf(EMPTY, ASTRO), ["image batch is empty"]),
+    ("pf/2 images, landmarks of 1", "PalsyPFCondition", b_pf(two_of("astro", "grace"), ASTRO),
+     ["landmarks holds 1 face(s) but image has 2 image(s)"]),
+    ("pf/landmarks of another image size (16x16 image)", "PalsyPFCondition", b_pf(L("tiny"), ASTRO),
+     ["16x16", "512x512", "same image"]),
+    ("pf/RGBA tensor", "PalsyPFCondition", b_pf(RGBA), ok(saved_one((512, 512)))),
+    ("pf/NaN pixels", "PalsyPFCondition", b_pf(NAN, ASTRO), ["NaN"]),
+
     # PalsyTimestepWindowControlNetLoader (missing file, window errors: test_controlnet_window.py)
     ("loader/missing file", "PalsyTimestepWindowControlNetLoader", b_loader("not_here.safetensors"),
      ["'not_here.safetensors' not found", "models/controlnet/"]),
@@ -416,8 +436,8 @@ CASES = [
      ok(grid_of_width(192))),
 ]
 IDS = [c[0] for c in CASES]
-NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyTimestepWindowControlNetLoader",
-         DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid"]
+NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPFCondition",
+         "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid"]
 
 
 def run_raw(host, prompt, timeout=300):
@@ -489,12 +509,14 @@ def test_after_the_table_a_good_prompt_through_every_node(host, u):
     gate = identity(g, GATE, donor, patient, threshold=0.999)  # grace vs the astronaut: passes
     identity(g, DISSIM, donor, patient)
     saved = save(g, [gate, 0], prefix="bad_inputs/final")
-    sheet = save_image(g, [grid(g, batch(g, [cond, 0], donor), columns=2), 0], prefix="bad_inputs/final_grid")
+    pf = g.add("PalsyPFCondition", image=patient, landmarks=plm, size=512, margin=0.25, **EDGE)
+    sheet = save_image(g, [grid(g, batch(g, batch(g, [cond, 0], donor), [pf, 0]), columns=3), 0],
+                       prefix="bad_inputs/final_grid")
     loader(g, TINY_CONTROLNET)
     result = run_raw(host, g.nodes)
     assert result.ok, result.error
     assert len(host.images(result, saved)) == 1 and host.images(result, saved)[0].shape == (512, 512, 3)
-    assert host.images(result, sheet)[0].shape[1:] == (128, 3)
+    assert host.images(result, sheet)[0].shape[1:] == (192, 3)
     reports = [v["text"][0] for v in result.outputs.values() if "text" in v]
     assert any("t 500..700" in r for r in reports), reports
     assert any("1 of 1 passed" in r for r in reports), reports

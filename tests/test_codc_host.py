@@ -1,5 +1,6 @@
 """CODC through a real ComfyUI server: LoadImage x2 -> PalsyFaceLandmarks x2 -> PalsyOrganCropResize ->
-PalsyContourReposition -> SaveImage, a batch of two patients, and a mismatched batch refused clearly."""
+PalsyContourReposition -> SaveImage, a batch of two patients, and a mismatched batch refused clearly;
+the PF condition: LoadImage -> PalsyFaceLandmarks -> PalsyPFCondition -> SaveImage, a batch of two."""
 import numpy as np
 import pytest
 
@@ -69,3 +70,30 @@ def test_mismatched_donor_batch_is_refused(host, uploaded):
     assert not result.ok
     assert "donor_landmarks holds 1 face(s) but donor_image has 2 image(s)" in result.error
     assert host.alive()
+
+
+@pytest.mark.parametrize("size", [512, 0])
+def test_pf_condition_graph_is_the_cores(host, uploaded, size):
+    images, names = uploaded
+    g = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": names["patient"]}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": names["healthy"]}},
+        "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
+        "4": {"class_type": "PalsyFaceLandmarks",
+              "inputs": {"image": ["3", 0], "max_faces": 1, "min_confidence": 0.5, "face_index": 0, "backend": "auto"}},
+        "5": {"class_type": "PalsyPFCondition",
+              "inputs": {"image": ["3", 0], "landmarks": ["4", 0], "size": size, "margin": 0.3, **EDGE}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "pf"}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["5", 1], "filename_prefix": "pf_preview"}},
+    }
+    result = host.run(g)
+    assert result.ok, result.error
+    conditions, previews = host.images(result, "6"), host.images(result, "7")
+    assert len(conditions) == 2 and len(previews) == 2
+    for got, preview, key in zip(conditions, previews, ("patient", "healthy")):
+        # margin 0.3, not the default: the node must pass its own on
+        want = codc.pf_condition(images[key], face_landmarks(images[key]).xy, size, 0.3, **EDGE)
+        assert want.shape == ((512, 512) if size else images[key].shape[:2])
+        assert np.array_equal(got, np.repeat(want[..., None], 3, axis=2)), "the node's condition is not the core's"
+        assert preview.shape == got.shape and (preview[want > 0] == 255).all()
+    assert not np.array_equal(conditions[0], conditions[1]), "both patients gave the same condition"
