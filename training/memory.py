@@ -65,7 +65,11 @@ def make_optimizer(name, params, lr):
         return bitsandbytes.optim.AdamW8bit(params, lr=lr)
     if name != "adamw":
         raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
-    return torch.optim.AdamW(params, lr=lr)
+    params = list(params)
+    # The fused kernel needs no step temporaries: measured on an H200, batch 4 at 512x512 peaks at
+    # 7.84 GiB instead of 8.46 at the same speed (BENCHMARKS.md), inside an 8 GB card.
+    fused = all(p.is_cuda for p in params)
+    return torch.optim.AdamW(params, lr=lr, fused=fused or None)
 
 
 def peak_memory(device):
