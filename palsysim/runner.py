@@ -3,6 +3,7 @@
     python -m palsysim run workflows/api/palsy_pf.json --patients PATIENTS --out OUT \
         [--server http://127.0.0.1:8188 | --embedded] [--identities "a man" "a woman"] [--seeds 1 2]
         [--expressions rest grin] [--donor PHOTO] [--set KSampler.steps=30] [--bypass NODE]
+        [--reconnect-timeout 120]
 
 PATIENTS holds one folder per patient, one photo per Yanagihara item in it, named after the item:
 PATIENTS/<patient>/<expression>.png|.jpg. Results go to OUT/<patient>/<expression>/<identity>_<seed>.png
@@ -18,6 +19,10 @@ and every `seed`/`noise_seed` input gets the job's seed.
 Privacy: photos are re-encoded to PNG without metadata and uploaded under their content hash, so
 the server never sees a patient's file name, path or EXIF; the manifest names patients only by
 the folder names the output layout already uses.
+
+A server that goes away mid-batch (restarted, crashed and brought back) is waited for, for up to
+--reconnect-timeout seconds; the job whose prompt it lost is queued again, and images already
+written are never redone.
 """
 import hashlib
 import io
@@ -50,13 +55,23 @@ class NodeError(InputError):
     """The server refused the prompt (validation) or a node raised; the message names the node."""
 
 
+class ServerLost(requests.ConnectionError):
+    """The server came back without our prompt (it restarted between two polls)."""
+
+
+# What a server going away looks like from here: refused or reset connections, a reply cut short.
+SERVER_GONE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
 # --- talking to a ComfyUI server -----------------------------------------------------------------
 
 class Client:
-    def __init__(self, url):
+    def __init__(self, url, reconnect_s=120.0):
         self.url = url.rstrip("/")
         self.client_id = uuid.uuid4().hex
+        self.reconnect_s = reconnect_s
         self._ws = None
+        self._ws_dropped = False
         try:
             self.object_info = self._get("/object_info", timeout=120).json()
         except requests.RequestException as e:
@@ -95,11 +110,17 @@ class Client:
         last_poll = 0.0
         while True:
             done = self._ws_step(prompt_id, on_progress)
-            if done or time.monotonic() - last_poll > poll_s:
+            if done or self._ws_dropped or time.monotonic() - last_poll > poll_s:
                 last_poll = time.monotonic()
                 entry = self._get(f"/history/{prompt_id}").json().get(prompt_id)
                 if entry:
                     return entry
+                # A dropped websocket may mean the server restarted (fast enough that no poll was
+                # refused): then it has forgotten the prompt, and waiting on would never end.
+                if self._ws_dropped:
+                    self._ws_dropped = False
+                    if not self.knows(prompt_id):
+                        raise ServerLost(f"the server at {self.url} no longer knows the prompt")
             if self._ws is None:
                 time.sleep(0.1)
 
@@ -118,6 +139,7 @@ class Client:
             return False
         except (OSError, websocket.WebSocketException):
             self.close()
+            self._ws_dropped = True
             return False
         if not isinstance(msg, str):
             return False  # binary: live previews
@@ -129,6 +151,35 @@ class Client:
             on_progress(msg["type"], data)
         return msg["type"] in ("execution_success", "execution_error", "execution_interrupted") or (
             msg["type"] == "executing" and data.get("node") is None)
+
+    def knows(self, prompt_id):
+        """True if the server has the prompt: finished (in /history), running or queued."""
+        if self._get(f"/history/{prompt_id}").json().get(prompt_id):
+            return True
+        queue = self._get("/queue").json()
+        return any(item[1] == prompt_id for item in queue.get("queue_running", []) + queue.get("queue_pending", []))
+
+    def reconnect(self, error):
+        """Wait until the server answers again, pausing 0.5 s, 1 s, 2 s ... (at most 10 s) between
+        tries for up to reconnect_s in all; InputError if it does not come back."""
+        self.close()
+        print(f"lost the ComfyUI server at {self.url} ({error.__class__.__name__}); waiting up to "
+              f"{self.reconnect_s:g} s for it to come back", file=sys.stderr, flush=True)
+        started, pause = time.monotonic(), 0.5
+        while True:
+            try:
+                self._get("/system_stats", timeout=5)
+                print(f"the server answers again after {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+                return
+            except requests.RequestException:
+                pass
+            left = self.reconnect_s - (time.monotonic() - started)
+            if left <= 0:
+                raise InputError(f"the ComfyUI server at {self.url} did not come back within {self.reconnect_s:g} s "
+                                 f"(--reconnect-timeout); run the same command again to finish the batch: images "
+                                 f"already written are kept") from None
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, 10.0)
 
     def download(self, ref):
         return self._get("/view", filename=ref["filename"], subfolder=ref.get("subfolder", ""),
@@ -457,11 +508,13 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
         return uploads[path]
 
     donors = titled(graph, "donor", "LoadImage")
-    if donors:
-        if not donor:
-            raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")
+    if donors and not donor:
+        raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")
+
+    def upload_donor():
         for nid in donors.values():
             graph[nid]["inputs"]["image"] = upload(donor)
+    upload_donor()
 
     todo = [j for j in plan.jobs if not manifest.done(j["key"], out)]
     summary = {"done": 0, "skipped": len(plan.jobs) - len(todo), "held_back": 0, "failed": []}
@@ -474,33 +527,48 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
         elif data.get("node") in graph:
             bar.set_postfix_str(wf.title(graph, data["node"]))
 
+    def finish(job, prompt, prompt_id):
+        try:
+            entry = client.wait(prompt_id, on_progress)
+        except KeyboardInterrupt:
+            client.interrupt(prompt_id)
+            raise
+        error = execution_error(entry, prompt)
+        fields = {k: job[k] for k in ("patient", "expression", "identity", "seed") if k in job}
+        if error:
+            summary["failed"].append(f"{job['key']}: {error}")
+            manifest.record(job["key"], status="failed", error=error, images=[], **fields)
+            return
+        outputs = entry.get("outputs", {})
+        files = []
+        for rel, ref, _ in plan.targets(job, outputs):
+            _write_atomic(os.path.join(out, rel), client.download(ref))
+            files.append(rel)
+        reports = {wf.title(prompt, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
+                   if o.get("text") and nid in prompt}
+        status = "done" if files else "held_back"
+        summary["done" if files else "held_back"] += 1
+        manifest.record(job["key"], status=status, images=files, reports=reports, **fields)
+
     try:
         for job in todo:
             bar.set_description(job["key"])
-            prompt = plan.prompt(job, upload)
-            prompt_id = client.queue(prompt)
-            try:
-                entry = client.wait(prompt_id, on_progress)
-            except KeyboardInterrupt:
-                client.interrupt(prompt_id)
-                raise
-            error = execution_error(entry, prompt)
-            fields = {k: job[k] for k in ("patient", "expression", "identity", "seed") if k in job}
-            if error:
-                summary["failed"].append(f"{job['key']}: {error}")
-                manifest.record(job["key"], status="failed", error=error, images=[], **fields)
-                bar.update(1)
-                continue
-            outputs = entry.get("outputs", {})
-            files = []
-            for rel, ref, _ in plan.targets(job, outputs):
-                _write_atomic(os.path.join(out, rel), client.download(ref))
-                files.append(rel)
-            reports = {wf.title(prompt, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
-                       if o.get("text") and nid in prompt}
-            status = "done" if files else "held_back"
-            summary["done" if files else "held_back"] += 1
-            manifest.record(job["key"], status=status, images=files, reports=reports, **fields)
+            prompt_id, lost = None, False
+            while True:
+                try:
+                    if lost:  # a restarted server may have lost our uploads, and its queue and history
+                        uploads.clear()
+                        upload_donor()
+                        if prompt_id and not client.knows(prompt_id):
+                            prompt_id = None  # queue the job again
+                        lost = False
+                    prompt = plan.prompt(job, upload)
+                    prompt_id = prompt_id or client.queue(prompt)
+                    finish(job, prompt, prompt_id)
+                    break
+                except SERVER_GONE as e:
+                    client.reconnect(e)
+                    lost = True
             bar.update(1)
     finally:
         bar.close()
@@ -537,6 +605,8 @@ def add_arguments(p):
     p.add_argument("--bypass", action="append", default=[], metavar="NODE",
                    help="bypass a node as ComfyUI's bypass mode does (e.g. 'privacy gate' without an ArcFace model)")
     p.add_argument("--out", required=True)
+    p.add_argument("--reconnect-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to wait for a server that went away mid-batch (restarted) before giving up")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -549,7 +619,7 @@ def main(args):
     if host:
         url = host.__enter__().url
     try:
-        client = Client(url)
+        client = Client(url, reconnect_s=args.reconnect_timeout)
         graph = prepare_graph(args.workflow, client, args.overrides, args.bypass)
         # Settings as given, minus anything that would locate patient files (the --patients path).
         settings = {"overrides": args.overrides, "bypassed": args.bypass}

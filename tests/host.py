@@ -208,7 +208,7 @@ def write_model_paths_yaml(path, models_dir):
         fh.write("\n".join(lines) + "\n")
 
 
-def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True):
+def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True, port=None):
     """Start the host's main.py on a free loopback port with private folders under workdir.
 
     Returns a ready Host (its /system_stats answers); with wait=False at once, then call
@@ -218,6 +218,7 @@ def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True):
     python: the interpreter that runs ComfyUI; default $COMFYUI_PYTHON, else this one.
     extra_args: more main.py arguments, e.g. ["--extra-model-paths-config", "more.yaml"] (a yaml
     with a `custom_nodes:` entry adds a folder of test-only nodes).
+    port: listen there (e.g. a stopped host's, to restart it with the same workdir); default a free one.
     """
     host_dir = comfyui_dir()
     check_pack_link(host_dir)
@@ -229,7 +230,7 @@ def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True):
     yaml_path = os.path.join(workdir, "extra_model_paths.yaml")
     write_model_paths_yaml(yaml_path, dirs["models"])
 
-    port = free_port()
+    port = port or free_port()
     cmd = [python or os.environ.get("COMFYUI_PYTHON") or sys.executable, "main.py", "--cpu",
            "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
            "--input-directory", dirs["input"], "--output-directory", dirs["output"],

@@ -5,16 +5,26 @@ the global RNG; batches, noise and timesteps are drawn from generators seeded by
 resumed run sees the very draws the unbroken one would have. It holds no image data and no paths.
 """
 import hashlib
+import glob
 import os
 import tempfile
 
 import torch
 
 STATE_FILE = "training_state.torch"  # not .pt/.ckpt: ComfyUI would list it as a ControlNet
+PREVIOUS = ".prev"  # STATE_FILE + PREVIOUS: the state before the last save
 
 
-def write_atomically(path, write):
-    """Call write(tmp_path), fsync, rename onto path, fsync the folder: a crash leaves the old file or the new."""
+class NoIntactState(ValueError):
+    """Neither saved state can be read back intact; the message says why and what to do."""
+
+
+def write_atomically(path, write, keep_previous=None):
+    """Call write(tmp_path), fsync, rename onto path, fsync the folder: a crash leaves the old file or the new.
+
+    keep_previous: a path the old file is renamed to first (a crash between the two renames leaves
+    only that one, which load_latest falls back to).
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -23,6 +33,8 @@ def write_atomically(path, write):
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -36,12 +48,70 @@ def write_atomically(path, write):
 
 
 def save_state(path, state):
-    write_atomically(path, lambda tmp: torch.save(state, tmp))
+    """Write state to path with its checksum; the state it replaces becomes path + PREVIOUS."""
+    state = {**state, "checksum": checksum(state)}
+    write_atomically(path, lambda tmp: torch.save(state, tmp), keep_previous=path + PREVIOUS)
 
 
-def load_state(path):
-    """The saved state (tensors and plain Python values only, so weights-only loading suffices)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def exists(path):
+    return any(os.path.isfile(p) for p in (path, path + PREVIOUS))
+
+
+def load_latest(path):
+    """(state, the file it came from, [why a newer file was passed over]) of the newest intact state.
+
+    Tensors and plain Python values only, so weights-only loading suffices. Raises NoIntactState
+    when neither path nor path + PREVIOUS is intact.
+    """
+    skipped = []
+    for candidate in (path, path + PREVIOUS):
+        name = os.path.basename(candidate)
+        if not os.path.isfile(candidate):
+            skipped.append(f"{name} is missing")
+            continue
+        try:
+            state = torch.load(candidate, map_location="cpu", weights_only=True)
+        except Exception as e:  # a file cut short fails in the zip reader, a damaged pickle in many ways
+            skipped.append(f"{name} is unreadable, cut short or damaged ({e.__class__.__name__}: {str(e).splitlines()[0][:120]})")
+            continue
+        # torch.load does not check tensor bytes (a flipped bit loads silently): the checksum does.
+        if not isinstance(state, dict) or state.pop("checksum", None) != checksum(state):
+            skipped.append(f"{name} is damaged (its contents do not match the checksum saved with it)")
+            continue
+        return state, candidate, skipped
+    folder = os.path.dirname(os.path.abspath(path))
+    raise NoIntactState(f"--resume: no intact training state in {folder}: {'; '.join(skipped)}. This run cannot "
+                        f"be continued: delete that folder and train again without --resume")
+
+
+def remove_stale_temps(folder):
+    """Delete the temporary files that saves killed half-way left in folder (write_atomically's names)."""
+    for tmp in glob.glob(os.path.join(glob.escape(folder), ".*.tmp")):
+        os.unlink(tmp)
+
+
+def checksum(state):
+    """SHA-256 of every value in the state, tensor bytes included, in a fixed walk order."""
+    h = hashlib.sha256()
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(x.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().data)
+        elif isinstance(x, dict):
+            h.update(b"{%d" % len(x))
+            for k, v in x.items():
+                h.update(repr(k).encode())
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[%d" % len(x))
+            for v in x:
+                walk(v)
+        else:
+            h.update(repr(x).encode())
+    walk(state)
+    return h.hexdigest()
 
 
 def rng_state():

@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -110,9 +111,9 @@ def train(cfg, models=None):
     t_lo, t_hi = cfg.window()
     work = run_dir(cfg.out)
     state_path, log_path = os.path.join(work, ckpt.STATE_FILE), os.path.join(work, "train.json")
-    if cfg.resume and not os.path.isfile(state_path):
+    if cfg.resume and not ckpt.exists(state_path):
         raise FileNotFoundError(f"--resume: no saved training state at {state_path}")
-    if not cfg.resume and os.path.isfile(state_path):
+    if not cfg.resume and ckpt.exists(state_path):
         raise FileExistsError(f"{work} holds an earlier run's state: add --resume to continue it, "
                               f"or delete that folder to start over")
 
@@ -152,10 +153,15 @@ def train(cfg, models=None):
            "dataset": {"photos": len(data), "patients": data.patients, "expressions": data.expressions},
            "trainable_parameters": sum(p.numel() for _, p in trainable), "steps": []}
 
-    # 5. Continue where a saved state stopped.
+    # 5. Continue where a saved state stopped: the newest intact one (a damaged file falls back to
+    #    the previous state; resuming is exact, so that only costs the steps since).
     step = 0
     if cfg.resume:
-        state = ckpt.load_state(state_path)
+        ckpt.remove_stale_temps(work)  # from saves killed half-way
+        state, used, skipped = ckpt.load_latest(state_path)
+        if skipped:
+            print(f"training: {'; '.join(skipped)}; resuming from {os.path.basename(used)} (step {state['step']})",
+                  file=sys.stderr, flush=True)
         changed = [k for k in RESUME_KEYS if state["settings"].get(k) != settings[k]]
         if changed or state["fingerprint"] != fingerprint:
             what = ", ".join(changed) or "the dataset"

@@ -1,0 +1,59 @@
+"""The headless runner (python -m palsysim run) when its server goes away mid-batch: a private real
+server is killed after the first image is written and started again on the same port; the runner
+waits, queues the lost job again, and finishes without redoing written images."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
+from runner_helpers import NO_ARCFACE, REPO, api, make_patients, pngs, runner_cmd
+from test_runner import history_seeds
+
+
+def link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):
+    # Our own server (the session's `host` must never be killed); it borrows the host's tiny models.
+    workdir = str(tmp_path / "server")
+    server = start_host(workdir, wait=False)
+    try:
+        for folder, name in (("checkpoints", TINY_CHECKPOINT), ("controlnet", TINY_CONTROLNET)):
+            link_or_copy(host.model_path(folder, name), server.model_path(folder, name))
+        server.wait_ready()
+        port = int(server.url.rsplit(":", 1)[1])
+        patients = make_patients(tmp_path / "p", ["rest"])
+        out = tmp_path / "out"
+        seeds = [str(s) for s in range(7401, 7406)]  # unique to this test
+        proc = subprocess.Popen(runner_cmd(api("palsy_pf"), server.url, patients, out, *NO_ARCFACE, "--seeds", *seeds,
+                                           "--reconnect-timeout", "120"),
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while not pngs(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.proc.kill()  # a crash, mid-batch: no chance to finish the prompt in flight
+        server.proc.wait()
+        written = {p: os.stat(p).st_mtime_ns for p in pngs(out)}
+        assert proc.poll() is None and 1 <= len(written) < len(seeds), \
+            f"the kill came too late or never: {sorted(written)}\n{proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
+
+        server = start_host(workdir, port=port)  # same port, same folders: an empty queue and history
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stdout + stderr
+        assert "lost the ComfyUI server" in stderr and "answers again" in stderr, stderr
+        assert sorted(os.path.basename(p) for p in pngs(out)) == [f"a_man_{s}.png" for s in seeds]
+        assert all(os.stat(p).st_mtime_ns == m for p, m in written.items())  # never rewritten
+        rerun = history_seeds(server)  # what the restarted server ran: only what was not written
+        assert len(rerun) == len(set(rerun)) and set(rerun) <= {int(s) for s in seeds}
+        assert not {int(os.path.basename(p)[:-4].rsplit("_", 1)[1]) for p in written} & set(rerun), rerun
+        jobs = json.loads((out / "manifest.json").read_text())["jobs"]
+        assert len(jobs) == len(seeds) and all(j["status"] == "done" for j in jobs.values())
+    finally:
+        server.stop()
+
