@@ -13,7 +13,8 @@ import torch
 from comfy.model_sampling import ModelSamplingDiscrete
 from comfy_api.latest import io
 
-from ..palsysim.controlnet_file import load_controlnet_weights, resolve_window
+from ..palsysim.controlnet_file import (CONTROL_PREFIX, check_lora_base, is_lora, load_controlnet_weights,
+                                       load_lora_factors, merge_lora, resolve_window)
 from ..palsysim.schedule import describe_window, window_percents
 from .common import InputError, model_file, output
 
@@ -85,6 +86,40 @@ def load_sd15_controlnet(name):
     return net
 
 
+def load_lora_controlnet(name, base_name, meta):
+    """A LoRA file (models/controlnet/<name>) merged into a copy of its base ControlNet's weights.
+
+    The same merge_lora as training's merged file, on the base weights as training read them, so the
+    result is the net the merged file holds.
+    """
+    factors = load_lora_factors(model_file("controlnet", name))
+    base = load_controlnet_weights(model_file("controlnet", base_name))
+    if not any(k.startswith(CONTROL_PREFIX) for k in base):  # diffusers keys: ComfyUI converts them, as in training
+        converted = comfy.controlnet.load_controlnet_state_dict(base, model_options={"dtype": torch.float32})
+        base = converted.control_model.state_dict()
+    check_lora_base(meta, base, name, base_name)
+    try:
+        merged = merge_lora(base, factors)
+    except ValueError as e:
+        raise InputError(f"{name} (LoRA) on base {base_name}: {e}") from None
+    net = comfy.controlnet.load_controlnet_state_dict(merged)
+    if not isinstance(net, comfy.controlnet.ControlNet):
+        raise InputError(f"{name} on base {base_name}: ComfyUI did not recognise the merged ControlNet")
+    return net
+
+
+def lora_base_name(name, meta, chosen):
+    """The base ControlNet a LoRA file merges into: the one chosen, else the file its metadata names."""
+    if chosen != NO_BASE:
+        return chosen
+    wanted = meta.get("base_controlnet") or "(not recorded)"
+    if wanted in folder_paths.get_filename_list("controlnet"):
+        return wanted
+    raise InputError(f"{name}: is a LoRA file: it holds only changes to the base ControlNet {wanted!r}, which is not "
+                     f"in ComfyUI/models/controlnet/. Put {wanted} there (or pick your copy of it as "
+                     f"base_control_net_name), or load the merged file training writes instead")
+
+
 def step_sigmas(sampler_name, scheduler, steps):
     """The sigmas a KSampler with this setting samples an SD1.5 model at (as KSampler.calculate_sigmas)."""
     discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
@@ -103,7 +138,8 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
             description="Loads an SD1.5 ControlNet with the timestep window it was fine-tuned on (500..700 = "
                         "sampling percent 0.29930..0.49950: about 4 of 20 steps) and applies it everywhere, only "
                         "in the window, or in the window with a base ControlNet elsewhere. Connect it to Apply "
-                        "ControlNet (Advanced); its start/end percent still apply on top.",
+                        "ControlNet (Advanced); its start/end percent still apply on top. A LoRA file from training "
+                        "(--lora-format lora) is merged into its base ControlNet (base_control_net_name) here.",
             inputs=[
                 io.Combo.Input("control_net_name", options=names, tooltip="From models/controlnet."),
                 io.Combo.Input("apply", options=MODES, default="everywhere",
@@ -113,7 +149,9 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
                 io.Int.Input("t_lo", default=-1, min=-1, max=999, tooltip="First timestep of the window; -1 = from the file."),
                 io.Int.Input("t_hi", default=-1, min=-1, max=999, tooltip="Last timestep of the window; -1 = from the file."),
                 io.Combo.Input("base_control_net_name", options=[NO_BASE] + names, default=NO_BASE,
-                               tooltip="The ControlNet outside the window (window_then_base only)."),
+                               tooltip="The base ControlNet (e.g. control_sd15_canny): for a LoRA file, the net its "
+                                       "changes merge into ((none) = the file name the LoRA records); for "
+                                       "window_then_base, the net on the steps outside the window."),
                 io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampler setting for the report only."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
                                tooltip="Sampler setting for the report only."),
@@ -138,15 +176,18 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
     @classmethod
     def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,
                 scheduler) -> io.NodeOutput:
-        if apply == "window_then_base" and base_control_net_name == NO_BASE:
+        t_lo, t_hi, meta = resolve_window(model_file("controlnet", control_net_name), t_lo, t_hi)
+        lora_base = lora_base_name(control_net_name, meta, base_control_net_name) if is_lora(meta) else None
+        outside = base_control_net_name if base_control_net_name != NO_BASE else lora_base
+        if apply == "window_then_base" and outside is None:
             raise InputError("apply=window_then_base needs base_control_net_name: pick the ControlNet for the "
                              "steps outside the window (e.g. the original control_sd15_canny)")
-        t_lo, t_hi, meta = resolve_window(model_file("controlnet", control_net_name), t_lo, t_hi)
-        net = load_sd15_controlnet(control_net_name)
+        net = load_lora_controlnet(control_net_name, lora_base, meta) if lora_base else load_sd15_controlnet(control_net_name)
         if apply != "everywhere":
-            base = load_sd15_controlnet(base_control_net_name) if apply == "window_then_base" else None
+            base = load_sd15_controlnet(outside) if apply == "window_then_base" else None
             net = WindowControlNet.wrap(net, window_percents(t_lo, t_hi), base)
         report = describe_window(t_lo, t_hi, step_sigmas(sampler_name, scheduler, steps),
                                  f"{sampler_name}/{scheduler}, {steps} steps")
         trained = f"; trained: {meta.get('mode', '?')}" if meta else ""
+        trained += f"; LoRA merged into {lora_base}" if lora_base else ""
         return io.NodeOutput(net, f"{control_net_name}: {report}; apply: {apply}{trained}")

@@ -11,9 +11,24 @@ keys of the original `control_sd15_canny`, plus strings in the safetensors `__me
     palsysim.base_model  "v1-5-pruned-emaonly.safetensors"  a file NAME, never a path
     palsysim.<key>       anything else training adds (extra=); non-strings are JSON-encoded
 
+    palsysim.format_kind "controlnet" (a whole ControlNet) or "lora" (low-rank factors, below)
+
+A LoRA file (training --lora-format lora|both) holds, instead of `control_model.*` weights, the
+low-rank factors of a ControlNet's linear and convolution weights relative to the BASE ControlNet
+it was trained from (e.g. control_sd15_canny, not the UNet: this is not ComfyUI's Control-LoRA):
+
+    lora.<ControlNet key>.down   [rank, fan_in]    e.g. lora.control_model.input_blocks.1.1.proj_in.weight.down
+    lora.<ControlNet key>.up     [out, rank]
+    lora.<ControlNet key>.alpha  scalar; the update is (alpha / rank) * up @ down, reshaped to the weight
+    palsysim.format_kind "lora", palsysim.lora_rank, palsysim.base_controlnet (the base's file NAME),
+    palsysim.base_fingerprint (hash of the base's input_hint_block.0.weight as fp16: a different base is refused)
+
+`merge_lora` is the one merge: training's merged file and the loader's base + LoRA both come from it.
+
 No value may look like a path (a `/` or `\\` in it): metadata travels with the file, and a path
 could name a patient or a folder of patients.
 """
+import hashlib
 import json
 import os
 import pickle
@@ -30,6 +45,8 @@ FORMAT_VERSION = "1"
 PREFIX = "palsysim."
 CONTROL_PREFIX = "control_model."
 SD15_CONTEXT_DIM = 768
+LORA_PREFIX = "lora."
+KIND_CONTROLNET, KIND_LORA = "controlnet", "lora"
 _BASE_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
 
 
@@ -67,14 +84,21 @@ def save_controlnet(path, state_dict, *, t_lo, t_hi, mode, base_model, extra=Non
     if CONTROL_PREFIX + "zero_convs.0.0.weight" not in tensors:
         raise ValueError("state_dict has no ControlNet weights (no zero_convs.0.0.weight): pass the state_dict "
                          "of the ControlNet module (ComfyUI's cldm.ControlNet), not of the UNet or a diffusers model")
+    _write_atomic(path, tensors, _metadata(t_lo, t_hi, mode, base_model, KIND_CONTROLNET, extra))
+
+
+def _metadata(t_lo, t_hi, mode, base_model, kind, extra):
     meta = {"format": FORMAT_VERSION, "t_lo": str(t_lo), "t_hi": str(t_hi), "schedule": SCHEDULE_NAME,
-            "mode": mode, "base_model": base_model}
+            "mode": mode, "base_model": base_model, "format_kind": kind}
     for k, v in (extra or {}).items():
         if k in meta:
             raise ValueError(f"extra key {k!r} would overwrite the window metadata; rename it")
         meta[k] = v
-    metadata = {PREFIX + k: _meta_value(k, v) for k, v in meta.items()}
+    return {PREFIX + k: _meta_value(k, v) for k, v in meta.items()}
 
+
+def _write_atomic(path, tensors, metadata):
+    """safetensors at `path`, complete or not at all (temp file, fsync, rename, folder fsync)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
@@ -91,6 +115,102 @@ def save_controlnet(path, state_dict, *, t_lo, t_hi, mode, base_model, extra=Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def lora_keys(weight_key):
+    """(down, up, alpha) file keys of the factors of ControlNet weight `weight_key` (control_model.* added)."""
+    key = weight_key if weight_key.startswith(CONTROL_PREFIX) else CONTROL_PREFIX + weight_key
+    return tuple(f"{LORA_PREFIX}{key}.{part}" for part in ("down", "up", "alpha"))
+
+
+def merge_lora(base, lora):
+    """The ControlNet `base` with the LoRA `lora` merged in: {control_model.<key>: tensor}, floats as float32.
+
+    base: {name: tensor}, `control_model.<ldm key>` or bare ldm keys (a cldm.ControlNet state_dict).
+    lora: {lora.<control_model key>.down / .up / .alpha: tensor} (see lora_keys; alpha optional, default
+    rank). Each factored weight becomes weight + (alpha / rank) * (up @ down) reshaped to it, in float32;
+    every other tensor is copied (as float32). Raises ValueError when the factors do not fit the base.
+    """
+    out = {}
+    for k, v in base.items():
+        key = k if k.startswith(CONTROL_PREFIX) else CONTROL_PREFIX + k
+        out[key] = v.detach().float() if v.is_floating_point() else v.detach()
+    targets = sorted(k[len(LORA_PREFIX):-len(".down")] for k in lora if k.startswith(LORA_PREFIX) and k.endswith(".down"))
+    if not targets:
+        raise ValueError("holds no LoRA factors (no lora.*.down tensors)")
+    missing = [t for t in targets if t not in out]
+    if missing:
+        raise ValueError(f"{len(missing)} of its {len(targets)} factored weights are not in the base ControlNet "
+                         f"(first: {missing[0]}): the base is not the ControlNet this LoRA was trained from")
+    for target in targets:
+        down_key, up_key, alpha_key = lora_keys(target)
+        if up_key not in lora:
+            raise ValueError(f"{up_key} is missing: the LoRA file is incomplete")
+        down, up, weight = lora[down_key].float(), lora[up_key].float(), out[target]
+        if up.shape[1] != down.shape[0] or up.shape[0] != weight.shape[0] or down.shape[1] != weight[0].numel():
+            raise ValueError(f"{target}: LoRA factors {tuple(up.shape)} x {tuple(down.shape)} do not fit the base's "
+                             f"weight {tuple(weight.shape)}: the base is not the ControlNet this LoRA was trained from")
+        delta = up @ down
+        rank = down.shape[0]
+        alpha = float(lora[alpha_key]) if alpha_key in lora else float(rank)
+        if alpha != rank:
+            delta = delta * (alpha / rank)
+        out[target] = weight + delta.view_as(weight).to(weight.dtype)  # as training's parametrization computes it
+    return out
+
+
+FINGERPRINT_KEY = "input_hint_block.0.weight"  # the first layer of the hint encoder: differs between canny, depth, ...
+
+
+def base_fingerprint(base):
+    """A short hash telling ControlNets apart, the same for fp32 and fp16 copies of one net (or None)."""
+    weight = base.get(CONTROL_PREFIX + FINGERPRINT_KEY, base.get(FINGERPRINT_KEY))
+    if weight is None:
+        return None
+    return hashlib.sha256(weight.detach().cpu().float().half().numpy().tobytes()).hexdigest()[:16]
+
+
+def check_lora_base(meta, base, lora_name, base_name):
+    """InputError when `base` is not the ControlNet the LoRA file (metadata `meta`) was trained from."""
+    expected = meta.get("base_fingerprint")
+    if expected and base_fingerprint(base) != expected:
+        raise InputError(f"{lora_name}: was trained from the base ControlNet {meta.get('base_controlnet')!r}, and "
+                         f"{base_name} holds other weights (another ControlNet, not a renamed copy): choose that base "
+                         f"as base_control_net_name")
+
+
+def save_controlnet_lora(path, lora, *, t_lo, t_hi, mode, base_model, base_controlnet, rank, base=None, extra=None):
+    """Write LoRA factors ({lora.<key>.down/.up/.alpha: tensor}) and their window to `path`, atomically.
+
+    base_controlnet: the file NAME of the ControlNet the factors are relative to (a path is refused);
+    the loader needs that file to merge them. base: the base's weights, to record base_fingerprint
+    (the loader then refuses a different ControlNet under that name). Other arguments as save_controlnet.
+    """
+    check_window(t_lo, t_hi, what=f"save_controlnet_lora({os.path.basename(path)})")
+    if not str(path).endswith(".safetensors"):
+        raise ValueError(f"{path}: a LoRA file is written as .safetensors; change the file name")
+    if not lora or not all(k.startswith(LORA_PREFIX) and isinstance(v, torch.Tensor) for k, v in lora.items()):
+        raise ValueError("lora must map lora.<ControlNet key>.down/.up/.alpha names to tensors")
+    extra = {"base_controlnet": base_controlnet, "lora_rank": str(rank), **(extra or {})}
+    fingerprint = base_fingerprint(base) if base is not None else None
+    if fingerprint:
+        extra["base_fingerprint"] = fingerprint
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in lora.items()}
+    _write_atomic(path, tensors, _metadata(t_lo, t_hi, mode, base_model, KIND_LORA, extra))
+
+
+def is_lora(meta):
+    """Whether read_window's metadata is that of a LoRA file."""
+    return bool(meta) and meta.get("format_kind") == KIND_LORA
+
+
+def load_lora_factors(path):
+    """{lora.*: tensor} of a LoRA file; InputError naming the file when it is unreadable or holds none."""
+    sd = _load_any(path)
+    lora = {k: v for k, v in sd.items() if k.startswith(LORA_PREFIX)}
+    if not lora:
+        raise InputError(f"{os.path.basename(path)}: is marked as a LoRA file but holds no lora.* factors; copy it again")
+    return lora
 
 
 def read_window(path):

@@ -142,6 +142,45 @@ def test_lora_is_written_merged_and_keeps_biases(files):
     assert read_log(cfg)["settings"]["t_min"] == 0
 
 
+def test_lora_format_lora_writes_only_the_factors_relative_to_the_base(files):
+    from palsysim.controlnet_file import base_fingerprint, is_lora, load_controlnet_weights, merge_lora, read_window
+    from training.__main__ import parse_args
+    cfg = config(files, "lora_only.safetensors", mode="lora", lora_rank=2, lora_format="lora", steps=2, lr=1e-2)
+    train(cfg)
+    assert not os.path.exists(str(files["root"] / "lora_only_lora.safetensors"))
+    meta, factors = read_window(cfg.out), load_file(cfg.out)
+    assert is_lora(meta) and meta["base_controlnet"] == "tiny_cn.safetensors" and meta["lora_rank"] == "2"
+    assert not any(k.startswith("control_model.") for k in factors)
+    base = load_controlnet_weights(files["controlnet"])
+    half = {k: v.half() for k, v in base.items()}  # an fp16 copy of the same base passes the check
+    assert meta["base_fingerprint"] == base_fingerprint(base) == base_fingerprint(half)
+    assert base_fingerprint({k: v + 1e-2 for k, v in base.items()}) != meta["base_fingerprint"]
+    down = factors["lora.control_model.input_blocks.1.1.proj_in.weight.down"]
+    assert down.shape[0] == 2 and factors["lora.control_model.input_blocks.1.1.proj_in.weight.alpha"] == 2.0
+    merged = merge_lora(base, factors)
+    key = "control_model.input_blocks.1.1.proj_in.weight"
+    assert not torch.equal(merged[key], base[key]) and torch.equal(merged[key.replace("weight", "bias")],
+                                                                   base[key.replace("weight", "bias")])
+    args = ["--checkpoint", "c", "--controlnet", "n", "--data", "d", "--out", "o.safetensors"]
+    assert parse_args(args + ["--mode", "lora", "--lora-format", "both"]).lora_format == "both"
+    with pytest.raises(SystemExit):
+        parse_args(args + ["--lora-format", "lora"])  # partial mode has no factors
+
+
+def test_merge_lora_scales_by_alpha_and_names_a_base_that_does_not_fit():
+    from palsysim.controlnet_file import merge_lora
+    base = {"control_model.a.weight": torch.ones(3, 2, 1, 1), "control_model.a.bias": torch.zeros(3)}
+    down, up = torch.ones(1, 2), torch.full((3, 1), 2.0)
+    lora = {"lora.control_model.a.weight.down": down, "lora.control_model.a.weight.up": up}
+    assert torch.equal(merge_lora(base, lora)["control_model.a.weight"], torch.full((3, 2, 1, 1), 3.0))
+    half = merge_lora(base, {**lora, "lora.control_model.a.weight.alpha": torch.tensor(0.5)})
+    assert torch.equal(half["control_model.a.weight"], torch.full((3, 2, 1, 1), 2.0))
+    with pytest.raises(ValueError, match="not the ControlNet this LoRA was trained from"):
+        merge_lora({"control_model.a.weight": torch.ones(4, 2, 1, 1)}, lora)
+    with pytest.raises(ValueError, match="not in the base ControlNet"):
+        merge_lora({"control_model.b.weight": torch.ones(3, 2, 1, 1)}, lora)
+
+
 def test_dataset_problems_are_listed_together_before_models_load(files, tmp_path):
     from palsysim.images import write_image
     data = tmp_path / "data"

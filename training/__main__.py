@@ -8,6 +8,7 @@ from palsysim.images import InputError
 from .host import HostError
 from .memory import OPTIMIZERS, PRECISIONS
 from .modes import MODES
+from .output import LORA_FORMATS, lora_path
 from .recipe import PAPER_PROMPT, Config, TrainingStopped, train
 
 
@@ -23,7 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="trained ControlNet to write (.safetensors)")
     p.add_argument("--mode", choices=MODES, default="partial",
                    help="partial: window only; full: t 0..999; freeze: innermost/middle blocks + cross-attention; "
-                        "lora: low-rank updates, written merged (default partial)")
+                        "lora: low-rank updates (written as --lora-format says) (default partial)")
     p.add_argument("--t-min", type=int, help="first timestep trained, inclusive (default 500 for partial, else 0)")
     p.add_argument("--t-max", type=int, help="last timestep trained, inclusive (default 700 for partial, else 999)")
     p.add_argument("--epochs", type=int, default=2)
@@ -41,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw", help="adamw8bit needs bitsandbytes")
     p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--lora-format", choices=LORA_FORMATS, default="merged",
+                   help="--mode lora only. merged: OUT is a whole ControlNet (loads anywhere); lora: OUT holds only "
+                        "the LoRA factors, loaded by Load Timestep-Window ControlNet with the base ControlNet "
+                        "(--controlnet) as base_control_net_name; both: OUT merged and OUT_lora.safetensors")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100, help="save the training state every N steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT_training/training_state.torch")
@@ -52,6 +57,8 @@ def parse_args(argv=None):
         p.error("--resolution must be a multiple of 8, at least 64")
     if min(args.batch_size, args.epochs, args.checkpoint_every, args.lora_rank) < 1 or (args.steps or 1) < 1:
         p.error("--batch-size, --epochs, --steps, --checkpoint-every and --lora-rank must be at least 1")
+    if args.lora_format != "merged" and args.mode != "lora":
+        p.error(f"--lora-format {args.lora_format} needs --mode lora (only lora mode trains LoRA factors)")
     if not args.out.endswith(".safetensors"):
         p.error("--out must end in .safetensors")
     if args.optimizer == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
@@ -74,7 +81,8 @@ def main(argv=None):
         print(f"training: {e}", file=sys.stderr)
         return 2
     last = log["steps"][-1]["loss"] if log["steps"] else float("nan")
-    print(f"training: wrote {cfg.out} ({log['settings']['steps']} steps, last loss {last:.4f})")
+    also = f" and {lora_path(cfg.out)}" if cfg.lora_format == "both" else ""
+    print(f"training: wrote {cfg.out}{also} ({log['settings']['steps']} steps, last loss {last:.4f})")
     return 0
 
 

@@ -7,12 +7,15 @@ freeze   every timestep; only the innermost down blocks (with their zero convolu
          ControlNet is the UNet's encoder copy: it has no up blocks; its zero convolutions are what
          feeds the UNet's up path, so those of the innermost blocks train with them.
 lora     every timestep; a low-rank update on every linear and convolution layer of the ControlNet,
-         the original weights frozen; written merged (an ordinary ControlNet file).
+         the original weights frozen; written merged (an ordinary ControlNet file), as a LoRA file
+         (factors relative to the base ControlNet, see palsysim/controlnet_file.py), or both.
 A window given explicitly (--t-min/--t-max) applies to any mode.
 """
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+
+from palsysim.controlnet_file import CONTROL_PREFIX, lora_keys, merge_lora
 
 MODES = ("partial", "full", "freeze", "lora")
 PAPER_WINDOW = (500, 700)
@@ -80,13 +83,37 @@ def select_trainable(control_model, mode, lora_rank=16, seed=0):
     return [(n, p) for n, p in control_model.named_parameters() if p.requires_grad]
 
 
-def plain_state_dict(control_model):
-    """The ControlNet's weights under ComfyUI's keys, any LoRA merged into them."""
+def _parametrized_owners(control_model):
+    return [name for name, m in control_model.named_modules()
+            if parametrize.is_parametrized(m, "weight") and isinstance(m.parametrizations.weight[0], LowRankDelta)]
+
+
+def lora_state_dict(control_model):
+    """The LoRA factors as a LoRA file holds them: {lora.control_model.<key>.down/.up/.alpha: tensor} (alpha = rank)."""
+    out = {}
+    for owner in _parametrized_owners(control_model):
+        delta = control_model.get_submodule(owner).parametrizations.weight[0]
+        down_key, up_key, alpha_key = lora_keys(owner + ".weight")
+        out[down_key], out[up_key] = delta.down.detach(), delta.up.detach()
+        out[alpha_key] = torch.tensor(float(delta.down.shape[0]))
+    return out
+
+
+def base_state_dict(control_model):
+    """The ControlNet's weights under ComfyUI's keys with any LoRA left out (the frozen originals)."""
     out = {}
     for key, value in control_model.state_dict().items():
         if ".parametrizations." not in key:
             out[key] = value.detach()
         elif key.endswith(".parametrizations.weight.original"):
-            owner = key[: -len(".parametrizations.weight.original")]
-            out[owner + ".weight"] = control_model.get_submodule(owner).weight.detach()
+            out[key[: -len(".parametrizations.weight.original")] + ".weight"] = value.detach()
     return out
+
+
+def plain_state_dict(control_model):
+    """The ControlNet's weights under ComfyUI's keys, any LoRA merged into them (by merge_lora, as the loader does)."""
+    base = base_state_dict(control_model)
+    if not _parametrized_owners(control_model):
+        return base
+    merged = merge_lora(base, lora_state_dict(control_model))
+    return {k[len(CONTROL_PREFIX):]: v for k, v in merged.items()}

@@ -1,0 +1,43 @@
+"""The trained ControlNet's file(s): merged (an ordinary ComfyUI ControlNet), a LoRA file, or both.
+
+--lora-format (lora mode only): merged writes OUT (default); lora writes the LoRA factors to OUT;
+both writes OUT merged and OUT_lora.safetensors beside it. Every file knows its window and mode.
+"""
+import os
+
+from palsysim.controlnet_file import save_controlnet, save_controlnet_lora
+
+from .modes import base_state_dict, lora_state_dict, plain_state_dict
+
+LORA_FORMATS = ("merged", "lora", "both")
+
+
+def lora_path(out):
+    """Where --lora-format both writes the LoRA file: OUT_lora.safetensors."""
+    return os.path.splitext(out)[0] + "_lora.safetensors"
+
+
+def output_paths(out, mode, lora_format="merged"):
+    """{kind: path} of the files a run writes: kind "merged" and/or "lora"."""
+    if lora_format not in LORA_FORMATS:
+        raise ValueError(f"--lora-format {lora_format!r}: use one of {', '.join(LORA_FORMATS)}")
+    if mode != "lora" or lora_format == "merged":
+        if mode != "lora" and lora_format != "merged":
+            raise ValueError(f"--lora-format {lora_format} needs --mode lora (mode {mode} trains no LoRA factors)")
+        return {"merged": out}
+    return {"lora": out} if lora_format == "lora" else {"merged": out, "lora": lora_path(out)}
+
+
+def write_output(cfg, control_model, t_lo, t_hi, steps):
+    """Write the trained ControlNet as cfg.lora_format says; returns {kind: path}."""
+    paths = output_paths(cfg.out, cfg.mode, getattr(cfg, "lora_format", "merged"))
+    window = dict(t_lo=t_lo, t_hi=t_hi, mode=cfg.mode, base_model=os.path.basename(cfg.checkpoint))
+    extra = {"steps": str(steps), "condition": cfg.condition, "resolution": str(cfg.resolution),
+             "lora_rank": str(cfg.lora_rank) if cfg.mode == "lora" else "none"}
+    if "merged" in paths:
+        save_controlnet(paths["merged"], plain_state_dict(control_model), **window, extra=extra)
+    if "lora" in paths:
+        save_controlnet_lora(paths["lora"], lora_state_dict(control_model), **window,
+                             base_controlnet=os.path.basename(cfg.controlnet), rank=cfg.lora_rank,
+                             base=base_state_dict(control_model), extra=extra)
+    return paths
