@@ -15,15 +15,15 @@ from functools import lru_cache
 
 import torch
 
-from palsysim.controlnet_file import save_controlnet
 from palsysim.schedule import check_window
 
 from . import checkpointing as ckpt
 from .dataset import load_dataset
 from .host import load_models, use_comfyui
 from .memory import autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer, peak_memory, pick_device
-from .modes import default_window, plain_state_dict, select_trainable
+from .modes import default_window, select_trainable
 from .objective import alpha_bars, denoising_loss, sample_timesteps
+from .output import write_output
 from .report import plot_loss, write_log
 
 # The paper's fixed prompt, with the generic identity used while training.
@@ -62,6 +62,7 @@ class Config:
     gradient_checkpointing: bool = True
     optimizer: str = "adamw"
     lora_rank: int = 16
+    lora_format: str = "merged"  # lora mode: merged | lora | both (training/output.py)
     seed: int = 0
     checkpoint_every: int = 100
     resume: bool = False
@@ -246,10 +247,7 @@ def train(cfg, models=None):
             bar.close()
 
     # 7. The trained ControlNet, an ordinary ComfyUI ControlNet file that knows its window.
-    save_controlnet(cfg.out, plain_state_dict(models.control_model), t_lo=t_lo, t_hi=t_hi, mode=cfg.mode,
-                    base_model=os.path.basename(cfg.checkpoint),
-                    extra={"steps": str(step), "condition": cfg.condition, "resolution": str(cfg.resolution),
-                           "lora_rank": str(cfg.lora_rank) if cfg.mode == "lora" else "none"})
+    write_output(cfg, models.control_model, t_lo, t_hi, step)  # merged, LoRA or both (training/output.py)
     save("finished")
     return log
 
