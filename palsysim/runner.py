@@ -233,15 +233,28 @@ def execution_error(entry, graph):
 
 # --- the embedded host ---------------------------------------------------------------------------
 
-def comfyui_dir():
-    """The ComfyUI to embed: $COMFYUI_DIR, else the one scripts/setup.sh recorded in .host/comfyui_dir."""
-    path = os.environ.get("COMFYUI_DIR")
+def comfyui_dir(explicit=None):
+    """The ComfyUI folder: `explicit`, else $COMFYUI_DIR, else the one scripts/setup.sh recorded in .host/comfyui_dir."""
+    path = explicit or os.environ.get("COMFYUI_DIR")
     marker = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".host", "comfyui_dir")
     if not path and os.path.isfile(marker):
         path = open(marker, encoding="utf-8").read().strip()
-    if not path or not os.path.isfile(os.path.join(path, "main.py")):
-        raise InputError(f"no ComfyUI found (looked at {path!r}): set COMFYUI_DIR or run `bash scripts/setup.sh`")
-    return path
+    if not path or not all(os.path.exists(os.path.join(path, f)) for f in ("main.py", "comfy")):
+        raise InputError(f"no ComfyUI found at {path or '(nothing set)'}: point COMFYUI_DIR (or --comfyui-dir) at "
+                         f"the folder that holds main.py and comfy/, or run `make setup` for the embedded one")
+    return os.path.abspath(path)
+
+
+def wait_until_up(url, proc, timeout):
+    """True once the ComfyUI at url answers; False when its process `proc` exits or timeout s pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            requests.get(url + "/system_stats", timeout=2).raise_for_status()
+            return True
+        except requests.RequestException:
+            time.sleep(0.2)
+    return False
 
 
 class EmbeddedHost:
@@ -282,19 +295,13 @@ class EmbeddedHost:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=host, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = open(self.log, encoding="utf-8", errors="replace").read()[-3000:]
-                self.__exit__()
-                raise RuntimeError(f"the embedded ComfyUI exited while starting:\n{tail}")
-            try:
-                requests.get(self.url + "/system_stats", timeout=2).raise_for_status()
-                return self
-            except requests.RequestException:
-                time.sleep(0.3)
+        if wait_until_up(self.url, self.proc, self.timeout):
+            return self
+        exited = self.proc.poll() is not None
+        tail = open(self.log, encoding="utf-8", errors="replace").read()[-3000:]
         self.__exit__()
-        raise RuntimeError(f"the embedded ComfyUI did not answer within {self.timeout} s")
+        raise RuntimeError(f"the embedded ComfyUI exited while starting:\n{tail}" if exited
+                           else f"the embedded ComfyUI did not answer within {self.timeout} s")
 
     def __exit__(self, *exc):
         if self.proc is not None and self.proc.poll() is None:

@@ -27,6 +27,7 @@ import numpy as np
 import requests
 from PIL import Image
 
+from palsysim.runner import wait_until_up
 from tiny_models import comfyui_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -157,15 +158,10 @@ class Host:
     # --- life cycle ------------------------------------------------------------------------------
     def wait_ready(self, timeout=180):
         """Wait until the server answers HTTP; raises with the log's tail if it dies or hangs."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting:\n{self.log()[-5000:]}")
-            try:
-                requests.get(self.url + "/system_stats", timeout=2).raise_for_status()
-                return self
-            except requests.RequestException:
-                time.sleep(0.2)
+        if wait_until_up(self.url, self.proc, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting:\n{self.log()[-5000:]}")
         self.stop()
         raise TimeoutError(f"ComfyUI did not answer within {timeout} s:\n{self.log()[-5000:]}")
 

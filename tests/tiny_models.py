@@ -27,18 +27,7 @@ import sys
 
 import torch
 
-
-def comfyui_dir():
-    """The host ComfyUI folder: $COMFYUI_DIR, else the one scripts/setup.sh wrote to .host/comfyui_dir."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.environ.get("COMFYUI_DIR")
-    if not path:
-        marker = os.path.join(root, ".host", "comfyui_dir")
-        if os.path.isfile(marker):
-            path = open(marker, encoding="utf-8").read().strip()
-    if not path or not os.path.isfile(os.path.join(path, "main.py")):
-        raise RuntimeError(f"no ComfyUI host found (looked at {path!r}): run `bash scripts/setup.sh` first")
-    return os.path.abspath(path)
+from palsysim.runner import comfyui_dir
 
 
 def import_comfy():

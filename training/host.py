@@ -10,25 +10,11 @@ from dataclasses import dataclass
 import torch
 
 from palsysim.controlnet_file import load_controlnet_weights
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMBEDDED_POINTER = os.path.join(REPO, ".host", "comfyui_dir")
+from palsysim.runner import comfyui_dir
 
 
 class HostError(RuntimeError):
     """ComfyUI or a model file could not be used; the message says what to do."""
-
-
-def comfyui_dir(explicit=None):
-    """The ComfyUI folder: --comfyui-dir, else $COMFYUI_DIR, else the embedded host."""
-    path = explicit or os.environ.get("COMFYUI_DIR")
-    if not path and os.path.isfile(EMBEDDED_POINTER):
-        with open(EMBEDDED_POINTER) as f:
-            path = f.read().strip()
-    if not path or not os.path.isfile(os.path.join(path, "comfy", "sd.py")):
-        raise HostError(f"no ComfyUI found at {path or '(nothing set)'}: pass --comfyui-dir pointing at "
-                        "the folder that holds main.py and comfy/, or run `make setup` for the embedded one")
-    return os.path.abspath(path)
 
 
 def use_comfyui(explicit=None):
