@@ -32,12 +32,12 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .files import write_atomically
 from .images import InputError
 from .schedule import SCHEDULE_NAME, check_window
 
@@ -84,7 +84,8 @@ def save_controlnet(path, state_dict, *, t_lo, t_hi, mode, base_model, extra=Non
     if CONTROL_PREFIX + "zero_convs.0.0.weight" not in tensors:
         raise ValueError("state_dict has no ControlNet weights (no zero_convs.0.0.weight): pass the state_dict "
                          "of the ControlNet module (ComfyUI's cldm.ControlNet), not of the UNet or a diffusers model")
-    _write_atomic(path, tensors, _metadata(t_lo, t_hi, mode, base_model, KIND_CONTROLNET, extra))
+    metadata = _metadata(t_lo, t_hi, mode, base_model, KIND_CONTROLNET, extra)
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _metadata(t_lo, t_hi, mode, base_model, kind, extra):
@@ -95,26 +96,6 @@ def _metadata(t_lo, t_hi, mode, base_model, kind, extra):
             raise ValueError(f"extra key {k!r} would overwrite the window metadata; rename it")
         meta[k] = v
     return {PREFIX + k: _meta_value(k, v) for k, v in meta.items()}
-
-
-def _write_atomic(path, tensors, metadata):
-    """safetensors at `path`, complete or not at all (temp file, fsync, rename, folder fsync)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)  # the rename itself survives a power cut only once the folder is synced
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def lora_keys(weight_key):
@@ -196,7 +177,8 @@ def save_controlnet_lora(path, lora, *, t_lo, t_hi, mode, base_model, base_contr
     if fingerprint:
         extra["base_fingerprint"] = fingerprint
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in lora.items()}
-    _write_atomic(path, tensors, _metadata(t_lo, t_hi, mode, base_model, KIND_LORA, extra))
+    metadata = _metadata(t_lo, t_hi, mode, base_model, KIND_LORA, extra)
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def is_lora(meta):

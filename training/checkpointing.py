@@ -7,9 +7,10 @@ resumed run sees the very draws the unbroken one would have. It holds no image d
 import hashlib
 import glob
 import os
-import tempfile
 
 import torch
+
+from palsysim.files import write_atomically
 
 STATE_FILE = "training_state.torch"  # not .pt/.ckpt: ComfyUI would list it as a ControlNet
 PREVIOUS = ".prev"  # STATE_FILE + PREVIOUS: the state before the last save
@@ -17,34 +18,6 @@ PREVIOUS = ".prev"  # STATE_FILE + PREVIOUS: the state before the last save
 
 class NoIntactState(ValueError):
     """Neither saved state can be read back intact; the message says why and what to do."""
-
-
-def write_atomically(path, write, keep_previous=None):
-    """Call write(tmp_path), fsync, rename onto path, fsync the folder: a crash leaves the old file or the new.
-
-    keep_previous: a path the old file is renamed to first (a crash between the two renames leaves
-    only that one, which load_latest falls back to).
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        if keep_previous and os.path.exists(path):
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_state(path, state):

@@ -1,0 +1,31 @@
+"""Files written whole or not at all."""
+import os
+import tempfile
+
+
+def write_atomically(path, write, keep_previous=None):
+    """Call write(tmp_path), fsync, rename onto path, fsync the folder: a crash leaves the old file or the new.
+
+    keep_previous: a path the old file is renamed to first (a crash between the two renames leaves
+    only that one, for a reader to fall back to).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, keep_previous)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)  # the rename itself survives a power cut only once the folder is synced
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
