@@ -13,6 +13,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from comfy_api.latest import io, ui
 
+from ..palsysim.files import write_atomically
 from ..palsysim.images import InputError, to_rgb_uint8
 from .common import to_arrays
 
@@ -35,9 +36,7 @@ def save_png(path, rgb, summary=""):
     if summary:
         info = PngInfo()
         info.add_itxt(SUMMARY_KEY, summary)  # iTXt: UTF-8, unlike tEXt's Latin-1
-    tmp = path + ".partial"
-    Image.fromarray(rgb).save(tmp, format="PNG", pnginfo=info, compress_level=4)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG", pnginfo=info, compress_level=4))
 
 
 class SaveAnonymized(io.ComfyNode):

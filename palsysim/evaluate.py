@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from . import fidelity, identity, serfiq
+from .files import write_bytes
 from .images import InputError, read_image
 from .landmarks import face_landmarks
 
@@ -171,22 +172,13 @@ def evaluate(generated_dir, patients_dir, arcface_path, out_dir, lpips=False, lp
         row["_fidelity"] = [r["fidelity"] for r in records]
 
     os.makedirs(out_dir, exist_ok=True)
-    files = [_write(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
-             _write(os.path.join(out_dir, "report.md"),
+    files = [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
+             write_bytes(os.path.join(out_dir, "report.md"),
                     _markdown(rows, per_patient, len(patients), threshold, lpips, serfiq_passes)),
-             _write(os.path.join(out_dir, "report.png"), _chart(rows, threshold))]
+             write_bytes(os.path.join(out_dir, "report.png"), _chart(rows, threshold))]
     for row in rows:
         row.pop("_arcface"), row.pop("_fidelity")
     return {"rows": rows, "per_patient": per_patient, "files": files}
-
-
-def _write(path, data):
-    """Write whole or not at all (a .partial file renamed into place)."""
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
-    os.replace(tmp, path)
-    return path
 
 
 def _fmt(v, digits=4):

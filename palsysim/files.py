@@ -29,3 +29,14 @@ def write_atomically(path, write, keep_previous=None):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_bytes(path, data):
+    """bytes, or str as UTF-8 -> the file at path, whole or not at all; returns path."""
+    data = data.encode("utf-8") if isinstance(data, str) else data
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    write_atomically(path, write)
+    return path

@@ -4,6 +4,8 @@ import os
 import cv2
 import numpy as np
 
+from .files import write_atomically
+
 MIN_SIDE = 64  # smaller crops give MediaPipe nothing to find
 
 
@@ -66,7 +68,4 @@ def write_image(path, image):
     ok, buf = cv2.imencode(ext, cv2.cvtColor(to_rgb_uint8(image), cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"cannot encode an image as {ext}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.partial"
-    buf.tofile(tmp)
-    os.replace(tmp, path)
+    write_atomically(path, buf.tofile)

@@ -42,6 +42,7 @@ import uuid
 import requests
 
 from .fidelity import ITEMS
+from .files import write_bytes
 from .images import InputError
 from . import workflow as wf
 
@@ -471,14 +472,6 @@ class Plan:
 
 # --- the batch -----------------------------------------------------------------------------------
 
-def _write_atomic(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 class Manifest:
     """OUT/manifest.json: what was asked and, per job, its status, images and reports. Rewritten
     whole after every job, so a killed run leaves the last complete state."""
@@ -497,7 +490,7 @@ class Manifest:
 
     def record(self, key, **entry):
         self.data["jobs"][key] = entry
-        _write_atomic(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
+        write_bytes(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
 
 
 def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
@@ -549,7 +542,7 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
         outputs = entry.get("outputs", {})
         files = []
         for rel, ref, _ in plan.targets(job, outputs):
-            _write_atomic(os.path.join(out, rel), client.download(ref))
+            write_bytes(os.path.join(out, rel), client.download(ref))
             files.append(rel)
         reports = {wf.title(prompt, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
                    if o.get("text") and nid in prompt}
