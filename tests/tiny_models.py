@@ -22,11 +22,11 @@ Why each part is shaped as it is:
 ComfyUI's layers skip weight initialisation (`comfy.ops.disable_weight_init`), so every layer is
 reset here with torch's own initialiser under a fixed seed.
 """
-import os
 import sys
 
 import torch
 
+from palsysim.files import write_atomically
 from palsysim.runner import comfyui_dir
 
 
@@ -115,7 +115,8 @@ def tiny_checkpoint_state_dict(seed=0):
 def write_tiny_checkpoint(path, seed=0):
     """Write a tiny SD1.5 checkpoint (.safetensors) to path and return path (about 0.3 GB, 2-4 s)."""
     from safetensors.torch import save_file
-    return _write_whole(path, lambda tmp: save_file(tiny_checkpoint_state_dict(seed), tmp))
+    write_atomically(path, lambda tmp: save_file(tiny_checkpoint_state_dict(seed), tmp))
+    return path
 
 
 def tiny_controlnet_state_dict(seed=0):
@@ -136,15 +137,7 @@ def write_tiny_controlnet(path, seed=0):
     sd = tiny_controlnet_state_dict(seed)
     if path.endswith(".safetensors"):
         from safetensors.torch import save_file
-        return _write_whole(path, lambda tmp: save_file(sd, tmp))
-    return _write_whole(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
-
-
-def _write_whole(path, write):
-    """Write through a temporary name, then rename: a running server never lists a half file
-    (ComfyUI lists model folders by extension, and `.partial` is none of its extensions)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.partial"
-    write(tmp)
-    os.replace(tmp, path)
+        write_atomically(path, lambda tmp: save_file(sd, tmp))
+    else:
+        write_atomically(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
     return path
