@@ -61,3 +61,73 @@ def preprocess(repeats=30, size=512, log=print):
     log(f"  whole CODC preprocessing          : {res['codc_ms']:7.2f} ms  ({res['conditions_per_s']:.1f} conditions/s)")
     log(f"  ratio (preprocessing / detection) : {res['ratio']:.3f}x  (target <= 1.3x)")
     return res
+
+
+def _aspect(xy, name):
+    from . import regions as R
+    pts = np.asarray(xy)[list(R.ORGANS[name]), :2]
+    w, h = pts.max(0) - pts.min(0)
+    return float(w / h)
+
+
+def codc_expressions(severity=0.6, side="left", size=512):
+    """CODC on the ten Yanagihara items of one synthetic patient (astronaut + palsy), Grace Hopper as donor.
+
+    Each item's photo and its rest photo are warped from the astronaut (synth_expression), both
+    faces cropped as in training; the rest photo's landmarks give the organ scales. Returns one row
+    per item: {"item", "aspect": {organ: (patient, condition)} (aspect ratio relative to rest),
+    "asymmetry": {measure: (patient percent, condition percent)}, "own_edges_iou"}.
+    """
+    from .asymmetry import MEASURES, measure
+    from .codc import ORGAN_NAMES, codc_condition, face_crop, pf_condition, transform_points
+    from .landmarks import face_landmarks
+    from .synth import EXPRESSIONS, synth_expression
+    from .images import read_image
+    import matplotlib
+    import skimage
+    astronaut = read_image(os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png"))
+    donor = read_image(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
+    d_img, m = face_crop(donor, face_landmarks(donor).xy, size)
+    d_xy = transform_points(face_landmarks(donor).xy, m)
+    healthy = face_landmarks(astronaut)
+
+    def patient(item):
+        image, xy = synth_expression(astronaut, healthy, item, side, severity)
+        crop, m = face_crop(image, xy, size)
+        return crop, transform_points(xy, m)
+
+    rest_img, rest_xy = patient("rest")
+    rest_mapped = codc_condition(rest_img, rest_xy, d_img, d_xy, rest_xy=rest_xy)[1].map_landmarks(rest_xy)
+    rows = []
+    for item in EXPRESSIONS:
+        img, xy = patient(item)
+        cond, organs = codc_condition(img, xy, d_img, d_xy, rest_xy=rest_xy)
+        mapped = organs.map_landmarks(xy)
+        own, kept = measure(xy)["asymmetry"], measure(mapped)["asymmetry"]
+        own_edges = pf_condition(img, xy, size) > 0
+        iou = float((own_edges & (cond > 0)).sum() / (own_edges | (cond > 0)).sum())
+        rows.append({"item": item,
+                     "aspect": {n: (_aspect(xy, n) / _aspect(rest_xy, n), _aspect(mapped, n) / _aspect(rest_mapped, n))
+                                for n in ORGAN_NAMES},
+                     "asymmetry": {k: (own[k]["percent"], kept[k]["percent"]) for k in MEASURES},
+                     "own_edges_iou": iou})
+    return rows
+
+
+def codc_measures(log=print, **kw):
+    """Print codc_expressions as a Markdown table (the one in BENCHMARKS.md); returns the rows."""
+    from .asymmetry import MEASURES
+    rows = codc_expressions(**kw)
+    short = {"brow_height": "brow", "palpebral_fissure_height": "fissure", "commissure_height": "comm. height",
+             "commissure_excursion": "excursion", "smile_angle": "smile angle"}
+    log("| item | mouth aspect / rest (patient, CODC) | eyes aspect / rest | worst aspect error | "
+        + " | ".join(f"{short[m]} asym. %" for m in MEASURES) + " | IoU with own edges |")
+    log("|" + "---|" * (5 + len(MEASURES)))
+    for r in rows:
+        eyes = [np.mean([r["aspect"][n][k] for n in ("right_eye", "left_eye")]) for k in (0, 1)]
+        worst = max(abs(c / p - 1) for p, c in r["aspect"].values())
+        log(f"| {r['item']} | {r['aspect']['mouth'][0]:.3f}, {r['aspect']['mouth'][1]:.3f} | {eyes[0]:.3f}, "
+            f"{eyes[1]:.3f} | {100 * worst:.1f}% | "
+            + " | ".join(f"{p:.1f} -> {c:.1f}" for p, c in (r["asymmetry"][m] for m in MEASURES))
+            + f" | {r['own_edges_iou']:.2f} |")
+    return rows

@@ -1,12 +1,22 @@
 """CODC: contour-guided and organ-size deformation conditioning, and the plain PF condition.
 
 The privacy step of the method: boxes around each eye with its brow, the nose and the mouth of the
-patient are cropped, Canny-edged at the size of the donor's matching box and placed on the donor's
-face contour. The organs keep the patient's pathology; the contour, the organ sizes and the layout
+patient are cropped, scaled, Canny-edged at their new size and placed on the donor's face contour.
+The organs keep the patient's pathology and expression; the contour, the organ sizes and the layout
 are the donor's, so the condition no longer carries the patient's face outline.
 
-Left/right differences survive: both eyes share one scale and keep the patient's vertical offset
-(scaled to the donor), and each organ's content, mouth corners included, moves rigidly with its box.
+Organ-size deformation keeps the expression: each organ is scaled isotropically (one factor, aspect
+ratio kept), by the donor's organ size over the patient's measured at rest (the patient's `rest`
+photo, when known), else by the face scale (inter-pupil distance ratio). Every expression of one
+patient so gets the same factors: a grin stays as much wider than rest as the patient's is, while
+the identity's organ sizes follow the donor.
+
+Placement follows the donor: the pupils sit on the donor's, the nose box on the donor's nose box.
+The patient's left/right offsets are carried over in donor units: the vertical offset of one pupil
+from the other (a lower brow and eye) at the face scale, and the mouth hangs below the pupils at the
+patient's distance in the mouth's own scale. That last one is what keeps the mouth corners' heights
+(commissure height, read from the pupil line) in the patient's left/right proportion: with a rigid,
+isotropically scaled mouth no other vertical place keeps that percent.
 
 All coordinates are pixels, x right and y down, continuous (pixel i spans [i, i + 1)); boxes are
 integer (x0, y0, x1, y1) with x1, y1 exclusive. Sides are the subject's (regions.py).
@@ -18,13 +28,14 @@ import numpy as np
 
 from . import regions as R
 from .draw import COLOURS
-from .edges import HIGH, LOW, canny
+from .edges import ANNOTATOR, HIGH, LOW, canny
 from .images import InputError, to_rgb_uint8
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
 FACE_MARGIN = 0.25  # face crop: fraction of the face oval's larger side added on each side
 ORGAN_NAMES = ("right_eye", "left_eye", "nose", "mouth")
 CONTOURS = ("canny", "oval")
+MAX_REST_RATIO = 3.0  # donor organ size over the patient's rest one, in IPD units: beyond, not the same face
 
 
 def _ipd(xy):
@@ -85,24 +96,77 @@ def transform_points(xy, matrix):
     return xy @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
-def target_boxes(boxes, donor_boxes):
-    """Where the patient's organs go in the donor's image: {name: box}, each the donor's box size.
+def organ_sizes(xy):
+    """Each organ's size in inter-pupil distances: {name: sqrt(width * height) of its landmarks' extent}.
 
-    The nose and the mouth take the donor's box. The eyes keep their pair centre on the donor's, their
-    horizontal spacing the donor's, and their vertical offset the patient's, scaled by the eye-box
-    height ratio (the same scale their content gets), so one brow or eye lower than the other stays so.
+    xy: (478, 2) pixels. The two eyes (with brows) get one size, their mean, as they get one scale.
     """
-    out = {n: donor_boxes[n] for n in ("nose", "mouth")}
-    c = {n: _centre(boxes[n]) for n in ("right_eye", "left_eye")}
-    d = {n: _centre(donor_boxes[n]) for n in ("right_eye", "left_eye")}
-    mid_p, mid_d = (c["right_eye"] + c["left_eye"]) / 2.0, (d["right_eye"] + d["left_eye"]) / 2.0
-    span_p = c["left_eye"][0] - c["right_eye"][0]
-    span_d = d["left_eye"][0] - d["right_eye"][0]
-    sy = _size(donor_boxes["right_eye"])[1] / _size(boxes["right_eye"])[1]
-    for n in ("right_eye", "left_eye"):
-        off = c[n] - mid_p
-        out[n] = _box(mid_d + np.array([off[0] * span_d / span_p, off[1] * sy]), _size(donor_boxes[n]))
+    xy = np.asarray(xy, dtype=np.float64)[:, :2]
+    ipd = _ipd(xy)
+    out = {}
+    for n in ORGAN_NAMES:
+        pts = xy[list(R.ORGANS[n])]
+        out[n] = float(np.sqrt(np.prod(np.maximum(pts.max(0) - pts.min(0), 1e-6)))) / ipd
+    out["right_eye"] = out["left_eye"] = (out["right_eye"] + out["left_eye"]) / 2.0
     return out
+
+
+def organ_scales(xy, donor_xy, rest_xy=None, what="patient"):
+    """Isotropic scale of each organ, patient pixels -> condition pixels: {name: float}.
+
+    xy: the patient's (478, 2) landmarks on this photo; donor_xy: the donor's; rest_xy: the
+    patient's on their rest photo (any size or crop: sizes are read in inter-pupil distances), or
+    None. Scale = face scale (donor IPD / patient IPD) x donor organ size / patient rest organ size
+    (both in IPD units; 1 without rest_xy).
+    """
+    face = _ipd(np.asarray(donor_xy, dtype=np.float64)[:, :2]) / _ipd(np.asarray(xy, dtype=np.float64)[:, :2])
+    if rest_xy is None:
+        return {n: face for n in ORGAN_NAMES}
+    donor, rest = organ_sizes(donor_xy), organ_sizes(rest_xy)
+    out = {}
+    for n in ORGAN_NAMES:
+        ratio = donor[n] / rest[n]
+        if not 1.0 / MAX_REST_RATIO <= ratio <= MAX_REST_RATIO:
+            raise InputError(f"the {n.replace('_', ' ')} of {what}'s rest photo is {1 / ratio:.2f} times the donor's "
+                             f"(relative to the pupils): the rest landmarks are not of this face; connect the "
+                             f"landmarks of the same patient's rest photo")
+        out[n] = face * ratio
+    return out
+
+
+def _placed(anchor_to, anchor_from, scale):
+    """(2, 3) matrix: isotropic scale about anchor_from, which lands on anchor_to (sub-pixel, not rounded)."""
+    t = np.asarray(anchor_to, dtype=np.float64) - scale * np.asarray(anchor_from, dtype=np.float64)
+    return np.array([[scale, 0.0, t[0]], [0.0, scale, t[1]]])
+
+
+def placements(boxes, xy, donor_xy, donor_boxes, scales):
+    """Where the patient's organs go in the donor's image: {name: (2, 3) matrix, patient -> condition pixels}.
+
+    boxes: the patient's organ boxes; xy, donor_xy: (478, 2) pixels; donor_boxes: the donor's;
+    scales: organ_scales(). Layout as in the module docstring.
+    """
+    xy, donor_xy = (np.asarray(a, dtype=np.float64)[:, :2] for a in (xy, donor_xy))
+    face = _ipd(donor_xy) / _ipd(xy)
+    pupil = {s: xy[R.PUPIL[s]] for s in R.SIDES}
+    mid, donor_mid = (pupil["right"] + pupil["left"]) / 2.0, donor_xy[list(R.PUPIL.values())].mean(0)
+    out = {}
+    for s in R.SIDES:
+        to = np.array([donor_xy[R.PUPIL[s], 0], donor_mid[1] + face * (pupil[s][1] - mid[1])])
+        out[f"{s}_eye"] = _placed(to, pupil[s], scales[f"{s}_eye"])
+    out["nose"] = _placed(_centre(donor_boxes["nose"]), _centre(boxes["nose"]), scales["nose"])
+    mouth = _centre(boxes["mouth"])
+    out["mouth"] = _placed(donor_mid + scales["mouth"] * (mouth - mid), mouth, scales["mouth"])
+    return out
+
+
+def _bounds(box, matrix):
+    """Integer box holding box carried through matrix (its corners' floor and ceiling)."""
+    lo = transform_points([box[:2]], matrix)[0]
+    hi = transform_points([box[2:]], matrix)[0]
+    x0, y0 = np.floor(lo + 1e-6).astype(int)
+    x1, y1 = np.ceil(hi - 1e-6).astype(int)
+    return (int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1)))
 
 
 @dataclass(frozen=True)
@@ -110,13 +174,15 @@ class Organ:
     """One patient organ, ready to place.
 
     edges: (h, w) uint8 0/255 at the target box's size. source_box: in the patient's pixels;
-    target_box: in the condition's (donor's) pixels; matrix: (2, 3) patient pixels -> condition pixels.
+    target_box: in the condition's (donor's) pixels; matrix: (2, 3) patient pixels -> condition pixels;
+    scale: the organ's isotropic factor (the matrix's, bar rounding the box to whole pixels).
     """
     name: str
     edges: np.ndarray
     source_box: tuple
     target_box: tuple
     matrix: np.ndarray
+    scale: float
 
 
 @dataclass(frozen=True)
@@ -134,6 +200,13 @@ class Organs:
     def __getitem__(self, name):
         return next(o for o in self.organs if o.name == name)
 
+    def to_json(self):
+        """What was done, per organ: patient box, donor box, scale and placed box (x0, y0, x1, y1 pixels)."""
+        return {"size": list(self.size), "source_size": list(self.source_size),
+                "organs": {o.name: {"patient_box": list(o.source_box), "donor_box": list(self.donor_boxes[o.name]),
+                                    "scale": round(o.scale, 6), "placed_box": list(o.target_box)}
+                           for o in self.organs}}
+
     def map_landmarks(self, xy):
         """Patient (478, 2) pixels -> (478, 2) condition pixels; NaN for points outside every organ."""
         xy = np.asarray(xy, dtype=np.float64)[:, :2]
@@ -142,6 +215,14 @@ class Organs:
             idx = list(R.ORGANS[o.name])
             out[idx] = transform_points(xy[idx], o.matrix)
         return out
+
+
+def _warp_into(image, matrix, box):
+    """The photo carried through matrix, the pixels of box (condition pixels) -> (h, w, 3) uint8, sub-pixel exact."""
+    m = np.asarray(matrix, dtype=np.float64).copy()
+    m[:, 2] -= box[:2]
+    size = (box[2] - box[0], box[3] - box[1])
+    return cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _resample(image, box, size):
@@ -153,11 +234,12 @@ def _resample(image, box, size):
 
 def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, nose_margin=NOSE_MARGIN,
                       mouth_margin=MOUTH_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0,
-                      what="patient", donor_what="donor"):
-    """Patient organs cropped, edged at the donor's organ sizes and given their place in the donor's image.
+                      what="patient", donor_what="donor", rest_xy=None, convention=ANNOTATOR):
+    """Patient organs cropped, scaled to the donor's organ sizes, edged and given their place in the donor's image.
 
     image: patient (H, W, C); xy: its (478, 2) landmarks; donor_xy: the donor's (478, 2);
-    donor_size: the donor image's (H, W). Returns Organs.
+    donor_size: the donor image's (H, W); rest_xy: the patient's (478, 2) landmarks on their rest
+    photo (any crop or size), or None for the face scale (organ_scales). Returns Organs.
     Each crop is resampled to its target size first and edged there, so the edges are one pixel
     wide at the condition's resolution (resizing a binary edge map breaks or thickens its lines).
     """
@@ -165,20 +247,25 @@ def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, no
     margins = dict(eye_margin=eye_margin, nose_margin=nose_margin, mouth_margin=mouth_margin)
     boxes = organ_boxes(xy, rgb.shape[:2], what=what, **margins)
     donor_boxes = organ_boxes(donor_xy, donor_size, what=donor_what, **margins)
-    targets = target_boxes(boxes, donor_boxes)
+    scales = organ_scales(xy, donor_xy, rest_xy, what)
+    matrices = placements(boxes, xy, donor_xy, donor_boxes, scales)
     organs = []
     for n in ORGAN_NAMES:
-        size = _size(targets[n]).astype(int)
-        # Enlarging spreads each edge over more pixels and lowers its gradient by the scale, so
-        # the thresholds follow: an edge is kept or dropped as it would be in the patient's photo.
-        gain = min(1.0, 1.0 / float(np.sqrt(np.prod(size / _size(boxes[n])))))
-        edges = canny(_resample(rgb, boxes[n], size), low_threshold * gain, high_threshold * gain, blur_sigma)
-        organs.append(Organ(n, edges, boxes[n], targets[n], _affine(boxes[n], targets[n])))
+        target = _bounds(boxes[n], matrices[n])
+        # Scaling by s divides each edge's gradient by s, so the thresholds follow: an edge is kept
+        # or dropped as it would be in the patient's photo.
+        gain = 1.0 / scales[n]
+        # Linear sampling, not area averaging, even when shrinking: the organ scales stay near 1
+        # (MAX_REST_RATIO bounds them), and only a warp keeps the sub-pixel placement that the
+        # left/right measures need (half a pixel of pupil height turns a smile angle by 0.3 degrees).
+        edges = canny(_warp_into(rgb, matrices[n], target), low_threshold * gain, high_threshold * gain,
+                      blur_sigma, convention=convention)
+        organs.append(Organ(n, edges, boxes[n], target, matrices[n], scales[n]))
     return Organs(tuple(organs), tuple(donor_size[:2]), rgb.shape[:2], donor_boxes)
 
 
 def donor_contour(donor_image, donor_xy, donor_boxes, mode="canny", low_threshold=LOW, high_threshold=HIGH,
-                  blur_sigma=0.0):
+                  blur_sigma=0.0, convention=ANNOTATOR):
     """The donor's face without its organs: (H, W) uint8 0/255.
 
     mode "canny": the donor photo's edges with its organ boxes cleared; "oval": only its face oval
@@ -186,7 +273,7 @@ def donor_contour(donor_image, donor_xy, donor_boxes, mode="canny", low_threshol
     """
     rgb = to_rgb_uint8(donor_image, "donor image")
     if mode == "canny":
-        out = canny(rgb, low_threshold, high_threshold, blur_sigma).copy()
+        out = canny(rgb, low_threshold, high_threshold, blur_sigma, convention=convention).copy()
     elif mode == "oval":
         out = np.zeros(rgb.shape[:2], np.uint8)
         pts = np.round(np.asarray(donor_xy)[list(R.FACE_OVAL), :2]).astype(np.int32)
@@ -222,11 +309,15 @@ def reposition(organs, contour):
 
 
 def codc_condition(image, xy, donor_image, donor_xy, contour="canny", low_threshold=LOW, high_threshold=HIGH,
-                   blur_sigma=0.0, **margins):
-    """The CODC condition: patient (H, W, C) + (478, 2), donor (H', W', C) + (478, 2) -> ((H', W') uint8, Organs)."""
+                   blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None, **margins):
+    """The CODC condition: patient (H, W, C) + (478, 2), donor (H', W', C) + (478, 2) -> ((H', W') uint8, Organs).
+
+    rest_xy: the patient's (478, 2) landmarks on their rest photo, or None (organ_scales).
+    """
     donor = to_rgb_uint8(donor_image, "donor image")
-    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma)
-    organs = organ_crop_resize(image, xy, donor_xy, donor.shape[:2], **edge, **margins)
+    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma,
+                convention=convention)
+    organs = organ_crop_resize(image, xy, donor_xy, donor.shape[:2], **edge, rest_xy=rest_xy, **margins)
     return reposition(organs, donor_contour(donor, donor_xy, organs.donor_boxes, contour, **edge)), organs
 
 
@@ -268,9 +359,10 @@ def pf_photo(image, xy, size=512, margin=FACE_MARGIN):
     return face_crop(image, xy, size, margin)[0] if size else to_rgb_uint8(image)
 
 
-def pf_condition(image, xy, size=512, margin=FACE_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0):
+def pf_condition(image, xy, size=512, margin=FACE_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0,
+                 convention=ANNOTATOR):
     """The PF condition: Canny of the patient's face crop -> (size, size) uint8 0/255; size 0: the whole photo."""
-    return canny(pf_photo(image, xy, size, margin), low_threshold, high_threshold, blur_sigma)
+    return canny(pf_photo(image, xy, size, margin), low_threshold, high_threshold, blur_sigma, convention=convention)
 
 
 def pf_preview(image, xy, condition, size=512, margin=FACE_MARGIN):
@@ -321,16 +413,27 @@ def condition_preview(donor_image, condition, organs):
 
 
 def make_condition(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512, contour="canny",
-                   low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, **margins):
+                   low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None,
+                   **margins):
     """One condition image, the form training caches and the CLI writes -> (S, S) uint8 0/255.
 
     mode "pf": Canny of the patient's face crop; "codc": the patient's organs on the donor's
     contour, both faces first cropped like a dataset image. size: the square crop's side S;
     0 keeps the photos as they are (PF then edges the whole photo, CODC takes the donor's size).
+    rest_xy (codc): the patient's (478, 2) landmarks on their rest photo, in that photo's pixels
+    (uncropped is fine), so that every expression of the patient gets the same organ scales.
     """
-    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma)
+    return make_codc(image, xy, mode, donor_image, donor_xy, size, contour, low_threshold, high_threshold,
+                     blur_sigma, convention, rest_xy, **margins)[0]
+
+
+def make_codc(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512, contour="canny",
+              low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None, **margins):
+    """make_condition, also returning what was done: -> (condition (S, S) uint8, Organs or None for pf)."""
+    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma,
+                convention=convention)
     if mode == "pf":
-        return pf_condition(image, xy, size, **edge)
+        return pf_condition(image, xy, size, **edge), None
     if mode != "codc":
         raise InputError(f"unknown condition mode {mode!r}: use pf or codc")
     if donor_image is None or donor_xy is None:
@@ -340,4 +443,4 @@ def make_condition(image, xy, mode="codc", donor_image=None, donor_xy=None, size
         xy = transform_points(xy, m)
         donor_image, m = face_crop(donor_image, donor_xy, size)
         donor_xy = transform_points(donor_xy, m)
-    return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, **margins)[0]
+    return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, rest_xy=rest_xy, **margins)

@@ -48,18 +48,27 @@ def check_size(image, what="image", min_side=MIN_SIDE):
 
 
 def read_image(path):
-    """A photo file -> (H, W, 3) uint8 RGB, with a message that names the file when it cannot be read."""
-    data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else None
-    if data is None:
+    """A photo file -> (H, W, 3) uint8 RGB, upright, with a message that names the file when it cannot be read.
+
+    The one photo reader of the CLI, training, evaluate and the runner's uploads. It decodes with
+    Pillow and applies the EXIF orientation as ComfyUI's LoadImage does (ImageOps.exif_transpose),
+    so a phone JPEG tagged "rotate 90" gives the same pixels here as in a workflow. Transparency is
+    composited on white (to_rgb_uint8); 16-bit images are scaled to 8 bits.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    if not os.path.isfile(path):
         raise InputError(f"no such image file: {path}")
-    bgr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise InputError(f"{path} is not a readable image (PNG or JPEG expected)")
-    if bgr.ndim == 3:
-        bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    if bgr.dtype == np.uint16:
-        bgr = (bgr / 257.0).astype(np.uint8)
-    return to_rgb_uint8(bgr, what=os.path.basename(path))
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.clip(np.asarray(im, dtype=np.float64) / 257.0 + 0.5, 0, 255).astype(np.uint8)
+            else:
+                has_alpha = "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info)
+                a = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InputError(f"{path} is not a readable image (PNG or JPEG expected)") from None
+    return to_rgb_uint8(a, what=os.path.basename(path))
 
 
 def write_image(path, image):

@@ -1,0 +1,115 @@
+"""CODC keeps the expression: organ-size deformation on synthetic Yanagihara expressions of real photos.
+
+Patients: the astronaut and Grace Hopper with a left palsy (synth_expression warps brows, lids and
+lips from the landmarks, as synth_palsy warps the palsy); donor: the other one, healthy. Every face is cropped to
+512 as in training; each patient's rest photo gives the organ scales.
+"""
+import cv2
+import numpy as np
+import pytest
+
+from palsysim import codc
+from palsysim.asymmetry import MEASURES, measure
+from palsysim.bench import _aspect
+from palsysim.edges import canny
+from palsysim.images import InputError
+from palsysim.landmarks import face_landmarks
+from palsysim.synth import EXPRESSIONS, synth_expression
+from real_faces import photos
+
+ASPECT_TOL, ASYMMETRY_TOL = 0.05, 0.15
+
+
+def _crop(image, xy):
+    crop, m = codc.face_crop(image, xy, 512)
+    return crop, codc.transform_points(xy, m)
+
+
+@pytest.fixture(scope="module")
+def people():
+    p = photos()
+    healthy, patients = {}, {}
+    for name in ("astronaut", "grace_hopper"):
+        face = face_landmarks(p[name])
+        healthy[name] = _crop(p[name], face.xy)
+        patients[name] = {item: _crop(*synth_expression(p[name], face, item, "left", 0.6)) for item in EXPRESSIONS}
+    return healthy, patients
+
+
+@pytest.mark.parametrize("name,donor", [("astronaut", "grace_hopper"), ("grace_hopper", "astronaut")])
+def test_codc_keeps_each_expression(people, name, donor):
+    (d_img, d_xy), shots = people[0][donor], people[1][name]
+    rest_img, rest_xy = shots["rest"]
+    rest_cond, rest_organs = codc.codc_condition(rest_img, rest_xy, d_img, d_xy, rest_xy=rest_xy)
+    rest_mapped = rest_organs.map_landmarks(rest_xy)
+    for item, (img, xy) in shots.items():
+        cond, organs = codc.codc_condition(img, xy, d_img, d_xy, rest_xy=rest_xy)
+        # one isotropic factor per organ, the same for every expression of the patient
+        assert [o.scale for o in organs.organs] == [o.scale for o in rest_organs.organs]
+        for o in organs.organs:
+            assert o.matrix[0][0] == o.matrix[1][1] == o.scale and o.matrix[0][1] == o.matrix[1][0] == 0
+        mapped = organs.map_landmarks(xy)
+        for n in codc.ORGAN_NAMES:
+            want = _aspect(xy, n) / _aspect(rest_xy, n)
+            got = _aspect(mapped, n) / _aspect(rest_mapped, n)
+            assert abs(got / want - 1) <= ASPECT_TOL, (item, n, want, got)
+        own, kept = measure(xy)["asymmetry"], measure(mapped)["asymmetry"]
+        for m in MEASURES:  # commissure height included
+            assert abs(kept[m]["percent"] - own[m]["percent"]) <= ASYMMETRY_TOL * own[m]["percent"], (item, m)
+            assert np.sign(kept[m]["difference"]) == np.sign(own[m]["difference"]), (item, m)
+        # each organ's edges are the patient's own, carried by its matrix: within 2 px of them (linear resampling makes a few more)
+        own_px = np.argwhere(canny(img) > 0)[:, ::-1] + 0.5
+        for o in organs.organs:
+            placed = np.zeros(np.subtract(o.target_box[2:], o.target_box[:2])[::-1], np.uint8)
+            pts = np.floor(codc.transform_points(own_px, o.matrix) - o.target_box[:2]).astype(int)
+            ok = (pts >= 0).all(1) & (pts[:, 0] < placed.shape[1]) & (pts[:, 1] < placed.shape[0])
+            placed[pts[ok, 1], pts[ok, 0]] = 1
+            near = cv2.dilate(placed, np.ones((5, 5), np.uint8)) > 0
+            assert (o.edges > 0).sum() > 10 and near[o.edges > 0].mean() > 0.7, (item, o.name, near[o.edges > 0].mean())
+        # ...and the condition is not the patient's own edge map: donor contour, donor organ sizes
+        own_edges = codc.pf_condition(img, xy) > 0
+        iou = (own_edges & (cond > 0)).sum() / (own_edges | (cond > 0)).sum()
+        assert iou < 0.2, (item, iou)
+    # the expressions really differ from rest where they should
+    grin_xy = shots["grin"][1]
+    assert _aspect(grin_xy, "mouth") / _aspect(rest_xy, "mouth") < 0.9
+    assert _aspect(shots["raise_eyebrows"][1], "left_eye") / _aspect(rest_xy, "left_eye") < 0.9
+
+
+def test_organ_sizes_follow_the_donor_at_rest(people):
+    (d_img, d_xy), shots = people[0]["grace_hopper"], people[1]["astronaut"]
+    rest_img, rest_xy = shots["rest"]
+    organs = codc.codc_condition(rest_img, rest_xy, d_img, d_xy, rest_xy=rest_xy)[1]
+    mapped, donor, ipd = organs.map_landmarks(rest_xy), codc.organ_sizes(d_xy), codc._ipd(d_xy)
+    got = codc.organ_sizes(mapped)
+    for n in codc.ORGAN_NAMES:  # in the condition's pixels, each organ is the donor's size
+        assert abs(got[n] * codc._ipd(mapped) / (donor[n] * ipd) - 1) <= 0.05, n
+    # a grin of the issue's kind (mouth 1.4x wider, 1.5x open, brows up) is no longer normalised away
+    g_img, g_xy = shots["grin"]
+    grin = codc.codc_condition(g_img, g_xy, d_img, d_xy, rest_xy=rest_xy)[1]
+    size = lambda b: np.subtract(b[2:], b[:2])
+    assert abs(size(grin["mouth"].target_box)[0] / size(organs["mouth"].target_box)[0]
+               - size(grin["mouth"].source_box)[0] / size(organs["mouth"].source_box)[0]) < 0.05
+
+
+def test_without_rest_the_face_scale_is_used_and_wrong_rest_is_refused(people):
+    (d_img, d_xy), shots = people[0]["grace_hopper"], people[1]["astronaut"]
+    img, xy = shots["grin"]
+    organs = codc.codc_condition(img, xy, d_img, d_xy)[1]
+    assert all(abs(o.scale - codc._ipd(d_xy) / codc._ipd(xy)) < 1e-9 for o in organs.organs)
+    squashed = xy.copy()
+    squashed[:, 0] *= 0.05  # not a face of this patient: organs 20x narrower, the pupils as they were
+    squashed[list(codc.R.PUPIL.values()), 0] = xy[list(codc.R.PUPIL.values()), 0]
+    with pytest.raises(InputError, match="rest photo .* not of this face"):
+        codc.codc_condition(img, xy, d_img, d_xy, rest_xy=squashed)
+
+
+def test_to_json_says_what_was_done(people):
+    (d_img, d_xy), shots = people[0]["grace_hopper"], people[1]["astronaut"]
+    img, xy = shots["whistle"]
+    organs = codc.codc_condition(img, xy, d_img, d_xy, rest_xy=shots["rest"][1])[1]
+    j = organs.to_json()["organs"]
+    assert set(j) == set(codc.ORGAN_NAMES)
+    for n, o in j.items():
+        assert o["placed_box"] == list(organs[n].target_box) and o["patient_box"] == list(organs[n].source_box)
+        assert o["donor_box"] == list(codc.organ_boxes(d_xy)[n]) and o["scale"] > 0
