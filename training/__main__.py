@@ -17,7 +17,9 @@ def parse_args(argv=None):
         prog="python -m training",
         description="Fine-tune a Canny ControlNet for SD1.5 on DIR/<patient>/<expression>/*.png|jpg, by default "
                     "only on diffusion timesteps 500..700 (partial fine-tuning). Writes OUT.safetensors and, in "
-                    "OUT_training/, train.json, loss.png and the state --resume continues from.")
+                    "OUT_training/, train.json, loss.png and the state --resume continues from. The paper's "
+                    "Method 2 is the net trained here with PF conditions (the default) and used with CODC "
+                    "conditions at inference.")
     p.add_argument("--checkpoint", required=True, help="SD1.5 checkpoint (.safetensors/.ckpt), e.g. v1-5-pruned-emaonly")
     p.add_argument("--controlnet", required=True, help="ControlNet to start from, e.g. control_sd15_canny.pth")
     p.add_argument("--data", required=True, help="dataset folder: DIR/<patient>/<expression>/*.png|jpg")
@@ -31,12 +33,15 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, help="optimizer steps in all (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--resolution", type=int, default=512, help="face crop size in pixels (multiple of 8)")
-    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--lr", type=float, help="learning rate (default: 1e-4 for --mode lora, 1e-5 for the others; "
+                                            "on --resume the saved run's)")
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--prompt", default=PAPER_PROMPT)
     p.add_argument("--condition", choices=("pf", "codc"), default="pf",
-                   help="pf: Canny of the patient's face crop; codc: patient organs on a donor contour (needs --donors)")
-    p.add_argument("--donors", help="folder of non-patient face photos for --condition codc")
+                   help="pf: Canny of the patient's face crop (the paper's training, Method 2 included); codc: "
+                        "EXPERIMENTAL, patient organs on a donor contour (needs --donors): condition and target "
+                        "are misaligned (donor layout, patient pixels), not the paper's method")
+    p.add_argument("--donors", help="folder of non-patient face photos for the experimental --condition codc")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="frozen UNet/VAE/CLIP dtype and ControlNet autocast (auto: bf16 on a GPU, fp32 on the CPU)")
     p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
@@ -57,6 +62,8 @@ def parse_args(argv=None):
         p.error("--resolution must be a multiple of 8, at least 64")
     if min(args.batch_size, args.epochs, args.checkpoint_every, args.lora_rank) < 1 or (args.steps or 1) < 1:
         p.error("--batch-size, --epochs, --steps, --checkpoint-every and --lora-rank must be at least 1")
+    if args.lr is not None and not 0 < args.lr < float("inf"):
+        p.error("--lr must be a positive number")
     if args.lora_format != "merged" and args.mode != "lora":
         p.error(f"--lora-format {args.lora_format} needs --mode lora (only lora mode trains LoRA factors)")
     if not args.out.endswith(".safetensors"):

@@ -19,17 +19,26 @@ from palsysim.schedule import check_window
 
 from . import checkpointing as ckpt
 from .dataset import load_dataset
-from .host import load_models, use_comfyui
+from .host import load_models, model_file, use_comfyui
+from .latents import draw_latents, encode_posterior
 from .memory import autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer, peak_memory, pick_device
 from .modes import default_window, select_trainable
 from .objective import alpha_bars, denoising_loss, sample_timesteps
 from .output import write_output
 from .report import plot_loss, write_log
 
-# The paper's fixed prompt, with the generic identity used while training.
-PAPER_PROMPT = ("ID photo of a person wearing light-blue surgical cap and top, frontal headshot centered, "
+# The paper's fixed prompt, word for word; at generation an identity takes the place of "person".
+PAPER_PROMPT = ("ID photo of person wearing light-blue surgical cap and top, frontal headshot centered, "
                 "even lighting, light-blue background, ultra-realistic, sharp focus")
+# LoRA's factors start at zero and need the larger rate LoRA practice uses: at 1e-5 the LoRA
+# baseline moved about 10x less than full tuning (issue 11).
+DEFAULT_LR = {"lora": 1e-4, "partial": 1e-5, "full": 1e-5, "freeze": 1e-5}
 LOG_VERSION = 1
+# The paper's Method 2 is the PF-trained net used with CODC conditions at inference, not this.
+CODC_EXPERIMENTAL = ("--condition codc is experimental and not the paper's method: it pairs the donor's face "
+                     "layout (condition) with the patient's own pixels (target), so condition and target are "
+                     "misaligned. The paper's Method 2 trains on PF conditions (the default) and uses CODC "
+                     "conditions at inference only")
 
 
 class TrainingStopped(RuntimeError):
@@ -53,7 +62,7 @@ class Config:
     steps: int = None          # overrides epochs
     batch_size: int = 4
     resolution: int = 512
-    lr: float = 1e-5
+    lr: float = None           # None: DEFAULT_LR of the mode (on --resume: the saved run's rate)
     warmup_steps: int = 0
     prompt: str = PAPER_PROMPT
     condition: str = "pf"
@@ -75,6 +84,9 @@ class Config:
         window = (lo if self.t_min is None else self.t_min, hi if self.t_max is None else self.t_max)
         check_window(*window, what="--t-min/--t-max")
         return window
+
+    def default_lr(self):
+        return DEFAULT_LR[self.mode]
 
 
 # Settings a resumed run must share with the run it continues. Steps/epochs may grow, and --lr may
@@ -119,50 +131,63 @@ def train(cfg, models=None):
                               f"or delete that folder to start over")
 
     # 1. Every photo: face found, cropped, condition made; all problems reported before any model loads.
+    if cfg.condition == "codc":
+        print(f"training: {CODC_EXPERIMENTAL}", file=sys.stderr, flush=True)
     data = load_dataset(cfg.data, cfg.resolution, cfg.condition, cfg.donors)
     fingerprint = hashlib.sha256(data.images.tobytes() + data.conditions.tobytes()).hexdigest()
+    base_files = {"checkpoint": model_file(cfg.checkpoint, "checkpoint", "checkpoints"),
+                  "controlnet": model_file(cfg.controlnet, "ControlNet", "controlnet")}
 
-    # 2. ComfyUI's own model code, frozen parts in the chosen precision.
-    use_comfyui(cfg.comfyui_dir)
-    device = pick_device(cfg.device)
-    dtype = frozen_dtype(cfg.precision, device)
-    models = models or load_models(cfg.checkpoint, cfg.controlnet, frozen_dtype=dtype)
-
-    # 3. Latents and text context once: the prompt is fixed and photos are not augmented.
-    latents, hints, context = encode_once(models, data, cfg.prompt, device)
-    unet_dtype = models.patcher.model.manual_cast_dtype or models.patcher.model.get_dtype()
-    alpha_bar = alpha_bars(models.patcher.model.model_sampling)
-    models.unet.to(device)
-    models.control_model.to(device)
-
-    # 4. What trains, and how.
-    trainable = select_trainable(models.control_model, cfg.mode, cfg.lora_rank, cfg.seed)
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(models.control_model, models.unet)
-    optimizer = make_optimizer(cfg.optimizer, [p for _, p in trainable], cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
-
-    settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
-    settings.update(t_min=t_lo, t_max=t_hi, lr=cfg.lr)
-    log = {"version": LOG_VERSION, "status": "running", "settings": {
-               **settings, "epochs": cfg.epochs, "steps": total, "checkpoint_every": cfg.checkpoint_every,
-               "base_model": os.path.basename(cfg.checkpoint), "base_controlnet": os.path.basename(cfg.controlnet),
-               "window_percent": [1 - t_hi / 999, 1 - t_lo / 999], "device": str(device), "frozen_dtype": str(dtype)},
-           "dataset": {"photos": len(data), "patients": data.patients, "expressions": data.expressions},
-           "trainable_parameters": sum(p.numel() for _, p in trainable), "steps": []}
-
-    # 5. Continue where a saved state stopped: the newest intact one (a damaged file falls back to
-    #    the previous state; resuming is exact, so that only costs the steps since).
-    step = 0
+    # 2. A resumed run continues from the newest intact state (a damaged file falls back to the
+    #    previous one; resuming is exact, so that only costs the steps since), on the same data and models.
+    state = None
     if cfg.resume:
         ckpt.remove_stale_temps(work)  # from saves killed half-way
         state, used, skipped = ckpt.load_latest(state_path)
         if skipped:
             print(f"training: {'; '.join(skipped)}; resuming from {os.path.basename(used)} (step {state['step']})",
                   file=sys.stderr, flush=True)
+        check_same_models(state.get("base_files"), base_files, work)
+    lr = cfg.lr if cfg.lr is not None else state["settings"]["lr"] if state else cfg.default_lr()
+
+    # 3. ComfyUI's own model code, frozen parts in the chosen precision.
+    use_comfyui(cfg.comfyui_dir)
+    device = pick_device(cfg.device)
+    dtype = frozen_dtype(cfg.precision, device)
+    models = models or load_models(cfg.checkpoint, cfg.controlnet, frozen_dtype=dtype)
+
+    # 4. Posterior moments and text context once: the prompt is fixed and photos are not augmented.
+    mean, std, latents_note, hints, context = encode_once(models, data, cfg.prompt, device)
+    unet_dtype = models.patcher.model.manual_cast_dtype or models.patcher.model.get_dtype()
+    alpha_bar = alpha_bars(models.patcher.model.model_sampling)
+    models.unet.to(device)
+    models.control_model.to(device)
+
+    # 5. What trains, and how.
+    trainable = select_trainable(models.control_model, cfg.mode, cfg.lora_rank, cfg.seed)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(models.control_model, models.unet)
+    optimizer = make_optimizer(cfg.optimizer, [p for _, p in trainable], lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
+
+    settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
+    settings.update(t_min=t_lo, t_max=t_hi, lr=lr)
+    log = {"version": LOG_VERSION, "status": "running", "settings": {
+               **settings, "lr_source": "--lr" if cfg.lr is not None else "saved run" if state else f"{cfg.mode} default",
+               "epochs": cfg.epochs, "steps": total, "checkpoint_every": cfg.checkpoint_every,
+               "base_model": os.path.basename(cfg.checkpoint), "base_controlnet": os.path.basename(cfg.controlnet),
+               "window_percent": [1 - t_hi / 999, 1 - t_lo / 999], "device": str(device), "frozen_dtype": str(dtype),
+               "latents": latents_note},
+           "dataset": {"photos": len(data), "patients": data.patients, "expressions": data.expressions},
+           "trainable_parameters": sum(p.numel() for _, p in trainable), "steps": []}
+    if cfg.condition == "codc":
+        log["settings"]["condition_note"] = CODC_EXPERIMENTAL
+
+    step = 0
+    if state:
         changed = [k for k in RESUME_KEYS if state["settings"].get(k) != settings[k]]
         if changed or state["fingerprint"] != fingerprint:
             what = ", ".join(changed) or "the dataset"
@@ -170,20 +195,20 @@ def train(cfg, models=None):
         restore_trainable(models.control_model, trainable, state["trainable"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        if state["settings"]["lr"] != cfg.lr:
-            schedule.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+        if state["settings"]["lr"] != lr:
+            schedule.base_lrs = [lr] * len(optimizer.param_groups)
             for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas):
-                group["lr"] = cfg.lr * factor(schedule.last_epoch)
+                group["lr"] = lr * factor(schedule.last_epoch)
         scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step, log["steps"] = state["step"], state["log"]
-    saved_step = step if cfg.resume else None
+    saved_step = step if state else None
 
     def save(status):
         nonlocal saved_step
         trained = {n: p.detach().cpu().clone() for n, p in trainable}
         ckpt.save_state(state_path, {
-            "step": step, "settings": settings, "fingerprint": fingerprint, "trainable": trained,
+            "step": step, "settings": settings, "fingerprint": fingerprint, "base_files": base_files, "trainable": trained,
             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
             "rng": ckpt.rng_state(), "log": log["steps"]})
         saved_step = step
@@ -195,7 +220,7 @@ def train(cfg, models=None):
         write_log(log_path, log)
         if log["steps"]:
             plot_loss(os.path.join(work, "loss.png"), [s["loss"] for s in log["steps"]],
-                      f"{cfg.mode} t={t_lo}..{t_hi}, batch {cfg.batch_size}, lr {cfg.lr:g}")
+                      f"{cfg.mode} t={t_lo}..{t_hi}, batch {cfg.batch_size}, lr {lr:g}")
 
     # 6. The loop. Ctrl-C only raises a flag: the step in flight completes, then the state is saved.
     #    A second Ctrl-C quits at once.
@@ -212,7 +237,9 @@ def train(cfg, models=None):
         while step < total:
             started = time.perf_counter()
             indices, t, generator = draws(cfg.seed, step, cfg.batch_size, len(data), t_lo, t_hi)
-            x0 = latents[indices]
+            x0 = models.patcher.model.process_latent_in(
+                draw_latents(mean[indices], None if std is None else std[indices],
+                             ckpt.step_generator(cfg.seed, "posterior", step)))
             noise = torch.randn(x0.shape, generator=generator).to(device)
             loss = denoising_loss(models, x0, hints[indices], context.expand(len(indices), -1, -1), t, noise,
                                   alpha_bar, unet_dtype, autocast_dtype(dtype))
@@ -252,18 +279,31 @@ def train(cfg, models=None):
     return log
 
 
-def encode_once(models, data, prompt, device, chunk=8):
-    """(latents [N,4,h,w] scaled for the UNet, hints [N,3,H,W] 0..1, text context [1,77,768]) on device."""
+def encode_once(models, data, prompt, device):
+    """(posterior mean [N,4,h,w], std like it or None, what the latents are, hints [N,3,H,W] 0..1,
+    text context [1,77,768]) on device; mean and std before the UNet's latent scaling."""
     import comfy.model_management
     with torch.no_grad():  # not inference_mode: these tensors enter a graph that is differentiated
         pixels = torch.from_numpy(data.images).float() / 255.0
-        latents = torch.cat([models.vae.encode(pixels[i:i + chunk]).float().cpu() for i in range(0, len(pixels), chunk)])
-        latents = models.patcher.model.process_latent_in(latents)
+        mean, std, note = encode_posterior(models.vae, pixels)
         context = models.clip.encode_from_tokens(models.clip.tokenize(prompt)).float().cpu()
     # ComfyUI moved the VAE and CLIP to the GPU to encode; hand that memory back for training
     comfy.model_management.unload_all_models()
     hints = torch.from_numpy(data.conditions).permute(0, 3, 1, 2).float() / 255.0
-    return latents.to(device), hints.to(device), context.to(device)
+    return mean.to(device), None if std is None else std.to(device), note, hints.to(device), context.to(device)
+
+
+def check_same_models(saved, given, work):
+    """Refuse to continue a run on other model files than the ones it was trained from, naming both."""
+    if saved is None:
+        print(f"training: the state in {work} predates model fingerprints; it cannot be checked that "
+              "--checkpoint and --controlnet are the files it was trained from", file=sys.stderr, flush=True)
+        return
+    for kind in ("checkpoint", "controlnet"):
+        if saved[kind]["fingerprint"] != given[kind]["fingerprint"]:
+            raise ValueError(f"--resume: --{kind} {given[kind]['name']} is not the {kind} this run was trained from "
+                             f"({saved[kind]['name']}, a different file); resume with the {kind} {saved[kind]['name']}, "
+                             f"or train anew into another --out")
 
 
 def restore_trainable(control_model, trainable, saved):
