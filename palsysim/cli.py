@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+from .edges import ANNOTATOR, CONVENTIONS
 from .images import InputError, read_image, write_image
 
 
@@ -52,7 +53,8 @@ def cmd_demo(args):
 
 
 def cmd_condition(args):
-    from .codc import make_condition
+    from .codc import find_rest_photo, make_codc
+    from .files import write_bytes
     from .landmarks import face_landmarks
     exts = (".png", ".jpg", ".jpeg")
 
@@ -77,18 +79,40 @@ def cmd_condition(args):
         donors = [face(p, f"donor {os.path.basename(p)}") for p, _ in files(args.donor)]
     patients = files(args.patient)
     single = len(patients) == 1 and patients[0][1] is None
-    failed = []
+    rests = {}  # patient folder -> rest landmarks (or None): every expression of a patient, one organ scale
+
+    def rest_xy(rel):
+        if args.mode != "codc":
+            return None
+        if single:
+            return face(args.rest, "rest photo")[1] if args.rest else None
+        if os.sep not in rel:
+            return None
+        patient = rel.split(os.sep)[0]
+        if patient not in rests:
+            path = find_rest_photo(os.path.join(args.patient, patient))
+            rests[patient] = face(path, os.path.join(patient, "rest photo"))[1] if path else None
+        return rests[patient]
+
+    failed, report = [], {}
     for i, (path, rel) in enumerate(patients):
         out = args.out if single else os.path.join(args.out, os.path.splitext(rel)[0] + ".png")
         try:
             image, xy = face(path, "patient image" if single else rel)
             d_image, d_xy = donors[i % len(donors)] if donors else (None, None)
-            write_image(out, make_condition(image, xy, args.mode, d_image, d_xy, args.size, args.contour,
-                                            args.low, args.high, args.blur))
+            rest = rest_xy(rel)
+            condition, organs = make_codc(image, xy, args.mode, d_image, d_xy, args.size, args.contour, args.low,
+                                          args.high, args.blur, args.canny, rest)
+            write_image(out, condition)
+            if organs is not None:
+                key = os.path.basename(out) if single else os.path.relpath(out, args.out)
+                report[key] = {**organs.to_json(), "scales_from": "face scale" if rest is None else "rest photo"}
         except InputError as e:
             if single:
                 raise
             failed.append(str(e))
+    if args.json:
+        write_bytes(args.json, json.dumps(report, indent=1))
     done = len(patients) - len(failed)
     print(f"{done} condition image(s) written to {args.out}")
     if failed:
@@ -103,6 +127,9 @@ def cmd_run(args):
 
 def cmd_bench(args):
     from . import bench
+    if args.which == "codc-measures":
+        bench.codc_measures(size=args.size)
+        return
     bench.preprocess(repeats=args.repeats, size=args.size)
 
 
@@ -157,12 +184,20 @@ def parser():
     p.add_argument("--low", type=float, default=100.0, help="Canny low threshold")
     p.add_argument("--high", type=float, default=200.0, help="Canny high threshold")
     p.add_argument("--blur", type=float, default=0.0, help="Gaussian blur sigma before Canny (0 = none)")
+    p.add_argument("--canny", choices=list(CONVENTIONS), default=ANNOTATOR,
+                   help="rgb_l1: cv2.Canny on the RGB image, L1, as control_sd15_canny was trained (default); "
+                        "grey_l2: grey luma, L2")
+    p.add_argument("--json", metavar="FILE",
+                   help="codc: also write what was done, per organ: patient box, donor box, scale, placed box. "
+                        "Folder forms scale each patient's organs from DIR/<patient>/rest.png (or rest/)")
+    p.add_argument("--rest", metavar="IMG", help="codc, one photo: the same patient's rest photo, for the organ scales")
     p.add_argument("--backend", choices=["auto", "legacy", "tasks"], default="auto")
     p.add_argument("--task-file", help="face_landmarker.task for the Tasks API backend")
     p.set_defaults(func=cmd_condition)
 
-    p = sub.add_parser("bench", help="benchmarks: preprocess (CODC vs landmark detection alone)")
-    p.add_argument("which", choices=["preprocess"])
+    p = sub.add_parser("bench", help="benchmarks: preprocess (CODC vs landmark detection alone), "
+                                      "codc-measures (expression kept over the 10 Yanagihara items)")
+    p.add_argument("which", choices=["preprocess", "codc-measures"])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--size", type=int, default=512)
     p.set_defaults(func=cmd_bench)

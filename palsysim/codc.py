@@ -21,6 +21,7 @@ isotropically scaled mouth no other vertical place keeps that percent.
 All coordinates are pixels, x right and y down, continuous (pixel i spans [i, i + 1)); boxes are
 integer (x0, y0, x1, y1) with x1, y1 exclusive. Sides are the subject's (regions.py).
 """
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -444,3 +445,20 @@ def make_codc(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512,
         donor_image, m = face_crop(donor_image, donor_xy, size)
         donor_xy = transform_points(donor_xy, m)
     return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, rest_xy=rest_xy, **margins)
+
+
+REST_NAMES = ("rest.png", "rest.jpg", "rest.jpeg")
+
+
+def find_rest_photo(patient_dir):
+    """The patient's rest photo in a dataset folder, or None: patient_dir/rest.png|jpg|jpeg (the runner's
+    layout), else the first photo in patient_dir/rest/ (the training layout)."""
+    for name in REST_NAMES:
+        if os.path.isfile(os.path.join(patient_dir, name)):
+            return os.path.join(patient_dir, name)
+    folder = os.path.join(patient_dir, "rest")
+    if os.path.isdir(folder):
+        found = sorted(f for f in os.listdir(folder) if f.lower().endswith((".png", ".jpg", ".jpeg")) and f[0] != ".")
+        if found:
+            return os.path.join(folder, found[0])
+    return None

@@ -4,6 +4,11 @@ Patients: the astronaut and Grace Hopper with a left palsy (synth_expression war
 lips from the landmarks, as synth_palsy warps the palsy); donor: the other one, healthy. Every face is cropped to
 512 as in training; each patient's rest photo gives the organ scales.
 """
+import json
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -12,10 +17,12 @@ from palsysim import codc
 from palsysim.asymmetry import MEASURES, measure
 from palsysim.bench import _aspect
 from palsysim.edges import canny
-from palsysim.images import InputError
+from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import EXPRESSIONS, synth_expression
-from real_faces import photos
+from real_faces import photo_paths, photos
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ASPECT_TOL, ASYMMETRY_TOL = 0.05, 0.15
 
@@ -113,3 +120,41 @@ def test_to_json_says_what_was_done(people):
     for n, o in j.items():
         assert o["placed_box"] == list(organs[n].target_box) and o["patient_box"] == list(organs[n].source_box)
         assert o["donor_box"] == list(codc.organ_boxes(d_xy)[n]) and o["scale"] > 0
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "palsysim", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
+    from palsysim.images import write_image
+    p, paths = photos(), photo_paths()
+    face = face_landmarks(p["astronaut"])
+    data = tmp_path / "patients" / "p1"
+    data.mkdir(parents=True)
+    for item in ("rest", "grin"):
+        write_image(str(data / f"{item}.png"), synth_expression(p["astronaut"], face, item)[0])
+    out, report = tmp_path / "codc", tmp_path / "codc.json"
+    r = _cli("condition", "--patient", str(tmp_path / "patients"), "--donor", paths["grace_hopper"],
+             "--out", str(out), "--json", str(report))
+    assert r.returncode == 0, r.stderr
+    j = json.load(open(report))
+    assert set(j) == {os.path.join("p1", "rest.png"), os.path.join("p1", "grin.png")}
+    rest, grin = j[os.path.join("p1", "rest.png")], j[os.path.join("p1", "grin.png")]
+    assert rest["scales_from"] == grin["scales_from"] == "rest photo"
+    for n in codc.ORGAN_NAMES:
+        assert set(grin["organs"][n]) == {"patient_box", "donor_box", "scale", "placed_box"}
+        # both photos share the rest photo's factors (face crops differ by under a pixel of scale)
+        assert abs(grin["organs"][n]["scale"] / rest["organs"][n]["scale"] - 1) < 0.03, n
+    # the written condition is the core's for the same photos and rest landmarks
+    img, rest_img = (read_image(str(data / f)) for f in ("grin.png", "rest.png"))
+    want = codc.make_condition(img, face_landmarks(img).xy, "codc", p["grace_hopper"],
+                               face_landmarks(p["grace_hopper"]).xy, rest_xy=face_landmarks(rest_img).xy)
+    assert np.array_equal(read_image(str(out / "p1" / "grin.png"))[..., 0], want)
+    # one photo: --rest gives the same; without it, the face scale
+    r = _cli("condition", "--patient", str(data / "grin.png"), "--rest", str(data / "rest.png"),
+             "--donor", paths["grace_hopper"], "--out", str(tmp_path / "one.png"), "--json", str(tmp_path / "one.json"))
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_image(str(tmp_path / "one.png"))[..., 0], want)
+    assert json.load(open(tmp_path / "one.json"))["one.png"]["organs"] == grin["organs"]
