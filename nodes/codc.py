@@ -2,7 +2,7 @@ from comfy_api.latest import io
 from comfy.utils import ProgressBar
 
 from ..palsysim import codc
-from ..palsysim.edges import ANNOTATOR, CONVENTIONS, HIGH, LOW
+from ..palsysim.edges import HIGH, LOW
 from ..palsysim.images import InputError
 from .common import Landmarks, output, to_arrays, to_image
 
@@ -12,12 +12,9 @@ Organs = io.Custom("PALSY_ORGANS")
 def _edge_inputs():
     return [
         io.Float.Input("low_threshold", default=LOW, min=1.0, max=1000.0, step=1.0,
-                       tooltip="Canny low threshold (Sobel magnitude of the 8-bit image)."),
+                       tooltip="Canny low threshold (L1 Sobel magnitude of the RGB image, as control_sd15_canny's annotator)."),
         io.Float.Input("high_threshold", default=HIGH, min=1.0, max=1000.0, step=1.0),
         io.Float.Input("blur_sigma", default=0.0, min=0.0, max=5.0, step=0.1, tooltip="Gaussian blur first; 0 = none."),
-        io.Combo.Input("canny", options=list(CONVENTIONS), default=ANNOTATOR, optional=True,
-                       tooltip="rgb_l1: cv2.Canny on the RGB image, L1, as control_sd15_canny was trained; "
-                               "grey_l2: grey luma, L2."),
     ]
 
 
@@ -63,7 +60,7 @@ class OrganCropResize(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, landmarks, donor_landmarks, eye_margin, nose_margin, mouth_margin,
-                low_threshold, high_threshold, blur_sigma, rest_landmarks=None, canny=ANNOTATOR) -> io.NodeOutput:
+                low_threshold, high_threshold, blur_sigma, rest_landmarks=None) -> io.NodeOutput:
         arrays = to_arrays(image)
         _check_faces(landmarks, arrays)
         donors = codc.pair_batches(len(arrays), len(donor_landmarks), "donor landmark set")
@@ -74,7 +71,7 @@ class OrganCropResize(io.ComfyNode):
             out.append(codc.organ_crop_resize(
                 a, face.xy, d.xy, d.image_size, eye_margin, nose_margin, mouth_margin, low_threshold,
                 high_threshold, blur_sigma, what=f"patient image {i + 1}", donor_what=f"donor {donors[i] + 1}",
-                rest_xy=rest_landmarks[rests[i]].xy if rests else None, convention=canny))
+                rest_xy=rest_landmarks[rests[i]].xy if rests else None))
             bar.update(1)
         return io.NodeOutput(out, to_image([codc.organs_preview(a, o) for a, o in zip(arrays, out)]))
 
@@ -98,7 +95,7 @@ class ContourReposition(io.ComfyNode):
 
     @classmethod
     def execute(cls, organs, donor_image, donor_landmarks, contour, low_threshold, high_threshold,
-                blur_sigma, canny=ANNOTATOR) -> io.NodeOutput:
+                blur_sigma) -> io.NodeOutput:
         donors = to_arrays(donor_image, "donor_image")
         _check_count(donor_landmarks, len(donors), "donor_landmarks", "donor_image")
         pairs = codc.pair_batches(len(organs), len(donors), "donor image")
@@ -106,7 +103,7 @@ class ContourReposition(io.ComfyNode):
         for o, d in zip(organs, pairs):
             if d not in contours:  # one donor serving many patients is edged once
                 contours[d] = codc.donor_contour(donors[d], donor_landmarks[d].xy, o.donor_boxes, contour,
-                                                 low_threshold, high_threshold, blur_sigma, canny)
+                                                 low_threshold, high_threshold, blur_sigma)
             cond = codc.reposition(o, contours[d])
             conditions.append(cond[..., None].repeat(3, axis=2))
             previews.append(codc.condition_preview(donors[d], cond, o))
@@ -134,13 +131,12 @@ class PFCondition(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, landmarks, size, margin, low_threshold, high_threshold, blur_sigma,
-                canny=ANNOTATOR) -> io.NodeOutput:
+    def execute(cls, image, landmarks, size, margin, low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:
         arrays = to_arrays(image)
         _check_faces(landmarks, arrays)
         bar, conditions, previews = ProgressBar(len(arrays)), [], []
         for a, face in zip(arrays, landmarks):
-            cond = codc.pf_condition(a, face.xy, size, margin, low_threshold, high_threshold, blur_sigma, canny)
+            cond = codc.pf_condition(a, face.xy, size, margin, low_threshold, high_threshold, blur_sigma)
             conditions.append(cond[..., None].repeat(3, axis=2))
             previews.append(codc.pf_preview(a, face.xy, cond, size, margin))
             bar.update(1)
