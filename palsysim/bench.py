@@ -63,7 +63,8 @@ def preprocess(repeats=30, size=512, log=print):
     return res
 
 
-def _aspect(xy, name):
+def organ_aspect(xy, name):
+    """Width over height of one organ's landmarks (478, 2) -> float."""
     from . import regions as R
     pts = np.asarray(xy)[list(R.ORGANS[name]), :2]
     w, h = pts.max(0) - pts.min(0)
@@ -107,7 +108,7 @@ def codc_expressions(severity=0.6, side="left", size=512):
         own_edges = pf_condition(img, xy, size) > 0
         iou = float((own_edges & (cond > 0)).sum() / (own_edges | (cond > 0)).sum())
         rows.append({"item": item,
-                     "aspect": {n: (_aspect(xy, n) / _aspect(rest_xy, n), _aspect(mapped, n) / _aspect(rest_mapped, n))
+                     "aspect": {n: (organ_aspect(xy, n) / organ_aspect(rest_xy, n), organ_aspect(mapped, n) / organ_aspect(rest_mapped, n))
                                 for n in ORGAN_NAMES},
                      "asymmetry": {k: (own[k]["percent"], kept[k]["percent"]) for k in MEASURES},
                      "own_edges_iou": iou})

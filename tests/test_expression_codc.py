@@ -15,7 +15,7 @@ import pytest
 
 from palsysim import codc
 from palsysim.asymmetry import MEASURES, measure
-from palsysim.bench import _aspect
+from palsysim.bench import organ_aspect
 from palsysim.edges import canny
 from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks
@@ -57,8 +57,8 @@ def test_codc_keeps_each_expression(people, name, donor):
             assert o.matrix[0][0] == o.matrix[1][1] == o.scale and o.matrix[0][1] == o.matrix[1][0] == 0
         mapped = organs.map_landmarks(xy)
         for n in codc.ORGAN_NAMES:
-            want = _aspect(xy, n) / _aspect(rest_xy, n)
-            got = _aspect(mapped, n) / _aspect(rest_mapped, n)
+            want = organ_aspect(xy, n) / organ_aspect(rest_xy, n)
+            got = organ_aspect(mapped, n) / organ_aspect(rest_mapped, n)
             assert abs(got / want - 1) <= ASPECT_TOL, (item, n, want, got)
         own, kept = measure(xy)["asymmetry"], measure(mapped)["asymmetry"]
         for m in MEASURES:  # commissure height included
@@ -79,8 +79,8 @@ def test_codc_keeps_each_expression(people, name, donor):
         assert iou < 0.2, (item, iou)
     # the expressions really differ from rest where they should
     grin_xy = shots["grin"][1]
-    assert _aspect(grin_xy, "mouth") / _aspect(rest_xy, "mouth") < 0.9
-    assert _aspect(shots["raise_eyebrows"][1], "left_eye") / _aspect(rest_xy, "left_eye") < 0.9
+    assert organ_aspect(grin_xy, "mouth") / organ_aspect(rest_xy, "mouth") < 0.9
+    assert organ_aspect(shots["raise_eyebrows"][1], "left_eye") / organ_aspect(rest_xy, "left_eye") < 0.9
 
 
 def test_organ_sizes_follow_the_donor_at_rest(people):
