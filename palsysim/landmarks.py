@@ -62,12 +62,20 @@ def _legacy_detector(max_faces, min_confidence):
     return detect
 
 
+def default_task_file():
+    """The face_landmarker.task used when none is given: $PALSYSIM_FACE_LANDMARKER, else the
+    models folder's (palsysim.models.find_model); None when neither exists."""
+    from .models import find_model
+    return os.environ.get("PALSYSIM_FACE_LANDMARKER") or find_model("mediapipe", TASK_FILE)
+
+
 def _tasks_detector(max_faces, min_confidence, task_file):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
     if not task_file or not os.path.isfile(task_file):
         raise InputError(f"MediaPipe's Tasks API needs the model file {TASK_FILE}: put it in "
-                         f"ComfyUI/models/mediapipe/ (looked for {task_file or TASK_FILE})")
+                         f"ComfyUI/models/mediapipe/ (looked for {task_file or TASK_FILE}; "
+                         f"python -m palsysim models --fetch {TASK_FILE} downloads it)")
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=task_file), running_mode=vision.RunningMode.IMAGE,
         num_faces=max_faces, min_face_detection_confidence=min_confidence,
@@ -95,6 +103,8 @@ def detector(max_faces=1, min_confidence=0.5, backend="auto", task_file=None):
         raise InputError(f"unknown landmark backend {backend!r}: use auto, legacy or tasks")
     if backend == "legacy" and not has_legacy_api():
         raise InputError("this mediapipe has no legacy Face Mesh API (removed after 0.10.21): use backend tasks")
+    if backend == "tasks" and task_file is None:
+        task_file = default_task_file()
     key = (backend, int(max_faces), round(float(min_confidence), 4), task_file if backend == "tasks" else None)
     with _lock:
         if key not in _detectors:

@@ -5,15 +5,36 @@
 #                                      -> .venv/ for tests and the CLI, plus the pack linked into
 #                                         that ComfyUI's custom_nodes and its deps installed into
 #                                         COMFYUI_PYTHON (default: its venv/ or .venv/ python)
+#   PALSYSIM_ENV=current make setup    -> .venv-current/: the newest set that installs (numpy 2,
+#                                         mediapipe 1.2 Tasks API, torch 2.15) under
+#                                         constraints-current.txt + requirements-current.lock, and a
+#                                         test-only face_landmarker.task built offline beside it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 python=${PYTHON:-python3}
-venv=$root/.venv
 pip_quiet=(--quiet --disable-pip-version-check)
+case ${PALSYSIM_ENV:-embedded} in
+  embedded) venv=$root/.venv; constraints=constraints.txt; lock=requirements.lock ;;
+  current)
+    venv=$root/.venv-current; constraints=constraints-current.txt; lock=requirements-current.lock
+    # Replaces the machine-wide torch cap (/etc/xdg/pip) with this set's own torch pin.
+    export PIP_CONSTRAINT=$root/$constraints ;;
+  *) echo "setup: PALSYSIM_ENV must be embedded or current" >&2; exit 2 ;;
+esac
+
+# Browser tests drive Debian's Chromium; as root, install it where it is missing.
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium and chromium-driver (apt-get)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium/chromedriver missing (browser tests need them: apt-get install chromium chromium-driver)" >&2
+  fi
+fi
 
 # The stamp changes whenever a file that decides what gets installed changes.
-want=$(cat requirements.txt requirements-dev.txt constraints.txt requirements.lock scripts/setup.sh | sha256sum | cut -c1-16)
+want=$(cat requirements.txt requirements-dev.txt "$constraints" "$lock" scripts/setup.sh | sha256sum | cut -c1-16)
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip)
@@ -42,13 +63,28 @@ fi
 if [ "$(cat "$venv/.palsysim-stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv (first run: a few minutes)"
   # torch first, alone: pip would otherwise pick a build that does not import with torchvision.
-  "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt torch torchvision
+  "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" torch torchvision
   grep -viE '^(torch|torchvision|torchaudio)$' "$host/requirements.txt" >"$venv/host-requirements.txt"
-  # requirements.lock pins every package to the set this project was tested with.
-  "${pip[@]}" install "${pip_quiet[@]}" -c constraints.txt -c requirements.lock \
+  # The lock pins every package to the set this project was tested with.
+  "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" -c "$lock" \
     -r "$venv/host-requirements.txt" -r requirements.txt -r requirements-dev.txt
   "${pip[@]}" check
   echo "$want" >"$venv/.palsysim-stamp"
+fi
+
+# mediapipe >= 0.10.30 has only the Tasks API and no model in its wheel. For the tests, build a
+# face_landmarker.task offline from 0.10.21's models (../shared/tools/face_landmarker_task);
+# tests/conftest.py finds it here. Users put the official file in models/mediapipe/.
+task=$venv/face_landmarker.task
+if ! "$venv/bin/python" -c 'import sys, palsysim.landmarks as l; sys.exit(not l.has_legacy_api())' 2>/dev/null \
+    && [ ! -f "$task" ]; then
+  echo "setup: building a test face_landmarker.task from mediapipe 0.10.21's models"
+  tmp=$(mktemp -d)
+  "${pip[@]}" download "${pip_quiet[@]}" --no-deps --only-binary=:all: mediapipe==0.10.21 -d "$tmp" 2>/dev/null
+  (cd "$tmp" && "$venv/bin/python" -m zipfile -e mediapipe-0.10.21-*.whl unpacked)
+  MP_DIR=$tmp/unpacked/mediapipe bash "$root/../shared/tools/face_landmarker_task/build.sh" "$task.partial" "$venv/bin/python" >/dev/null
+  mv "$task.partial" "$task"
+  rm -rf "$tmp"
 fi
 
 # The pack lives in the host's custom_nodes as a link to this checkout.
@@ -68,9 +104,8 @@ if [ -n "${COMFYUI_DIR:-}" ]; then
   host_python=${host_python:-$venv/bin/python}
   if [ "$host_python" != "$venv/bin/python" ]; then
     echo "setup: installing the pack's requirements into $host_python"
-    # Their torch stays: only the pack's own lines, under the same pins minus torch.
-    grep -vE '^(torch|torchvision)==' constraints.txt >"$venv/host-constraints.txt"
-    "$host_python" -m pip install "${pip_quiet[@]}" -c "$venv/host-constraints.txt" -r requirements.txt
+    # The pack's loose requirements only, no lock: their torch, numpy, protobuf and opencv stay.
+    "$host_python" -m pip install "${pip_quiet[@]}" -r requirements.txt
   fi
 fi
 echo "setup: ready (host: $host)"
