@@ -221,6 +221,9 @@ def parser():
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")
     p.set_defaults(func=cmd_demo)
+
+    from .models.command import add_parser as models_parser
+    models_parser(sub)
     return ap
 
 

@@ -1,0 +1,118 @@
+"""Every model file the pack, its workflows and its training can use: where it goes, where it comes from.
+
+Digests are the SHA-256 that the files' public pages list (Hugging Face shows it per LFS file); a
+file whose digest could not be confirmed there has sha256=None and is reported "unverified".
+"""
+import hashlib
+import os
+from dataclasses import dataclass
+
+TORCH_HUB = "torch-hub"  # torch's own cache (torch.hub.get_dir()/checkpoints), not a ComfyUI folder
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str          # file name inside folder, may hold a sub-folder (buffalo_l/w600k_r50.onnx)
+    folder: str        # ComfyUI models/<folder>, or TORCH_HUB
+    url: str
+    sha256: str = None  # None: no public digest confirmed
+    size: int = None    # bytes, where the public page gives them exactly
+    licence: str = ""
+    used_by: str = ""
+
+    @property
+    def key(self):
+        """The short name `models --fetch` takes: the file name without folders."""
+        return os.path.basename(self.name)
+
+
+MODELS = [
+    Model("v1-5-pruned-emaonly.safetensors", "checkpoints",
+          "https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/v1-5-pruned-emaonly.safetensors",
+          "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa", None,
+          "CreativeML OpenRAIL-M", "workflows, training, make demo"),
+    Model("control_sd15_canny.pth", "controlnet",
+          "https://huggingface.co/lllyasviel/ControlNet/resolve/main/models/control_sd15_canny.pth",
+          "4de384b16bc2d7a1fb258ca0cbd941d7dd0a721ae996aff89f905299d6923f45", None,
+          "OpenRAIL", "workflows (zero-shot, base of fine-tuning), training, make demo"),
+    Model("buffalo_l/w600k_r50.onnx", "insightface",
+          "https://huggingface.co/public-data/insightface/resolve/main/models/buffalo_l/w600k_r50.onnx",
+          "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43", 174383860,
+          "insightface pretrained models: non-commercial research use only", "ArcFace privacy gate, evaluate"),
+    Model("face_landmarker.task", "mediapipe",
+          "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task",
+          None, None, "Apache-2.0", "landmarks with mediapipe >= 0.10.30 (Tasks API)"),
+    Model("alexnet-owt-7be5be79.pth", TORCH_HUB,
+          "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+          "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", None,
+          "BSD-3-Clause (torchvision)", "LPIPS in evaluate"),
+]
+
+
+def by_key(key):
+    """The catalog entry for a short name (or full name); KeyError names the choices."""
+    for m in MODELS:
+        if key in (m.key, m.name):
+            return m
+    raise KeyError(f"unknown model {key!r}: choose from {', '.join(m.key for m in MODELS)} or all")
+
+
+def fetch_hint(key):
+    """The command line that downloads one catalog file, for "missing model" messages."""
+    return f"python -m palsysim models --fetch {by_key(key).key}"
+
+
+def model_dirs():
+    """Where the embedded ComfyUI looks for models: $MODELS_DIR (if set), then its own models/."""
+    from ..runner import comfyui_dir
+    dirs = [os.environ["MODELS_DIR"]] if os.environ.get("MODELS_DIR") else []
+    try:
+        dirs.append(os.path.join(comfyui_dir(), "models"))
+    except ValueError:
+        pass
+    return dirs
+
+
+def find_model(folder, name):
+    for d in model_dirs():
+        if os.path.isfile(os.path.join(d, folder, name)):
+            return os.path.join(d, folder, name)
+    return None
+
+
+def torch_hub_dir():
+    import torch
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def target(model, models_dir):
+    """The path a model file belongs at: models_dir/<folder>/<name>, or torch's hub cache."""
+    if model.folder == TORCH_HUB:
+        return os.path.join(torch_hub_dir(), model.name)
+    return os.path.join(models_dir, model.folder, model.name)
+
+
+def sha256_of(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def status(model, dirs, check=True):
+    """One row of `models`: where it was found (first of dirs), its size and digest verdict."""
+    paths = ([target(model, None)] if model.folder == TORCH_HUB
+             else [target(model, d) for d in dirs])
+    found = next((p for p in paths if os.path.isfile(p)), None)
+    row = {"name": model.name, "folder": model.folder, "found": found, "size": None, "digest": "missing",
+           "licence": model.licence, "url": model.url, "used_by": model.used_by}
+    if found:
+        row["size"] = os.path.getsize(found)
+        if not check:
+            row["digest"] = "not checked"
+        elif model.sha256 is None:
+            row["digest"] = f"unverified (no public digest; this file's is {sha256_of(found)})"
+        else:
+            row["digest"] = "ok" if sha256_of(found) == model.sha256 else "MISMATCH: replace this file"
+    return row

@@ -1,0 +1,150 @@
+"""`python -m palsysim models`: the table, and --fetch against a real HTTP server on loopback."""
+import hashlib
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from palsysim.models import MODELS, FetchError, Model, Unreachable, fetch, fetch_hint, manual_download_message
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAYLOAD = os.urandom(3 << 20)  # 3 MiB: several progress chunks
+DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """Serves self.files; cut_after > 0 sends the full Content-Length but only that many bytes once."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.files, self.ranges, self.cut_after = {}, [], 0
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = self.server.files.get(self.path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        self.server.ranges.append(rng)
+        start = int(rng.split("=")[1].rstrip("-")) if rng else 0
+        if start >= len(body):
+            self.send_response(416)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        data = body[start:]
+        if self.server.cut_after:
+            data, self.server.cut_after = data[:self.server.cut_after], 0
+            self.wfile.write(data)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)  # the connection drops mid-file
+            return
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.shutdown()
+    s.server_close()
+
+
+def model(server, name="tiny.safetensors", digest=DIGEST):
+    return Model(name, "checkpoints", server.url(name), digest, len(PAYLOAD), "test", "tests")
+
+
+def test_fetch_writes_the_verified_file_whole(server, tmp_path):
+    server.files["tiny.safetensors"] = PAYLOAD
+    path = fetch(model(server), str(tmp_path), progress=False)
+    assert path == str(tmp_path / "checkpoints" / "tiny.safetensors")
+    assert open(path, "rb").read() == PAYLOAD
+    assert os.listdir(tmp_path / "checkpoints") == ["tiny.safetensors"]  # no .partial left
+    assert fetch(model(server), str(tmp_path), progress=False) == path and len(server.ranges) == 1  # present: no request
+
+
+def test_interrupted_fetch_resumes_with_a_range_request(server, tmp_path):
+    server.files["tiny.safetensors"] = PAYLOAD
+    server.cut_after = 1 << 20
+    with pytest.raises(FetchError, match="again to resume"):
+        fetch(model(server), str(tmp_path), progress=False)
+    final = tmp_path / "checkpoints" / "tiny.safetensors"
+    part = tmp_path / "checkpoints" / "tiny.safetensors.partial"
+    assert not final.exists() and 0 < part.stat().st_size < len(PAYLOAD)
+    have = part.stat().st_size
+    fetch(model(server), str(tmp_path), progress=False)
+    assert server.ranges == [None, f"bytes={have}-"]
+    assert final.read_bytes() == PAYLOAD and not part.exists()
+
+
+def test_a_file_that_does_not_match_its_digest_is_deleted_and_reported(server, tmp_path):
+    server.files["tiny.safetensors"] = PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 1])
+    with pytest.raises(FetchError, match=f"not the pinned {DIGEST}; it was deleted"):
+        fetch(model(server), str(tmp_path), progress=False)
+    assert os.listdir(tmp_path / "checkpoints") == []
+
+
+def test_no_network_gives_one_message_with_every_url_and_folder(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PALSYSIM_MODEL_MIRROR": f"http://127.0.0.1:{port}", "TORCH_HOME": str(tmp_path / "torch")}
+    r = subprocess.run([sys.executable, "-m", "palsysim", "models", "--fetch", "all", "--quiet",
+                        "--models-dir", str(tmp_path / "models")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("could not be downloaded here") == 1, r.stderr
+    for m in MODELS:
+        assert m.url in r.stderr
+    assert os.path.join(str(tmp_path / "models"), "controlnet") in r.stderr
+    assert os.path.join(str(tmp_path / "torch"), "hub", "checkpoints") in r.stderr
+    files = [f for _, _, fs in os.walk(tmp_path) for f in fs]
+    assert files == [], files
+    with pytest.raises(Unreachable):
+        fetch(Model("x.onnx", "insightface", f"http://127.0.0.1:{port}/x.onnx"), str(tmp_path), progress=False)
+    assert "x.onnx" in manual_download_message([Model("x.onnx", "insightface", "http://a/x.onnx")], str(tmp_path))
+
+
+def test_cli_fetch_refuses_a_mirror_file_with_the_wrong_digest(server, tmp_path):
+    server.files["w600k_r50.onnx"] = b"not the ArcFace model"
+    env = {**os.environ, "PALSYSIM_MODEL_MIRROR": server.url("").rstrip("/")}
+    r = subprocess.run([sys.executable, "-m", "palsysim", "models", "--fetch", "w600k_r50.onnx", "--quiet",
+                        "--models-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43" in r.stderr, r.stderr
+    assert "deleted" in r.stderr and os.listdir(tmp_path / "insightface" / "buffalo_l") == []
+
+
+def test_models_lists_what_a_fresh_models_folder_has_and_lacks(tmp_path):
+    (tmp_path / "controlnet").mkdir()
+    (tmp_path / "controlnet" / "control_sd15_canny.pth").write_bytes(b"a damaged download")
+    (tmp_path / "mediapipe").mkdir()
+    (tmp_path / "mediapipe" / "face_landmarker.task").write_bytes(b"some bundle")
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    r = subprocess.run([sys.executable, "-m", "palsysim", "models", "--models-dir", str(tmp_path)],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    blocks = {b.split()[0]: b for b in r.stdout.split("\n\n")[1:]}
+    assert set(blocks) == {m.name for m in MODELS}
+    for m in MODELS:
+        assert m.url in blocks[m.name] and m.licence in blocks[m.name]
+    for name in ("v1-5-pruned-emaonly.safetensors", "buffalo_l/w600k_r50.onnx", "alexnet-owt-7be5be79.pth"):
+        assert "MISSING" in blocks[name] and fetch_hint(os.path.basename(name)) in blocks[name]
+    assert "MISMATCH" in blocks["control_sd15_canny.pth"] and "0.0 MB" in blocks["control_sd15_canny.pth"]
+    digest = hashlib.sha256(b"some bundle").hexdigest()
+    assert f"unverified (no public digest; this file's is {digest})" in blocks["face_landmarker.task"]
