@@ -218,12 +218,30 @@ class Organs:
         return out
 
 
-def _warp_into(image, matrix, box):
-    """The photo carried through matrix, the pixels of box (condition pixels) -> (h, w, 3) uint8, sub-pixel exact."""
+def _warp_into(image, matrix, box, source_box):
+    """The photo carried through matrix, the pixels of box (condition pixels) -> (h, w, 3) uint8, sub-pixel exact.
+
+    Linear sampling keeps the sub-pixel placement that the left/right measures need (half a pixel
+    of pupil height turns a smile angle by 0.3 degrees). Shrinking by more than 2 would alias, so
+    the source box is first area-averaged to the scale and the warp only places it.
+    """
     m = np.asarray(matrix, dtype=np.float64).copy()
+    src = image
+    if m[0, 0] < 0.5:
+        h, w = image.shape[:2]
+        pad = int(np.ceil(2.0 / m[0, 0]))
+        x0, y0 = max(source_box[0] - pad, 0), max(source_box[1] - pad, 0)
+        x1, y1 = min(source_box[2] + pad, w), min(source_box[3] + pad, h)
+        size = (max(1, int(round((x1 - x0) * m[0, 0]))), max(1, int(round((y1 - y0) * m[0, 0]))))
+        src = cv2.resize(image[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+        f = np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)])
+        # resize puts small pixel centre j at source (j + 0.5) / f - 0.5 (+ the crop's corner)
+        to_source = np.array([[1 / f[0], 0.0, 0.5 / f[0] - 0.5 + x0], [0.0, 1 / f[1], 0.5 / f[1] - 0.5 + y0]])
+        m = np.vstack([m, [0, 0, 1]]) @ np.vstack([to_source, [0, 0, 1]])
+        m = m[:2]
     m[:, 2] -= box[:2]
-    size = (box[2] - box[0], box[3] - box[1])
-    return cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(src, m, (box[2] - box[0], box[3] - box[1]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def _resample(image, box, size):
@@ -253,13 +271,11 @@ def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, no
     organs = []
     for n in ORGAN_NAMES:
         target = _bounds(boxes[n], matrices[n])
-        # Scaling by s divides each edge's gradient by s, so the thresholds follow: an edge is kept
-        # or dropped as it would be in the patient's photo.
-        gain = 1.0 / scales[n]
-        # Linear sampling, not area averaging, even when shrinking: the organ scales stay near 1
-        # (MAX_REST_RATIO bounds them), and only a warp keeps the sub-pixel placement that the
-        # left/right measures need (half a pixel of pupil height turns a smile angle by 0.3 degrees).
-        edges = canny(_warp_into(rgb, matrices[n], target), low_threshold * gain, high_threshold * gain,
+        # Enlarging spreads each edge over more pixels and lowers its gradient by the scale, so
+        # the thresholds follow: an edge is kept or dropped as it would be in the patient's photo.
+        # Shrinking averages pixels, and the thresholds hold at the condition's resolution.
+        gain = min(1.0, 1.0 / scales[n])
+        edges = canny(_warp_into(rgb, matrices[n], target, boxes[n]), low_threshold * gain, high_threshold * gain,
                       blur_sigma, convention=convention)
         organs.append(Organ(n, edges, boxes[n], target, matrices[n], scales[n]))
     return Organs(tuple(organs), tuple(donor_size[:2]), rgb.shape[:2], donor_boxes)

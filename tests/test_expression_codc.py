@@ -49,6 +49,7 @@ def test_codc_keeps_each_expression(people, name, donor):
     rest_img, rest_xy = shots["rest"]
     rest_cond, rest_organs = codc.codc_condition(rest_img, rest_xy, d_img, d_xy, rest_xy=rest_xy)
     rest_mapped = rest_organs.map_landmarks(rest_xy)
+    shares = []
     for item, (img, xy) in shots.items():
         cond, organs = codc.codc_condition(img, xy, d_img, d_xy, rest_xy=rest_xy)
         # one isotropic factor per organ, the same for every expression of the patient
@@ -64,19 +65,29 @@ def test_codc_keeps_each_expression(people, name, donor):
         for m in MEASURES:  # commissure height included
             assert abs(kept[m]["percent"] - own[m]["percent"]) <= ASYMMETRY_TOL * own[m]["percent"], (item, m)
             assert np.sign(kept[m]["difference"]) == np.sign(own[m]["difference"]), (item, m)
-        # each organ's edges are the patient's own, carried by its matrix: within 2 px of them (linear resampling makes a few more)
-        own_px = np.argwhere(canny(img) > 0)[:, ::-1] + 0.5
+        # each organ's edges are the patient's own at the organ's scale (the photo resized by it,
+        # edged), carried to where the organ's matrix puts them: within 2 px
         for o in organs.organs:
+            shrink = o.scale < 1
+            scaled = cv2.resize(img, None, fx=o.scale, fy=o.scale,
+                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            gain = min(1.0, 1.0 / o.scale)
+            own_px = np.argwhere(canny(scaled, 100 * gain, 200 * gain) > 0)[:, ::-1].astype(np.float64)
+            f = np.array(scaled.shape[1::-1]) / np.array(img.shape[1::-1])
+            in_photo = (own_px + 0.5) / f - 0.5  # resize's pixel-centre convention
             placed = np.zeros(np.subtract(o.target_box[2:], o.target_box[:2])[::-1], np.uint8)
-            pts = np.floor(codc.transform_points(own_px, o.matrix) - o.target_box[:2]).astype(int)
+            pts = np.round(codc.transform_points(in_photo, o.matrix) - o.target_box[:2]).astype(int)
             ok = (pts >= 0).all(1) & (pts[:, 0] < placed.shape[1]) & (pts[:, 1] < placed.shape[0])
             placed[pts[ok, 1], pts[ok, 0]] = 1
             near = cv2.dilate(placed, np.ones((5, 5), np.uint8)) > 0
-            assert (o.edges > 0).sum() > 10 and near[o.edges > 0].mean() > 0.7, (item, o.name, near[o.edges > 0].mean())
+            share = near[o.edges > 0].mean()
+            shares.append(share)
+            assert (o.edges > 0).sum() > 10 and share > 0.7, (item, o.name, share)
         # ...and the condition is not the patient's own edge map: donor contour, donor organ sizes
         own_edges = codc.pf_condition(img, xy) > 0
         iou = (own_edges & (cond > 0)).sum() / (own_edges | (cond > 0)).sum()
         assert iou < 0.2, (item, iou)
+    assert np.median(shares) > 0.9  # Canny keeps a weak edge or not by the sub-pixel sampling: a few differ
     # the expressions really differ from rest where they should
     grin_xy = shots["grin"][1]
     assert organ_aspect(grin_xy, "mouth") / organ_aspect(rest_xy, "mouth") < 0.9
@@ -158,3 +169,24 @@ def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     assert np.array_equal(read_image(str(tmp_path / "one.png"))[..., 0], want)
     assert json.load(open(tmp_path / "one.json"))["one.png"]["organs"] == grin["organs"]
+
+
+def test_a_large_photo_gives_the_organs_of_a_small_one():
+    # size 0 keeps photos as they are: a 2048 patient on a 256 donor shrinks the organs by about 4,
+    # which the warp alone would alias; area averaging first keeps the 512 photo's edges. The
+    # upscaled photo gets pixel-fine grain, as a camera's sensor noise and skin pores give one.
+    p = photos()
+    small = p["astronaut"]
+    big = cv2.resize(small, (2048, 2048), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+    big = np.clip(big + np.random.default_rng(0).normal(0, 25, big.shape), 0, 255).astype(np.uint8)
+    donor = cv2.resize(p["grace_hopper"], (256, 300), interpolation=cv2.INTER_AREA)
+    dxy = face_landmarks(donor).xy
+    a = codc.codc_condition(small, face_landmarks(small).xy, donor, dxy)[1]
+    b = codc.codc_condition(big, face_landmarks(big).xy, donor, dxy)[1]
+    assert b["mouth"].scale < 0.35
+    for x, y in zip(a.organs, b.organs):
+        h, w = min(x.edges.shape[0], y.edges.shape[0]), min(x.edges.shape[1], y.edges.shape[1])
+        ea, eb = x.edges[:h, :w] > 0, y.edges[:h, :w] > 0
+        near = cv2.dilate(ea.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        # aliased grain doubles the edges (measured: 367 against 196 in the right eye); averaged, it adds few
+        assert 0.7 * ea.sum() < eb.sum() < 1.3 * ea.sum() and near[eb].mean() > 0.5, (x.name, ea.sum(), eb.sum())
