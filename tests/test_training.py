@@ -245,10 +245,10 @@ def test_files_hold_no_patient_names_or_paths(files):
 def test_resume_may_lower_the_learning_rate_but_not_change_the_run(files):
     cfg = config(files, "relr.safetensors", steps=2, checkpoint_every=1)
     train(cfg)
-    log = train(config(files, "relr.safetensors", steps=3, lr=1e-5, resume=True))
+    log = train(config(files, "relr.safetensors", steps=3, lr=1e-5, resume=True, overwrite=True))
     assert [s["lr"] for s in log["steps"]] == [1e-4, 1e-4, 1e-5]
     with pytest.raises(ValueError, match="t_min, t_max differ"):
-        train(config(files, "relr.safetensors", steps=4, resume=True, t_min=400, t_max=600))
+        train(config(files, "relr.safetensors", steps=4, resume=True, overwrite=True, t_min=400, t_max=600))
 
 
 def test_swapped_model_files_are_named_in_the_message(files):

@@ -90,7 +90,7 @@ def test_training_on_posterior_draws_resumes_exactly(files):
     unbroken = train(config(files, "kl.safetensors", steps=3), models=models_with_kl_vae(files))
     assert unbroken["settings"]["latents"] == POSTERIOR
     train(config(files, "kl_resumed.safetensors", steps=2, checkpoint_every=1), models=models_with_kl_vae(files))
-    resumed = train(config(files, "kl_resumed.safetensors", steps=3, resume=True), models=models_with_kl_vae(files))
+    resumed = train(config(files, "kl_resumed.safetensors", steps=3, resume=True, overwrite=True), models=models_with_kl_vae(files))
     assert [s["loss"] for s in resumed["steps"]] == [s["loss"] for s in unbroken["steps"]]
     from safetensors.torch import load_file
     a, b = load_file(str(files["root"] / "kl.safetensors")), load_file(str(files["root"] / "kl_resumed.safetensors"))
@@ -112,18 +112,18 @@ def test_default_learning_rate_per_mode_is_recorded(files):
     assert [s["lr"] for s in lora["steps"]] == [1e-4]
     # a resumed run without --lr keeps the rate it was saved with, whatever the mode's default
     train(config(files, "lr_kept.safetensors", lr=3e-4, steps=1))
-    kept = train(config(files, "lr_kept.safetensors", lr=None, steps=2, resume=True))
+    kept = train(config(files, "lr_kept.safetensors", lr=None, steps=2, resume=True, overwrite=True))
     assert [s["lr"] for s in kept["steps"]] == [3e-4, 3e-4] and kept["settings"]["lr_source"] == "saved run"
 
 
 def test_resume_refuses_other_model_files_and_names_both(files):
     train(config(files, "same_models.safetensors", steps=1))
-    other = config(files, "same_models.safetensors", steps=2, resume=True)
+    other = config(files, "same_models.safetensors", steps=2, resume=True, overwrite=True)
     other.controlnet = files["other_controlnet"]
     with pytest.raises(ValueError) as e:
         train(other)
     assert "--controlnet other_cn.safetensors is not the controlnet this run was trained from (cn.safetensors" in str(e.value)
-    other = config(files, "same_models.safetensors", steps=2, resume=True)
+    other = config(files, "same_models.safetensors", steps=2, resume=True, overwrite=True)
     other.checkpoint = files["other_controlnet"]
     with pytest.raises(ValueError, match="--checkpoint other_cn.safetensors is not the checkpoint .*sd.safetensors"):
         train(other)

@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100, help="save the training state every N steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT_training/training_state.torch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file (refused otherwise)")
     p.add_argument("--device", help="torch device (default cuda when there is one)")
     p.add_argument("--comfyui-dir", help="your ComfyUI folder (default: $COMFYUI_DIR, else the embedded host)")
     p.add_argument("--no-progress", dest="progress", action="store_false")

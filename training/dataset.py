@@ -31,6 +31,7 @@ class Dataset:
     conditions: np.ndarray
     patients: int
     expressions: dict  # expression -> number of photos
+    warnings: list     # what the user should know but need not fix, one line each (terminal only)
 
     def __len__(self):
         return len(self.images)
@@ -48,15 +49,27 @@ def find_photos(data_dir):
     if not os.path.isdir(data_dir):
         raise DatasetError(f"the dataset folder does not exist: {data_dir}")
     photos, problems = [], []
+    root = os.path.realpath(data_dir)
+
+    def leaves_dataset(path, rel):
+        # a link out of DATA would train on (and pass for) photos the user never put in the dataset
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            problems.append(f"{rel}: a link to outside the dataset folder, not followed (copy the photos in instead)")
+            return True
+        return False
     patients = sorted(n for n in os.listdir(data_dir) if not _hidden(n))
     for p, patient in enumerate(patients):
         patient_dir = os.path.join(data_dir, patient)
+        if leaves_dataset(patient_dir, patient):
+            continue
         if not os.path.isdir(patient_dir):
             problems.append(f"{patient}: a file where a patient folder belongs (layout: DIR/<patient>/<expression>/*.png)")
             continue
         for expression in sorted(n for n in os.listdir(patient_dir) if not _hidden(n)):
             folder = os.path.join(patient_dir, expression)
             rel = os.path.join(patient, expression)
+            if leaves_dataset(folder, rel):
+                continue
             if not os.path.isdir(folder):
                 problems.append(f"{rel}: a file where an expression folder belongs")
                 continue
@@ -64,6 +77,8 @@ def find_photos(data_dir):
                 problems.append(f"{rel}: unknown expression folder {expression!r} (use one of: {', '.join(EXPRESSIONS)})")
                 continue
             for name in sorted(n for n in os.listdir(folder) if not _hidden(n)):
+                if leaves_dataset(os.path.join(folder, name), os.path.join(rel, name)):
+                    continue
                 if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                     photos.append((p, expression, os.path.join(folder, name)))
                 else:
@@ -75,7 +90,7 @@ def find_photos(data_dir):
 
 def _landmarked(path, what):
     image = read_image(path)
-    return image, face_landmarks(image, what=what)
+    return image, face_landmarks(image, max_faces=2, what=what)  # 2: to tell a photo with more than one face
 
 
 def load_dataset(data_dir, resolution=512, condition="pf", donors_dir=None):
@@ -91,11 +106,14 @@ def load_dataset(data_dir, resolution=512, condition="pf", donors_dir=None):
     if condition == "codc":
         donors, donor_problems = _load_donors(donors_dir, resolution)
         problems += donor_problems
-    images, conditions, counts = [], [], {}
+    images, conditions, counts, warnings = [], [], {}, []
     for patient, expression, path in photos:
         rel = os.path.relpath(path, data_dir)
         try:
             image, face = _landmarked(path, what=rel)
+            if face.faces_found > 1:
+                warnings.append(f"{rel}: more than one face; trained on the largest (crop the photo to the patient "
+                                "to be sure)")
             crop, matrix = face_crop(image, face.xy, resolution)
             if condition == "pf":
                 cond = pf_condition(image, face.xy, resolution)
@@ -104,7 +122,7 @@ def load_dataset(data_dir, resolution=512, condition="pf", donors_dir=None):
                 cond, _ = codc_condition(crop, crop_face(face, matrix, resolution).xy, donor_crop, donor_face.xy)
             else:
                 continue
-        except InputError as e:
+        except (InputError, OSError) as e:  # OSError: a file that vanished or cannot be opened meanwhile
             problems.append(f"{rel}: {e}")
             continue
         images.append(crop)
@@ -113,7 +131,7 @@ def load_dataset(data_dir, resolution=512, condition="pf", donors_dir=None):
     if problems:
         raise DatasetError(f"the dataset in {data_dir} has {len(problems)} problem(s); fix them and run again:\n  "
                            + "\n  ".join(problems))
-    return Dataset(np.stack(images), np.stack(conditions), len({p for p, _, _ in photos}), counts)
+    return Dataset(np.stack(images), np.stack(conditions), len({p for p, _, _ in photos}), counts, warnings)
 
 
 def _load_donors(donors_dir, resolution):

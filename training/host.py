@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from palsysim.controlnet_file import load_controlnet_weights
+from palsysim.controlnet_file import CONTROL_PREFIX, load_controlnet_weights
 from palsysim.runner import comfyui_dir
 
 
@@ -95,12 +95,25 @@ def load_models(checkpoint, controlnet, frozen_dtype=torch.float32):
     if not isinstance(patcher.model.model_config, comfy.supported_models.SD15):
         raise HostError(f"{os.path.basename(checkpoint)} is a {type(patcher.model.model_config).__name__} "
                         "checkpoint; training needs an SD1.5 one such as v1-5-pruned-emaonly")
+    name = os.path.basename(controlnet)
+    ldm_keys = all(k.startswith(CONTROL_PREFIX) for k in weights)
     try:
         cnet = comfy.controlnet.load_controlnet_state_dict(weights, model_options={"dtype": torch.float32})
     except Exception as e:
-        raise HostError(f"{os.path.basename(controlnet)} is not a loadable ControlNet: {e}") from None
+        if ldm_keys:  # ComfyUI tells the model type from a few keys; without them it fails on a None config
+            lacks = f" (it lacks {e})" if isinstance(e, KeyError) else ""
+            raise HostError(f"{name} is an incomplete ControlNet: ComfyUI cannot tell its model from its "
+                            f"{len(weights)} control_model.* weights{lacks}; the file may be cut short or a partial "
+                            "export: use the complete file") from None
+        raise HostError(f"{name} is not a loadable ControlNet: {e}") from None
     if type(cnet) is not comfy.controlnet.ControlNet:
-        raise HostError(f"{os.path.basename(controlnet)} is not an SD1.5 ControlNet (ldm or diffusers format)")
+        raise HostError(f"{name} is not an SD1.5 ControlNet (ldm or diffusers format)")
+    if ldm_keys:  # ComfyUI only logs missing keys and leaves those weights uninitialised: never train from that
+        missing = sorted(set(cnet.control_model.state_dict()) - {k[len(CONTROL_PREFIX):] for k in weights})
+        if missing:
+            raise HostError(f"{name} is an incomplete ControlNet: {len(missing)} of its weights are missing "
+                            f"(e.g. {', '.join(missing[:3])}); the file may be cut short or a partial export: use "
+                            "the complete file")
     models = Models(patcher, clip, vae, cnet)
     unet, ctrl = models.unet, models.control_model
     if (ctrl.model_channels, list(ctrl.channel_mult), list(ctrl.num_res_blocks)) != \

@@ -4,6 +4,7 @@
 both writes OUT merged and OUT_lora.safetensors beside it. Every file knows its window and mode.
 """
 import os
+import tempfile
 
 from palsysim.controlnet_file import save_controlnet, save_controlnet_lora
 
@@ -41,3 +42,47 @@ def write_output(cfg, control_model, t_lo, t_hi, steps):
                              base_controlnet=os.path.basename(cfg.controlnet), rank=cfg.lora_rank,
                              base=base_state_dict(control_model), extra=extra)
     return paths
+
+
+def check_outputs(cfg, work):
+    """Refuse, before anything is read or loaded, outputs that would replace an input or a trained file,
+    or that cannot be written: the --out file(s) and the run's folder `work`."""
+    outs = list(output_paths(cfg.out, cfg.mode, cfg.lora_format).values())
+    data = os.path.realpath(cfg.data)
+    for out in outs:
+        for flag, path in (("--checkpoint", cfg.checkpoint), ("--controlnet", cfg.controlnet)):
+            if os.path.realpath(out) == os.path.realpath(path) or _same_file(out, path):
+                raise ValueError(f"--out {out} is {flag} {path} (or a link to it): an output never replaces an "
+                                 "input; choose another --out")
+        if os.path.isdir(out):
+            raise ValueError(f"--out {out} is a folder; give the file to write, e.g. {os.path.join(out, 'palsy.safetensors')}")
+        if os.path.lexists(out) and not cfg.overwrite:
+            raise FileExistsError(f"{out} already exists: add --overwrite to replace it, or choose another --out")
+    for path in outs + [work]:
+        if os.path.commonpath([data, os.path.realpath(path)]) == data:
+            raise ValueError(f"--out {cfg.out} is inside the dataset folder {cfg.data}; its files would be read as "
+                             "patient photos next time: choose an --out outside it")
+    for folder in {os.path.dirname(os.path.abspath(out)) for out in outs} | {work}:
+        _check_writable(folder)
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)  # a hard link
+    except OSError:
+        return False
+
+
+def _check_writable(folder):
+    """A folder that exists and takes a new file, or whose nearest existing parent does (it is made later)."""
+    probe = os.path.abspath(folder)
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        if not os.path.isdir(probe):
+            raise NotADirectoryError(f"{probe} is a file, not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write {folder} ({e.strerror or e}): choose another --out in a folder you can "
+                         "write to") from None

@@ -24,8 +24,8 @@ from .latents import draw_latents, encode_posterior
 from .memory import autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer, peak_memory, pick_device
 from .modes import default_window, select_trainable
 from .objective import alpha_bars, denoising_loss, sample_timesteps
-from .output import write_output
-from .report import plot_loss, write_log
+from .output import check_outputs, write_output
+from .report import plot_loss, read_log, this_process, write_log
 
 # The paper's fixed prompt, word for word; at generation an identity takes the place of "person".
 PAPER_PROMPT = ("ID photo of person wearing light-blue surgical cap and top, frontal headshot centered, "
@@ -75,6 +75,7 @@ class Config:
     seed: int = 0
     checkpoint_every: int = 100
     resume: bool = False
+    overwrite: bool = False    # replace an existing OUT (and OUT_lora) file
     device: str = None
     comfyui_dir: str = None
     progress: bool = True
@@ -124,6 +125,7 @@ def train(cfg, models=None):
     t_lo, t_hi = cfg.window()
     work = run_dir(cfg.out)
     state_path, log_path = os.path.join(work, ckpt.STATE_FILE), os.path.join(work, "train.json")
+    check_outputs(cfg, work)  # nothing replaced, everything writable: before a photo is read or a model loads
     if cfg.resume and not ckpt.exists(state_path):
         raise FileNotFoundError(f"--resume: no saved training state at {state_path}")
     if not cfg.resume and ckpt.exists(state_path):
@@ -134,6 +136,8 @@ def train(cfg, models=None):
     if cfg.condition == "codc":
         print(f"training: {CODC_EXPERIMENTAL}", file=sys.stderr, flush=True)
     data = load_dataset(cfg.data, cfg.resolution, cfg.condition, cfg.donors)
+    for warning in data.warnings:
+        print(f"training: {warning}", file=sys.stderr, flush=True)
     fingerprint = hashlib.sha256(data.images.tobytes() + data.conditions.tobytes()).hexdigest()
     base_files = {"checkpoint": model_file(cfg.checkpoint, "checkpoint", "checkpoints"),
                   "controlnet": model_file(cfg.controlnet, "ControlNet", "controlnet")}
@@ -148,6 +152,11 @@ def train(cfg, models=None):
             print(f"training: {'; '.join(skipped)}; resuming from {os.path.basename(used)} (step {state['step']})",
                   file=sys.stderr, flush=True)
         check_same_models(state.get("base_files"), base_files, work)
+    total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
+    if state and state["step"] > total:
+        asked = f"--steps {cfg.steps}" if cfg.steps else f"--epochs {cfg.epochs} ({total} steps)"
+        raise ValueError(f"--resume {asked}: the saved run has already done {state['step']} steps; give --steps "
+                         f"above {state['step']} to train further")
     lr = cfg.lr if cfg.lr is not None else state["settings"]["lr"] if state else cfg.default_lr()
 
     # 3. ComfyUI's own model code, frozen parts in the chosen precision.
@@ -171,7 +180,6 @@ def train(cfg, models=None):
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
 
     settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
     settings.update(t_min=t_lo, t_max=t_hi, lr=lr)
@@ -182,7 +190,8 @@ def train(cfg, models=None):
                "window_percent": [1 - t_hi / 999, 1 - t_lo / 999], "device": str(device), "frozen_dtype": str(dtype),
                "latents": latents_note},
            "dataset": {"photos": len(data), "patients": data.patients, "expressions": data.expressions},
-           "trainable_parameters": sum(p.numel() for _, p in trainable), "steps": []}
+           "trainable_parameters": sum(p.numel() for _, p in trainable), "process": this_process(),
+           "history": [], "steps": []}
     if cfg.condition == "codc":
         log["settings"]["condition_note"] = CODC_EXPERIMENTAL
 
@@ -202,6 +211,7 @@ def train(cfg, models=None):
         scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step, log["steps"] = state["step"], state["log"]
+        log["history"] = earlier_runs(log_path)
     saved_step = step if state else None
 
     def save(status):
@@ -232,6 +242,7 @@ def train(cfg, models=None):
         stop["asked"] = True
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
     previous_handler = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
+    write_report("running")  # from here a kill leaves a log that read_log can tell apart from a live run
     bar = progress_bar(cfg.progress, total, step)
     try:
         while step < total:
@@ -304,6 +315,16 @@ def check_same_models(saved, given, work):
             raise ValueError(f"--resume: --{kind} {given[kind]['name']} is not the {kind} this run was trained from "
                              f"({saved[kind]['name']}, a different file); resume with the {kind} {saved[kind]['name']}, "
                              f"or train anew into another --out")
+
+
+def earlier_runs(log_path):
+    """The history of the run a --resume continues: each earlier process's last status and step."""
+    try:
+        previous = read_log(log_path)
+    except (OSError, ValueError):
+        return []
+    steps = previous.get("steps") or []
+    return previous.get("history", []) + [{"status": previous.get("status"), "step": steps[-1]["step"] if steps else 0}]
 
 
 def restore_trainable(control_model, trainable, saved):
