@@ -226,6 +226,9 @@ def _warp_into(image, matrix, box, source_box):
     the source box is first area-averaged to the scale and the warp only places it.
     """
     m = np.asarray(matrix, dtype=np.float64).copy()
+    # matrix takes continuous coordinates (pixel i spans [i, i + 1)); OpenCV's warp takes pixel
+    # indices (centres): q + 0.5 = A (p + 0.5) + t
+    m[:, 2] += 0.5 * m[:, :2].sum(1) - 0.5
     src = image
     if m[0, 0] < 0.5:
         h, w = image.shape[:2]
