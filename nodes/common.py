@@ -8,6 +8,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..palsysim.images import InputError
+from ..palsysim.models import missing_hint
 
 Landmarks = io.Custom("PALSY_LANDMARKS")
 
@@ -39,5 +40,5 @@ def model_file(folder, name):
     """Full path of a file chosen from a models/<folder> list, or a message that names file and folder."""
     path = folder_paths.get_full_path(folder, name) if name else None
     if path is None or not os.path.isfile(path):
-        raise InputError(f"model file {name!r} not found: put it in ComfyUI/models/{folder}/")
+        raise InputError(f"model file {name!r} not found: put it in ComfyUI/models/{folder}/{missing_hint(name)}")
     return path

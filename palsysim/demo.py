@@ -7,6 +7,7 @@ from .codc import face_crop, make_condition
 from .draw import landmarks_preview, sheet
 from .images import read_image, write_image
 from .landmarks import face_landmarks
+from .models import fetch_hint, find_model, model_dirs
 from .synth import synth_palsy
 
 
@@ -76,24 +77,6 @@ DEMO_ARCFACE = ("insightface", "buffalo_l/w600k_r50.onnx")
 DEMO_IDENTITIES = ["a man", "a woman"]
 
 
-def model_dirs():
-    """Where the embedded ComfyUI looks for models: $MODELS_DIR (if set), then its own models/."""
-    from .runner import comfyui_dir
-    dirs = [os.environ["MODELS_DIR"]] if os.environ.get("MODELS_DIR") else []
-    try:
-        dirs.append(os.path.join(comfyui_dir(), "models"))
-    except ValueError:
-        pass
-    return dirs
-
-
-def find_model(folder, name):
-    for d in model_dirs():
-        if os.path.isfile(os.path.join(d, folder, name)):
-            return os.path.join(d, folder, name)
-    return None
-
-
 def run_generation(out, patient, donor, patient_xy):
     """Generate with palsy_codc.json; yields (name, image, label) for the sheet. Writes generated/
     (images + manifest) and generated.json / generated.md (privacy and fidelity per image)."""
@@ -101,15 +84,17 @@ def run_generation(out, patient, donor, patient_xy):
     from .images import InputError
     dirs = model_dirs()
     where = " or ".join(dirs) if dirs else "ComfyUI/models (set MODELS_DIR)"
-    missing = [f"{folder}/{name}" for folder, name in DEMO_MODELS.items() if not find_model(folder, name)]
+    lacking = [(folder, name) for folder, name in DEMO_MODELS.items() if not find_model(folder, name)]
+    missing = [f"{folder}/{name}" for folder, name in lacking]
     if missing:
         print(f"demo: generation skipped: missing {', '.join(missing)} under {where}. Put the SD1.5 checkpoint "
-              f"in <models>/checkpoints/ and the canny ControlNet in <models>/controlnet/ (MODELS_DIR=<models>).")
+              f"in <models>/checkpoints/ and the canny ControlNet in <models>/controlnet/ (MODELS_DIR=<models>), "
+              f"or download them: {fetch_hint(*[name for _, name in lacking])}")
         return
     arcface = find_model(*DEMO_ARCFACE)
     if not arcface:
         print(f"demo: no {DEMO_ARCFACE[0]}/{DEMO_ARCFACE[1]} under {where}: the privacy gate is bypassed and "
-              f"no privacy measure is written")
+              f"no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
     import tempfile
     from . import runner
     gen_dir = os.path.join(out, "generated")

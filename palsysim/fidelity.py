@@ -22,6 +22,7 @@ import numpy as np
 
 from .asymmetry import MEASURES, measure
 from .images import InputError, to_rgb_uint8
+from .models import missing_hint
 
 # How far apart two faces' asymmetries may be before a measure's score falls to 1/e: about half
 # of a moderate palsy's displacement (lengths in inter-pupil distances, smile_angle in degrees).
@@ -101,7 +102,7 @@ def alexnet_weights(path=None):
         raise InputError(
             f"LPIPS needs AlexNet's ImageNet weights ({ALEXNET_FILE}, torchvision's file) and found none at "
             f"{candidate}: copy the file there (or give its path), or run without LPIPS. PalsySim never "
-            f"downloads weights itself.")
+            f"downloads weights unasked{missing_hint(ALEXNET_FILE)}.")
     return candidate
 
 

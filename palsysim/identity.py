@@ -17,6 +17,7 @@ import numpy as np
 from . import regions as R
 from .images import InputError, to_rgb_uint8
 from .landmarks import face_landmarks
+from .models import missing_hint
 
 THRESHOLD = 0.28
 SIZE = 112
@@ -69,7 +70,7 @@ def load_model(path):
     """The process-wide insightface ArcFaceONNX for an ONNX file (loaded once per file)."""
     if not path or not os.path.isfile(path):
         raise InputError(f"ArcFace model file {path!r} not found: put an ArcFace ONNX (e.g. "
-                         f"buffalo_l/w600k_r50.onnx) in ComfyUI/models/insightface/")
+                         f"buffalo_l/w600k_r50.onnx) in ComfyUI/models/insightface/{missing_hint('w600k_r50.onnx')}")
     return per_file(_models, path, _load)
 
 

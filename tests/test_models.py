@@ -148,3 +148,16 @@ def test_models_lists_what_a_fresh_models_folder_has_and_lacks(tmp_path):
     assert "MISMATCH" in blocks["control_sd15_canny.pth"] and "0.0 MB" in blocks["control_sd15_canny.pth"]
     digest = hashlib.sha256(b"some bundle").hexdigest()
     assert f"unverified (no public digest; this file's is {digest})" in blocks["face_landmarker.task"]
+
+
+def test_missing_model_messages_name_the_fetch_line(tmp_path):
+    from palsysim.fidelity import alexnet_weights
+    from palsysim.identity import load_model
+    from palsysim.images import InputError
+    from palsysim.landmarks import detector
+    cases = [(lambda: load_model(str(tmp_path / "w600k_r50.onnx")), "w600k_r50.onnx"),
+             (lambda: alexnet_weights(str(tmp_path / "alexnet.pth")), "alexnet-owt-7be5be79.pth"),
+             (lambda: detector(backend="tasks", task_file=str(tmp_path / "none.task")), "face_landmarker.task")]
+    for call, name in cases:
+        with pytest.raises(InputError, match=f"python -m palsysim models --fetch {name} downloads it"):
+            call()

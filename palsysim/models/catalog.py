@@ -57,9 +57,18 @@ def by_key(key):
     raise KeyError(f"unknown model {key!r}: choose from {', '.join(m.key for m in MODELS)} or all")
 
 
-def fetch_hint(key):
-    """The command line that downloads one catalog file, for "missing model" messages."""
-    return f"python -m palsysim models --fetch {by_key(key).key}"
+def fetch_hint(*keys):
+    """The command line that downloads these catalog files, for "missing model" messages."""
+    return f"python -m palsysim models --fetch {' '.join(by_key(k).key for k in keys)}"
+
+
+def missing_hint(name):
+    """ " (python -m palsysim models --fetch NAME downloads it)" for a catalog file, else "": the tail
+    every "model file not found" message gets."""
+    try:
+        return f" ({fetch_hint(os.path.basename(name))} downloads it)"
+    except KeyError:
+        return ""
 
 
 def model_dirs():
