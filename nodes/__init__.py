@@ -9,13 +9,15 @@ from .landmarks import FaceLandmarks
 from .codc import ContourReposition, OrganCropResize, PFCondition
 from .save import SaveAnonymized
 from .grid import LabelledGrid
+from .facecrop import FaceCrop
+from .preview import Preview
 
 
 class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [FaceLandmarks, OrganCropResize, ContourReposition, PFCondition, TimestepWindowControlNetLoader,
-                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, LabelledGrid]
+                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, LabelledGrid, FaceCrop, Preview]
 
 
 async def comfy_entrypoint() -> PalsySimExtension:

@@ -14,12 +14,22 @@ from comfy.model_sampling import ModelSamplingDiscrete
 from comfy_api.latest import io
 
 from ..palsysim.controlnet_file import (CONTROL_PREFIX, check_lora_base, is_lora, load_controlnet_weights,
-                                       load_lora_factors, merge_lora, resolve_window)
+                                       load_lora_factors, merge_lora, read_window, resolve_window)
 from ..palsysim.schedule import describe_window, window_percents
 from .common import InputError, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
 NO_BASE = "(none)"
+DISCLOSURE = "Synthetic face (not a real person) made by PalsySim: SD1.5 + "
+
+
+def method_summary(meta, t_lo, t_hi, apply, lora_base):
+    """What the saved images say made them, from what was loaded (no file names)."""
+    if meta is None and t_lo is None:
+        return DISCLOSURE + "stock ControlNet, zero-shot (no fine-tuning)."
+    how = f"fine-tuned ({meta.get('mode', 'mode not recorded')})" if meta else "ControlNet without training metadata,"
+    lora = ", as a LoRA" if lora_base else ""
+    return DISCLOSURE + f"ControlNet {how}{lora}, window timesteps {t_lo}..{t_hi}, applied {apply.replace('_', ' ')}."
 
 
 class WindowControlNet(comfy.controlnet.ControlNet):
@@ -159,7 +169,9 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
                                tooltip="Sampler setting for the report only."),
             ],
             outputs=[output(io.ControlNet, "control_net"),
-                     output(io.String, "report", tooltip="The window, its percent pair and how many steps fall in it.")],
+                     output(io.String, "report", tooltip="The window, its percent pair and how many steps fall in it."),
+                     output(io.String, "summary", tooltip="The method as loaded (file mode and window, or stock "
+                                                          "zero-shot), for the anonymized save's method_summary.")],
         )
 
     @classmethod
@@ -176,7 +188,13 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
     @classmethod
     def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,
                 scheduler) -> io.NodeOutput:
-        t_lo, t_hi, meta = resolve_window(model_file("controlnet", control_net_name), t_lo, t_hi)
+        path = model_file("controlnet", control_net_name)
+        if apply == "everywhere" and t_lo < 0 and t_hi < 0 and read_window(path) is None:
+            # A stock ControlNet (no window in it) applied at every step needs no window.
+            return io.NodeOutput(load_sd15_controlnet(control_net_name),
+                                 f"{control_net_name}: no training window in the file (stock ControlNet); "
+                                 f"applied at every step", method_summary(None, None, None, apply, None))
+        t_lo, t_hi, meta = resolve_window(path, t_lo, t_hi)
         lora_base = lora_base_name(control_net_name, meta, base_control_net_name) if is_lora(meta) else None
         outside = base_control_net_name if base_control_net_name != NO_BASE else lora_base
         if apply == "window_then_base" and outside is None:
@@ -190,4 +208,5 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
                                  f"{sampler_name}/{scheduler}, {steps} steps")
         trained = f"; trained: {meta.get('mode', '?')}" if meta else ""
         trained += f"; LoRA merged into {lora_base}" if lora_base else ""
-        return io.NodeOutput(net, f"{control_net_name}: {report}; apply: {apply}{trained}")
+        return io.NodeOutput(net, f"{control_net_name}: {report}; apply: {apply}{trained}",
+                             method_summary(meta, t_lo, t_hi, apply, lora_base))

@@ -3,7 +3,7 @@ from comfy_api.latest import io
 
 from ..palsysim.draw import sheet
 from ..palsysim.images import InputError, to_rgb_uint8
-from .common import to_arrays, to_image
+from .common import output, to_arrays, to_image
 
 
 def _lines(text):
@@ -26,7 +26,7 @@ class LabelledGrid(io.ComfyNode):
                 io.String.Input("row_labels", default="", multiline=True, tooltip="One per line."),
                 io.Int.Input("tile_size", default=256, min=32, max=1024),
             ],
-            outputs=[io.Image.Output("grid")],
+            outputs=[output(io.Image, "grid")],
         )
 
     @classmethod

@@ -22,11 +22,31 @@ SUMMARY_KEY = "Description"  # a registered PNG keyword, shown by ordinary image
 _PATHLIKE = re.compile(r"[/\\]|\.(png|jpe?g|webp|bmp|tiff?|heic|dcm)\b", re.IGNORECASE)
 
 
+MAX_SUMMARY = 2000  # characters: a method description, not a document
+# Control characters (NUL included) but not the line breaks and tabs of a multiline text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def check_summary(text):
     """None if the summary is fit to embed, else why not."""
-    if _PATHLIKE.search(text or ""):
+    text = text or ""
+    if len(text) > MAX_SUMMARY:
+        return f"method_summary is {len(text)} characters long: keep it to {MAX_SUMMARY} (it is written into every image)"
+    if _CONTROL.search(text):
+        return "method_summary holds a control character (e.g. NUL): type plain text, line breaks are fine"
+    if _PATHLIKE.search(text):
         return ("method_summary looks like it holds a file name or path; it is written into every image, "
                 "so keep it to the method (no patient file names)")
+    return None
+
+
+def check_prefix(prefix):
+    """None if filename_prefix names files, else why not (empty, or a hidden '.name')."""
+    name = os.path.basename((prefix or "").strip().replace("\\", "/"))
+    if not name:
+        return "filename_prefix is empty or ends in '/': give a file name such as palsysim/synthetic"
+    if name.startswith("."):
+        return f"filename_prefix {prefix!r} would write hidden files (a name starting with '.'): drop the dot"
     return None
 
 
@@ -60,12 +80,14 @@ class SaveAnonymized(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, method_summary):
-        return check_summary(method_summary) or True
+    def validate_inputs(cls, filename_prefix=None, method_summary=None):
+        # A linked input is not passed here (its value comes at run time): execute checks it then.
+        return ((filename_prefix is not None and check_prefix(filename_prefix)) or check_summary(method_summary)
+                or True)
 
     @classmethod
     def execute(cls, images, filename_prefix, method_summary) -> io.NodeOutput:
-        problem = check_summary(method_summary)
+        problem = check_prefix(filename_prefix) or check_summary(method_summary)
         if problem:
             raise InputError(problem)
         arrays = to_arrays(images, "images")

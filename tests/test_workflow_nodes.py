@@ -1,0 +1,132 @@
+"""The nodes the shipped workflows are built from, through the real host: the face crop gives the CLI's
+condition pixel for pixel, previews and saves write no metadata, the loader says what it loaded."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from host import TINY_CONTROLNET
+from real_faces import photo_paths
+from runner_helpers import REPO, api, png_chunks
+from palsysim import workflow as wf
+
+
+def _upstream(graph, nid, keep=None):
+    """The node ids nid depends on, itself included."""
+    keep = set() if keep is None else keep
+    if nid not in keep:
+        keep.add(nid)
+        for v in graph[nid]["inputs"].values():
+            if isinstance(v, list):
+                _upstream(graph, v[0], keep)
+    return keep
+
+
+def _condition_graph(name, photos):
+    """The shipped twin cut at its condition node, with a pixels-only save of the condition."""
+    graph = json.load(open(api(name), encoding="utf-8"))
+    cond = next(n for n in graph if wf.title(graph, n) in ("CODC condition", "PF condition"))
+    out = {n: graph[n] for n in _upstream(graph, cond)}
+    for n, node in out.items():
+        if node["class_type"] == "LoadImage":
+            node["inputs"]["image"] = photos[wf.title(graph, n)]
+    out["save"] = {"class_type": "PalsySaveAnonymized",
+                   "inputs": {"images": [cond, 0], "filename_prefix": f"condition_{name}", "method_summary": ""}}
+    return out
+
+
+@pytest.mark.parametrize("name, mode", [("palsy_codc", "codc"), ("palsy_pf", "pf")])
+def test_workflow_condition_equals_the_cli(host, tmp_path, name, mode):
+    paths = photo_paths()
+    patient, donor = paths["grace_hopper"], paths["astronaut"]
+    photos = {"patient": host.upload_image(patient), "donor": host.upload_image(donor)}
+    r = host.run(_condition_graph(name, photos))
+    assert r.ok, r.error
+    (got,) = host.images(r, "save")
+    cli_out = tmp_path / "cli.png"
+    cmd = [sys.executable, "-m", "palsysim", "condition", "--patient", patient, "--mode", mode, "--out", str(cli_out)]
+    cmd += ["--donor", donor] if mode == "codc" else []
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    from palsysim.images import read_image
+    want = read_image(str(cli_out))
+    assert got.shape == want.shape == (512, 512, 3)
+    assert (got[..., 0] > 0).sum() > 1000  # a real edge map, not an empty one
+    np.testing.assert_array_equal(got, want)
+
+
+def _chunk_kinds(path):
+    return [k for k, _ in png_chunks(path)]
+
+
+def test_preview_writes_pixels_only(host):
+    name = host.upload_image(photo_paths()["astronaut"], name="zq_secret_patient_name.png")
+    r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "2": {"class_type": "PalsyPreview", "inputs": {"images": ["1", 0]}}})
+    assert r.ok, r.error
+    (path,) = host.image_paths(r, "2")
+    assert path.startswith(host.temp_dir)
+    assert set(_chunk_kinds(path)) <= {"IHDR", "IDAT", "IEND"}
+    assert b"zq_secret_patient_name" not in open(path, "rb").read()
+    assert host.images(r, "2")[0].shape == (512, 512, 3)
+
+
+def _loader(name, **kw):
+    return {"class_type": "PalsyTimestepWindowControlNetLoader",
+            "inputs": {"control_net_name": name, "apply": "everywhere", "t_lo": -1, "t_hi": -1,
+                       "base_control_net_name": "(none)", "steps": 20, "sampler_name": "euler",
+                       "scheduler": "normal", **kw}}
+
+
+def _summary(host, loader):
+    r = host.run({"1": loader, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}})
+    assert r.ok, r.error
+    return "".join(r.outputs["2"]["text"])
+
+
+def test_loader_summary_says_what_was_loaded(host):
+    from palsysim.controlnet_file import save_controlnet
+    from tiny_models import tiny_controlnet_state_dict
+    # A stock net (no window metadata) at t -1: no window needed, and the summary says zero-shot.
+    assert _summary(host, _loader(TINY_CONTROLNET)).endswith("stock ControlNet, zero-shot (no fine-tuning).")
+    path = host.model_path("controlnet", "summary_full_0_999.safetensors")
+    if not os.path.exists(path):
+        save_controlnet(path, tiny_controlnet_state_dict(3), t_lo=0, t_hi=999, mode="full",
+                        base_model="v1-5-pruned-emaonly.safetensors")
+        host.refresh_models()
+    text = _summary(host, _loader("summary_full_0_999.safetensors", apply="window_only"))
+    assert "fine-tuned (full)" in text and "timesteps 0..999" in text and "window only" in text
+    assert "safetensors" not in text  # no file names in what is written into images
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"method_summary": "fine\x00tuned"}, "control character"),
+    ({"method_summary": "x" * 2001}, "2001 characters"),
+    ({"filename_prefix": ""}, "filename_prefix is empty"),
+    ({"filename_prefix": "palsysim/"}, "filename_prefix is empty"),
+    ({"filename_prefix": "palsysim/.hidden"}, "hidden files"),
+])
+def test_save_refuses_bad_text(host, inputs, message):
+    before = set(os.listdir(host.output_dir))
+    name = host.upload_image(photo_paths()["astronaut"])
+    r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "2": {"class_type": "PalsySaveAnonymized",
+                        "inputs": {"images": ["1", 0], "filename_prefix": "palsysim/ok", "method_summary": "",
+                                   **inputs}}})
+    assert r.status == "invalid" and message in r.error, r.error
+    assert set(os.listdir(host.output_dir)) == before
+
+
+def test_save_takes_a_multiline_summary(host):
+    name = host.upload_image(photo_paths()["astronaut"])
+    text = "Synthetic face\n\tSD1.5 + ControlNet, 日本語 ok"
+    r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "2": {"class_type": "PalsySaveAnonymized",
+                        "inputs": {"images": ["1", 0], "filename_prefix": "palsysim/multiline", "method_summary": text}}})
+    assert r.ok, r.error
+    (path,) = host.image_paths(r, "2")
+    from PIL import Image
+    assert Image.open(path).text["Description"] == text
