@@ -4,8 +4,11 @@ import json
 import os
 import sys
 
+import cv2
+
 from .edges import ANNOTATOR, CONVENTIONS
 from .images import InputError, read_image, write_image
+from .outputs import folder_out, image_file_out, refuse_overlap, unique_names
 
 
 def _face(path, args):
@@ -17,14 +20,18 @@ def _face(path, args):
 def cmd_landmarks(args):
     from .asymmetry import measure
     from .draw import landmarks_preview
-    os.makedirs(args.out, exist_ok=True)
-    for path in args.images:
+    from .files import write_bytes
+    folder_out(args.out)
+    # a/face.png and b/face.png: one stem, two results (face_landmarks, face_2_landmarks).
+    stems = unique_names(os.path.splitext(os.path.basename(p))[0] for p in args.images)
+    for path, stem in zip(args.images, stems):
+        png, js = (os.path.join(args.out, f"{stem}_landmarks{ext}") for ext in (".png", ".json"))
+        refuse_overlap(png, args.images)
+        refuse_overlap(js, args.images)
         face = _face(path, args)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        write_image(os.path.join(args.out, f"{stem}_landmarks.png"), landmarks_preview(read_image(path), face))
-        with open(os.path.join(args.out, f"{stem}_landmarks.json"), "w") as f:
-            json.dump({**face.to_json(), "measures": measure(face.xy)}, f)
-        print(os.path.join(args.out, f"{stem}_landmarks.png"))
+        write_image(png, landmarks_preview(read_image(path), face))
+        write_bytes(js, json.dumps({**face.to_json(), "measures": measure(face.xy)}))
+        print(png)
 
 
 def cmd_measure(args):
@@ -41,6 +48,8 @@ def cmd_measure(args):
 
 def cmd_synth(args):
     from .synth import synth_palsy
+    image_file_out(args.out)
+    refuse_overlap(args.out, [args.image])
     image = read_image(args.image)
     warped, _ = synth_palsy(image, _face(args.image, args), args.side, args.severity)
     write_image(args.out, warped)
@@ -72,6 +81,16 @@ def cmd_condition(args):
         image = read_image(path)
         return image, face_landmarks(image, backend=args.backend, task_file=args.task_file, what=what).xy
 
+    inputs = [p for p in (args.patient, args.donor, args.rest) if p]
+    refuse_overlap(args.out, inputs)
+    if os.path.isfile(args.patient):
+        image_file_out(args.out)
+    else:
+        folder_out(args.out)
+    unreadable = [p for root in inputs for p, _ in files(root) if not _readable(p)]
+    if unreadable:
+        raise InputError(f"{len(unreadable)} photo(s) cannot be read (empty, truncated or not PNG/JPEG): move "
+                         f"them away or replace them:\n  " + "\n  ".join(unreadable))
     donors = []
     if args.mode == "codc":
         if not args.donor:
@@ -95,8 +114,10 @@ def cmd_condition(args):
         return rests[patient]
 
     failed, report = [], {}
-    for i, (path, rel) in enumerate(patients):
-        out = args.out if single else os.path.join(args.out, os.path.splitext(rel)[0] + ".png")
+    # face.jpg and face.png in one folder: two conditions, face.png and face_2.png.
+    names = unique_names(os.path.splitext(rel)[0] + ".png" for _, rel in patients) if not single else [None]
+    for i, ((path, rel), name) in enumerate(zip(patients, names)):
+        out = args.out if single else os.path.join(args.out, name)
         try:
             image, xy = face(path, "patient image" if single else rel)
             d_image, d_xy = donors[i % len(donors)] if donors else (None, None)
@@ -143,8 +164,26 @@ def cmd_evaluate(args):
     print("\n".join(result["files"]))
 
 
+def _readable(path):
+    try:
+        read_image(path)
+        return True
+    except (InputError, OSError, cv2.error):
+        return False
+
+
+def _at_least(low):
+    def parse(text):
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, not {value}")
+        return value
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
 def _detector_args(p):
-    p.add_argument("--max-faces", type=int, default=1)
+    p.add_argument("--max-faces", type=_at_least(1), default=1)
     p.add_argument("--min-confidence", type=float, default=0.5)
     p.add_argument("--backend", choices=["auto", "legacy", "tasks"], default="auto")
     p.add_argument("--task-file", help="face_landmarker.task for the Tasks API backend")
@@ -179,7 +218,7 @@ def parser():
     p.add_argument("--donor", help="codc: a donor photo, or a folder of them (used in turn)")
     p.add_argument("--mode", choices=["pf", "codc"], default="codc")
     p.add_argument("--out", required=True, help="a PNG file for one photo, a folder (same tree) for a folder")
-    p.add_argument("--size", type=int, default=512, help="square face crop side; 0 keeps the photos' own size")
+    p.add_argument("--size", type=_at_least(0), default=512, help="square face crop side; 0 keeps the photos' own size")
     p.add_argument("--contour", choices=["canny", "oval"], default="canny")
     p.add_argument("--low", type=float, default=100.0, help="Canny low threshold")
     p.add_argument("--high", type=float, default=200.0, help="Canny high threshold")
@@ -233,5 +272,8 @@ def main(argv=None):
         args.func(args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be written, a disk that is full: a message, not a traceback
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
