@@ -1,14 +1,18 @@
-"""PalsyArcFaceDissimilarity and PalsyPrivacyGate: ArcFace identity checks against the patient."""
+"""PalsyArcFaceDissimilarity and PalsyPrivacyGate: identity checks against the patient (ArcFace, dlib, or both)."""
 import folder_paths
 import torch
 from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..palsysim import identity
+from ..palsysim import identity, identity_dlib
 from .common import model_file, output, to_arrays
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
                  f"ArcFace's same-person score at a 0.1% false-accept rate on LFW.")
+DLIB_TIP = (f"Pass only at or above this dlib descriptor distance to the patient. {identity_dlib.THRESHOLD} is "
+            f"dlib's documented same-person decision (99.38% on LFW).")
+BACKEND_TIP = ("auto: ArcFace when its ONNX file is present, else dlib's recogniser (installs with the pack); "
+               "arcface; dlib; both: an image passes only what both pass.")
 
 
 def _inputs():
@@ -16,22 +20,41 @@ def _inputs():
         io.Image.Input("image", tooltip="Generated faces (a batch)."),
         io.Image.Input("reference", tooltip="The patient: one photo or several of the same person."),
         io.Combo.Input("model_name", options=folder_paths.get_filename_list("insightface"),
-                       tooltip="An ArcFace ONNX in models/insightface/, e.g. buffalo_l/w600k_r50.onnx."),
+                       tooltip="An ArcFace ONNX in models/insightface/, e.g. buffalo_l/w600k_r50.onnx "
+                               "(not needed for backend dlib; auto uses dlib when it is missing)."),
         io.Float.Input("threshold", default=identity.THRESHOLD, min=-1.0, max=1.0, step=0.01, tooltip=THRESHOLD_TIP),
+        io.Combo.Input("backend", options=list(identity.BACKENDS), default="auto", optional=True, tooltip=BACKEND_TIP),
+        io.Float.Input("dlib_threshold", default=identity_dlib.THRESHOLD, min=0.0, max=2.0, step=0.01,
+                       optional=True, tooltip=DLIB_TIP),
     ]
 
 
-def _check(image, reference, model_name, threshold):
-    """similarity_to_reference rows and their report for the node inputs."""
-    rows = identity.similarity_to_reference(to_arrays(image, "image"), to_arrays(reference, "reference"),
-                                            model_file("insightface", model_name), threshold)
-    return rows, identity.report(rows, threshold)
-
-
-def _validate(model_name):
-    # Our own check replaces the list check, so a missing file names its folder.
+def _arcface_path(model_name):
     try:
-        model_file("insightface", model_name)
+        return model_file("insightface", model_name)
+    except ValueError:
+        return None
+
+
+def _check(image, reference, model_name, threshold, backend, dlib_threshold):
+    """check() rows and their report for the node inputs."""
+    path = _arcface_path(model_name) if backend != "arcface" else model_file("insightface", model_name)
+    used, rows = identity.check(to_arrays(image, "image"), to_arrays(reference, "reference"), backend, path,
+                                threshold, dlib_threshold)
+    return used, rows, identity.report(used, rows, threshold, dlib_threshold)
+
+
+def _validate(model_name, backend="auto"):
+    # Our own check replaces the list checks, so a missing file names its folder.
+    if backend not in identity.BACKENDS:
+        return f"backend {backend!r} is not one of {', '.join(identity.BACKENDS)}"
+    try:
+        if backend in ("arcface", "both"):
+            model_file("insightface", model_name)
+        if backend == "auto":
+            identity.resolve_backend("auto", _arcface_path(model_name))
+        if backend in ("dlib", "both") and identity_dlib.unavailable():
+            return f"the dlib identity backend is missing: {identity_dlib.unavailable()}"
     except ValueError as e:
         return str(e)
     return True
@@ -42,11 +65,12 @@ class ArcFaceDissimilarity(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="PalsyArcFaceDissimilarity",
-            display_name="ArcFace Dissimilarity (privacy check)",
+            display_name="Identity Dissimilarity (privacy check: ArcFace / dlib)",
             category="PalsySim",
-            description="ArcFace cosine similarity of each image to the patient (its most similar reference "
-                        "photo). similarity/dissimilarity: the batch's worst case (its most patient-like image); "
-                        "passed: every image is below the threshold; report: the per-image table.",
+            description="Identity of each image against the patient (its most similar reference photo). "
+                        "similarity/dissimilarity: the batch's worst case, as ArcFace cosine (with backend dlib "
+                        "alone: 1 - dlib distance, and dissimilarity = the distance); passed: every image passes "
+                        "every backend used (an image without a face never passes); report: the per-image table.",
             inputs=_inputs(),
             is_output_node=True,  # it shows its report, so it runs even with nothing connected
             outputs=[output(io.Float, "similarity"), output(io.Float, "dissimilarity"),
@@ -54,13 +78,20 @@ class ArcFaceDissimilarity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name):
-        return _validate(model_name)
+    def validate_inputs(cls, model_name, backend="auto"):
+        return _validate(model_name, backend)
 
     @classmethod
-    def execute(cls, image, reference, model_name, threshold) -> io.NodeOutput:
-        rows, text = _check(image, reference, model_name, threshold)
-        worst = max(r["similarity"] for r in rows)
+    def execute(cls, image, reference, model_name, threshold, backend="auto",
+                dlib_threshold=identity_dlib.THRESHOLD) -> io.NodeOutput:
+        used, rows, text = _check(image, reference, model_name, threshold, backend, dlib_threshold)
+        checked = [r for r in rows if r["problem"] is None]
+        if not checked:  # nothing could be checked: report the worst case
+            worst = 1.0
+        elif "arcface" in used:
+            worst = max(r["arcface"]["similarity"] for r in checked)
+        else:
+            worst = 1.0 - min(r["dlib"]["distance"] for r in checked)
         return io.NodeOutput(worst, 1.0 - worst, all(r["passed"] for r in rows), text, ui=ui.PreviewText(text))
 
 
@@ -69,23 +100,25 @@ class PrivacyGate(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="PalsyPrivacyGate",
-            display_name="Privacy Gate (ArcFace)",
+            display_name="Privacy Gate (ArcFace / dlib)",
             category="PalsySim",
-            description="Passes on only the images whose ArcFace similarity to the patient is below the "
-                        "threshold; the rest are held back. When every image is held back, nodes fed by "
-                        "`images` (e.g. Save Image) do not run.",
+            description="Passes on only the images that no longer resemble the patient (ArcFace similarity below "
+                        "its threshold, dlib distance at or above its own, or both); the rest are held back, "
+                        "images without a face too (counted and reported, never an error). When every image is "
+                        "held back, nodes fed by `images` (e.g. Save Image) do not run.",
             inputs=_inputs(),
             is_output_node=True,
             outputs=[output(io.Image, "images"), output(io.Int, "held_back"), output(io.String, "report")],
         )
 
     @classmethod
-    def validate_inputs(cls, model_name):
-        return _validate(model_name)
+    def validate_inputs(cls, model_name, backend="auto"):
+        return _validate(model_name, backend)
 
     @classmethod
-    def execute(cls, image, reference, model_name, threshold) -> io.NodeOutput:
-        rows, text = _check(image, reference, model_name, threshold)
+    def execute(cls, image, reference, model_name, threshold, backend="auto",
+                dlib_threshold=identity_dlib.THRESHOLD) -> io.NodeOutput:
+        _, rows, text = _check(image, reference, model_name, threshold, backend, dlib_threshold)
         keep = [i for i, r in enumerate(rows) if r["passed"]]
         held = len(rows) - len(keep)
         # An empty IMAGE batch breaks most nodes; block them instead (silently: the report says why).

@@ -1,4 +1,6 @@
-"""ArcFace identity: is a generated face still recognisably the patient?
+"""Identity: is a generated face still recognisably the patient? ArcFace here; check() also runs
+dlib's recogniser (identity_dlib) or both, by `backend`: auto (ArcFace when its ONNX is present,
+else dlib), arcface, dlib, both (an image passes only what both pass).
 
 Faces are aligned to insightface's 112x112 five-point ArcFace template using keypoints taken from
 the MediaPipe landmarks (so no extra detector model is needed), embedded by any ArcFace ONNX that
@@ -180,14 +182,111 @@ def similarity_to_reference(images, references, model_path, threshold=THRESHOLD)
     return rows
 
 
-def report(rows, threshold=THRESHOLD):
-    """Per-image table (markdown) of similarity_to_reference rows; names images by index only."""
-    lines = [f"ArcFace identity check (pass: similarity < {threshold:.3f})", "",
-             "| image | similarity | dissimilarity | closest reference | result |",
-             "|---:|---:|---:|---:|---|"]
+# --- backends: ArcFace (this module), dlib (identity_dlib), or both -----------------------------
+BACKENDS = ("auto", "arcface", "dlib", "both")
+
+
+def backend_status(arcface_path=None):
+    """{"arcface": None or why not, "dlib": None or why not}: which backends can run here."""
+    from . import identity_dlib
+    arcface = None if arcface_path and os.path.isfile(arcface_path) else (
+        f"no ArcFace ONNX at {arcface_path}" if arcface_path else "no ArcFace ONNX given")
+    return {"arcface": arcface, "dlib": identity_dlib.unavailable()}
+
+
+def resolve_backend(backend, arcface_path=None):
+    """backend name -> tuple of the backends to run, ("arcface",), ("dlib",) or both.
+
+    auto: ArcFace when its ONNX file exists, else dlib; an InputError names what is missing.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"unknown identity backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    status = backend_status(arcface_path)
+    if backend == "auto":
+        for b in ("arcface", "dlib"):
+            if status[b] is None:
+                return (b,)
+        raise InputError(f"no identity model can run: {status['arcface']} (put an ArcFace ONNX in "
+                         f"ComfyUI/models/insightface/) and the dlib backend is missing: {status['dlib']}")
+    used = ("arcface", "dlib") if backend == "both" else (backend,)
+    if "arcface" in used:
+        load_model(arcface_path)  # its own message for a missing or broken file
+    if "dlib" in used and status["dlib"]:
+        raise InputError(f"the dlib identity backend is missing: {status['dlib']}")
+    return used
+
+
+def features(backend, images, arcface_path, what):
+    from . import identity_dlib
+    if backend == "arcface":
+        return embeddings(images, arcface_path, what)
+    return identity_dlib.descriptors(images, what)
+
+
+def check(images, references, backend="auto", arcface_path=None, threshold=THRESHOLD, dlib_threshold=None):
+    """Each image's identity against the patient, by one backend or both.
+
+    references: photos of the patient; each backend takes the reference the image resembles most
+    (the conservative choice). An image that cannot be checked (no face, several faces) is never
+    passed and never raises: its row says why. A reference without a usable face raises.
+    Returns (backends used, rows): one dict per image with "passed", "problem" (None or the
+    reason), "arcface" ({"similarity", "closest", "passed"} or None), "dlib" ({"distance",
+    "closest", "passed"} or None). passed: every backend used passes it.
+    """
+    from . import identity_dlib
+    dlib_threshold = identity_dlib.THRESHOLD if dlib_threshold is None else dlib_threshold
+    if not len(images) or not len(references):
+        raise InputError("identity check needs at least one image and one reference photo")
+    used = resolve_backend(backend, arcface_path)
+    refs = {b: features(b, references, arcface_path, "reference") for b in used}
+    rows = []
+    for i, image in enumerate(images):
+        what = f"image {i + 1} of {len(images)}" if len(images) > 1 else "image"
+        row = {"passed": False, "problem": None, "arcface": None, "dlib": None}
+        try:
+            for b in used:
+                feat = features(b, [image], arcface_path, what)
+                if b == "arcface":
+                    sims = cosine(feat, refs[b])[0]
+                    j = int(np.argmax(sims))
+                    row[b] = {"similarity": float(sims[j]), "closest": j, "passed": bool(sims[j] < threshold)}
+                else:
+                    dist = identity_dlib.distances(feat, refs[b])[0]
+                    j = int(np.argmin(dist))
+                    row[b] = {"distance": float(dist[j]), "closest": j, "passed": bool(dist[j] >= dlib_threshold)}
+        except InputError as e:
+            row.update(arcface=None, dlib=None, problem="no face" if "no face" in str(e) else str(e))
+        row["passed"] = row["problem"] is None and all(row[b]["passed"] for b in used)
+        rows.append(row)
+    return used, rows
+
+
+def report(used, rows, threshold=THRESHOLD, dlib_threshold=None):
+    """Per-image table (markdown) of check() rows; names images by index only."""
+    from . import identity_dlib
+    dlib_threshold = identity_dlib.THRESHOLD if dlib_threshold is None else dlib_threshold
+    rules = {"arcface": f"ArcFace similarity < {threshold:.3f}", "dlib": f"dlib distance >= {dlib_threshold:.3f}"}
+    heads = {"arcface": ["similarity", "dissimilarity", "closest reference"],
+             "dlib": ["dlib distance", "closest reference (dlib)"]}
+    cols = [h for b in used for h in heads[b]]
+    lines = [f"Identity check, {' and '.join(used)} (pass: {'; '.join(rules[b] for b in used)})", "",
+             "| image | " + " | ".join(cols) + " | result |", "|---:|" + "---:|" * len(cols) + "---|"]
     for i, r in enumerate(rows):
-        lines.append(f"| {i + 1} | {r['similarity']:.4f} | {r['dissimilarity']:.4f} | {r['closest'] + 1} | "
-                     f"{'pass' if r['passed'] else 'HELD: resembles the patient'} |")
+        cells = []
+        for b in used:
+            m = r[b]
+            if m is None:
+                cells += ["n/a"] * len(heads[b])
+            elif b == "arcface":
+                cells += [f"{m['similarity']:.4f}", f"{1.0 - m['similarity']:.4f}", str(m["closest"] + 1)]
+            else:
+                cells += [f"{m['distance']:.4f}", str(m["closest"] + 1)]
+        result = ("pass" if r["passed"] else f"HELD: {r['problem']}: held back" if r["problem"]
+                  else "HELD: resembles the patient")
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + f" | {result} |")
     held = sum(not r["passed"] for r in rows)
+    faceless = sum(r["problem"] == "no face" for r in rows)
     lines += ["", f"{len(rows) - held} of {len(rows)} passed, {held} held back."]
+    if faceless:
+        lines.append(f"{faceless} with no face: held back (their identity cannot be checked).")
     return "\n".join(lines)
