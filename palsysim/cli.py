@@ -182,6 +182,45 @@ def _at_least(low):
     return parse
 
 
+def cmd_identity(args):
+    import itertools
+
+    from . import identity, identity_dlib
+    if len(args.images) < 2:
+        raise InputError("identity compares photos pairwise: give two or more")
+    used = identity.resolve_backend(args.backend, args.arcface)
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+    feats = {b: [identity.features(b, [read_image(p)], args.arcface, os.path.basename(p))[0] for p in args.images]
+             for b in used}
+    thresholds = {"arcface": args.threshold, "dlib": args.dlib_threshold}
+    pairs = []
+    for i, j in itertools.combinations(range(len(args.images)), 2):
+        pair = {"a": stems[i], "b": stems[j]}
+        for b in used:
+            if b == "arcface":
+                sim = float(identity.cosine(feats[b][i][None], feats[b][j][None])[0, 0])
+                m = {"similarity": sim, "distance": 1.0 - sim, "same_person": sim >= thresholds[b]}
+            else:
+                dist = float(identity_dlib.distances(feats[b][i][None], feats[b][j][None])[0, 0])
+                m = {"distance": dist, "same_person": dist < thresholds[b]}
+            pair.update(m) if len(used) == 1 else pair.update({b: m})
+        if len(used) > 1:  # either recogniser taking them for one person is enough to call it so
+            pair["same_person"] = any(pair[b]["same_person"] for b in used)
+        pairs.append(pair)
+    backend = used[0] if len(used) == 1 else "both"
+    threshold = thresholds[used[0]] if len(used) == 1 else {b: thresholds[b] for b in used}
+    if args.json:
+        print(json.dumps({"backend": backend, "threshold": threshold, "pairs": pairs}, indent=2))
+        return
+    rule = {"arcface": f"ArcFace same person at similarity >= {args.threshold}",
+            "dlib": f"dlib same person at distance < {args.dlib_threshold}"}
+    print(f"identity ({backend}): " + "; ".join(rule[b] for b in used))
+    for p in pairs:
+        cols = [f"{b} {(p[b] if len(used) > 1 else p)['distance']:.4f}" for b in used]
+        print(f"{p['a']:>24s}  {p['b']:<24s} {'  '.join(cols)}  "
+              f"{'same person' if p['same_person'] else 'different people'}")
+
+
 def _detector_args(p):
     p.add_argument("--max-faces", type=_at_least(1), default=1)
     p.add_argument("--min-confidence", type=float, default=0.5)
@@ -251,6 +290,16 @@ def parser():
     p.add_argument("--item", default="rest", help="Yanagihara item for fidelity weights (file stems naming one win)")
     p.add_argument("--out", default="evaluation", help="folder for report.md, metrics.csv, report.png")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("identity", help="pairwise identity distances of photos (dlib and/or ArcFace)")
+    p.add_argument("images", nargs="+", help="two or more photos, one face each")
+    p.add_argument("--backend", choices=["auto", "arcface", "dlib", "both"], default="auto",
+                   help="auto: ArcFace when --arcface names a file, else dlib")
+    p.add_argument("--arcface", help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")
+    p.add_argument("--threshold", type=float, default=0.28, help="ArcFace same-person similarity (default 0.28)")
+    p.add_argument("--dlib-threshold", type=float, default=0.6, help="dlib same-person distance (default 0.6)")
+    p.add_argument("--json", action="store_true", help='print {"backend", "threshold", "pairs": [...]}')
+    p.set_defaults(func=cmd_identity)
 
     p = sub.add_parser("run", help="a workflow headless in batch: patients x expressions x identities x seeds")
     from .runner import add_arguments as run_arguments
