@@ -5,6 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
+from palsysim import identity_dlib
+from palsysim.landmarks import face_landmarks
+from palsysim.synth import synth_palsy
 from real_faces import photos
 from tiny_arcface import write_tiny_arcface
 
@@ -27,7 +30,7 @@ def uploaded(arcface_host):
     return {k: (arcface_host.upload_image(v, f"{k}.png"), v) for k, v in same_size.items()}
 
 
-def graph(uploaded, threshold, model=MODEL):
+def graph(uploaded, threshold, model=MODEL, backend=None):
     """A batch [astronaut, grace_hopper, tom_hanks] checked against the astronaut; gate -> SaveImage."""
     g = {
         "1": {"class_type": "LoadImage", "inputs": {"image": uploaded["astronaut"][0]}},
@@ -37,6 +40,8 @@ def graph(uploaded, threshold, model=MODEL):
         "5": {"class_type": "ImageBatch", "inputs": {"image1": ["4", 0], "image2": ["3", 0]}},
     }
     check = {"image": ["5", 0], "reference": ["1", 0], "model_name": model, "threshold": threshold}
+    if backend:
+        check["backend"] = backend
     g["7"] = {"class_type": "PalsyArcFaceDissimilarity", "inputs": dict(check)}
     g["8"] = {"class_type": "PalsyPrivacyGate", "inputs": dict(check)}
     g["9"] = {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": f"gate_{threshold:.4f}"}}
@@ -85,7 +90,63 @@ def test_gate_holding_back_everything_stops_the_save_without_an_error(arcface_ho
 
 
 def test_missing_model_file_names_the_file_and_the_folder(arcface_host, uploaded):
-    result = arcface_host.run(graph(uploaded, 0.28, model="antelopev2/glintr100.onnx"))
+    result = arcface_host.run(graph(uploaded, 0.28, model="antelopev2/glintr100.onnx", backend="arcface"))
     assert not result.ok
     assert "antelopev2/glintr100.onnx" in result.error and "models/insightface/" in result.error
     assert arcface_host.alive()
+
+
+needs_dlib = pytest.mark.skipif(identity_dlib.unavailable() is not None, reason=str(identity_dlib.unavailable()))
+
+
+def dlib_graph(uploaded, backend, model=MODEL):
+    """Gate [astronaut's synthetic palsy, grace_hopper, a faceless grey frame] against the astronaut."""
+    g = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": uploaded["astronaut"][0]}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": uploaded["astronaut_palsy"][0]}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": uploaded["grace_hopper"][0]}},
+        "4": {"class_type": "LoadImage", "inputs": {"image": uploaded["blank"][0]}},
+        "5": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["3", 0]}},
+        "6": {"class_type": "ImageBatch", "inputs": {"image1": ["5", 0], "image2": ["4", 0]}},
+        "8": {"class_type": "PalsyPrivacyGate", "inputs": {"image": ["6", 0], "reference": ["1", 0],
+                                                           "model_name": model, "threshold": 0.28,
+                                                           "backend": backend}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": f"dlib_gate_{backend}"}},
+    }
+    return g
+
+
+@pytest.fixture(scope="module")
+def dlib_uploaded(arcface_host, uploaded):
+    astro = uploaded["astronaut"][1]
+    palsy = synth_palsy(astro, face_landmarks(astro), "left", 0.8)[0]
+    blank = np.full_like(astro, 180)
+    extra = {"astronaut_palsy": palsy, "blank": blank}
+    return {**uploaded, **{k: (arcface_host.upload_image(v, f"{k}.png"), v) for k, v in extra.items()}}
+
+
+@needs_dlib
+@pytest.mark.parametrize("backend,model", [("dlib", MODEL), ("auto", "antelopev2/glintr100.onnx")])
+def test_dlib_gate_holds_back_the_patient_and_the_faceless_frame_and_passes_another_person(
+        arcface_host, dlib_uploaded, backend, model):
+    result = arcface_host.run(dlib_graph(dlib_uploaded, backend, model))
+    assert result.ok, result.error  # auto: the ArcFace file is missing, dlib takes over
+    report = result.outputs["8"]["text"][0]
+    assert "Identity check, dlib " in report, report
+    assert "1 of 3 passed, 2 held back." in report and "1 with no face: held back" in report
+    rows = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert "HELD: resembles the patient" in rows[0] and float(rows[0].split("|")[2]) < 0.6
+    assert rows[1].endswith("| pass |") and float(rows[1].split("|")[2]) > 0.6
+    assert "HELD: no face: held back" in rows[2]
+    saved = arcface_host.images(result, "9")
+    assert len(saved) == 1 and np.array_equal(saved[0], dlib_uploaded["grace_hopper"][1])
+    assert arcface_host.alive()
+
+
+@needs_dlib
+def test_both_backends_give_both_columns_through_the_server(arcface_host, dlib_uploaded):
+    result = arcface_host.run(dlib_graph(dlib_uploaded, "both"))
+    assert result.ok, result.error
+    report = result.outputs["8"]["text"][0]
+    assert "Identity check, arcface and dlib" in report and "| dlib distance |" in report
+    assert "no face: held back" in report
