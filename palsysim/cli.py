@@ -58,7 +58,7 @@ def cmd_synth(args):
 
 def cmd_demo(args):
     from .demo import run_demo
-    run_demo(args.out)
+    run_demo(args.out, args.backend)
 
 
 def cmd_condition(args):
@@ -308,6 +308,8 @@ def parser():
 
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")
+    p.add_argument("--backend", choices=["auto", "arcface", "dlib", "both"], default="auto",
+                   help="identity backend (auto: ArcFace when its file is present, else dlib)")
     p.set_defaults(func=cmd_demo)
 
     from .models.command import add_parser as models_parser

@@ -5,6 +5,7 @@ import os
 from .asymmetry import MEASURES, measure
 from .codc import face_crop, make_condition
 from .draw import landmarks_preview, sheet
+from .files import write_bytes
 from .images import read_image, write_image
 from .landmarks import face_landmarks
 from .models import fetch_hint, find_model, model_dirs
@@ -32,7 +33,33 @@ def measures_table(rows):
     return "\n".join(lines) + "\n"
 
 
-def run_demo(out):
+def identity_numbers(photos, backend, arcface):
+    """The identity check on the sample photos: the healthy sample patient against her synthetic palsy
+    (one person: must be recognisable) and against the donor (another person).
+    Returns (backends used, {pair label: check() row}) or (None, reason) when no backend can run."""
+    from . import identity
+    from .images import InputError
+    pairs = {"grace_hopper vs patient_left_palsy (same person)": "patient_left_palsy",
+             "grace_hopper vs astronaut donor (different person)": "astronaut"}
+    try:
+        used, rows = identity.check([photos[v] for v in pairs.values()], [photos["grace_hopper"]], backend, arcface)
+    except InputError as e:
+        return None, str(e)
+    return used, dict(zip(pairs, rows))
+
+
+def identity_lines(rows):
+    """{label: check() row} -> Markdown table lines of each backend's number and the decision."""
+    lines = ["| pair | ArcFace similarity | dlib distance | recognisable as the patient |", "|---|---|---|---|"]
+    for label, r in rows.items():
+        a = f"{r['arcface']['similarity']:.3f}" if r["arcface"] else "n/a"
+        d = f"{r['dlib']['distance']:.3f}" if r["dlib"] else "n/a"
+        verdict = f"n/a: {r['problem']}" if r["problem"] else ("no" if r["passed"] else "yes")
+        lines.append(f"| {label} | {a} | {d} | {verdict} |")
+    return lines
+
+
+def run_demo(out, backend="auto"):
     os.makedirs(out, exist_ok=True)
     photos = {name: read_image(path) for name, path in sample_photos().items()}
     faces = {name: face_landmarks(img, what=name) for name, img in photos.items()}
@@ -57,8 +84,19 @@ def run_demo(out):
         write_image(os.path.join(out, f"condition_{mode}.png"), condition)
         tiles.append(condition)
         labels.append(f"condition {mode.upper()}")
+    # Identity with no download: dlib's recogniser ships with the pack; ArcFace when its file is there.
+    arcface = find_model(*DEMO_ARCFACE)
+    used, id_rows = identity_numbers(photos, backend, arcface)
+    if used is None:
+        print(f"demo: no identity numbers: {id_rows}")
+    else:
+        text = "\n".join([f"Identity ({' and '.join(used)}; ArcFace same person at similarity >= 0.28, dlib at "
+                           f"distance < 0.6):", ""] + identity_lines(id_rows)) + "\n"
+        write_bytes(os.path.join(out, "identity.md"), text)
+        print(text)
     # The full job: the CODC workflow headless on the sample patient, when the model files exist.
-    for name, image, label in run_generation(out, patient, photos["astronaut"], patient_xy):
+    for name, image, label in run_generation(out, patient, photos["astronaut"], patient_xy,
+                                             backend if used else None):
         tiles.append(image)
         labels.append(label)
     with open(os.path.join(out, "measures.json"), "w") as f:
@@ -77,9 +115,10 @@ DEMO_ARCFACE = ("insightface", "buffalo_l/w600k_r50.onnx")
 DEMO_IDENTITIES = ["a man", "a woman"]
 
 
-def run_generation(out, patient, donor, patient_xy):
+def run_generation(out, patient, donor, patient_xy, backend="auto"):
     """Generate with palsy_codc.json; yields (name, image, label) for the sheet. Writes generated/
-    (images + manifest) and generated.json / generated.md (privacy and fidelity per image)."""
+    (images + manifest) and generated.json / generated.md (privacy and fidelity per image).
+    backend: the identity backend for the privacy measure; None when none can run."""
     from .fidelity import expression_fidelity
     from .images import InputError
     dirs = model_dirs()
@@ -92,9 +131,9 @@ def run_generation(out, patient, donor, patient_xy):
               f"or download them: {fetch_hint(*[name for _, name in lacking])}")
         return
     arcface = find_model(*DEMO_ARCFACE)
-    if not arcface:
-        print(f"demo: no {DEMO_ARCFACE[0]}/{DEMO_ARCFACE[1]} under {where}: the privacy gate is bypassed and "
-              f"no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
+    if backend is None:
+        print(f"demo: no {DEMO_ARCFACE[0]}/{DEMO_ARCFACE[1]} under {where} and no dlib: the privacy gate is "
+              f"bypassed and no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
     import tempfile
     from . import runner
     gen_dir = os.path.join(out, "generated")
@@ -105,7 +144,7 @@ def run_generation(out, patient, donor, patient_xy):
         write_image(os.path.join(tmp, "donor.png"), donor)
         workflow = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "api",
                                 "palsy_codc.json")
-        bypass = [] if arcface else ["privacy gate"]
+        bypass = [] if backend else ["privacy gate"]
         try:
             with runner.EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
                 client = runner.Client(host.url)
@@ -130,20 +169,23 @@ def run_generation(out, patient, donor, patient_xy):
             row["fidelity_at_rest"] = expression_fidelity(face_landmarks(image, what=rel).xy, patient_xy)["score"]
         except InputError as e:
             row["fidelity_at_rest"] = f"n/a: {e}"
-        if arcface:
-            from .identity import similarity_to_reference
-            row["privacy"] = similarity_to_reference([image], [patient], arcface)[0]
+        if backend:
+            from .identity import check
+            row["privacy"] = check([image], [patient], backend, arcface)[1][0]
         results[rel] = row
         score = row["fidelity_at_rest"]
         yield rel, image, f"{identity} fid {score:.2f}" if isinstance(score, float) else identity
     with open(os.path.join(out, "generated.json"), "w") as f:
         json.dump(results, f, indent=2)
-    lines = ["| image | fidelity (at rest) | ArcFace similarity to patient | passed |", "|---|---|---|---|"]
+    lines = ["| image | fidelity (at rest) | ArcFace similarity to patient | dlib distance to patient | passed |",
+             "|---|---|---|---|---|"]
     for rel, row in results.items():
-        p = row.get("privacy", {})
+        p = row.get("privacy") or {}
         fid = row["fidelity_at_rest"]
-        lines.append(f"| {rel} | {fid if isinstance(fid, str) else f'{fid:.3f}'} | "
-                     f"{p.get('similarity', float('nan')):.3f} | {p.get('passed', 'n/a')} |")
+        a = f"{p['arcface']['similarity']:.3f}" if p.get("arcface") else "n/a"
+        d = f"{p['dlib']['distance']:.3f}" if p.get("dlib") else "n/a"
+        lines.append(f"| {rel} | {fid if isinstance(fid, str) else f'{fid:.3f}'} | {a} | {d} | "
+                     f"{p.get('problem') or p.get('passed', 'n/a')} |")
     with open(os.path.join(out, "generated.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -162,26 +162,6 @@ def cosine(a, b):
     return a @ b.T
 
 
-def similarity_to_reference(images, references, model_path, threshold=THRESHOLD):
-    """Each image's identity similarity to the patient.
-
-    references: one or more photos of the same patient; an image's similarity is its highest
-    cosine over them (the conservative choice: the photo it resembles most decides).
-    Returns a list of dicts, one per image: similarity, dissimilarity (1 - similarity), passed
-    (similarity < threshold), closest (index of that reference photo).
-    """
-    if not len(images) or not len(references):
-        raise InputError("identity check needs at least one image and one reference photo")
-    sims = cosine(embeddings(images, model_path, "image"), embeddings(references, model_path, "reference"))
-    rows = []
-    for s in sims:
-        best = int(np.argmax(s))
-        sim = float(s[best])
-        rows.append({"similarity": sim, "dissimilarity": 1.0 - sim, "passed": sim < threshold,
-                     "closest": best})
-    return rows
-
-
 # --- backends: ArcFace (this module), dlib (identity_dlib), or both -----------------------------
 BACKENDS = ("auto", "arcface", "dlib", "both")
 

@@ -12,6 +12,10 @@ from real_faces import photos
 from tiny_arcface import write_tiny_arcface
 
 
+def arcface_rows(images, references, arcface, threshold=identity.THRESHOLD):
+    return [r["arcface"] for r in identity.check(images, references, "arcface", arcface, threshold)[1]]
+
+
 @pytest.fixture(scope="module")
 def arcface(tmp_path_factory):
     return write_tiny_arcface(str(tmp_path_factory.mktemp("insightface") / "tiny_arcface.onnx"))
@@ -50,25 +54,26 @@ def test_alignment_puts_the_five_points_on_the_template(faces):
 
 def test_similarity_to_itself_is_one_and_to_other_people_lower(arcface, faces):
     ims = [faces["astronaut"], faces["grace_hopper"], faces["tom_hanks"]]
-    rows = identity.similarity_to_reference(ims, [faces["astronaut"]], arcface)
+    rows = arcface_rows(ims, [faces["astronaut"]], arcface)
     sims = [r["similarity"] for r in rows]
     assert sims[0] == pytest.approx(1.0, abs=1e-6)
     assert sims[1] < 0.999 and sims[2] < 0.999
-    assert all(r["dissimilarity"] == pytest.approx(1 - r["similarity"]) for r in rows)
+    assert all(r["passed"] == (r["similarity"] < identity.THRESHOLD) for r in rows)
     # the highest similarity over several reference photos decides, and names that photo
-    rows2 = identity.similarity_to_reference(ims, [faces["tom_hanks"], faces["grace_hopper"]], arcface)
+    rows2 = arcface_rows(ims, [faces["tom_hanks"], faces["grace_hopper"]], arcface)
     assert [r["closest"] for r in rows2][1:] == [1, 0]
     assert rows2[1]["similarity"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_threshold_between_measured_values_passes_exactly_the_images_below(arcface, faces):
     ims = [faces["astronaut"], faces["grace_hopper"], faces["tom_hanks"]]
-    sims = [r["similarity"] for r in identity.similarity_to_reference(ims, [faces["astronaut"]], arcface)]
+    sims = [r["similarity"] for r in arcface_rows(ims, [faces["astronaut"]], arcface)]
     order = np.argsort(sims)
     threshold = (sims[order[0]] + sims[order[1]]) / 2  # only the least similar image is under it
-    rows = identity.similarity_to_reference(ims, [faces["astronaut"]], arcface, threshold)
+    rows = arcface_rows(ims, [faces["astronaut"]], arcface, threshold)
     assert [r["passed"] for r in rows] == [i == order[0] for i in range(3)]
-    text = identity.report(rows, threshold)
+    text = identity.report(("arcface",), [{"passed": r["passed"], "problem": None, "arcface": r} for r in rows],
+                           threshold)
     assert "1 of 3 passed, 2 held back." in text and f"{threshold:.3f}" in text
 
 
@@ -99,4 +104,4 @@ def test_no_face_and_empty_inputs_get_clear_messages(arcface, faces):
     with pytest.raises(InputError, match="no face found in image 2 of 2"):
         identity.embeddings([faces["astronaut"], np.full((128, 128, 3), 200, np.uint8)], arcface)
     with pytest.raises(InputError, match="at least one image and one reference"):
-        identity.similarity_to_reference([], [faces["astronaut"]], arcface)
+        arcface_rows([], [faces["astronaut"]], arcface)

@@ -1,0 +1,25 @@
+"""`make demo`'s identity numbers: real same-person and different-person distances, no download."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from palsysim import identity_dlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(identity_dlib.unavailable() is not None, reason=str(identity_dlib.unavailable()))
+def test_demo_reports_the_synthetic_patient_recognisable_and_the_donor_not(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MODELS_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "palsysim", "demo", "--out", str(tmp_path), "--backend", "dlib"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / "identity.md").read_text()
+    assert text in proc.stdout
+    same = re.search(r"\| grace_hopper vs patient_left_palsy \(same person\) \| n/a \| ([0-9.]+) \| yes \|", text)
+    other = re.search(r"\| grace_hopper vs astronaut donor \(different person\) \| n/a \| ([0-9.]+) \| no \|", text)
+    assert same and other, text
+    assert float(same.group(1)) < 0.6 < float(other.group(1))
