@@ -10,6 +10,7 @@ from .codc import ContourReposition, OrganCropResize, PFCondition
 from .save import SaveAnonymized
 from .grid import LabelledGrid
 from .facecrop import FaceCrop
+from . import routes  # noqa: F401  (adds the runner's upload clean-up route to the server)
 from .preview import Preview
 
 

@@ -44,6 +44,7 @@ import requests
 from .fidelity import ITEMS
 from .files import write_bytes
 from .images import InputError
+from .outputs import folder_out, refuse_overlap, unique_names
 from . import workflow as wf
 
 PHOTO_EXTS = (".png", ".jpg", ".jpeg")
@@ -86,7 +87,7 @@ class Client:
 
     def upload(self, data):
         """PNG bytes -> the name LoadImage takes; the name is the content hash (uploads dedupe)."""
-        name = hashlib.sha256(data).hexdigest()[:24] + ".png"
+        name = content_name(data)
         r = requests.post(self.url + "/upload/image", files={"image": (name, data, "image/png")},
                           data={"overwrite": "true", "subfolder": UPLOAD_FOLDER, "type": "input"}, timeout=120)
         r.raise_for_status()
@@ -181,6 +182,20 @@ class Client:
                                  f"already written are kept") from None
             time.sleep(min(pause, left))
             pause = min(2 * pause, 10.0)
+
+    def forget_uploads(self, names):
+        """Ask the pack's route to delete these uploads (content names) from input/palsysim/."""
+        try:
+            r = requests.post(self.url + "/palsysim/uploads/delete", json={"names": sorted(names)}, timeout=30)
+        except requests.RequestException as e:
+            print(f"could not delete the uploaded photos from {self.url} ({e.__class__.__name__}); delete "
+                  f"input/{UPLOAD_FOLDER}/ on the server", file=sys.stderr)
+            return
+        if r.status_code == 404:
+            print(f"the server at {self.url} has an older PalsySim pack without the clean-up route: delete "
+                  f"input/{UPLOAD_FOLDER}/ on the server yourself, or update the pack", file=sys.stderr)
+        elif not r.ok:
+            print(f"the server refused to delete the uploads: {r.text[:300]}", file=sys.stderr)
 
     def download(self, ref):
         return self._get("/view", filename=ref["filename"], subfolder=ref.get("subfolder", ""),
@@ -328,7 +343,23 @@ def _free_port():
 # --- what to run ---------------------------------------------------------------------------------
 
 def slug(text):
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
+    """A readable file-name part: letters and digits of any script kept (男性 stays 男性), the rest _."""
+    return re.sub(r"\W+", "_", text).strip("_").lower() or "identity"
+
+
+def content_name(png):
+    """The name an upload has on the server: its content hash (so the same photo is one file)."""
+    return hashlib.sha256(png).hexdigest()[:24] + ".png"
+
+
+def identity_names(identities, known):
+    """{identity: file-name part}: `known` (from the manifest) kept, new identities given slugs that
+    no known or other new name repeats, ignoring case ("A man", "a-man" -> a_man, a_man_2)."""
+    names = dict(known)
+    new = [i for i in dict.fromkeys(identities) if i not in names]
+    unique = unique_names(list(names.values()) + [slug(i) for i in new])[len(names):]
+    names.update(zip(new, unique))
+    return names
 
 
 def photo_png(path):
@@ -392,7 +423,7 @@ class Plan:
     """The prompts a batch needs: one per job (patient x expression x identity x seed), or for a
     grid workflow (LoadImage nodes titled `patient <expression>`) one per patient x seed."""
 
-    def __init__(self, graph, patients, identities=None, seeds=None):
+    def __init__(self, graph, patients, identities=None, seeds=None, known_names=None):
         self.graph = graph
         self.slots = titled(graph, "patient", "LoadImage")
         self.grid = "" not in self.slots
@@ -411,6 +442,7 @@ class Plan:
             self.identities = list(identities or own[:1] or ["person"])
         seed_values = [v for n in graph.values() for k, v in n["inputs"].items() if k in SEED_INPUTS and not isinstance(v, list)]
         self.seeds = list(seeds) if seeds else seed_values[:1] or [0]
+        self.names = identity_names(self.identities, known_names or {})
         self.outputs = titled(graph, "output")
         self.grid_output = titled(graph, "grid output").get("")
         if not self.outputs:
@@ -428,7 +460,7 @@ class Plan:
                     continue
                 for expression, path in photos.items():
                     for identity in self.identities:
-                        self.jobs.append({"key": f"{patient}/{expression}/{slug(identity)}_{seed}",
+                        self.jobs.append({"key": f"{patient}/{expression}/{self.names[identity]}_{seed}",
                                           "patient": patient, "expression": expression, "identity": identity,
                                           "seed": seed, "photos": {expression: path}})
 
@@ -456,13 +488,13 @@ class Plan:
                     raise InputError(f"{wf.describe(self.graph, nid)} gave {len(images)} images for "
                                      f"{len(self.grid_items)} expressions")
                 for e, ref in zip(self.grid_items, images):
-                    out.append((f"{p}/{e}/{slug(identity)}_{seed}.png", ref,
+                    out.append((f"{p}/{e}/{self.names[identity]}_{seed}.png", ref,
                                 {"patient": p, "expression": e, "identity": identity, "seed": seed}))
             else:
                 e, identity = job["expression"], job["identity"]
                 for i, ref in enumerate(images):
                     extra = f"_{i + 1}" if len(images) > 1 else ""
-                    out.append((f"{p}/{e}/{slug(identity)}_{seed}{extra}.png", ref,
+                    out.append((f"{p}/{e}/{self.names[identity]}_{seed}{extra}.png", ref,
                                 {"patient": p, "expression": e, "identity": identity, "seed": seed}))
         if self.grid and self.grid_output:
             for ref in outputs.get(self.grid_output, {}).get("images", [])[:1]:
@@ -478,46 +510,105 @@ class Manifest:
 
     def __init__(self, out, settings):
         self.path = os.path.join(out, MANIFEST)
-        self.data = {"settings": settings, "jobs": {}}
-        if os.path.isfile(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                self.data["jobs"] = json.load(f).get("jobs", {})
+        self.data = {"settings": settings, "names": {}, "jobs": {}}
+        if os.path.exists(self.path):
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    old = json.load(f)
+            except (OSError, ValueError) as e:
+                old = e
+            if not (isinstance(old, dict) and isinstance(old.get("jobs"), dict)
+                    and all(isinstance(j, dict) for j in old["jobs"].values())):
+                why = f"{old.__class__.__name__}: {old}"[:200] if isinstance(old, Exception) else "not a runner manifest"
+                raise InputError(f"{self.path} cannot be read ({why}): move it away to start afresh, or give "
+                                 f"another --out") from None
+            self.data["jobs"] = old["jobs"]
+            self.data["names"] = old.get("names") if isinstance(old.get("names"), dict) else {}
 
-    def done(self, key, out):
+    def stale(self, key, made_from, out):
+        """None if the job is done from exactly these inputs and its images are on disk; else why not
+        ("" for a job never done)."""
         job = self.data["jobs"].get(key)
-        return bool(job) and job["status"] in ("done", "held_back") and all(
-            os.path.isfile(os.path.join(out, p)) for p in job["images"])
+        if not job or job.get("status") not in ("done", "held_back"):
+            return ""
+        if not all(os.path.isfile(os.path.join(out, p)) for p in job.get("images", [])):
+            return "image missing"
+        old = job.get("made_from") or {}
+        changed = [REASONS[k] for k in REASONS if old.get(k) != made_from.get(k)]
+        return ", ".join(changed) or None
 
     def record(self, key, **entry):
         self.data["jobs"][key] = entry
         write_bytes(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
 
 
+# What a job is made from, and how a change in each is reported when the job is redone.
+REASONS = {"workflow": "workflow or --set/--bypass changed", "photos": "photo changed",
+           "donor": "donor changed", "identity": "identity changed", "seed": "seed changed"}
+
+
+def graph_hash(graph):
+    return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def check_donor_face(donor):
+    """A donor photo without a face would fail every job, one by one: refuse it once, up front."""
+    from .images import read_image
+    from .landmarks import face_landmarks
+    face_landmarks(read_image(donor), what=f"--donor {os.path.basename(donor)}")
+
+
 def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
-              settings=None, progress=True):
-    """Run every job not already done in OUT; returns {"done", "skipped", "held_back", "failed": [messages]}."""
+              settings=None, progress=True, keep_uploads=False):
+    """Run every job not already done in OUT from the same inputs; returns {"done", "skipped",
+    "redone": {why: n}, "held_back", "failed": [messages]}."""
+    from collections import Counter
+
     from tqdm import tqdm
-    plan = Plan(graph, patients, identities, seeds)
-    manifest = Manifest(out, {"workflow": name, "identities": plan.identities, "seeds": plan.seeds,
-                              **(settings or {})})
-    uploads = {}
+    manifest = Manifest(out, {"workflow": name, **(settings or {})})
+    plan = Plan(graph, patients, identities, seeds, manifest.data["names"])
+    manifest.data["settings"].update(identities=plan.identities, seeds=plan.seeds)
+    manifest.data["names"] = plan.names
+    pngs, uploads = {}, {}
+
+    def png(path):
+        if path not in pngs:
+            pngs[path] = photo_png(path)
+        return pngs[path]
 
     def upload(path):
         if path not in uploads:
-            uploads[path] = client.upload(photo_png(path))
+            uploads[path] = client.upload(png(path))
         return uploads[path]
 
     donors = titled(graph, "donor", "LoadImage")
     if donors and not donor:
         raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")
+    if donors:
+        check_donor_face(donor)
+    workflow_hash = graph_hash(graph)  # before the donor's upload name goes in: that is "donor"
+
+    def made_from(job):
+        return {"workflow": workflow_hash, "photos": {k: content_name(png(p)) for k, p in sorted(job["photos"].items())},
+                "donor": content_name(png(donor)) if donors else None, "identity": job.get("identity", plan.identities),
+                "seed": job["seed"]}
 
     def upload_donor():
         for nid in donors.values():
             graph[nid]["inputs"]["image"] = upload(donor)
     upload_donor()
 
-    todo = [j for j in plan.jobs if not manifest.done(j["key"], out)]
-    summary = {"done": 0, "skipped": len(plan.jobs) - len(todo), "held_back": 0, "failed": []}
+    todo, redone, skipped = [], Counter(), 0
+    for job in plan.jobs:
+        job["made_from"] = made_from(job)
+        why = manifest.stale(job["key"], job["made_from"], out)
+        if why is None:
+            skipped += 1
+            continue
+        todo.append(job)
+        if why:
+            redone[why] += 1
+    summary = {"done": 0, "skipped": skipped, "redone": dict(redone), "held_back": 0, "failed": []}
     bar = tqdm(total=len(plan.jobs), initial=summary["skipped"], unit="prompt", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
 
@@ -537,7 +628,7 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
         fields = {k: job[k] for k in ("patient", "expression", "identity", "seed") if k in job}
         if error:
             summary["failed"].append(f"{job['key']}: {error}")
-            manifest.record(job["key"], status="failed", error=error, images=[], **fields)
+            manifest.record(job["key"], status="failed", error=error, images=[], made_from=job["made_from"], **fields)
             return
         outputs = entry.get("outputs", {})
         files = []
@@ -548,7 +639,8 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
                    if o.get("text") and nid in prompt}
         status = "done" if files else "held_back"
         summary["done" if files else "held_back"] += 1
-        manifest.record(job["key"], status=status, images=files, reports=reports, **fields)
+        manifest.record(job["key"], status=status, images=files, reports=reports, made_from=job["made_from"],
+                        **fields)
 
     try:
         for job in todo:
@@ -573,6 +665,8 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
     finally:
         bar.close()
         client.close()
+        if not keep_uploads and uploads:
+            client.forget_uploads({name.rsplit("/", 1)[-1] for name in uploads.values()})
     return summary
 
 
@@ -585,7 +679,7 @@ def prepare_graph(path, client, overrides=(), bypasses=()):
     for ref in bypasses:
         wf.bypass(graph, ref, client.object_info)
     for text in overrides:
-        wf.set_input(graph, *wf.parse_override(text))
+        wf.set_input(graph, *wf.parse_override(text), client.object_info)
     return graph
 
 
@@ -607,6 +701,8 @@ def add_arguments(p):
     p.add_argument("--out", required=True)
     p.add_argument("--reconnect-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait for a server that went away mid-batch (restarted) before giving up")
+    p.add_argument("--keep-uploads", action="store_true",
+                   help=f"--server: leave the uploaded photos in the server's input/{UPLOAD_FOLDER}/ (deleted by default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -614,6 +710,8 @@ def main(args):
     patients = find_patients(args.patients, args.expressions)
     if args.donor and not os.path.isfile(args.donor):
         raise InputError(f"--donor {args.donor}: no such file")
+    refuse_overlap(args.out, [args.patients] + [args.donor] * bool(args.donor))
+    folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
     host = EmbeddedHost(args.models_dir) if args.embedded else None
     url = args.server or "http://127.0.0.1:8188"
     if host:
@@ -624,12 +722,15 @@ def main(args):
         # Settings as given, minus anything that would locate patient files (the --patients path).
         settings = {"overrides": args.overrides, "bypassed": args.bypass}
         summary = run_batch(client, graph, patients, args.out, args.identities, args.seeds, args.donor,
-                            os.path.basename(args.workflow), settings, progress=not args.quiet)
+                            os.path.basename(args.workflow), settings, progress=not args.quiet,
+                            keep_uploads=args.keep_uploads)
     finally:
         if host:
             host.__exit__()
-    print(f"{summary['done']} job(s) done, {summary['skipped']} already done, {summary['held_back']} held back "
-          f"by the privacy gate, {len(summary['failed'])} failed; results in {args.out}")
+    redone = summary["redone"]
+    why = f" ({sum(redone.values())} redone: " + "; ".join(f"{k}: {n}" for k, n in sorted(redone.items())) + ")"
+    print(f"{summary['done']} job(s) done{why if redone else ''}, {summary['skipped']} already done, "
+          f"{summary['held_back']} held back by the privacy gate, {len(summary['failed'])} failed; results in {args.out}")
     if summary["failed"]:
         print("failed:\n  " + "\n  ".join(summary["failed"]), file=sys.stderr)
         return 1

@@ -115,8 +115,21 @@ def describe(graph, nid):
     return f"node {nid} ({kind}{', ' + repr(t) if t and t != kind else ''})"
 
 
+def declared_type(object_info, class_type, name):
+    """The type /object_info declares for an input: "INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", or None."""
+    inputs = (object_info or {}).get(class_type, {}).get("input", {})
+    for section in ("required", "optional"):
+        spec = inputs.get(section, {}).get(name)
+        if spec:
+            return "COMBO" if isinstance(spec[0], list) else spec[0]
+    return None
+
+
+PYTHON_TYPES = {"INT": 0, "FLOAT": 0.0, "BOOLEAN": False, "STRING": "", "COMBO": ""}
+
+
 def _coerce(current, text, where):
-    """A --set value as the type the input already holds."""
+    """A --set value as the type of `current` (a value of the input's type)."""
     if isinstance(current, bool):
         if text.lower() in ("true", "1", "yes"):
             return True
@@ -145,8 +158,10 @@ def parse_override(text):
     return node, name, value
 
 
-def set_input(graph, node, name, value):
-    """Set input `name` on every node `node` names; value (a string) takes the input's type."""
+def set_input(graph, node, name, value, object_info=None):
+    """Set input `name` on every node `node` names; value (a string) takes the type /object_info
+    declares for the input (the frontend writes a whole-number FLOAT as an int: denoise 1), else
+    the type of the value it holds."""
     ids = find(graph, node)
     if not ids:
         raise InputError(f"--set {node}.{name}: no node has id, title or type {node!r}")
@@ -157,7 +172,9 @@ def set_input(graph, node, name, value):
             raise InputError(f"{describe(graph, nid)} has no input {name!r}; it has: {', '.join(inputs)}")
         if isinstance(inputs[name], list):
             raise InputError(f"{where} is connected to node {inputs[name][0]}; it has no value to set")
-        inputs[name] = _coerce(inputs[name], value, where) if isinstance(value, str) else value
+        kind = declared_type(object_info, graph[nid]["class_type"], name)
+        current = PYTHON_TYPES.get(kind, inputs[name])
+        inputs[name] = _coerce(current, value, where) if isinstance(value, str) else value
     return ids
 
 

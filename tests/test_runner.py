@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 from PIL import Image
 
 from palsysim import workflow as wf
@@ -67,9 +68,11 @@ def test_a_failing_node_is_reported_with_its_id_and_message(host, tmp_path):
     out = tmp_path / "out"
     r = run_runner(api("palsy_codc"), host.url, patients, out, *NO_ARCFACE, "--donor", photo_paths()["astronaut"])
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "node 11 (PalsyFaceLandmarks, 'patient landmarks')" in r.stderr and "face" in r.stderr, r.stderr
+    graph = json.loads(open(api("palsy_codc")).read())
+    nid = next(k for k, n in graph.items() if n["_meta"]["title"] == "patient landmarks")
+    assert f"node {nid} (PalsyFaceLandmarks, 'patient landmarks')" in r.stderr and "face" in r.stderr, r.stderr
     job = json.loads((out / "manifest.json").read_text())["jobs"][f"{PATIENT}/grin/a_man_1"]
-    assert job["status"] == "failed" and job["error"].startswith("node 11 (PalsyFaceLandmarks")
+    assert job["status"] == "failed" and job["error"].startswith(f"node {nid} (PalsyFaceLandmarks")
     assert "grin.png" not in r.stderr and str(patients) not in r.stderr  # the server never knew the name
 
 
@@ -99,7 +102,7 @@ def test_uploads_are_hashed_and_stripped_and_the_manifest_holds_no_paths(host, t
     exif[0x010E] = "SECRET-PATIENT-NAME-0042"  # ImageDescription, as some clinic cameras fill in
     patients = make_patients(tmp_path / "p", ["whistle"], ext=".jpg", exif=exif.tobytes())
     out = tmp_path / "out"
-    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7300")
+    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7300", "--keep-uploads")
     assert r.returncode == 0, r.stdout + r.stderr
     uploaded = os.listdir(os.path.join(host.input_dir, "palsysim"))
     assert uploaded and all(len(f) == 28 and f.endswith(".png") for f in uploaded)  # 24 hex + .png
@@ -108,6 +111,94 @@ def test_uploads_are_hashed_and_stripped_and_the_manifest_holds_no_paths(host, t
     text = (out / "manifest.json").read_text()
     for secret in (str(tmp_path), "whistle.jpg", "SECRET"):
         assert secret not in text
+
+
+def upload_names(host):
+    folder = os.path.join(host.input_dir, "palsysim")
+    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+
+def test_the_runner_deletes_its_uploads_from_the_server_unless_asked_to_keep_them(host, tmp_path):
+    from palsysim.runner import content_name, photo_png
+    patients = make_patients(tmp_path / "p", ["wink"], size=232)  # a size no other test uploads
+    ours = content_name(photo_png(str(patients / PATIENT / "wink.png")))
+    r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out", *NO_ARCFACE, "--seeds", "7310")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ours not in upload_names(host)
+    r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out2", *NO_ARCFACE, "--seeds", "7310",
+                   "--keep-uploads")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ours in upload_names(host)
+    # The route deletes content-hash names in input/palsysim/ only.
+    for bad in (["../../user/x.png"], ["rest.png"], "x"):
+        assert requests.post(host.url + "/palsysim/uploads/delete", json={"names": bad}).status_code == 400
+    assert requests.post(host.url + "/palsysim/uploads/delete", json={"names": [ours]}).json() == {"deleted": [ours]}
+
+
+def test_identities_that_share_a_slug_get_their_own_files(host, tmp_path):
+    patients = make_patients(tmp_path / "p", ["rest"])
+    out = tmp_path / "out"
+    idents = ["男性", "女性", "A man", "a-man"]
+    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7320", "--identities", *idents)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(os.path.basename(p) for p in pngs(out)) == sorted(
+        ["男性_7320.png", "女性_7320.png", "a_man_7320.png", "a_man_2_7320.png"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(j["identity"] for j in manifest["jobs"].values()) == sorted(idents)
+    # A later run with one more identity keeps the names already given.
+    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7320",
+                   "--identities", "a_man", *idents)
+    assert r.returncode == 0 and "4 already done" in r.stdout, r.stdout + r.stderr
+    assert "a_man_3_7320.png" in [os.path.basename(p) for p in pngs(out)]
+
+
+def test_a_resume_redoes_jobs_whose_inputs_changed_and_says_why(host, tmp_path):
+    from real_faces import photo_paths
+    patients = make_patients(tmp_path / "p", ["rest"])
+    out = tmp_path / "out"
+    args = (api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7330")
+    assert run_runner(*args).returncode == 0
+    r = run_runner(*args)
+    assert "1 already done" in r.stdout and "redone" not in r.stdout, r.stdout
+    make_patients(tmp_path / "p", ["rest"], photo="grace_hopper")  # the photo replaced, same file name
+    r = run_runner(*args)
+    assert r.returncode == 0 and "1 redone: photo changed: 1" in r.stdout, r.stdout + r.stderr
+    r = run_runner(*args, "--set", "KSampler.steps=2")
+    assert r.returncode == 0 and "1 redone: workflow or --set/--bypass changed: 1" in r.stdout, r.stdout + r.stderr
+    # Another workflow into the same --out: not counted as done.
+    r = run_runner(api("palsy_codc"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7330",
+                   "--donor", photo_paths()["astronaut"])
+    assert "0 already done" in r.stdout and "workflow or --set/--bypass changed, donor changed: 1" in r.stdout, \
+        r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ("{not json", "manifest.json cannot be read (JSONDecodeError"),
+    ("[1, 2]", "manifest.json cannot be read (not a runner manifest)"),
+    ('{"jobs": [1]}', "manifest.json cannot be read (not a runner manifest)"),
+])
+def test_a_corrupt_manifest_is_a_message(host, tmp_path, manifest, message):
+    patients = make_patients(tmp_path / "p", ["rest"])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text(manifest)
+    r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out", *NO_ARCFACE, "--seeds", "7340")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "out" / "manifest.json").read_text() == manifest  # kept as it was
+
+
+def test_bad_out_and_a_faceless_donor_are_refused_before_anything_runs(host, tmp_path):
+    import skimage
+    patients = make_patients(tmp_path / "p", ["rest"])
+    (tmp_path / "file").write_text("x")
+    before = len(host.get("/history"))
+    for out, message in ((tmp_path / "file", "is an existing file"), (patients, "is the input"),
+                         (patients / PATIENT, "lies inside the input folder")):
+        r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    coffee = os.path.join(os.path.dirname(skimage.__file__), "data", "coffee.png")
+    r = run_runner(api("palsy_codc"), host.url, patients, tmp_path / "out", *NO_ARCFACE, "--donor", coffee)
+    assert r.returncode == 2 and "no face found in --donor coffee.png" in r.stderr, r.stderr
+    assert len(host.get("/history")) == before  # nothing was queued
 
 
 # --- graph edits, no server ----------------------------------------------------------------------
@@ -134,6 +225,33 @@ def test_set_takes_the_inputs_type_and_finds_nodes_by_id_title_or_type():
     wf.set_input(g, *wf.parse_override("patient.image=x.y=z.png"))
     assert g["2"]["inputs"]["seed"] == 42 and g["2"]["inputs"]["cfg"] == 5.0 and g["4"]["inputs"]["half"] is True
     assert g["1"]["inputs"]["image"] == "x.y=z.png"
+
+
+def test_set_follows_the_type_object_info_declares():
+    # The frontend exports a whole-number FLOAT as an int (denoise 1); --set must still take 0.6.
+    g = fresh()
+    g["2"]["inputs"]["denoise"] = 1
+    info = {"KSampler": {"input": {"required": {"denoise": ["FLOAT", {}], "seed": ["INT", {}]}}}}
+    wf.set_input(g, *wf.parse_override("KSampler.denoise=0.6"), info)
+    assert g["2"]["inputs"]["denoise"] == 0.6
+    with pytest.raises(InputError, match=r"takes a number \(int\)"):
+        wf.set_input(g, *wf.parse_override("KSampler.seed=1.5"), info)
+
+
+def test_set_denoise_on_a_ui_exported_workflow_runs_on_the_real_server(host, tmp_path):
+    graph = json.loads(open(api("palsy_pf")).read())
+    for n in graph.values():
+        if n["class_type"] == "KSampler":
+            n["inputs"]["denoise"] = 1  # as the frontend sends it
+    path = tmp_path / "exported.json"
+    path.write_text(json.dumps(graph))
+    patients = make_patients(tmp_path / "p", ["rest"])
+    r = run_runner(str(path), host.url, patients, tmp_path / "out", *NO_ARCFACE, "--seeds", "7350",
+                   "--set", "KSampler.denoise=0.6")
+    assert r.returncode == 0, r.stdout + r.stderr
+    sent = [e["prompt"][2] for e in host.get("/history").values()
+            if any(n["inputs"].get("seed") == 7350 for n in e["prompt"][2].values())]
+    assert sent and all(n["inputs"]["denoise"] == 0.6 for g in sent for n in g.values() if n["class_type"] == "KSampler")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,0 +1,39 @@
+"""The HTTP route the pack adds to the ComfyUI server: the headless runner (palsysim run) deletes
+its own uploads when its jobs are done, so patient photos do not stay in the server's input folder.
+
+POST /palsysim/uploads/delete {"names": ["<24 hex>.png", ...]} -> {"deleted": [...]}
+Only content-hash names, only in input/palsysim/: the route can delete nothing else.
+"""
+import os
+import re
+
+import folder_paths
+from aiohttp import web
+from server import PromptServer
+
+UPLOAD_FOLDER = "palsysim"  # palsysim.runner.UPLOAD_FOLDER; the core never imports comfy, so not shared
+CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.png")
+
+
+async def delete_uploads(request):
+    try:
+        names = (await request.json())["names"]
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error": 'expected JSON {"names": ["<24 hex>.png", ...]}'}, status=400)
+    if not isinstance(names, list) or not all(isinstance(n, str) and CONTENT_NAME.fullmatch(n) for n in names):
+        return web.json_response({"error": "names must be the runner's content-hash names (24 hex digits + .png)"},
+                                 status=400)
+    folder = os.path.join(folder_paths.get_input_directory(), UPLOAD_FOLDER)
+    deleted = []
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            os.remove(path)
+            deleted.append(name)
+    return web.json_response({"deleted": deleted})
+
+
+# Registered at import, as custom nodes add routes: the server copies its table into the app after
+# loading every pack.
+if getattr(PromptServer, "instance", None) is not None:
+    PromptServer.instance.routes.post("/palsysim/uploads/delete")(delete_uploads)
