@@ -56,10 +56,10 @@ def _height(info, n_links, extra):
     sockets = len(specs) - len(widgets)
     multiline = sum(1 for s in widgets if (s[1] if len(s) > 1 else {}).get("multiline"))
     rows = max(sockets, len(info["output"]))
-    return 46 + 22 * rows + 28 * (len(widgets) + sum(_frontend_extras(s) for s in widgets)) + 80 * multiline + extra
+    return 36 + 22 * rows + 24 * (len(widgets) + sum(_frontend_extras(s) for s in widgets)) + 80 * multiline + extra
 
 
-def build(g, name, note, view=(1.0, (60, 60))):
+def build(g, name, note, view=(0.8, (120, 150))):
     """The UI-format workflow of Graph g: ids in insertion order, positions by group and column."""
     ids = {k: i + 1 for i, k in enumerate(g.order)}
     nodes, links = [], []
@@ -107,29 +107,32 @@ def build(g, name, note, view=(1.0, (60, 60))):
     # Links name their target input; the frontend wants its slot index.
     for l in links:
         l[4] = [i["name"] for i in entries[next(k for k in g.order if ids[k] == l[3])]["inputs"]].index(l[4])
-    # Layout: the note, then each group left to right, its columns inside, nodes stacked per column.
+    # Layout: the note on the left; inputs and conditions in a first row of groups, the rest below it,
+    # so the whole graph is nearer the screen's shape than one long row.
     note_w, note_h = 420, 520
-    x, top = 0, 0
-    nodes.append({"id": len(g.order) + 1, "type": "MarkdownNote", "pos": [x, top + GROUP_TITLE], "size": [note_w, note_h],
+    nodes.append({"id": len(g.order) + 1, "type": "MarkdownNote", "pos": [0, GROUP_TITLE], "size": [note_w, note_h],
                   "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [], "properties": {},
                   "widgets_values": [note], "title": "About this workflow", "color": "#432", "bgcolor": "#653"})
-    x += note_w + GAP
-    groups = []
-    for title in dict.fromkeys(g.nodes[k]["group"] for k in g.order):
-        members = [k for k in g.order if g.nodes[k]["group"] == title]
-        cols = sorted({g.nodes[k]["col"] for k in members})
-        y_bottom, gx = top, x
-        for c in cols:
-            y = top + GROUP_TITLE
-            for k in (m for m in members if g.nodes[m]["col"] == c):
-                entries[k]["pos"] = [x + GROUP_PAD, y]
-                y += sizes[k][1] + GAP + 30  # 30: the node's title bar sits above its pos
-            y_bottom = max(y_bottom, y)
-            x += WIDTH + GAP
-        x += 2 * GROUP_PAD
-        groups.append({"id": len(groups) + 1, "title": title, "bounding": [gx, top, x - gx - GAP, y_bottom - top],
-                       "color": "#3f789e", "font_size": 24, "flags": {}})
-        x += GAP
+    groups, top = [], 0
+    titles = list(dict.fromkeys(g.nodes[k]["group"] for k in g.order))
+    for row in ([t for t in titles if t in (INPUTS, CONDITIONS)], [t for t in titles if t not in (INPUTS, CONDITIONS)]):
+        x, row_bottom = note_w + GAP, top
+        for title in row:
+            members = [k for k in g.order if g.nodes[k]["group"] == title]
+            y_bottom, gx = top, x
+            for c in sorted({g.nodes[k]["col"] for k in members}):
+                y = top + GROUP_TITLE
+                for k in (m for m in members if g.nodes[m]["col"] == c):
+                    entries[k]["pos"] = [x + GROUP_PAD, y + 30]  # 30: the title bar sits above pos
+                    y += sizes[k][1] + GAP + 30
+                y_bottom = max(y_bottom, y)
+                x += WIDTH + GAP
+            x += 2 * GROUP_PAD
+            groups.append({"id": len(groups) + 1, "title": title, "bounding": [gx, top, x - gx - GAP, y_bottom - top],
+                           "color": "#3f789e", "font_size": 24, "flags": {}})
+            x += GAP
+            row_bottom = max(row_bottom, y_bottom)
+        top = row_bottom + 2 * GAP
     nodes += [entries[k] for k in g.order]
     for i, n in enumerate(nodes):
         n["order"] = i

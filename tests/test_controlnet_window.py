@@ -299,7 +299,7 @@ def _step_timesteps(start=0.0, end=1.0):
 
 def test_node_is_listed_with_its_inputs(probe_host):
     info = probe_host.object_info("PalsyTimestepWindowControlNetLoader")
-    assert info["output"] == ["CONTROL_NET", "STRING"]
+    assert info["output"] == ["CONTROL_NET", "STRING", "STRING"] and info["output_name"][2] == "summary"
     required = info["input"]["required"]
     assert WINDOW_NET in required["control_net_name"][1]["options"]
     assert required["apply"][1]["options"] == ["everywhere", "window_only", "window_then_base"]

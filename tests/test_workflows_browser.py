@@ -1,0 +1,193 @@
+"""The shipped workflows in the real ComfyUI frontend, driven as a user would in headless Chromium.
+
+For each workflow: open it from the Templates dialog; no missing or red node, no two nodes overlapping;
+the prompt the frontend would send (app.graphToPrompt) equals the API twin; queued at 2 steps with the
+tiny models it finishes with the privacy gate holding back the noise. Screenshots (saved view, fit
+view, after the run) go to out/test-artifacts/.
+
+Needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver) and selenium.
+"""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from host import TINY_CHECKPOINT, TINY_CONTROLNET
+from real_faces import photo_paths
+from runner_helpers import REPO, api
+from test_workflows import NAMES
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+ARTIFACTS = os.path.join(REPO, "out", "test-artifacts")
+ARCFACE = "browser_tiny/arcface.onnx"
+pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
+                                reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium "
+                                       "chromium-driver")
+
+
+@pytest.fixture(scope="module")
+def page(host):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1000",
+              "--disable-dev-shm-usage"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_script_timeout(120)
+    try:
+        driver.get(host.url)
+        wait(driver, "return !!(window.app && app.graph && app.extensionManager)", 120)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, script, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"the page never satisfied: {script}")
+
+
+def open_template(driver, name):
+    from selenium.webdriver.common.by import By
+    driver.execute_script("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    box = wait(driver, "return document.querySelector(\"input[placeholder^='Search']\")")
+    box.clear()
+    box.send_keys(name)
+    from selenium.common.exceptions import StaleElementReferenceException
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:  # the cards re-render while the search filters them
+            cards = [e for e in driver.find_elements(By.TAG_NAME, "h3") if e.text.strip() == name]
+            if cards:
+                cards[0].click()
+                break
+        except StaleElementReferenceException:
+            pass
+        time.sleep(0.25)
+    else:
+        raise AssertionError(f"no template card titled {name!r} in the Templates dialog")
+    wait(driver, f"return app.graph._nodes.length > 0 && "
+                 f"app.graph._nodes.some(n => n.type === 'PalsySaveAnonymized') && "
+                 f"!document.querySelector('.p-dialog-mask')", 60)
+    time.sleep(1)  # let the canvas draw
+
+
+NODES_JS = """
+const t = LiteGraph.NODE_TITLE_HEIGHT;
+return app.graph._nodes.map(n => ({id: n.id, type: n.type, title: n.title,
+    known: !!LiteGraph.registered_node_types[n.type], errors: !!n.has_errors,
+    rect: [n.pos[0], n.pos[1] - t, n.size[0], n.size[1] + t]}));
+"""
+
+
+def overlapping(nodes):
+    out = []
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            (ax, ay, aw, ah), (bx, by, bw, bh) = a["rect"], b["rect"]
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                out.append((a["title"], b["title"]))
+    return out
+
+
+def same_numbers(x):
+    """JSON value with every number as a float, so 1 and 1.0 compare equal (the frontend sends 1)."""
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, (int, float)):
+        return float(x)
+    if isinstance(x, list):
+        return [same_numbers(v) for v in x]
+    return {k: same_numbers(v) for k, v in x.items()}
+
+
+def screenshot(driver, name):
+    path = os.path.join(ARTIFACTS, name + ".png")
+    driver.save_screenshot(path)
+    return path
+
+
+def set_widgets(driver, changes):
+    """changes: [(node type, widget name, value)] for every node of that type."""
+    return driver.execute_script("""
+        let n = 0;
+        for (const [type, name, value] of arguments[0])
+            for (const node of app.graph._nodes.filter(x => x.type === type)) {
+                const w = node.widgets.find(w => w.name === name);
+                w.value = value; if (w.callback) w.callback(value); n++;
+            }
+        app.graph.setDirtyCanvas(true, true);
+        return n;""", changes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_in_the_frontend(host, page, name):
+    open_template(page, name)
+    screenshot(page, f"{name}_saved_view")
+    nodes = page.execute_script(NODES_JS)
+    assert [n["type"] for n in nodes if not n["known"]] == [], "missing node types"
+    assert [n["title"] for n in nodes if n["errors"]] == [], "nodes marked red"
+    assert overlapping(nodes) == []
+    prompt = page.execute_async_script("app.graphToPrompt().then(p => arguments[0](p.output))")
+    twin = json.load(open(api(name), encoding="utf-8"))
+    assert same_numbers(prompt) == same_numbers(twin)
+    page.execute_script("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+    time.sleep(1)
+    screenshot(page, f"{name}_fit_view")
+
+
+@pytest.fixture(scope="module")
+def tiny_arcface(host):
+    from tiny_arcface import write_tiny_arcface
+    path = host.model_path("insightface", ARCFACE)
+    if not os.path.exists(path):
+        write_tiny_arcface(path)
+        host.refresh_models()
+    return ARCFACE
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
+    open_template(page, name)
+    page.execute_script("app.refreshComboInNodes && app.refreshComboInNodes()")
+    time.sleep(1)
+    photo = host.upload_image(photo_paths()["grace_hopper"])
+    donor = host.upload_image(photo_paths()["astronaut"])
+    set_widgets(page, [("CheckpointLoaderSimple", "ckpt_name", TINY_CHECKPOINT),
+                       ("PalsyTimestepWindowControlNetLoader", "control_net_name", TINY_CONTROLNET),
+                       ("EmptyLatentImage", "width", 64), ("EmptyLatentImage", "height", 64),
+                       ("KSampler", "steps", 2), ("PalsyPrivacyGate", "model_name", tiny_arcface),
+                       ("LoadImage", "image", photo)])
+    page.execute_script("for (const n of app.graph._nodes) if (n.type === 'LoadImage' && n.title === 'donor') "
+                        "n.widgets.find(w => w.name === 'image').value = arguments[0];", donor)
+    before = set(host.get("/history"))
+    page.execute_async_script("app.queuePrompt(0, 1).then(() => arguments[0](true))")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        new = {k: v for k, v in host.get("/history").items() if k not in before}
+        if new:
+            break
+        time.sleep(0.5)
+    else:
+        raise TimeoutError("the queued workflow did not finish")
+    (entry,) = new.values()
+    status = entry["status"]
+    errors = [m[1].get("exception_message") for m in status["messages"] if m[0] == "execution_error"]
+    assert status["status_str"] == "success", errors
+    texts = [t for o in entry["outputs"].values() for t in o.get("text", [])]
+    assert texts and all("held back" in t for t in texts if "similarity" in t or "held back" in t), texts
+    time.sleep(1)
+    page.execute_script("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+    time.sleep(1)
+    screenshot(page, f"{name}_after_run")
