@@ -1,0 +1,476 @@
+"""The study's web app (aiohttp): server-rendered pages, one small key-handling script, no external assets.
+
+Every request but /start/<token> needs the session cookie that link sets: a rater's (or trainee's)
+token, or the admin's. Images are served only by opaque id, only to those whose tasks show them.
+POSTs need the session's CSRF field, and a browser's same-origin marks (Sec-Fetch-Site, Origin).
+"""
+import base64
+import hashlib
+import html
+import ipaddress
+import math
+import sys
+
+from aiohttp import web
+
+from ..images import InputError
+from .questions import CRITERIA, ITEM_TITLES, ITEMS, SCALE, SCORE_WORDS, SCORES, YANAGIHARA
+from .store import IMAGE_ID, Study
+
+COOKIE = "palsysim_study"
+STUDY = web.AppKey("study", Study)
+
+CSS = """
+body{font:17px/1.4 system-ui,sans-serif;margin:0;padding:12px 16px 40px;color:#111;background:#fafafa}
+h1{font-size:1.35em;margin:.3em 0}.question{font-size:1.15em;margin:.2em 0 .6em}
+.bar{display:flex;align-items:center;gap:12px;flex-wrap:wrap;color:#333}progress{flex:1;min-width:160px;height:14px}
+.images{display:flex;gap:16px;flex-wrap:wrap;justify-content:center;margin:8px 0}
+figure{margin:0;text-align:center}figcaption{font-weight:600;margin-bottom:4px}
+figure img{max-width:min(44vw,460px);max-height:52vh;border:1px solid #ccc;background:#fff}
+figure.single img{max-width:min(90vw,520px)}
+.scale{display:flex;gap:8px;justify-content:center;flex-wrap:wrap;margin:10px 0}
+.scale button{min-width:88px;min-height:64px;font-size:1.2em;border:2px solid #555;border-radius:8px;background:#fff;
+cursor:pointer;padding:4px 8px}.scale button small{display:block;font-size:.6em;color:#444;max-width:110px}
+.scale button.chosen{background:#1a5fb4;color:#fff;border-color:#1a5fb4}.scale button.chosen small{color:#eee}
+.ends{display:flex;justify-content:space-between;max-width:620px;margin:0 auto;color:#444;font-size:.9em}
+nav{display:flex;justify-content:space-between;max-width:620px;margin:14px auto}
+nav a,.button{display:inline-block;padding:10px 18px;border:1px solid #555;border-radius:8px;color:#111;
+text-decoration:none;background:#fff;font-size:1em}nav a.off{visibility:hidden}
+.help{color:#555;font-size:.85em;text-align:center}table{border-collapse:collapse;margin:8px 0}
+td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}
+.good{color:#176b2c;font-weight:600}.bad{color:#a51d2d;font-weight:600}
+.items{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
+.items label{display:block;border:1px solid #ccc;padding:6px;background:#fff}.items img{width:100%}
+.items select{font-size:1em;width:100%;margin-top:4px}.need{color:#a51d2d;font-size:.85em}
+pre{background:#fff;border:1px solid #ccc;padding:8px;overflow-x:auto;font-size:.85em}
+.feedback{font-size:1.2em;text-align:center}.error{color:#a51d2d;font-weight:600}
+"""
+# Keys 1-5 (0/2/4 for the trainer) press the answer buttons, arrows the Previous/Next links.
+JS = """document.addEventListener("keydown",function(e){
+if(e.altKey||e.ctrlKey||e.metaKey||/INPUT|SELECT|TEXTAREA/.test(e.target.tagName))return;
+var b=document.querySelector('[data-key="'+e.key+'"]');if(b){e.preventDefault();b.click();}});"""
+
+
+def _sha(text):
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+CSP = (f"default-src 'none'; img-src 'self'; style-src {_sha(CSS)}; script-src {_sha(JS)}; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+e = html.escape
+
+
+def page(title, body, status=200):
+    text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{e(title)}</title>'
+            f"<style>{CSS}</style></head><body>{body}<script>{JS}</script></body></html>")
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+def refuse(status, message):
+    return page("Not allowed", f'<h1>Not allowed</h1><p class="error">{e(message)}</p>', status)
+
+
+# --- middleware: headers, host, session, CSRF ------------------------------------------------------
+
+@web.middleware
+async def headers(request, handler):
+    try:
+        response = await handler(request)
+    except web.HTTPException as ex:
+        response = ex
+    response.headers.update({"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
+                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                             "Cache-Control": "no-store"})
+    return response
+
+
+@web.middleware
+async def authorise(request, handler):
+    allowed = request.app["hosts"]
+    if allowed is not None and request.host not in allowed:
+        return refuse(421, "This study answers only on its own address.")  # DNS rebinding
+    study = request.app[STUDY]
+    if request.match_info.route.name == "start":
+        return await handler(request)
+    token = request.cookies.get(COOKIE)
+    who = study.who(token)
+    if who is None:
+        return refuse(403, "Open the personal link you were given (this browser has no valid study session).")
+    if request.path.startswith("/admin") and who[0] != "admin":
+        return refuse(403, "This page is for the study's administrator only.")
+    if request.method == "POST":
+        site = request.headers.get("Sec-Fetch-Site")
+        origin = request.headers.get("Origin")
+        form = await request.post()
+        if (site not in (None, "same-origin") or (origin is not None and origin != f"{request.scheme}://{request.host}")
+                or form.get("csrf") != study.csrf(token)):
+            return refuse(403, "This form did not come from this study's own page; reload the page and try again.")
+        request["form"] = form
+    request["who"], request["token"] = who, token
+    return await handler(request)
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+async def start(request):
+    study = request.app[STUDY]
+    token = request.match_info["token"]
+    who = study.who(token)
+    if who is None:
+        return refuse(403, "This link is not valid for this study.")
+    response = web.HTTPSeeOther("/admin" if who[0] == "admin" else "/")
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", path="/")
+    raise response
+
+
+def _rater(request):
+    who = request["who"]
+    if who[0] != "rater":
+        raise web.HTTPSeeOther("/admin")
+    return who[1]
+
+
+def _waiting(study):
+    if study.mode == "trainer" and study.missing_reference():
+        return page("Please wait", "<h1>Not ready yet</h1><p>The supervisor has not entered all reference scores yet. "
+                                   "Come back to this page a little later.</p>")
+    return None
+
+
+async def home(request):
+    study, rater = request.app[STUDY], _rater(request)
+    if (w := _waiting(study)) is not None:
+        return w
+    tasks = study.tasks(rater["id"])
+    todo = [t for t in tasks if t["value"] is None]
+    if not todo or rater["finished_at"]:
+        raise web.HTTPSeeOther("/done")
+    what = "images to score on the Yanagihara items" if study.mode == "trainer" else "questions about generated images"
+    first = "Start" if len(todo) == len(tasks) else f"Continue with question {todo[0]['position']}"
+    return page("Study", f"<h1>Welcome, {e(rater['label'])}</h1><p>You have {len(tasks)} {what}; "
+                         f"{len(tasks) - len(todo)} are answered. Every answer is saved the moment you give it: "
+                         "you can stop at any time and come back with the same link.</p>"
+                         f'<p><a class="button" href="/task/{todo[0]["position"]}" data-key="ArrowRight">{first}</a></p>')
+
+
+def _task(request):
+    study, rater = request.app[STUDY], _rater(request)
+    tasks = study.tasks(rater["id"])
+    n = request.match_info["n"]
+    if not n.isdigit() or not 1 <= int(n) <= len(tasks):
+        raise web.HTTPNotFound(text="no such question")
+    return study, rater, tasks, tasks[int(n) - 1]
+
+
+def _bar(tasks, position):
+    done = sum(t["value"] is not None for t in tasks)
+    return (f'<div class="bar"><span>Question {position} of {len(tasks)}</span>'
+            f'<progress value="{done}" max="{len(tasks)}"></progress><span>{done} answered</span></div>')
+
+
+def _nav(tasks, position, next_label="Next"):
+    prev = f'<a href="/task/{position - 1}" data-key="ArrowLeft">&larr; Previous</a>' if position > 1 else \
+        '<a class="off">&larr;</a>'
+    nxt = (f'<a href="/task/{position + 1}" data-key="ArrowRight">{next_label} &rarr;</a>' if position < len(tasks)
+           else '<a href="/done" data-key="ArrowRight">Finish &rarr;</a>')
+    return f"<nav>{prev}{nxt}</nav>"
+
+
+def _figure(image_id, caption, single=False):
+    return (f'<figure{" class=single" if single else ""}><figcaption>{caption}</figcaption>'
+            f'<img src="/img/{image_id}" alt="{caption}"></figure>')
+
+
+async def task_page(request):
+    study, rater, tasks, t = _task(request)
+    if (w := _waiting(study)) is not None:
+        return w
+    if study.mode == "trainer" and (rater["finished_at"] or (t["value"] is not None and study.meta["feedback"] == "image")):
+        raise web.HTTPSeeOther(f"/task/{t['position']}/feedback" if not rater["finished_at"] else "/done")
+    csrf = study.csrf(request["token"])
+    if t["criterion"] == YANAGIHARA:
+        title, question = f"Yanagihara item: {ITEM_TITLES[t['expression']]}", \
+            "Score the movement of the palsied side in this image."
+        choices, ends = [(s, SCORE_WORDS[s]) for s in SCORES], ""
+        figures = _figure(t["image_id"], "Image to score", single=True)
+        keys = "Keys 0, 2, 4 score; &larr; &rarr; move without scoring."
+    else:
+        q = CRITERIA[t["criterion"]]
+        title, question = q["title"], q["question"]
+        choices = [(s, q["low"] if s == SCALE[0] else q["high"] if s == SCALE[-1] else "") for s in SCALE]
+        ends = f'<div class="ends"><span>1 = {e(q["low"])}</span><span>5 = {e(q["high"])}</span></div>'
+        figures = (_figure(t["source_id"], "Patient's photo") + _figure(t["image_id"], "Generated image")
+                   if q["with_source"] else _figure(t["image_id"], "Generated image", single=True))
+        keys = "Keys 1-5 answer and go on; &larr; &rarr; move without answering."
+    buttons = "".join(f'<button type="submit" name="value" value="{s}" data-key="{s}"'
+                      f'{" class=chosen" if t["value"] == s else ""}>{s}<small>{e(w)}</small></button>'
+                      for s, w in choices)
+    return page(title, f"{_bar(tasks, t['position'])}<h1>{e(title)}</h1><p class=question>{e(question)}</p>"
+                       f'<div class="images">{figures}</div>'
+                       f'<form method="post" action="/task/{t["position"]}"><input type="hidden" name="csrf" '
+                       f'value="{csrf}"><div class="scale">{buttons}</div></form>{ends}'
+                       f'{_nav(tasks, t["position"])}<p class="help">{keys}</p>')
+
+
+async def task_answer(request):
+    study, rater, tasks, t = _task(request)
+    if (w := _waiting(study)) is not None:
+        return w
+    if study.mode == "trainer" and (rater["finished_at"] or (t["value"] is not None and study.meta["feedback"] == "image")):
+        return refuse(409, "This image is already scored; scores are final once the feedback has been shown.")
+    try:
+        study.answer(rater["id"], t["position"], int(request["form"].get("value", "")))
+    except (ValueError, InputError) as ex:
+        return refuse(400, f"Not a valid answer ({ex}); go back and choose one of the buttons.")
+    if study.mode == "trainer" and study.meta["feedback"] == "image":
+        raise web.HTTPSeeOther(f"/task/{t['position']}/feedback")
+    raise web.HTTPSeeOther(f"/task/{t['position'] + 1}" if t["position"] < len(tasks) else "/done")
+
+
+def _verdict(score, reference):
+    diff = score - reference
+    if diff == 0:
+        return '<span class="good">agrees with the reference</span>'
+    return f'<span class="bad">{abs(diff)} points {"above" if diff > 0 else "below"} the reference</span>'
+
+
+async def feedback_page(request):
+    study, rater, tasks, t = _task(request)
+    if study.mode != "trainer" or t["value"] is None:
+        raise web.HTTPSeeOther(f"/task/{t['position']}")
+    reference = _reference_of(study, t["image_id"])
+    return page("Feedback", f"{_bar(tasks, t['position'])}<h1>Yanagihara item: {e(ITEM_TITLES[t['expression']])}</h1>"
+                            f'<div class="images">{_figure(t["image_id"], "Scored image", single=True)}</div>'
+                            f'<p class="feedback">Your score: <b>{t["value"]}</b> ({SCORE_WORDS[t["value"]]}). '
+                            f'Reference: <b>{reference}</b> ({SCORE_WORDS[reference]}).<br>'
+                            f'Your score {_verdict(t["value"], reference)}.</p>'
+                            f'{_nav(tasks, t["position"])}<p class="help">&rarr; goes on.</p>')
+
+
+def _reference_of(study, image_id):
+    return study.conn.execute("SELECT r.score FROM images i JOIN reference r ON r.patient_id = i.patient_id "
+                              "AND r.item = i.expression WHERE i.id = ?", (image_id,)).fetchone()[0]
+
+
+async def done_page(request):
+    study, rater = request.app[STUDY], _rater(request)
+    if (w := _waiting(study)) is not None:
+        return w
+    tasks = study.tasks(rater["id"])
+    todo = [t["position"] for t in tasks if t["value"] is None]
+    csrf = study.csrf(request["token"])
+    if todo and not rater["finished_at"]:
+        links = ", ".join(f'<a href="/task/{p}">{p}</a>' for p in todo[:30]) + (" ..." if len(todo) > 30 else "")
+        return page("Not finished", f"<h1>{len(todo)} of {len(tasks)} questions still open</h1>"
+                                    f"<p>Open: {links}</p><p><a class=button href=\"/task/{todo[0]}\" "
+                                    f'data-key="ArrowRight">Go to question {todo[0]}</a></p>')
+    if study.mode == "rating":
+        return page("Thank you", f"<h1>Thank you, {e(rater['label'])}</h1><p>All {len(tasks)} answers are saved. "
+                                 "You may close this page. To change an answer, go back to "
+                                 f'<a href="/task/{len(tasks)}">the last question</a>.</p>')
+    if study.meta["feedback"] == "end" and not rater["finished_at"]:
+        return page("Finish", f"<h1>All {len(tasks)} images scored</h1><p>You can still go back and change scores. "
+                              "Once you finish, your scores are final and you see the reference scores.</p>"
+                              f'<form method="post" action="/finish"><input type="hidden" name="csrf" value="{csrf}">'
+                              f'<button class="button" type="submit">Finish and show the feedback</button></form>'
+                              f'<p><a href="/task/{len(tasks)}">&larr; back to the last image</a></p>')
+    return _trainee_summary(study, rater, tasks)
+
+
+def _trainee_summary(study, rater, tasks):
+    from .stats import trainee_items, trainee_totals, trainer_answers
+    mine = [r for r in trainer_answers(study) if r["trainee"] == rater["label"]]
+    kappa = {r["item"]: r for r in trainee_items(mine)}
+    rows = "".join(f'<tr><td><img src="/img/{r["image"]}" alt="scored image" width="96"></td>'
+                   f'<td>{e(ITEM_TITLES[r["item"]])}</td><td>{r["score"]}</td><td>{r["reference"]}</td>'
+                   f'<td>{_verdict(r["score"], r["reference"])}</td></tr>' for r in mine)
+    items = "".join(f"<tr><td>{e(ITEM_TITLES.get(i, 'all items together'))}</td><td>{k['n']}</td>"
+                    f"<td>{_kappa(k['kappa'])}</td><td>{100 * k['exact']:.0f}%</td></tr>"
+                    for i, k in kappa.items())
+    totals = "".join(f"<tr><td>{t['items']}</td><td>{t['score']}</td><td>{t['reference']}</td><td>{t['difference']:+d}</td></tr>"
+                     for t in trainee_totals(mine))
+    return page("Your results", f"<h1>Your results, {e(rater['label'])}</h1>"
+                                "<p>Agreement with the reference: quadratic-weighted kappa (1 = perfect, 0 = chance; "
+                                "n/a when it is undefined, e.g. one and the same score throughout).</p>"
+                                f"<table><tr><th>item</th><th>images</th><th>kappa</th><th>exact</th></tr>{items}</table>"
+                                "<h2>Total scores per synthetic person (over the items you scored)</h2>"
+                                "<table><tr><th>items</th><th>your total</th><th>reference total</th><th>difference</th>"
+                                f"</tr>{totals}</table><h2>Each image</h2><table><tr><th></th><th>item</th><th>yours</th>"
+                                f"<th>reference</th><th></th></tr>{rows}</table>")
+
+
+def _kappa(k):
+    return "n/a" if math.isnan(k) else f"{k:.2f}"
+
+
+async def finish(request):
+    study, rater = request.app[STUDY], _rater(request)
+    if any(t["value"] is None for t in study.tasks(rater["id"])):
+        return refuse(409, "Some images are not scored yet; score them first.")
+    study.finish(rater["id"])
+    raise web.HTTPSeeOther("/done")
+
+
+async def image(request):
+    study, image_id = request.app[STUDY], request.match_info["id"]
+    if not IMAGE_ID.match(image_id):
+        return refuse(404, "No such image.")
+    if not study.may_see(request["who"], image_id):
+        return refuse(403, "This image is not part of your study.")
+    return web.FileResponse(study.image_path(image_id), headers={"Content-Type": "image/png"})
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+async def admin(request):
+    study = request.app[STUDY]
+    rows = "".join(f"<tr><td>{e(p['label'])}</td><td>{p['answered']} of {p['total']}</td>"
+                   f"<td>{'finished' if p['finished_at'] else ''}</td></tr>" for p in study.progress())
+    n = study.conn.execute("SELECT COUNT(*) FROM images WHERE kind = 'generated'").fetchone()[0]
+    methods = ", ".join(e(r[0]) for r in study.conn.execute("SELECT name FROM methods ORDER BY id"))
+    trainer = ""
+    if study.mode == "trainer":
+        missing = study.missing_reference()
+        trainer = (f'<p><a class="button" href="/admin/reference">Reference scores</a> '
+                   + (f'<span class="need">{len(missing)} still needed before trainees can start</span>' if missing
+                      else '<span class="good">complete</span>') + "</p>")
+    return page("Study admin", f"<h1>Study administration ({e(study.mode)} study)</h1>"
+                               f"<p>{n} generated images; methods (never shown to raters): {methods}. "
+                               f"Feedback: {'per image' if study.meta['feedback'] == 'image' else 'at the end'}"
+                               f"{'' if study.mode == 'trainer' else ' (trainer only)'}.</p>{trainer}"
+                               f'<p><a class="button" href="/admin/results">Results so far</a></p>'
+                               f"<h2>Progress</h2><table><tr><th>who</th><th>answered</th><th></th></tr>{rows}</table>"
+                               "<p class=help>Add raters with <code>python -m palsysim study invite STUDY --raters N"
+                               "</code>; the full results with box plots: <code>python -m palsysim study results STUDY "
+                               "--out DIR</code>.</p>")
+
+
+async def reference_page(request, message=""):
+    study = request.app[STUDY]
+    if study.mode != "trainer":
+        raise web.HTTPSeeOther("/admin")
+    ref = study.reference()
+    needed = {(r["patient_id"], r["expression"]) for r in study.conn.execute(
+        "SELECT DISTINCT patient_id, expression FROM images WHERE kind = 'generated'")}
+    csrf = study.csrf(request["token"])
+    blocks = []
+    for p in study.patients():
+        cells = []
+        for item in ITEMS:
+            have = ref.get((p["id"], item))
+            options = '<option value="">-</option>' + "".join(
+                f'<option value="{s}"{" selected" if have == s else ""}>{s}</option>' for s in SCORES)
+            photo = (f'<img src="/img/{p["photos"][item]}" alt="{e(p["label"])}, {item}">' if item in p["photos"]
+                     else "<i>no photo</i>")
+            need = '<span class="need">needed</span>' if (p["id"], item) in needed and have is None else ""
+            cells.append(f'<label>{photo}<br>{e(ITEM_TITLES[item])} {need}'
+                         f'<select name="{p["id"]}:{item}">{options}</select></label>')
+        blocks.append(f'<h2>{e(p["label"])}</h2><div class="items">{"".join(cells)}</div>')
+    return page("Reference scores", f'<p><a href="/admin">&larr; admin</a></p><h1>Reference Yanagihara scores</h1>'
+                                    f"{message}<p>Score each item of each patient 0, 2 or 4 (0 = {SCORE_WORDS[0]}, "
+                                    f"2 = {SCORE_WORDS[2]}, 4 = {SCORE_WORDS[4]}). Generated images inherit the score of "
+                                    "their patient's item; '-' leaves an item without a score.</p>"
+                                    f'<form method="post" action="/admin/reference"><input type="hidden" name="csrf" '
+                                    f'value="{csrf}">{"".join(blocks)}<p><button class="button" type="submit">Save all '
+                                    "scores</button></p></form><h2>Or import a CSV</h2><p>Columns: <code>patient,"
+                                    f"{','.join(ITEMS)}</code>; patient as <code>patient 1</code> or <code>1</code>; "
+                                    'blank cells keep the score. <a href="/admin/reference.csv">Download the current '
+                                    "scores as that CSV</a>.</p>"
+                                    '<form method="post" action="/admin/reference/import" enctype="multipart/form-data">'
+                                    f'<input type="hidden" name="csrf" value="{csrf}"><input type="file" name="csv" '
+                                    'accept=".csv,text/csv" required> <button class="button" type="submit">Import</button>'
+                                    "</form>")
+
+
+async def reference_save(request):
+    study, form = request.app[STUDY], request["form"]
+    scores = {}
+    for key, value in form.items():
+        if key == "csrf":
+            continue
+        p, _, item = key.partition(":")
+        try:
+            scores[(int(p), item)] = int(value) if value != "" else None
+        except ValueError:
+            return refuse(400, f"Not a score: {value!r}")
+    try:
+        study.set_reference(scores)
+    except InputError as ex:
+        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
+    return await reference_page(request, '<p class="good">Saved.</p>')
+
+
+async def reference_import(request):
+    study, upload = request.app[STUDY], request["form"].get("csv")
+    try:
+        if not hasattr(upload, "file"):
+            raise InputError("choose a CSV file first")
+        n = study.reference_from_csv(upload.file.read().decode("utf-8-sig"))
+    except (InputError, UnicodeDecodeError) as ex:
+        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
+    return await reference_page(request, f'<p class="good">Imported {n} scores.</p>')
+
+
+async def reference_csv(request):
+    return web.Response(text=request.app[STUDY].reference_csv(), content_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="reference_scores.csv"'})
+
+
+async def results_page(request):
+    from .stats import results
+    r = results(request.app[STUDY], boot=200)
+    return page("Results", '<p><a href="/admin">&larr; admin</a></p><h1>Results so far</h1><p class=help>Bootstrap '
+                           "intervals here use 200 resamples; <code>study results</code> uses 1000 and writes CSV "
+                           f"files and box plots.</p><pre>{e(r['markdown'])}</pre>")
+
+
+def make_app(study, hosts=None):
+    """The aiohttp application of an open Study; hosts: the Host headers accepted (None = any)."""
+    app = web.Application(middlewares=[headers, authorise], client_max_size=4 * 1024 * 1024)
+    app[STUDY] = study
+    app["hosts"] = hosts
+    app.router.add_get("/start/{token}", start, name="start")
+    app.router.add_get("/", home)
+    app.router.add_get("/task/{n}", task_page)
+    app.router.add_post("/task/{n}", task_answer)
+    app.router.add_get("/task/{n}/feedback", feedback_page)
+    app.router.add_get("/done", done_page)
+    app.router.add_post("/finish", finish)
+    app.router.add_get("/img/{id}", image)
+    app.router.add_get("/admin", admin)
+    app.router.add_get("/admin/reference", reference_page)
+    app.router.add_post("/admin/reference", reference_save)
+    app.router.add_post("/admin/reference/import", reference_import)
+    app.router.add_get("/admin/reference.csv", reference_csv)
+    app.router.add_get("/admin/results", results_page)
+    return app
+
+
+def is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(folder, host="127.0.0.1", port=8765, lan=False):
+    """Serve a study until Ctrl-C: loopback only, unless lan is set (then with a warning)."""
+    loopback = is_loopback(host)
+    if not loopback and not lan:
+        raise InputError(f"--host {host} is not a loopback address: patient photos would be reachable from the "
+                         "network. Add --lan to serve on a LAN on purpose, or leave --host at 127.0.0.1")
+    study = Study(folder)
+    if not loopback:
+        print(f"WARNING: serving patient photos to the network on {host}:{port}. Anyone on this network who has a "
+              "link can open it, and the traffic is not encrypted (plain HTTP). Use only a trusted, closed network, "
+              "and stop the server (Ctrl-C) when the session is over.", file=sys.stderr, flush=True)
+    hosts = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]", host)} if loopback else None
+    print(f"serving the {study.mode} study on http://{'[' + host + ']' if ':' in host else host}:{port} "
+          "(open the links `study invite` printed; Ctrl-C stops; every answer is already saved)", flush=True)
+    try:
+        web.run_app(make_app(study, hosts), host=host, port=port, print=None, handle_signals=True)
+    finally:
+        study.close()

@@ -1,0 +1,372 @@
+"""The study's SQLite database (WAL, one transaction per answer) and its folder of opaque-id images."""
+import datetime
+import hashlib
+import hmac
+import os
+import random
+import re
+import secrets
+import shutil
+import sqlite3
+
+from ..files import write_bytes
+from ..images import InputError
+from ..runner import find_patients, photo_png
+from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
+
+DB = "study.sqlite"
+IMAGES = "images"
+IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE methods(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE patients(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL);
+-- kind 'source': a patient's photo; 'generated': a method's image of that patient and expression.
+-- variant numbers the generated images of one method (one synthetic person = one trainer case).
+CREATE TABLE images(id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('source', 'generated')),
+                    method_id INTEGER REFERENCES methods(id), patient_id INTEGER NOT NULL REFERENCES patients(id),
+                    expression TEXT NOT NULL, variant INTEGER);
+CREATE TABLE raters(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL, token_hash TEXT UNIQUE NOT NULL,
+                    seed TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE tasks(rater_id INTEGER NOT NULL REFERENCES raters(id), position INTEGER NOT NULL,
+                   image_id TEXT NOT NULL REFERENCES images(id), criterion TEXT NOT NULL,
+                   PRIMARY KEY (rater_id, position), UNIQUE (rater_id, image_id, criterion));
+CREATE TABLE answers(rater_id INTEGER NOT NULL, position INTEGER NOT NULL, value INTEGER NOT NULL,
+                     answered_at TEXT NOT NULL, PRIMARY KEY (rater_id, position),
+                     FOREIGN KEY (rater_id, position) REFERENCES tasks(rater_id, position));
+CREATE TABLE reference(patient_id INTEGER NOT NULL REFERENCES patients(id), item TEXT NOT NULL,
+                       score INTEGER NOT NULL CHECK (score IN (0, 2, 4)), PRIMARY KEY (patient_id, item));
+"""
+
+
+def natural_key(name):
+    """patient_2 sorts before patient_10."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name)]
+
+
+def token_hash(token):
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def find_generated(root):
+    """[(method, patient, expression, path)] of root/<method>/<patient>/<expression>/*.png, sorted."""
+    if not root or not os.path.isdir(root):
+        raise InputError(f"--images {root!r} is not a folder (expected DIR/<method>/<patient>/<expression>/*.png)")
+    found = []
+    for method in sorted(os.listdir(root)):
+        for patient in _dirs(os.path.join(root, method)):
+            for expression in _dirs(os.path.join(root, method, patient)):
+                folder = os.path.join(root, method, patient, expression)
+                pngs = sorted(f for f in os.listdir(folder) if f.lower().endswith(".png") and not f.startswith("."))
+                if pngs and expression not in ITEMS:
+                    raise InputError(f"{method}/{patient}/{expression}: name expression folders after the Yanagihara "
+                                     f"items ({', '.join(ITEMS)})")
+                found += [(method, patient, expression, os.path.join(folder, f)) for f in pngs]
+    if not found:
+        raise InputError(f"no generated images under {root} (expected {root}/<method>/<patient>/<expression>/*.png)")
+    return found
+
+
+def _dirs(folder):
+    if not os.path.isdir(folder):
+        return []
+    return sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+
+
+def experiment_inputs(exp):
+    """EXP (palsysim/experiment's folder) -> (images DIR, patients DIR) in the runner layouts."""
+    images, patients = os.path.join(exp, "generated"), os.path.join(exp, "prepared", "photos")
+    if not os.path.isdir(images):
+        raise InputError(f"--from {exp}: no generated/ folder (run `python -m palsysim experiment run {exp}` first)")
+    return images, patients if os.path.isdir(patients) else None
+
+
+def create_study(out, images, patients=None, mode="rating", feedback="image", seed=0, per_method=None):
+    """Copy the images under opaque ids into a new study folder `out`; returns the admin token.
+
+    Built in out + ".partial" and renamed at the end: a failed or killed create leaves no half study.
+    """
+    if mode not in ("rating", "trainer"):
+        raise InputError(f"unknown --mode {mode!r}: use rating or trainer")
+    if feedback not in ("image", "end"):
+        raise InputError(f"unknown --feedback {feedback!r}: use image or end")
+    if os.path.exists(out):
+        raise InputError(f"{out} already exists: give a new folder for the study (a study is never overwritten)")
+    generated = find_generated(images)
+    if not patients:
+        raise InputError(f"--mode {mode} needs --patients DIR (the source photos, DIR/<patient>/<expression>.png): "
+                         + ("raters compare the generated images with them" if mode == "rating"
+                            else "the reference scores are entered for them"))
+    sources = find_patients(patients)
+    missing = sorted({f"{p}/{e}" for _, p, e, _ in generated if e not in sources.get(p, {})})
+    if missing:
+        raise InputError(f"generated images without a source photo in --patients ({len(missing)}): "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; add the photos or remove "
+                         "those folders")
+    if per_method:
+        rng = random.Random(f"{seed}:sample")
+        by_method = {}
+        for g in generated:
+            by_method.setdefault(g[0], []).append(g)
+        generated = sorted(x for gs in by_method.values() for x in rng.sample(gs, min(per_method, len(gs))))
+
+    tmp = out.rstrip("/\\") + ".partial"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)  # an earlier create that was killed: its leftovers are ours to remove
+    os.makedirs(os.path.join(tmp, IMAGES))
+    try:
+        conn = sqlite3.connect(os.path.join(tmp, DB))
+        conn.executescript(SCHEMA)
+        admin = secrets.token_urlsafe(24)
+        with conn:
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("mode", mode), ("feedback", feedback), ("seed", str(seed)), ("created", now()),
+                ("csrf_secret", secrets.token_hex(32)), ("admin_hash", token_hash(admin))])
+            used = sorted({p for _, p, _, _ in generated}, key=natural_key)
+            patient_id = {p: i + 1 for i, p in enumerate(used)}
+            conn.executemany("INSERT INTO patients VALUES (?, ?)", [(i, f"patient {i}") for i in patient_id.values()])
+            methods = sorted({m for m, _, _, _ in generated}, key=natural_key)
+            method_id = {m: i + 1 for i, m in enumerate(methods)}
+            conn.executemany("INSERT INTO methods VALUES (?, ?)", [(i, m) for m, i in method_id.items()])
+            for p in used:
+                for e, path in sources[p].items():
+                    _add_image(conn, tmp, path, "source", None, patient_id[p], e, None)
+            variants, per_method_count = {}, {}
+            for m, p, e, path in generated:
+                stem = os.path.splitext(os.path.basename(path))[0]
+                if (m, p, stem) not in variants:
+                    per_method_count[m] = variants[(m, p, stem)] = per_method_count.get(m, 0) + 1
+                v = variants[(m, p, stem)]
+                _add_image(conn, tmp, path, "generated", method_id[m], patient_id[p], e, v)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.close()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return admin
+
+
+def _add_image(conn, folder, path, kind, method_id, patient_id, expression, variant):
+    image_id = secrets.token_hex(16)
+    # re-encoded pixels only: a runner PNG's text chunks carry the workflow, which names the patient's file
+    write_bytes(os.path.join(folder, IMAGES, image_id + ".png"), photo_png(path))
+    conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)",
+                 (image_id, kind, method_id, patient_id, expression, variant))
+
+
+class Study:
+    """One open study: every method is one short query or one transaction."""
+
+    def __init__(self, folder):
+        path = os.path.join(folder, DB)
+        if not os.path.isfile(path):
+            raise InputError(f"{folder} is not a study folder (no {DB}; make one with `python -m palsysim study create`)")
+        self.folder = os.path.abspath(folder)
+        self.conn = sqlite3.connect(path, isolation_level=None)  # explicit transactions only
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")  # an answer acknowledged is an answer on disk
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.meta = {r["key"]: r["value"] for r in self.conn.execute("SELECT key, value FROM meta")}
+        self.mode = self.meta["mode"]
+
+    def close(self):
+        self.conn.close()
+
+    def transaction(self):
+        return _Transaction(self.conn)
+
+    # --- people -----------------------------------------------------------------------------------
+    def add_raters(self, n):
+        """n new raters (or trainees), each with a seeded, recorded task order; returns their tokens."""
+        if n < 1:
+            raise InputError("--raters must be at least 1")
+        tokens = []
+        with self.transaction():
+            start = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM raters").fetchone()[0]
+            for k in range(start + 1, start + n + 1):
+                token = secrets.token_urlsafe(24)
+                seed = f"{self.meta['seed']}:rater {k}"
+                self.conn.execute("INSERT INTO raters (id, label, token_hash, seed) VALUES (?, ?, ?, ?)",
+                                  (k, f"{'trainee' if self.mode == 'trainer' else 'rater'} {k}", token_hash(token),
+                                   seed))
+                self.conn.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?)",
+                                      [(k, i + 1, img, c) for i, (img, c) in enumerate(self._order(seed))])
+                tokens.append(token)
+        return tokens
+
+    def _order(self, seed):
+        """[(image id, criterion)]: rating, per criterion (CRITERIA order) all images shuffled; trainer, shuffled."""
+        rng = random.Random(seed)
+        images = [r[0] for r in self.conn.execute("SELECT id FROM images WHERE kind = 'generated' ORDER BY id")]
+        if self.mode == "trainer":
+            rng.shuffle(images)
+            return [(i, YANAGIHARA) for i in images]
+        order = []
+        for c in CRITERIA:
+            block = list(images)
+            rng.shuffle(block)
+            order += [(i, c) for i in block]
+        return order
+
+    def new_admin_token(self):
+        token = secrets.token_urlsafe(24)
+        with self.transaction():
+            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'admin_hash'", (token_hash(token),))
+        self.meta["admin_hash"] = token_hash(token)
+        return token
+
+    def who(self, token):
+        """A session token -> ("admin", None) | ("rater", rater row) | None."""
+        if not token:
+            return None
+        h = token_hash(token)
+        if hmac.compare_digest(h, self.meta["admin_hash"]):
+            return "admin", None
+        row = self.conn.execute("SELECT * FROM raters WHERE token_hash = ?", (h,)).fetchone()
+        return ("rater", row) if row else None
+
+    def csrf(self, token):
+        return hmac.new(self.meta["csrf_secret"].encode(), token.encode(), hashlib.sha256).hexdigest()
+
+    # --- a rater's tasks and answers --------------------------------------------------------------
+    def tasks(self, rater_id):
+        """[{position, image_id, criterion, expression, source_id, value}] of one rater, in their order."""
+        return [dict(r) for r in self.conn.execute(
+            """SELECT t.position, t.image_id, t.criterion, i.expression, s.id AS source_id, a.value
+               FROM tasks t JOIN images i ON i.id = t.image_id
+               LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.expression = i.expression
+               LEFT JOIN answers a ON a.rater_id = t.rater_id AND a.position = t.position
+               WHERE t.rater_id = ? ORDER BY t.position""", (rater_id,))]
+
+    def answer(self, rater_id, position, value):
+        """Save one answer in its own transaction (a changed answer replaces the earlier one)."""
+        task = self.conn.execute("SELECT criterion FROM tasks WHERE rater_id = ? AND position = ?",
+                                 (rater_id, position)).fetchone()
+        if task is None:
+            raise InputError(f"no question {position}")
+        allowed = SCORES if task["criterion"] == YANAGIHARA else SCALE
+        if value not in allowed:
+            raise InputError(f"answer {value} is not one of {', '.join(map(str, allowed))}")
+        with self.transaction():
+            self.conn.execute("INSERT INTO answers VALUES (?, ?, ?, ?) ON CONFLICT (rater_id, position) "
+                              "DO UPDATE SET value = excluded.value, answered_at = excluded.answered_at",
+                              (rater_id, position, value, now()))
+
+    def finish(self, rater_id):
+        with self.transaction():
+            self.conn.execute("UPDATE raters SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
+                              (now(), rater_id))
+
+    def may_see(self, who, image_id):
+        """Admins see every image; a rater only their own tasks' images and those images' source photos."""
+        if who[0] == "admin":
+            return self.conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is not None
+        return self.conn.execute(
+            """SELECT 1 FROM tasks t JOIN images i ON i.id = t.image_id
+               LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.expression = i.expression
+               WHERE t.rater_id = ? AND (i.id = ? OR (s.id = ? AND ? = 'rating')) LIMIT 1""",
+            (who[1]["id"], image_id, image_id, self.mode)).fetchone() is not None
+
+    def image_path(self, image_id):
+        """An opaque id (already checked against IMAGE_ID and the database) -> its file in the study folder."""
+        return os.path.join(self.folder, IMAGES, image_id + ".png")
+
+    def progress(self):
+        """[{label, answered, total, finished_at}] of every rater (counts only)."""
+        return [dict(r) for r in self.conn.execute(
+            """SELECT r.label, r.finished_at, COUNT(t.position) AS total, COUNT(a.value) AS answered
+               FROM raters r LEFT JOIN tasks t ON t.rater_id = r.id
+               LEFT JOIN answers a ON a.rater_id = t.rater_id AND a.position = t.position
+               GROUP BY r.id ORDER BY r.id""")]
+
+    # --- reference Yanagihara scores (trainer) ----------------------------------------------------
+    def patients(self):
+        """[{id, label, photos: {expression: source image id}}]."""
+        out = []
+        for p in self.conn.execute("SELECT id, label FROM patients ORDER BY id"):
+            photos = {r["expression"]: r["id"] for r in self.conn.execute(
+                "SELECT id, expression FROM images WHERE kind = 'source' AND patient_id = ?", (p["id"],))}
+            out.append({"id": p["id"], "label": p["label"], "photos": photos})
+        return out
+
+    def reference(self):
+        """{(patient id, item): score}."""
+        return {(r["patient_id"], r["item"]): r["score"] for r in self.conn.execute("SELECT * FROM reference")}
+
+    def missing_reference(self):
+        """["patient k: item", ...] that generated images need and no reference score covers."""
+        return [f"{r['label']}: {r['expression']}" for r in self.conn.execute(
+            """SELECT DISTINCT p.id, p.label, i.expression FROM images i JOIN patients p ON p.id = i.patient_id
+               LEFT JOIN reference r ON r.patient_id = i.patient_id AND r.item = i.expression
+               WHERE i.kind = 'generated' AND r.score IS NULL ORDER BY p.id, i.expression""")]
+
+    def set_reference(self, scores):
+        """{(patient id, item): score or None (clears)} -> saved in one transaction."""
+        ids = {r[0] for r in self.conn.execute("SELECT id FROM patients")}
+        for (p, item), s in scores.items():
+            if p not in ids or item not in ITEMS or (s is not None and s not in SCORES):
+                raise InputError(f"reference score {s!r} for patient {p}, {item}: scores are 0, 2 or 4")
+        with self.transaction():
+            for (p, item), s in scores.items():
+                if s is None:
+                    self.conn.execute("DELETE FROM reference WHERE patient_id = ? AND item = ?", (p, item))
+                else:
+                    self.conn.execute("INSERT INTO reference VALUES (?, ?, ?) ON CONFLICT (patient_id, item) "
+                                      "DO UPDATE SET score = excluded.score", (p, item, s))
+
+    def reference_from_csv(self, text):
+        """CSV with a `patient` column ("patient 3" or "3") and one column per Yanagihara item (0/2/4, blank
+        leaves the score as it is) -> saved in one transaction; nothing is saved if any cell is wrong."""
+        import csv
+        import io
+        rows = list(csv.DictReader(io.StringIO(text)))
+        labels = {r["label"]: r["id"] for r in self.conn.execute("SELECT id, label FROM patients")}
+        if not rows or "patient" not in rows[0]:
+            raise InputError("the CSV needs a header row: patient," + ",".join(ITEMS))
+        unknown = [c for c in rows[0] if c not in ITEMS and c != "patient"]
+        if unknown:
+            raise InputError(f"unknown CSV column(s) {', '.join(unknown)}: use patient," + ",".join(ITEMS))
+        scores, problems = {}, []
+        for n, row in enumerate(rows, start=2):
+            name = (row.get("patient") or "").strip()
+            p = labels.get(name) or labels.get(f"patient {name}")
+            if p is None:
+                problems.append(f"line {n}: no patient {name!r} in this study (use {', '.join(labels)})")
+                continue
+            for item in ITEMS:
+                cell = (row.get(item) or "").strip()
+                if cell:
+                    if cell not in ("0", "2", "4"):
+                        problems.append(f"line {n}, {item}: {cell!r} is not 0, 2 or 4")
+                    else:
+                        scores[(p, item)] = int(cell)
+        if problems:
+            raise InputError("nothing imported: " + "; ".join(problems))
+        self.set_reference(scores)
+        return len(scores)
+
+    def reference_csv(self):
+        """The current reference scores as the CSV reference_from_csv reads (blank = not entered)."""
+        ref = self.reference()
+        lines = ["patient," + ",".join(ITEMS)]
+        for p in self.patients():
+            lines.append(p["label"] + "," + ",".join(str(ref.get((p["id"], i), "")) for i in ITEMS))
+        return "\n".join(lines) + "\n"
+
+
+class _Transaction:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, *_):
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
