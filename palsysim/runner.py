@@ -273,9 +273,64 @@ def wait_until_up(url, proc, timeout):
     return False
 
 
+HOST_PREFIX = "palsysim_host_"
+
+
+def guard_host():
+    """The embedded host's keeper, run as `python -c` by EmbeddedHost: argv = TMP RUNNER_PID CMD...
+
+    Starts ComfyUI (CMD) and, however the runner ends (SIGTERM, a closed terminal's SIGHUP, kill -9),
+    stops it and deletes TMP, which holds the uploaded photos and the server's log. It runs in its own
+    session, so a terminal's signals do not reach it; ComfyUI gets SIGKILL if the keeper itself dies.
+    """
+    import ctypes
+    tmp, runner, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def die_with_keeper():
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+    with open(os.path.join(tmp, "server.log"), "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=die_with_keeper)
+    while proc.poll() is None and not stop and os.getppid() == runner:
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_hosts():
+    """Delete what killed runs left: host folders whose lock no keeper holds any more."""
+    import fcntl
+    import glob
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), HOST_PREFIX + "*")):
+        try:
+            fd = os.open(os.path.join(folder, "lock"), os.O_RDONLY)
+        except OSError:
+            continue  # being made or being removed: its runner is at work
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # held: a live run
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
 class EmbeddedHost:
     """ComfyUI's main.py on a free loopback port, with private input/output folders that are deleted
-    afterwards (uploaded patient photos do not outlive the run). models_dir (or $MODELS_DIR) adds a
+    afterwards (uploaded patient photos do not outlive the run), whatever signal ends the runner: a
+    keeper process (guard_host) stops the server and deletes the folders when the runner is gone,
+    and the next run removes any folder a killed keeper left. models_dir (or $MODELS_DIR) adds a
     folder with checkpoints/, controlnet/, insightface/, mediapipe/ to the host's own models/."""
 
     MODEL_FOLDERS = ("checkpoints", "controlnet", "insightface", "mediapipe")
@@ -288,7 +343,12 @@ class EmbeddedHost:
         host = comfyui_dir()
         if not os.path.isdir(os.path.join(host, "custom_nodes", "palsysim")):
             raise InputError(f"{host}/custom_nodes/palsysim is missing: run `bash scripts/setup.sh`")
-        self.tmp = tempfile.mkdtemp(prefix="palsysim_host_")
+        import fcntl
+        remove_stale_hosts()
+        self.tmp = tempfile.mkdtemp(prefix=HOST_PREFIX)
+        # Locked from birth: a concurrent run's remove_stale_hosts never takes a live folder.
+        self._lock = os.open(os.path.join(self.tmp, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         cmd = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(_free_port()),
                "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
         for d in ("input", "output", "temp", "user"):
@@ -305,32 +365,40 @@ class EmbeddedHost:
             cmd.append("--cpu")
         self.url = f"http://{cmd[3]}:{cmd[5]}"
         if threading.current_thread() is threading.main_thread():
-            # A plain `kill` must still stop the server and delete the uploaded photos.
+            # A plain `kill` or a closed terminal: clean up here at once (the keeper would, too).
             self._old_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+            self._old_hup = signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
         self.log = os.path.join(self.tmp, "server.log")
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=host, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        keeper = [sys.executable, "-c", "from palsysim.runner import guard_host; guard_host()",
+                  self.tmp, str(os.getpid()), *cmd]
+        self.proc = subprocess.Popen(keeper, cwd=host, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     pass_fds=(self._lock,),
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
+                                         [package_parent] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
         if wait_until_up(self.url, self.proc, self.timeout):
             return self
         exited = self.proc.poll() is not None
-        tail = open(self.log, encoding="utf-8", errors="replace").read()[-3000:]
+        tail = open(self.log, encoding="utf-8", errors="replace").read()[-3000:] if os.path.exists(self.log) else ""
         self.__exit__()
         raise RuntimeError(f"the embedded ComfyUI exited while starting:\n{tail}" if exited
                            else f"the embedded ComfyUI did not answer within {self.timeout} s")
 
     def __exit__(self, *exc):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.terminate()  # the keeper stops ComfyUI and deletes self.tmp
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            os.close(self._lock)
+            self.tmp = None
         if getattr(self, "_old_term", None) is not None:
             signal.signal(signal.SIGTERM, self._old_term)
+            signal.signal(signal.SIGHUP, self._old_hup)
             self._old_term = None
 
 

@@ -1,0 +1,95 @@
+"""`palsysim run --embedded` killed mid-batch by SIGHUP (a closed terminal) or SIGKILL: the embedded
+ComfyUI does not outlive it, and no patient file name, path or pixels are left anywhere (every byte
+of every file written meanwhile under the temp folder and the ComfyUI host is searched)."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from palsysim.runner import HOST_PREFIX, comfyui_dir, photo_png
+from runner_helpers import NO_ARCFACE, REPO, TINY, api, make_patients
+
+
+def host_folders():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), HOST_PREFIX + "*")))
+
+
+def processes_naming(text):
+    """pids of processes whose command line contains text."""
+    pids = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            if text.encode() in open(cmdline, "rb").read():
+                pids.append(int(cmdline.split("/")[2]))
+        except OSError:
+            pass
+    return pids
+
+
+def files_written_since(roots, since, skip):
+    for root in roots:
+        for d, dirs, fs in os.walk(root):
+            dirs[:] = [x for x in dirs if not any(os.path.join(d, x).startswith(s) for s in skip)]
+            for f in fs:
+                path = os.path.join(d, f)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if os.path.isfile(path) and not os.path.islink(path) and st.st_mtime >= since \
+                        and st.st_size < 300 * 2 ** 20:
+                    yield path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
+def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_path, sig):
+    patient = f"zq_private_{uuid.uuid4().hex[:10]}"
+    patients = make_patients(tmp_path / "p", ["rest", "grin"], patient=patient, size=240)
+    photo = str(patients / patient / "rest.png")
+    upload = photo_png(photo)
+    pixels = np.asarray(Image.open(photo).convert("RGB"))
+    secrets = {"patient name": patient.encode(), "patients path": str(patients).encode(),
+               "uploaded PNG": upload[len(upload) // 2:len(upload) // 2 + 256],
+               "raw pixel row": pixels[120, 40:140].tobytes()}
+    out = tmp_path / "out"
+    before, started = host_folders(), time.time() - 1
+    cmd = [sys.executable, "-m", "palsysim", "run", api("palsy_pf"), "--embedded", "--patients", str(patients),
+           "--out", str(out), "--quiet", *TINY, *NO_ARCFACE, "--seeds", "1", "2", "3", "4"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MODELS_DIR": host.models_dir})
+    ours, deadline = None, time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # until the photo is on the server
+        new = host_folders() - before
+        if new and glob.glob(os.path.join(next(iter(new)), "input", "palsysim", "*.png")):
+            ours = next(iter(new))
+            break
+        time.sleep(0.05)
+    assert ours, f"the embedded host never got the upload:\n{proc.stdout.read().decode()[-3000:] if proc.poll() is not None else ''}"
+    server_pids = [p for p in processes_naming(ours) if p != proc.pid]
+    assert server_pids  # the keeper and ComfyUI, named by their private folder
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+
+    deadline = time.monotonic() + 60
+    while (os.path.exists(ours) or processes_naming(ours)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_naming(ours), "the embedded ComfyUI outlived the runner"
+    assert not os.path.exists(ours), f"{ours} was left behind"
+
+    skip = [str(patients), str(out)]  # the inputs themselves, and results named as the output layout says
+    found = []
+    for path in files_written_since([tempfile.gettempdir(), comfyui_dir()], started, skip):
+        try:
+            data = open(path, "rb").read()
+        except OSError:
+            continue
+        found += [f"{what} in {path}" for what, secret in secrets.items() if secret in data]
+    assert not found, found
