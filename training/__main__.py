@@ -1,6 +1,10 @@
-"""python -m training: fine-tune an SD1.5 ControlNet on a patient dataset (see training/recipe.py)."""
+"""python -m training: fine-tune an SD1.5 ControlNet on a patient dataset (see training/recipe.py).
+
+Several GPUs: torchrun --standalone --nproc-per-node N -m training ... (training/distributed.py).
+"""
 import argparse
 import importlib.util
+import os
 import sys
 
 from palsysim.images import InputError
@@ -31,7 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--t-max", type=int, help="last timestep trained, inclusive (default 700 for partial, else 999)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, help="optimizer steps in all (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="global batch; under torchrun --nproc-per-node N each process takes batch/N of it")
     p.add_argument("--resolution", type=int, default=512, help="face crop size in pixels (multiple of 8)")
     p.add_argument("--lr", type=float, help="learning rate (default: 1e-4 for --mode lora, 1e-5 for the others; "
                                             "on --resume the saved run's)")
@@ -88,6 +93,8 @@ def main(argv=None):
     except (InputError, HostError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"training: {e}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun rank 0 reports for all
     last = log["steps"][-1]["loss"] if log["steps"] else float("nan")
     also = f" and {lora_path(cfg.out)}" if cfg.lora_format == "both" else ""
     print(f"training: wrote {cfg.out}{also} ({log['settings']['steps']} steps, last loss {last:.4f})")

@@ -25,23 +25,24 @@ def noisy_latents(x0, noise, alpha_bar_t):
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
-def predict_noise(models, x_t, t, hint, context, unet_dtype, autocast_dtype=None):
+def predict_noise(models, x_t, t, hint, context, unet_dtype, autocast_dtype=None, control=None):
     """The UNet's noise prediction with the ControlNet's residuals, as ComfyUI wires them at sampling.
 
     hint: condition images [B,3,H,W] in 0..1 at pixel size. context: text embeddings [B,77,768].
     Only the ControlNet runs under autocast (mixed precision); the frozen UNet runs in its own dtype.
+    control: what runs the ControlNet, e.g. its DistributedDataParallel wrapper (default models.control_model).
     """
     timesteps = t.to(x_t.device, torch.float32)
     with torch.autocast(x_t.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-        residuals = models.control_model(x=x_t, hint=hint, timesteps=timesteps, context=context)
+        residuals = (control or models.control_model)(x=x_t, hint=hint, timesteps=timesteps, context=context)
     # control_merge builds the dict the UNet consumes (it pops entries) exactly as inference does
     control = models.controlnet.control_merge(residuals, None, output_dtype=unet_dtype)
     eps = models.unet(x_t.to(unet_dtype), timesteps, context=context.to(unet_dtype), control=control)
     return eps.float()
 
 
-def denoising_loss(models, x0, hint, context, t, noise, alpha_bar, unet_dtype, autocast_dtype=None):
+def denoising_loss(models, x0, hint, context, t, noise, alpha_bar, unet_dtype, autocast_dtype=None, control=None):
     """Mean squared error of the predicted noise for one batch (latents x0 already scaled for the UNet)."""
     x_t = noisy_latents(x0, noise, alpha_bar[t].to(x0.device))
-    eps = predict_noise(models, x_t, t, hint, context, unet_dtype, autocast_dtype)
+    eps = predict_noise(models, x_t, t, hint, context, unet_dtype, autocast_dtype, control)
     return F.mse_loss(eps, noise)

@@ -18,10 +18,11 @@ import torch
 from palsysim.schedule import check_window
 
 from . import checkpointing as ckpt
+from . import distributed
 from .dataset import load_dataset
 from .host import load_models, model_file, use_comfyui
 from .latents import draw_latents, encode_posterior
-from .memory import autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer, peak_memory, pick_device
+from .memory import autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer, peak_memory
 from .modes import default_window, select_trainable
 from .objective import alpha_bars, denoising_loss, sample_timesteps
 from .output import check_outputs, write_output
@@ -126,6 +127,15 @@ def train(cfg, models=None):
     work = run_dir(cfg.out)
     state_path, log_path = os.path.join(work, ckpt.STATE_FILE), os.path.join(work, "train.json")
     check_outputs(cfg, work)  # nothing replaced, everything writable: before a photo is read or a model loads
+    ranks, device = distributed.start(cfg.device, cfg.batch_size)  # one process, or a rank under torchrun
+    try:
+        return _train(cfg, models, ranks, device, t_lo, t_hi, work, state_path, log_path)
+    finally:
+        ranks.finish()
+
+
+def _train(cfg, models, ranks, device, t_lo, t_hi, work, state_path, log_path):
+    say = _say if ranks.main else lambda message: None  # N ranks, one voice
     if cfg.resume and not ckpt.exists(state_path):
         raise FileNotFoundError(f"--resume: no saved training state at {state_path}")
     if not cfg.resume and ckpt.exists(state_path):
@@ -134,10 +144,10 @@ def train(cfg, models=None):
 
     # 1. Every photo: face found, cropped, condition made; all problems reported before any model loads.
     if cfg.condition == "codc":
-        print(f"training: {CODC_EXPERIMENTAL}", file=sys.stderr, flush=True)
+        say(CODC_EXPERIMENTAL)
     data = load_dataset(cfg.data, cfg.resolution, cfg.condition, cfg.donors)
     for warning in data.warnings:
-        print(f"training: {warning}", file=sys.stderr, flush=True)
+        say(warning)
     fingerprint = hashlib.sha256(data.images.tobytes() + data.conditions.tobytes()).hexdigest()
     base_files = {"checkpoint": model_file(cfg.checkpoint, "checkpoint", "checkpoints"),
                   "controlnet": model_file(cfg.controlnet, "ControlNet", "controlnet")}
@@ -146,12 +156,13 @@ def train(cfg, models=None):
     #    previous one; resuming is exact, so that only costs the steps since), on the same data and models.
     state = None
     if cfg.resume:
-        ckpt.remove_stale_temps(work)  # from saves killed half-way
-        state, used, skipped = ckpt.load_latest(state_path)
+        if ranks.main:
+            ckpt.remove_stale_temps(work)  # from saves killed half-way
+        ranks.barrier()
+        state, used, skipped = ckpt.load_latest(state_path)  # every rank: the optimizer state is not broadcast
         if skipped:
-            print(f"training: {'; '.join(skipped)}; resuming from {os.path.basename(used)} (step {state['step']})",
-                  file=sys.stderr, flush=True)
-        check_same_models(state.get("base_files"), base_files, work)
+            say(f"{'; '.join(skipped)}; resuming from {os.path.basename(used)} (step {state['step']})")
+        check_same_models(state.get("base_files"), base_files, work, say)
     total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
     if state and state["step"] > total:
         asked = f"--steps {cfg.steps}" if cfg.steps else f"--epochs {cfg.epochs} ({total} steps)"
@@ -161,7 +172,6 @@ def train(cfg, models=None):
 
     # 3. ComfyUI's own model code, frozen parts in the chosen precision.
     use_comfyui(cfg.comfyui_dir)
-    device = pick_device(cfg.device)
     dtype = frozen_dtype(cfg.precision, device)
     models = models or load_models(cfg.checkpoint, cfg.controlnet, frozen_dtype=dtype)
 
@@ -176,6 +186,8 @@ def train(cfg, models=None):
     trainable = select_trainable(models.control_model, cfg.mode, cfg.lora_rank, cfg.seed)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(models.control_model, models.unet)
+    # DDP under torchrun averages the gradients; built once the trainable set is final (it hooks those)
+    control = ranks.wrap(models.control_model, device)
     optimizer = make_optimizer(cfg.optimizer, [p for _, p in trainable], lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
@@ -187,7 +199,8 @@ def train(cfg, models=None):
                **settings, "lr_source": "--lr" if cfg.lr is not None else "saved run" if state else f"{cfg.mode} default",
                "epochs": cfg.epochs, "steps": total, "checkpoint_every": cfg.checkpoint_every,
                "base_model": os.path.basename(cfg.checkpoint), "base_controlnet": os.path.basename(cfg.controlnet),
-               "window_percent": [1 - t_hi / 999, 1 - t_lo / 999], "device": str(device), "frozen_dtype": str(dtype),
+               "window_percent": [1 - t_hi / 999, 1 - t_lo / 999], "device": str(device), "processes": ranks.world,
+               "frozen_dtype": str(dtype),
                "latents": latents_note},
            "dataset": {"photos": len(data), "patients": data.patients, "expressions": data.expressions},
            "trainable_parameters": sum(p.numel() for _, p in trainable), "process": this_process(),
@@ -216,15 +229,19 @@ def train(cfg, models=None):
 
     def save(status):
         nonlocal saved_step
+        saved_step = step
+        if not ranks.main:
+            return
         trained = {n: p.detach().cpu().clone() for n, p in trainable}
         ckpt.save_state(state_path, {
             "step": step, "settings": settings, "fingerprint": fingerprint, "base_files": base_files, "trainable": trained,
             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
             "rng": ckpt.rng_state(), "log": log["steps"]})
-        saved_step = step
         write_report(status)
 
     def write_report(status):
+        if not ranks.main:
+            return
         log["status"] = status
         log["peak_memory_bytes"] = peak_memory(device)
         write_log(log_path, log)
@@ -243,7 +260,7 @@ def train(cfg, models=None):
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
     previous_handler = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
     write_report("running")  # from here a kill leaves a log that read_log can tell apart from a live run
-    bar = progress_bar(cfg.progress, total, step)
+    bar = progress_bar(cfg.progress and ranks.main, total, step)
     try:
         while step < total:
             started = time.perf_counter()
@@ -252,13 +269,15 @@ def train(cfg, models=None):
                 draw_latents(mean[indices], None if std is None else std[indices],
                              ckpt.step_generator(cfg.seed, "posterior", step)))
             noise = torch.randn(x0.shape, generator=generator).to(device)
-            loss = denoising_loss(models, x0, hints[indices], context.expand(len(indices), -1, -1), t, noise,
-                                  alpha_bar, unet_dtype, autocast_dtype(dtype))
-            if not torch.isfinite(loss):
+            mine = ranks.share(len(indices))  # the whole batch is drawn on every rank, each trains on its slice
+            loss = denoising_loss(models, x0[mine], hints[indices[mine]], context.expand(len(indices[mine]), -1, -1),
+                                  t[mine], noise[mine], alpha_bar, unet_dtype, autocast_dtype(dtype), control=control)
+            loss_value = ranks.mean(loss)  # the global batch's loss, the same on every rank
+            if not math.isfinite(loss_value):
                 kept = "no state had been saved yet" if saved_step is None else \
                     f"the last good state (step {saved_step}) is kept in {work}"
-                write_report(f"stopped: loss {loss.item()} at step {step + 1}")
-                raise TrainingStopped(f"the loss became {loss.item()} at step {step + 1}; training stopped and "
+                write_report(f"stopped: loss {loss_value} at step {step + 1}")
+                raise TrainingStopped(f"the loss became {loss_value} at step {step + 1}; training stopped and "
                                       f"{kept}. Resume with a lower --lr (or --precision fp32).", exit_code=1)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -267,17 +286,23 @@ def train(cfg, models=None):
             schedule.step()
             step += 1
             rate = len(indices) / (time.perf_counter() - started)
-            log["steps"].append({"step": step, "loss": loss.item(), "lr": schedule.get_last_lr()[0],
+            log["steps"].append({"step": step, "loss": loss_value, "lr": schedule.get_last_lr()[0],
                                  "samples_per_s": round(rate, 3), "timesteps": t.tolist()})
             if bar:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{rate:.2f}")
-            if stop["asked"]:
+                bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.2f}")
+            if ranks.any(stop["asked"]):  # Ctrl-C reaches the ranks at different steps: they stop at one
                 save("interrupted")
                 raise TrainingStopped(f"interrupted at step {step} of {total}; the state is saved in {work}: "
                                       f"run the same command with --resume to continue", exit_code=130)
             if step % cfg.checkpoint_every == 0 and step < total:
                 save("running")
+    except torch.distributed.DistError as e:  # under torchrun: another rank died (killed, out of memory)
+        kept = "no state had been saved yet" if saved_step is None else f"the last good state (step {saved_step}) is kept"
+        write_report(f"stopped: another process of the run ended at step {step + 1}")
+        raise TrainingStopped(f"another process of this torchrun run ended at step {step + 1} "
+                              f"({e.__class__.__name__}); {kept} in {work}: run the same torchrun command with "
+                              f"--resume to continue", exit_code=1) from None
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
@@ -285,8 +310,10 @@ def train(cfg, models=None):
             bar.close()
 
     # 7. The trained ControlNet, an ordinary ComfyUI ControlNet file that knows its window.
-    write_output(cfg, models.control_model, t_lo, t_hi, step)  # merged, LoRA or both (training/output.py)
+    if ranks.main:
+        write_output(cfg, models.control_model, t_lo, t_hi, step)  # merged, LoRA or both (training/output.py)
     save("finished")
+    ranks.barrier()  # every rank returns once the files are written
     return log
 
 
@@ -304,11 +331,15 @@ def encode_once(models, data, prompt, device):
     return mean.to(device), None if std is None else std.to(device), note, hints.to(device), context.to(device)
 
 
-def check_same_models(saved, given, work):
+def _say(message):
+    print(f"training: {message}", file=sys.stderr, flush=True)
+
+
+def check_same_models(saved, given, work, say=_say):
     """Refuse to continue a run on other model files than the ones it was trained from, naming both."""
     if saved is None:
-        print(f"training: the state in {work} predates model fingerprints; it cannot be checked that "
-              "--checkpoint and --controlnet are the files it was trained from", file=sys.stderr, flush=True)
+        say(f"the state in {work} predates model fingerprints; it cannot be checked that --checkpoint and "
+            "--controlnet are the files it was trained from")
         return
     for kind in ("checkpoint", "controlnet"):
         if saved[kind]["fingerprint"] != given[kind]["fingerprint"]:
