@@ -93,3 +93,22 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
             continue
         found += [f"{what} in {path}" for what, secret in secrets.items() if secret in data]
     assert not found, found
+
+
+def test_a_new_run_removes_what_a_killed_keeper_left_and_spares_live_runs(tmp_path):
+    import fcntl
+    from palsysim.runner import remove_stale_hosts
+    left, live = (tempfile.mkdtemp(prefix=HOST_PREFIX) for _ in range(2))
+    for folder in (left, live):
+        os.makedirs(os.path.join(folder, "input", "palsysim"))
+        Image.new("RGB", (8, 8)).save(os.path.join(folder, "input", "palsysim", "a.png"))
+        open(os.path.join(folder, "lock"), "w").close()
+    fd = os.open(os.path.join(live, "lock"), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running keeper holds it
+    try:
+        remove_stale_hosts()
+        assert not os.path.exists(left) and os.path.isfile(os.path.join(live, "input", "palsysim", "a.png"))
+    finally:
+        os.close(fd)
+    remove_stale_hosts()
+    assert not os.path.exists(live)
