@@ -68,11 +68,16 @@ def test_evaluate_writes_report_csv_and_chart_one_row_per_method(tree):
     assert float(other["fidelity_mean"]) < 1.0
     assert float(copy["pass_rate"]) == 0.0
     assert copy["lpips_mean"] == ""  # not asked for
-    for r in rows.values():
-        assert 0.0 < float(r["serfiq_mean"]) <= 1.0
+    for r in rows.values():  # the tiny model's raw q sits far below 0.88: calibrated near 0
+        assert 0.0 < float(r["serfiq_raw_mean"]) <= 1.0 and 0.0 <= float(r["serfiq_mean"]) <= 1.0
+    # <patient>_1.png names no expression: unpaired, its paired columns empty, never filled from another photo
+    assert int(palsied["unpaired"]) == 2 and palsied["fidelity_mean"] == "" and palsied["arcface_mean"] == ""
+    assert float(palsied["arcface_max_mean"]) < 0.999
 
     report = (out / "report.md").read_text()
     assert "| copy | 2 |" in report and "patient 1" in report and "patient 2" in report
+    assert "| palsied_other | patient 1, no expression, image 2 | unpaired" in report
+    assert "| palsied_other | patient 1, blank, image 1 | no face found |" in report
     for secret in PATIENT_NAMES + ("MRN", str(root)):
         assert secret not in report and secret not in (out / "metrics.csv").read_text()
     png_bytes = (out / "report.png").read_bytes()
@@ -114,5 +119,5 @@ def test_bad_folders_get_messages(tree, tmp_path):
     with pytest.raises(InputError, match="is not a folder"):
         ev.evaluate(str(tmp_path / "none"), str(root / "patients"), model, str(tmp_path / "o"))
     (tmp_path / "empty" / "method").mkdir(parents=True)
-    with pytest.raises(InputError, match="no images that match a patient"):
+    with pytest.raises(InputError, match="no images that match a patient.*<expression>"):
         ev.evaluate(str(tmp_path / "empty"), str(root / "patients"), model, str(tmp_path / "o"))

@@ -95,3 +95,10 @@ def test_fixed_batch_export_gives_the_same_scores(tmp_path, arcface, crops):
     assert isinstance(serfiq.load_split(fixed).head_batch, int)
     np.testing.assert_allclose(serfiq.quality_aligned(crops, fixed, passes=10),
                                serfiq.quality_aligned(crops, arcface, passes=10), atol=1e-6)
+
+
+def test_calibrated_score_is_the_reference_implementations():
+    assert serfiq.calibrated(0.88) == pytest.approx(0.5)
+    assert serfiq.calibrated(0.88 + 0.01) == pytest.approx(1 / (1 + np.exp(-1.3)))
+    # a raw spread of 0.008 becomes 0.25 on the calibrated scale (Table II's 0.35-0.60 fits this form)
+    assert serfiq.calibrated(0.884) - serfiq.calibrated(0.876) == pytest.approx(0.2543, abs=1e-3)
