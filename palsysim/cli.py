@@ -157,10 +157,13 @@ def cmd_bench(args):
 def cmd_evaluate(args):
     from .evaluate import evaluate
     result = evaluate(args.generated, args.patients, args.arcface, args.out, lpips=args.lpips,
-                      lpips_weights=args.lpips_weights, threshold=args.threshold, item=args.item)
+                      lpips_weights=args.lpips_weights, threshold=args.threshold, item=args.item,
+                      backend=args.backend, dlib_threshold=args.dlib_threshold)
     for r in result["rows"]:
-        print(f"{r['method']}: {r['images']} images, ArcFace {r['arcface_mean'] or 0:.4f}, "
-              f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}")
+        measures = [f"{name} {r[key]:.4f}" for name, key in (("ArcFace (paired)", "arcface_mean"),
+                                                             ("dlib (paired)", "dlib_mean")) if r[key] is not None]
+        print(f"{r['method']}: {r['images']} images, {', '.join(measures) or 'no paired image'}, "
+              f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}, unpaired {r['unpaired']}")
     print("\n".join(result["files"]))
 
 
@@ -281,9 +284,14 @@ def parser():
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method folder")
-    p.add_argument("--generated", required=True, help="folder with <method>/<patient>/<images>")
-    p.add_argument("--patients", required=True, help="folder with <patient>/<photos>")
-    p.add_argument("--arcface", required=True, help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")
+    p.add_argument("--generated", required=True, action="append",
+                   help="METHOD=OUT: one method's runner output (OUT/<patient>/<expression>/<image>); repeat per "
+                        "method. Or DIR holding one such tree per method (DIR/<method>/...)")
+    p.add_argument("--patients", required=True, help="the runner's --patients folder: <patient>/<expression>.png")
+    p.add_argument("--arcface", help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")
+    p.add_argument("--backend", choices=["auto", "arcface", "dlib", "both"], default="auto",
+                   help="identity backend (auto: ArcFace when --arcface names a file, else dlib)")
+    p.add_argument("--dlib-threshold", type=float, default=0.6, help="dlib same-person distance (default 0.6)")
     p.add_argument("--lpips", action="store_true", help="also LPIPS (needs AlexNet's weights on disk)")
     p.add_argument("--lpips-weights", help="alexnet-owt-7be5be79.pth (default: torch's hub cache)")
     p.add_argument("--threshold", type=float, default=0.28, help="ArcFace pass threshold (default 0.28)")
