@@ -1,4 +1,7 @@
 """PalsyLabelledGrid: a batch of images as one labelled sheet (rows x columns)."""
+import glob
+
+import numpy as np
 from comfy_api.latest import io
 
 from ..palsysim.draw import sheet
@@ -6,8 +9,39 @@ from ..palsysim.images import InputError, to_rgb_uint8
 from .common import output, to_arrays, to_image
 
 
+LABEL_H = 28  # the label strip under each tile in draw.sheet
+# Fonts with Japanese glyphs that Debian ships: fonts-ipafont-gothic, fonts-noto-cjk.
+FONT_GLOBS = ("/usr/share/fonts/opentype/ipafont-gothic/*.ttf", "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
+              "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
 def _lines(text):
     return [s.strip() for s in (text or "").splitlines() if s.strip()]
+
+
+def font_for(text):
+    """Path of an installed font that has a glyph for every character of text, else an InputError naming one."""
+    from fontTools.ttLib import TTFont
+    wanted = {ord(c) for c in text if not c.isspace()}
+    for path in (p for g in FONT_GLOBS for p in sorted(glob.glob(g))):
+        with TTFont(path, fontNumber=0, lazy=True) as f:
+            if wanted <= set(f.getBestCmap()):
+                return path
+    missing = "".join(sorted({c for c in text if not c.isspace()}))
+    raise InputError(f"no installed font has glyphs for the labels' characters {missing[:40]!r}: install one, e.g. "
+                     f"`apt-get install fonts-ipafont-gothic` (Japanese) or fonts-noto-cjk, then run again")
+
+
+def draw_labels(grid, labels, tile_size, columns):
+    """Labels written with a font that has their glyphs, under each tile of a draw.sheet grid (labels left blank)."""
+    from PIL import Image, ImageDraw, ImageFont
+    font = ImageFont.truetype(font_for("".join(labels)), 16)
+    im = Image.fromarray(grid)
+    pen = ImageDraw.Draw(im)
+    for i, label in enumerate(labels):
+        r, c = divmod(i, columns)
+        pen.text((c * tile_size + 6, r * (tile_size + LABEL_H) + tile_size + 4), label, font=font, fill=(235, 235, 235))
+    return np.asarray(im)
 
 
 class LabelledGrid(io.ComfyNode):
@@ -40,4 +74,7 @@ class LabelledGrid(io.ComfyNode):
                                  f"{len(tiles)} images in rows of {columns}")
         labels = [" | ".join(x for x in (rows[i // columns] if rows else "", cols[i % columns] if cols else "") if x)
                   for i in range(len(tiles))]
-        return io.NodeOutput(to_image([sheet(tiles, labels, tile_size, columns)]))
+        if all(label.isascii() for label in labels):  # OpenCV's own font has ASCII glyphs only
+            return io.NodeOutput(to_image([sheet(tiles, labels, tile_size, columns)]))
+        blank = sheet(tiles, [""] * len(tiles), tile_size, columns)
+        return io.NodeOutput(to_image([draw_labels(blank, labels, tile_size, columns)]))

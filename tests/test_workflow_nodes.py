@@ -130,3 +130,34 @@ def test_save_takes_a_multiline_summary(host):
     (path,) = host.image_paths(r, "2")
     from PIL import Image
     assert Image.open(path).text["Description"] == text
+
+
+def _grid(host, rows, cols):
+    name = host.upload_image(photo_paths()["astronaut"])
+    r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "2": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["1", 0]}},
+                  "3": {"class_type": "PalsyLabelledGrid",
+                        "inputs": {"images": ["2", 0], "columns": 2, "column_labels": cols, "row_labels": rows,
+                                   "tile_size": 64}},
+                  "4": {"class_type": "PalsySaveAnonymized",
+                        "inputs": {"images": ["3", 0], "filename_prefix": "palsysim/grid_labels", "method_summary": ""}}})
+    return r, (host.images(r, "4")[0] if r.ok else None)
+
+
+def test_grid_labels_in_japanese_render(host):
+    import glob
+    if not glob.glob("/usr/share/fonts/opentype/ipafont-gothic/*.ttf") + glob.glob("/usr/share/fonts/opentype/noto/*CJK*"):
+        pytest.skip("no Japanese font installed: apt-get install fonts-ipafont-gothic")
+    r, a = _grid(host, "男性", "安静時\n笑顔")
+    assert r.ok, r.error
+    _, b = _grid(host, "女性", "安静時\n笑顔")
+    _, blank = _grid(host, "", "")
+    strip = slice(64, 64 + 28)  # the label strip under the tiles
+    assert (a[strip] > 200).sum() > 50  # the glyphs are drawn ...
+    assert (a[strip] != b[strip]).any()  # ... and differ per character, unlike a "??" fallback
+    assert (a[:64] == blank[:64]).all()  # the tiles themselves are untouched
+
+
+def test_grid_labels_without_a_font_name_the_package(host):
+    r, _ = _grid(host, "\U00013000", "a\nb")  # an Egyptian hieroglyph: in no font Debian installs by default
+    assert r.status == "error" and "fonts-ipafont-gothic" in r.error, r.error
