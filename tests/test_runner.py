@@ -81,7 +81,8 @@ def test_a_refused_workflow_names_the_node(host, tmp_path):
     r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out", *NO_ARCFACE,
                    "--set", "checkpoint.ckpt_name=no_such_model.safetensors")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "node 1 (CheckpointLoaderSimple, 'checkpoint')" in r.stderr and "no_such_model" in r.stderr, r.stderr
+    nid = next(k for k, n in json.loads(open(api("palsy_pf")).read()).items() if n["_meta"]["title"] == "checkpoint")
+    assert f"node {nid} (CheckpointLoaderSimple, 'checkpoint')" in r.stderr and "no_such_model" in r.stderr, r.stderr
 
 
 def test_two_runners_on_one_server_both_finish(host, tmp_path):
