@@ -1,0 +1,109 @@
+"""`python -m palsysim experiment init|run EXP`: the paper's comparison on the user's own patients.
+
+    init  writes EXP/experiment.toml (commented; the paper's methods, windows and settings)
+    run   check -> prepare -> train -> generate -> evaluate -> figures -> report, each item skipped
+          when its fingerprint (input bytes and settings) is unchanged; kill it and run it again.
+"""
+import json
+import os
+
+from ..files import write_bytes
+from . import config, report, stages
+
+
+def evaluate(exp, state, bar, found):
+    """Per run: the evaluate command's scores of its runner tree against the prepared source photos."""
+    from .. import evaluate as ev
+    rows = []
+    for run in exp.runs():
+        bar.step(f"evaluate/{run}")
+        out = exp.path("evaluation", run)
+        images = stages.generated_images(exp, run)
+        fp = stages.fingerprint([stages.file_digest(p) for *_, p in images],
+                                sorted(stages.file_digest(exp.path("prepared", "photos", k, f"{e}.png"))
+                                       for k, ps in found.items() for e in ps),
+                                exp.identity_backend, exp.arcface and stages.file_digest(exp.arcface),
+                                exp.lpips_weights and stages.file_digest(exp.lpips_weights))
+        row_file = os.path.join(out, "row.json")
+        if not state.done(f"evaluate/{run}", fp, row_file):
+            result = ev.evaluate([f"{run}={exp.path('generated', run)}"], exp.path("prepared", "photos"),
+                                 exp.arcface or None, out, lpips=bool(exp.lpips_weights),
+                                 lpips_weights=exp.lpips_weights or None, backend=exp.identity_backend)
+            write_bytes(row_file, json.dumps(table_row(result["rows"][0], result["backends"], len(images)),
+                                             sort_keys=True) + "\n")
+            state.record(f"evaluate/{run}", fp)
+        with open(row_file, encoding="utf-8") as f:
+            rows.append({"run": run, **json.load(f)})
+    return rows
+
+
+def table_row(row, backends, generated):
+    """evaluate's per-method row -> the report's: privacy is ArcFace's paired similarity when ArcFace ran,
+    else dlib's paired distance (for dlib, higher is more private)."""
+    privacy = "arcface" if "arcface" in backends else "dlib"
+    return {"generated": generated, "images": row["images"], "no_face": row["skipped"], "unpaired": row["unpaired"],
+            "privacy_metric": {"arcface": "ArcFace similarity", "dlib": "dlib distance"}[privacy],
+            "privacy_mean": row[f"{privacy}_mean"], "privacy_std": row[f"{privacy}_std"], "passed": row["pass_rate"],
+            **{f"{m}_{s}": row[f"{m}_{s}"] for m in ("lpips", "serfiq", "fidelity") for s in ("mean", "std")}}
+
+
+def run(exp_dir, server=None, quiet=False):
+    exp = config.load(exp_dir)
+    found = stages.check(exp)
+    state = stages.State(exp.root)
+    bar = stages.Progress(stages.count_items(exp, found), quiet)
+    try:
+        stages.prepare(exp, state, found, bar)
+        stages.train(exp, state, found, bar, quiet)
+        stages.generate(exp, state, found, bar, server)
+        rows = evaluate(exp, state, bar, found)
+        bar.step("figures")
+        methods = [r for r in rows if r["run"] in exp.methods]
+        windows = [r for r in rows if r["run"] not in exp.methods]
+        figures = figures_of(exp, found, methods, windows)
+        bar.step("report")
+        settings = {"methods": exp.methods, "windows": exp.windows, "train": exp.train, "generate": exp.generate,
+                    "identity_backend": exp.identity_backend, "patients": len(found),
+                    "photos": sum(len(p) for p in found.values())}
+        files = report.write_report(exp, methods, windows, figures, settings)
+    finally:
+        bar.close()
+    return files
+
+
+def figures_of(exp, found, methods, windows):
+    """[(title, path)] of the figures that have something to show."""
+    out = []
+    trained = [m for m in ("partial_codc", "partial") if m in exp.methods][:1]
+    for title, runs, name in (("Fig. 6: patient | generated (the method)", trained, "fig6.png"),
+                              ("Fig. 7: patient | each method", exp.methods, "fig7.png"),
+                              ("Fig. 8: patient | each timestep window", [r["run"] for r in windows], "fig8.png")):
+        if runs and report.comparison_sheet(exp, found, runs, exp.path("figures", name)):
+            out.append((title, exp.path("figures", name)))
+    if methods:
+        out.append(("Privacy vs expression fidelity", report.scatter(methods + windows, exp.path("figures", "privacy_fidelity.png"))))
+    if exp.nets():
+        out.append(("Training loss", report.loss_curves(exp, exp.nets(), exp.path("figures", "loss.png"))))
+    return out
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="experiment_command", required=True)
+    i = sub.add_parser("init", help="write EXP/experiment.toml with the paper's settings, to edit")
+    i.add_argument("exp", help="the experiment folder")
+    for flag in ("patients", "donors", "checkpoint", "controlnet"):
+        i.add_argument(f"--{flag}", default="", help=f"fill [data]/[models] {flag} in")
+    r = sub.add_parser("run", help="run (or continue) the experiment in EXP")
+    r.add_argument("exp")
+    r.add_argument("--server", help="a running ComfyUI that sees EXP/models (default: the embedded host)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def main(args):
+    if args.experiment_command == "init":
+        given = [os.path.abspath(p) if p else "" for p in (args.patients, args.donors, args.checkpoint, args.controlnet)]
+        path = config.write_template(args.exp, *given)
+        print(f"wrote {path}: fill in the paths, then `python -m palsysim experiment run {args.exp}`")
+        return
+    files = run(args.exp, args.server, args.quiet)
+    print("experiment done: " + ", ".join(files))

@@ -1,0 +1,166 @@
+"""The experiment's figures (Figs. 6-8, privacy vs fidelity, loss curves) and EXP/report.md + report.html.
+
+Figures are PNG files under EXP/figures/; report.html embeds them (base64), so it opens offline with
+no external asset. Patients appear as "patient k" only; no source path is written anywhere.
+"""
+import base64
+import html
+import io
+import json
+import os
+
+import numpy as np
+
+from ..draw import sheet
+from ..files import write_bytes
+from ..images import read_image, write_image
+
+TILE = 192
+
+
+def _first_images(exp, run):
+    """{(patient, expression): first generated image path} of one run (first identity, first seed)."""
+    from .stages import generated_images
+    out = {}
+    for patient, expression, _, path in generated_images(exp, run):
+        out.setdefault((patient, expression), path)
+    return out
+
+
+def comparison_sheet(exp, found, runs, path):
+    """Rows = (patient, expression), columns = patient photo | each run's image: Figs. 6, 7 and 8."""
+    images = {run: _first_images(exp, run) for run in runs}
+    tiles, labels = [], []
+    for patient, photos in found.items():
+        for expression in photos:
+            tiles.append(read_image(exp.path("prepared", "crops", patient, f"{expression}.png")))
+            labels.append(f"{patient.replace('_', ' ')} {expression}")
+            for run in runs:
+                p = images[run].get((patient, expression))
+                tiles.append(read_image(p) if p else np.full((TILE, TILE, 3), 24, np.uint8))
+                labels.append(run if p else f"{run}: none")
+    if not tiles:
+        return None
+    write_image(path, sheet(tiles, labels, tile_size=TILE, columns=len(runs) + 1))
+    return path
+
+
+def _figure_png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def scatter(rows, path):
+    """Privacy (identity similarity, lower = more private) against expression fidelity, per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for row in rows:
+        x, y = row.get("privacy_mean"), row.get("fidelity_mean")
+        if x is None or y is None:
+            continue
+        ax.errorbar(x, y, xerr=row.get("privacy_std") or 0, yerr=row.get("fidelity_std") or 0, fmt="o", capsize=3)
+        ax.annotate(row["run"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel(f"identity to the source photo ({rows[0].get('privacy_metric', '') if rows else 'identity'})")
+    ax.set_ylabel("expression fidelity (higher = better)")
+    ax.set_title("Privacy vs expression fidelity per method")
+    ax.grid(alpha=0.3)
+    write_bytes(path, _figure_png(fig))
+    plt.close(fig)
+    return path
+
+
+def loss_curves(exp, nets, path):
+    """Every training's loss per step, from its train.json."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in nets:
+        log = exp.path("models", "controlnet", f"{name}_training", "train.json")
+        if not os.path.isfile(log):
+            continue
+        with open(log, encoding="utf-8") as f:
+            steps = json.load(f).get("steps", [])
+        ax.plot([s["step"] for s in steps], [s["loss"] for s in steps], label=name, marker="." if len(steps) < 30 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("denoising loss (MSE)")
+    ax.set_title("Training loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    write_bytes(path, _figure_png(fig))
+    plt.close(fig)
+    return path
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+def _fmt(mean, std):
+    return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def table(rows, columns):
+    """Markdown table of rows (dicts) with columns [(key, header)]; key_mean/key_std pairs shown as m ± s."""
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            if f"{key}_mean" in row:
+                cells.append(_fmt(row[f"{key}_mean"], row.get(f"{key}_std")))
+            else:
+                v = row.get(key)
+                cells.append("n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+COLUMNS = [("run", "method"), ("generated", "generated"), ("images", "scored"), ("no_face", "no face"),
+           ("privacy_metric", "identity measure"), ("privacy", "identity to source"), ("passed", "private share"),
+           ("lpips", "LPIPS"), ("serfiq", "SER-FIQ"), ("fidelity", "expression fidelity")]
+
+
+def write_report(exp, methods_rows, window_rows, figures, settings):
+    """EXP/report.md and EXP/report.html from the tables and figure files."""
+    md = ["# PalsySim experiment report", "",
+          "The paper's comparison on your patients (patients appear as \"patient k\", in sorted folder order).", "",
+          "## Settings", "", "```", json.dumps(settings, indent=1, sort_keys=True), "```", "",
+          "## Table II: methods", "", table(methods_rows, COLUMNS)]
+    if window_rows:
+        md += ["## Timestep ablation (Fig. 8)", "", table(window_rows, COLUMNS)]
+    md += ["Identity to source: each image against its own source photo (same patient, same expression): ArcFace's "
+           "cosine similarity (lower = more private) or, without ArcFace, dlib's distance (higher = more private); "
+           "private share: images that pass every backend's same-person threshold against all the patient's photos. "
+           "LPIPS: against the source photo, both through the 512 landmark crop. SER-FIQ: the calibrated score. "
+           "n/a: not measurable here (no face found in the generated images, or the model file not given).", ""]
+    for title, path in figures:
+        md += [f"## {title}", "", f"![{title}](figures/{os.path.basename(path)})", ""]
+    write_bytes(exp.path("report.md"), "\n".join(md))
+
+    body = [f"<h1>PalsySim experiment report</h1><p>Patients appear as \"patient k\".</p>",
+            "<h2>Settings</h2><pre>" + html.escape(json.dumps(settings, indent=1, sort_keys=True)) + "</pre>",
+            "<h2>Table II: methods</h2>" + html_table(methods_rows)]
+    if window_rows:
+        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + html_table(window_rows))
+    for title, path in figures:
+        data = base64.b64encode(open(path, "rb").read()).decode()
+        body.append(f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">")
+    page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>PalsySim experiment</title><style>"
+            "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
+            "img{max-width:100%}</style></head><body>" + "".join(body) + "</body></html>\n")
+    write_bytes(exp.path("report.html"), page)
+    return [exp.path("report.md"), exp.path("report.html")]
+
+
+def html_table(rows):
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in COLUMNS)
+    out = []
+    for row in rows:
+        cells = []
+        for key, _ in COLUMNS:
+            v = _fmt(row[f"{key}_mean"], row.get(f"{key}_std")) if f"{key}_mean" in row else row.get(key)
+            cells.append(f"<td>{html.escape('n/a' if v is None else f'{v:.3f}' if isinstance(v, float) else str(v))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(out)}</table>"

@@ -1,0 +1,341 @@
+"""The experiment's stages, in order: check, prepare, train, generate, evaluate, figures, report.
+
+Each stage item records a fingerprint (sha256 of its input files' bytes and its settings) in
+EXP/state.json once its outputs are whole; an item whose fingerprint is unchanged is skipped, one
+whose fingerprint changed is redone. Files are written atomically, so a killed run leaves either
+the old file or the new one, and a state entry is written only after its files.
+
+EXP/
+  experiment.toml
+  state.json                      fingerprints of finished items
+  prepared/photos/patient_k/<expression>.png       upright, metadata-free copies (runner layout)
+  prepared/train/patient_k/<expression>/photo.png  the same photos in the training layout
+  prepared/crops|pf|codc/patient_k/<expression>.png  face crop and its two conditions
+  models/checkpoints, models/controlnet            links to your files, and the trained nets
+  generated/<run>/patient_k/<expression>/<identity>_<seed>.png   one runner tree per method / window
+  evaluation/<run>/                                per-run scores
+  figures/*.png, report.md, report.html
+"""
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from .. import runner
+from ..files import write_bytes
+from ..images import InputError, read_image, write_image
+from ..models import missing_hint
+from .config import METHODS
+
+STATE = "state.json"
+
+
+# --- fingerprints ----------------------------------------------------------------------------------
+
+def file_digest(path, _cache={}):
+    """sha256 of a file's bytes (cached per process by path, size and mtime: a big checkpoint is read once)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _cache[key] = h.hexdigest()
+    return _cache[key]
+
+
+def fingerprint(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class State:
+    """EXP/state.json: {item key: fingerprint} of the items whose outputs are whole."""
+
+    def __init__(self, root):
+        self.path = os.path.join(root, STATE)
+        self.items = {}
+        if os.path.isfile(self.path):
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    self.items = dict(json.load(f))
+            except (ValueError, TypeError):
+                self.items = {}  # a damaged record only costs redoing the work
+
+    def done(self, key, fp, *outputs):
+        return self.items.get(key) == fp and all(os.path.exists(p) for p in outputs)
+
+    def record(self, key, fp):
+        self.items[key] = fp
+        write_bytes(self.path, json.dumps(self.items, indent=1, sort_keys=True) + "\n")
+
+
+# --- what the stages read --------------------------------------------------------------------------
+
+def patients(exp):
+    """{"patient_k": {expression: source photo path}}: the patients in sorted folder order, renamed."""
+    found = runner.find_patients(exp.patients)
+    return {f"patient_{i + 1}": photos for i, (_, photos) in enumerate(sorted(found.items()))}
+
+
+def donor_paths(exp):
+    if not exp.donors:
+        return []
+    if os.path.isdir(exp.donors):
+        return sorted(os.path.join(exp.donors, f) for f in os.listdir(exp.donors)
+                      if f.lower().endswith((".png", ".jpg", ".jpeg")) and not f.startswith("."))
+    return [exp.donors]
+
+
+def needs_codc(exp):
+    return any(METHODS[m]["condition"] == "codc" for m in exp.methods)
+
+
+def check(exp):
+    """Every problem that would stop the experiment later, in one InputError, before any work."""
+    from ..landmarks import face_landmarks
+    problems = []
+    for what, path in (("[models] checkpoint", exp.checkpoint), ("[models] controlnet", exp.controlnet),
+                       ("[models] arcface", exp.arcface), ("[models] lpips_weights", exp.lpips_weights)):
+        if path and not os.path.isfile(path):
+            problems.append(f"{what}: no such file {path}{missing_hint(path)}")
+    try:
+        found = patients(exp)
+    except InputError as e:
+        problems.append(f"[data] patients: {e}")
+        found = {}
+    if needs_codc(exp):
+        for key, photos in found.items():
+            if "rest" not in photos:
+                problems.append(f"{key} has no rest photo: CODC scales the organs from the rest photo "
+                                f"(add <patient>/rest.png or drop partial_codc)")
+        donors = donor_paths(exp)
+        if not donors:
+            problems.append("[data] donors: CODC (partial_codc) needs a donor photo (a healthy, consenting "
+                            "non-patient face)")
+        for path in donors:
+            try:
+                face_landmarks(read_image(path), what=f"donor {os.path.basename(path)}")
+            except InputError as e:
+                problems.append(f"[data] donors: {e}")
+    if problems:
+        raise InputError("the experiment cannot start:\n  " + "\n  ".join(problems))
+    return found
+
+
+# --- prepare ---------------------------------------------------------------------------------------
+
+def prepare(exp, state, found, bar):
+    """Upright copies of every photo, in both layouts, and the face crop with its PF and CODC conditions."""
+    from ..codc import face_crop, make_condition
+    from ..landmarks import face_landmarks
+    size = exp.train["resolution"]
+    donors = donor_paths(exp)
+    donor_faces = {}
+    for k, (key, photos) in enumerate(found.items()):
+        donor = donors[k % len(donors)] if donors and needs_codc(exp) else None
+        rest_xy = None  # CODC organ scales come from the rest photo (check() made sure there is one)
+        for expression, path in photos.items():
+            out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops", "pf", "codc")}
+            out["train"] = exp.path("prepared", "train", key, expression, "photo.png")
+            if not donor:
+                out.pop("codc")
+            fp = fingerprint(file_digest(path), donor and file_digest(donor), donor and file_digest(photos["rest"]),
+                             size)
+            item = f"prepare/{key}/{expression}"
+            bar.step(item)
+            if state.done(item, fp, *out.values()):
+                continue
+            image = read_image(path)
+            face = face_landmarks(image, what=f"{key} {expression}")
+            write_image(out["photos"], image)
+            write_image(out["train"], image)
+            write_image(out["crops"], face_crop(image, face.xy, size)[0])
+            write_image(out["pf"], make_condition(image, face.xy, "pf", size=size))
+            if donor:
+                if donor not in donor_faces:
+                    d_image = read_image(donor)
+                    donor_faces[donor] = (d_image, face_landmarks(d_image, what="donor").xy)
+                if rest_xy is None:
+                    rest_xy = face_landmarks(read_image(photos["rest"]), what=f"{key} rest").xy
+                write_image(out["codc"], make_condition(image, face.xy, "codc", *donor_faces[donor], size=size,
+                                                        rest_xy=rest_xy))
+            state.record(item, fp)
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+def _die_with_parent():
+    """In a child process: SIGKILL when the experiment dies, however it dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def dataset_digest(exp, found):
+    return fingerprint(sorted((k, e, file_digest(exp.path("prepared", "train", k, e, "photo.png")))
+                              for k, photos in found.items() for e in photos))
+
+
+def net_path(exp, name):
+    return exp.path("models", "controlnet", f"{name}.safetensors")
+
+
+def link_models(exp):
+    """EXP/models/{checkpoints,controlnet}/ with links to the user's files: the embedded host's model folder."""
+    for folder, path in (("checkpoints", exp.checkpoint), ("controlnet", exp.controlnet)):
+        link = exp.path("models", folder, os.path.basename(path))
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.islink(link) and os.readlink(link) != path:
+            os.unlink(link)
+        if not os.path.lexists(link):
+            os.symlink(path, link)
+
+
+def train(exp, state, found, bar, quiet=False):
+    """Each net once (python -m training in a child process that dies with this one); a killed
+    training resumes from its own state when its fingerprint is unchanged, else starts over."""
+    base = fingerprint(dataset_digest(exp, found), file_digest(exp.checkpoint), file_digest(exp.controlnet),
+                       exp.train)
+    for name, (mode, lo, hi) in exp.nets().items():
+        out = net_path(exp, name)
+        work = out[:-len(".safetensors")] + "_training"
+        fp = fingerprint(base, mode, lo, hi)
+        item, started = f"train/{name}", f"train-started/{name}"
+        bar.step(item)
+        if state.done(item, fp, out):
+            continue
+        resume = state.items.get(started) == fp and os.path.isdir(work)
+        if not resume:
+            for p in (out, work):
+                shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (os.path.exists(p) and os.unlink(p))
+            state.record(started, fp)
+        t = exp.train
+        cmd = [sys.executable, "-m", "training", "--checkpoint", exp.checkpoint, "--controlnet", exp.controlnet,
+               "--data", exp.path("prepared", "train"), "--out", out, "--mode", mode, "--t-min", str(lo),
+               "--t-max", str(hi), "--batch-size", str(t["batch_size"]), "--resolution", str(t["resolution"]),
+               "--seed", str(t["seed"]), "--checkpoint-every", str(t.get("checkpoint_every", 100))]
+        cmd += ["--steps", str(t["steps"])] if t["steps"] else ["--epochs", str(t["epochs"])]
+        cmd += ["--lr", repr(t["lr"])] if t["lr"] else []
+        cmd += ["--resume"] if resume else []
+        cmd += ["--no-progress"] if quiet else []
+        proc = subprocess.run(cmd, cwd=REPO, preexec_fn=_die_with_parent, stdout=subprocess.PIPE,
+                              stderr=None if not quiet else subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise InputError(f"training {name} stopped (exit {proc.returncode}): "
+                             f"{(proc.stderr or '').strip()[-2000:] or 'see the messages above'}")
+        state.record(item, fp)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# --- generate --------------------------------------------------------------------------------------
+
+def run_graph(exp, client, workflow, net, condition):
+    """The shipped API workflow with the experiment's models and sampling settings, privacy gate bypassed
+    (every image is scored: the gate's threshold would bias the privacy numbers)."""
+    from .. import workflow as wf
+    graph = runner.prepare_graph(os.path.join(REPO, "workflows", "api", f"{workflow}.json"), client)
+    g = exp.generate
+    values = {
+        "CheckpointLoaderSimple": {"ckpt_name": os.path.basename(exp.checkpoint)},
+        "PalsyTimestepWindowControlNetLoader": {
+            "control_net_name": f"{net}.safetensors" if net else os.path.basename(exp.controlnet),
+            "t_lo": -1, "t_hi": -1, "steps": g["steps"], "sampler_name": g["sampler"], "scheduler": g["scheduler"]},
+        "ControlNetLoader": {"control_net_name": f"{net}.safetensors" if net else os.path.basename(exp.controlnet)},
+        "KSampler": {"steps": g["steps"], "sampler_name": g["sampler"], "scheduler": g["scheduler"], "cfg": g["cfg"]},
+        "EmptyLatentImage": {"width": g["resolution"], "height": g["resolution"]},
+        "PalsyFaceCrop": {"size": g["resolution"]},
+        "PalsyPFCondition": {"size": g["resolution"]},
+    }
+    for nid, node in graph.items():
+        for name, value in values.get(node["class_type"], {}).items():
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+                node["inputs"][name] = value
+    for nid in [n for n, node in graph.items() if node["class_type"] == "PalsyPrivacyGate"]:
+        wf.bypass(graph, nid, client.object_info)
+    return graph
+
+
+def generate(exp, state, found, bar, server=None):
+    """Every run (method and ablation window) through the headless runner, against one server."""
+    runs = exp.runs()
+    photos = {k: {e: exp.path("prepared", "photos", k, f"{e}.png") for e in p} for k, p in found.items()}
+    donors = donor_paths(exp)
+    todo = {}
+    for name, (workflow, net, condition) in runs.items():
+        fp = fingerprint(file_digest(os.path.join(REPO, "workflows", "api", f"{workflow}.json")),
+                         file_digest(net_path(exp, net) if net else exp.controlnet),
+                         file_digest(exp.checkpoint), exp.generate,
+                         sorted((k, e, file_digest(p)) for k, ps in photos.items() for e, p in ps.items()),
+                         condition == "codc" and file_digest(donors[0]))
+        if not state.done(f"generate/{name}", fp, exp.path("generated", name, runner.MANIFEST)):
+            todo[name] = fp
+    if not todo:
+        for name in runs:
+            bar.step(f"generate/{name}")
+        return
+    link_models(exp)
+    host = None if server else runner.EmbeddedHost(exp.path("models"))
+    url = server or host.__enter__().url
+    try:
+        for name, (workflow, net, condition) in runs.items():
+            bar.step(f"generate/{name}")
+            if name not in todo:
+                continue
+            client = runner.Client(url)
+            graph = run_graph(exp, client, workflow, net, condition)
+            summary = runner.run_batch(client, graph, photos, exp.path("generated", name), exp.generate["identities"],
+                                       exp.generate["seeds"], donors[0] if condition == "codc" else None,
+                                       name=workflow, settings={"run": name}, progress=False)
+            if summary["failed"]:
+                raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(summary["failed"]))
+            state.record(f"generate/{name}", todo[name])
+    finally:
+        if host:
+            host.__exit__()
+
+
+def generated_images(exp, run):
+    """[(patient key, expression, identity_seed stem, path)] of one run's images, in sorted order."""
+    root = exp.path("generated", run)
+    out = []
+    for d, _, files in os.walk(root):
+        rel = os.path.relpath(d, root).split(os.sep)
+        for f in sorted(files):
+            if len(rel) == 2 and f.endswith(".png") and not f.startswith("."):
+                out.append((rel[0], rel[1], f[:-4], os.path.join(d, f)))
+    return sorted(out)
+
+
+class Progress:
+    """The whole experiment's bar (stage, item, ETA); each stage item calls step() once."""
+
+    def __init__(self, total, quiet=False):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="item", disable=quiet, dynamic_ncols=True, file=sys.stderr,
+                        desc="experiment")
+        self.started = False
+
+    def step(self, item):
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_postfix_str(item)
+
+    def close(self):
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
+
+
+def count_items(exp, found):
+    photos = sum(len(p) for p in found.values())
+    return photos + len(exp.nets()) + 2 * len(exp.runs()) + 2
+

@@ -1,0 +1,175 @@
+"""The experiment pipeline end to end on tiny models: every method and window, figures, report, resume after SIGKILL."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from palsysim.images import read_image, write_image
+from palsysim.landmarks import face_landmarks
+from palsysim.synth import synth_expression, synth_palsy
+from real_faces import photo_paths
+from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATIENT_NAMES = ("zq_patient_alpha", "zq_patient_beta")  # must never appear in any output
+FAST = {"[train]": {"steps = 0": "steps = 3", "batch_size = 4": "batch_size = 2", "resolution = 512": "resolution = 64",
+                    "checkpoint_every = 100": "checkpoint_every = 1"},
+        "[generate]": {'identities = ["man", "woman"]': 'identities = ["man"]', "steps = 20": "steps = 2",
+                       "resolution = 512": "resolution = 64"},
+        "[ablation]": {"windows = [[0, 200], [800, 999], [0, 999], [500, 700]]": "windows = [[0, 200], [500, 700]]"}}
+
+
+def make_inputs(root):
+    """Two patients (a real photo, a synthetic palsy of another) x rest and grin, a donor, tiny SD1.5 files."""
+    faces = {k: read_image(p) for k, p in photo_paths().items()}
+    for name, photo in zip(PATIENT_NAMES, ("grace_hopper", "astronaut")):
+        image = faces[photo]
+        face = face_landmarks(image)
+        rest = synth_palsy(image, face, "left", 0.6)[0] if name.endswith("beta") else image
+        write_image(os.path.join(root, "patients", name, "rest.png"), rest)
+        write_image(os.path.join(root, "patients", name, "grin.jpg"), synth_expression(image, face, "grin")[0])
+    donor = faces["astronaut"][:, ::-1]
+    write_image(os.path.join(root, "donors", "donor.png"), donor)
+    write_tiny_checkpoint(os.path.join(root, "sd", "tiny_sd15.safetensors"))
+    write_tiny_controlnet(os.path.join(root, "sd", "tiny_canny.safetensors"))
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "palsysim", "experiment", *args], cwd=REPO, capture_output=True,
+                          text=True, **kw)
+
+
+def init(root, exp):
+    r = cli("init", exp, "--patients", os.path.join(root, "patients"), "--donors", os.path.join(root, "donors"),
+            "--checkpoint", os.path.join(root, "sd", "tiny_sd15.safetensors"),
+            "--controlnet", os.path.join(root, "sd", "tiny_canny.safetensors"))
+    assert r.returncode == 0, r.stderr
+    path = os.path.join(exp, "experiment.toml")
+    text, section = [], None
+    for line in open(path, encoding="utf-8").read().splitlines():
+        section = line if line.startswith("[") else section
+        for old, new in FAST.get(section, {}).items():
+            line = line.replace(old, new) if line.startswith(old) else line
+        text.append(line)
+    open(path, "w", encoding="utf-8").write("\n".join(text) + "\n")
+
+
+def run_killed_at(exp, marker, timeout=900):
+    """Start `experiment run`, SIGKILL it once `marker()` is true; True if it was killed before finishing."""
+    proc = subprocess.Popen([sys.executable, "-m", "palsysim", "experiment", "run", exp, "--quiet"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if marker():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.05)
+    proc.wait()
+    return False
+
+
+def report_numbers(exp):
+    """The report's tables without the settings block (whose paths differ between folders)."""
+    text = open(os.path.join(exp, "report.md"), encoding="utf-8").read()
+    return text.split("## Table II")[1]
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("experiment"))
+    make_inputs(root)
+    plain, broken = os.path.join(root, "plain"), os.path.join(root, "broken")
+    for exp in (plain, broken):
+        init(root, exp)
+    r = cli("run", plain, "--quiet", timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # SIGKILL once a training has saved a state, then once generation has written an image; then finish.
+    training = lambda: any(f.endswith("_training") and os.path.isfile(os.path.join(d, f, "training_state.torch"))
+                           for d in [os.path.join(broken, "models", "controlnet")] if os.path.isdir(d)
+                           for f in os.listdir(d))
+    generating = lambda: os.path.isdir(os.path.join(broken, "generated")) and any(
+        f.endswith(".png") for _, _, fs in os.walk(os.path.join(broken, "generated")) for f in fs)
+    killed = [run_killed_at(broken, training), run_killed_at(broken, generating)]
+    r = cli("run", broken, "--quiet", timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return root, plain, broken, killed
+
+
+def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
+    root, plain, _, _ = experiments
+    text = open(os.path.join(plain, "report.md"), encoding="utf-8").read()
+    for run in ("zero_shot", "full", "partial", "partial_codc", "freeze", "lora", "window_0_200", "window_500_700"):
+        row = next(l for l in text.splitlines() if l.startswith(f"| {run} |"))
+        numbers = re.findall(r"-?\d+\.\d+", row)
+        assert numbers and all(abs(float(n)) < 1e6 for n in numbers), row
+        assert len(os.listdir(os.path.join(plain, "generated", run))) >= 2  # patients + manifest
+    for name in ("fig6.png", "fig7.png", "fig8.png", "privacy_fidelity.png", "loss.png"):
+        image = read_image(os.path.join(plain, "figures", name))
+        assert image.std() > 5, name  # not blank
+    html = open(os.path.join(plain, "report.html"), encoding="utf-8").read()
+    assert html.count("data:image/png;base64,") == 5 and "http" not in html.replace("http-equiv", "")
+
+
+def test_no_patient_folder_or_file_name_in_any_output(experiments):
+    root, plain, _, _ = experiments
+    for d, _, files in os.walk(plain):
+        for f in files:
+            assert not any(n in f for n in PATIENT_NAMES), os.path.join(d, f)
+            data = open(os.path.join(d, f), "rb").read()
+            for n in PATIENT_NAMES + (os.path.join(root, "patients"),):
+                assert n.encode() not in data, (os.path.join(d, f), n)
+
+
+def test_killed_in_training_and_generation_then_rerun_gives_the_unbroken_report(experiments):
+    _, plain, broken, killed = experiments
+    assert killed == [True, True]
+    assert report_numbers(broken) == report_numbers(plain)
+
+
+def test_a_second_run_redoes_nothing_and_a_new_seed_only_generates_and_scores(experiments):
+    _, plain, _, _ = experiments
+    state = os.path.join(plain, "state.json")
+    before = open(state).read()
+    nets = {f: os.stat(os.path.join(plain, "models", "controlnet", f)).st_mtime_ns
+            for f in os.listdir(os.path.join(plain, "models", "controlnet")) if f.endswith(".safetensors")}
+    r = cli("run", plain, "--quiet", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert open(state).read() == before
+    path = os.path.join(plain, "experiment.toml")
+    text = open(path).read().replace("seeds = [1]", "seeds = [1, 2]")
+    open(path, "w").write(text)
+    r = cli("run", plain, "--quiet", timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert os.path.isfile(os.path.join(plain, "generated", "partial", "patient_1", "grin", "man_2.png"))
+    assert nets == {f: os.stat(os.path.join(plain, "models", "controlnet", f)).st_mtime_ns for f in nets}
+
+
+def test_every_problem_is_listed_before_any_work(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "patients", "p1"))
+    write_image(os.path.join(root, "patients", "p1", "grin.png"), read_image(photo_paths()["astronaut"]))
+    write_image(os.path.join(root, "donors", "blank.png"), (read_image(photo_paths()["astronaut"]) * 0))
+    exp = os.path.join(root, "exp")
+    init_text = cli("init", exp, "--patients", os.path.join(root, "patients"), "--donors",
+                    os.path.join(root, "donors"), "--checkpoint", os.path.join(root, "none.safetensors"),
+                    "--controlnet", os.path.join(root, "control_sd15_canny.pth"))
+    assert init_text.returncode == 0
+    path = os.path.join(exp, "experiment.toml")
+    text = open(path).read().replace('"freeze", "lora"]', '"freeze", "lora", "dreambooth"]')
+    text = text.replace("[800, 999]", "[800, 1200]")
+    open(path, "w").write(text)
+    r = cli("run", exp)
+    assert r.returncode == 2
+    for needle in ("dreambooth", "[800, 1200]"):
+        assert needle in r.stderr, r.stderr
+    open(path, "w").write(text.replace(', "dreambooth"', "").replace("[800, 1200]", "[800, 999]"))
+    r = cli("run", exp)
+    assert r.returncode == 2
+    for needle in ("none.safetensors", "control_sd15_canny.pth", "models --fetch", "no rest photo", "donors"):
+        assert needle in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(exp, "prepared")) and not os.path.exists(os.path.join(exp, "state.json"))
