@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from palsysim import evaluate as ev
+from palsysim import identity_dlib
 from palsysim.images import InputError, write_image
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import synth_palsy
@@ -121,3 +122,57 @@ def test_bad_folders_get_messages(tree, tmp_path):
     (tmp_path / "empty" / "method").mkdir(parents=True)
     with pytest.raises(InputError, match="no images that match a patient.*<expression>"):
         ev.evaluate(str(tmp_path / "empty"), str(root / "patients"), model, str(tmp_path / "o"))
+
+
+needs_dlib = pytest.mark.skipif(identity_dlib.unavailable() is not None, reason=str(identity_dlib.unavailable()))
+
+
+@needs_dlib
+def test_runner_layout_both_backends_paired_to_the_source_expression(tmp_path):
+    """PATIENTS/<patient>/<expression>.png and METHOD=OUT trees as the runner writes them; every paired
+    column compares with the photo of the same expression; a face dlib cannot find is listed, not a crash."""
+    import torchvision
+    f = photos()
+    astro, grace = f["astronaut"], f["grace_hopper"]
+    rest = synth_palsy(astro, face_landmarks(astro), "left", 0.6)[0]
+    rotated = cv2.warpAffine(grace, cv2.getRotationMatrix2D((256, 300), 50, 1.0), (512, 600),
+                             borderMode=cv2.BORDER_REPLICATE)  # MediaPipe finds it, dlib's detector does not
+    pats, copy_out, other_out = tmp_path / "PATIENTS", tmp_path / "OUT_copy", tmp_path / "OUT_other"
+    write_image(str(pats / PATIENT_NAMES[0] / "rest.png"), rest)
+    write_image(str(pats / PATIENT_NAMES[0] / "grin.png"), astro)
+    write_image(str(pats / PATIENT_NAMES[1] / "rest.png"), grace)
+    write_image(str(copy_out / PATIENT_NAMES[0] / "rest" / "a_man_1.png"), rest)
+    write_image(str(copy_out / PATIENT_NAMES[0] / "grin" / "a_man_1.png"), astro)
+    write_image(str(copy_out / PATIENT_NAMES[0] / "whistle" / "a_man_1.png"), astro)  # no whistle photo
+    write_image(str(other_out / PATIENT_NAMES[0] / "rest" / "a_woman_1.png"), grace)
+    write_image(str(other_out / PATIENT_NAMES[1] / "rest" / "a_woman_1.png"), rotated)
+    (copy_out / "manifest.json").write_text("{}")  # the runner's own file beside the tree
+    model = write_tiny_arcface(str(tmp_path / "tiny_arcface.onnx"))
+    torch.manual_seed(0)
+    weights = str(tmp_path / "alexnet-owt-7be5be79.pth")
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    out = tmp_path / "evaluation"
+    proc = subprocess.run([sys.executable, "-m", "palsysim", "evaluate", "--patients", str(pats),
+                           "--generated", f"copy={copy_out}", "--generated", f"other={other_out}",
+                           "--arcface", model, "--backend", "both", "--threshold", "1.01", "--lpips",
+                           "--lpips-weights", weights, "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    copy, other = rows["copy"], rows["other"]
+    assert (int(copy["images"]), int(copy["unpaired"]), int(copy["skipped"])) == (3, 1, 0)
+    # paired with its own expression's photo: identical pixels everywhere (rest with rest, grin with grin)
+    assert float(copy["lpips_mean"]) == pytest.approx(0.0, abs=1e-6) and float(copy["lpips_std"]) < 1e-6
+    assert float(copy["dlib_mean"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(copy["arcface_mean"]) == pytest.approx(1.0, abs=1e-4)
+    assert float(copy["pass_rate"]) == 0.0  # dlib: the patient herself
+    assert (int(other["images"]), int(other["skipped"])) == (1, 1)
+    assert float(other["dlib_mean"]) > 0.6 and float(other["dlib_min_mean"]) > 0.6
+    assert float(other["pass_rate"]) == 1.0 and float(other["lpips_mean"]) > 0.0
+    report = (out / "report.md").read_text()
+    assert "| copy | patient 1, whistle, image 3 | unpaired" in report
+    assert "| other | patient 2, rest, image 1 | no face found by dlib |" in report
+    assert "dlib distance (paired)" in report and "ArcFace max over photos" in report
+    for secret in PATIENT_NAMES + (str(tmp_path),):
+        assert secret not in report and secret not in (out / "metrics.csv").read_text()
