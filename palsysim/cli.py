@@ -146,6 +146,11 @@ def cmd_run(args):
         sys.exit(1)  # some jobs failed; the manifest and stderr say which
 
 
+def cmd_experiment(args):
+    from .experiment import main as experiment_main
+    experiment_main(args)
+
+
 def cmd_bench(args):
     from . import bench
     if args.which == "codc-measures":
@@ -313,6 +318,15 @@ def parser():
     from .runner import add_arguments as run_arguments
     run_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("experiment", help="the paper's comparison on your patients: init EXP, then run EXP")
+    from .experiment import add_arguments as experiment_arguments
+    experiment_arguments(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("study", help="the rating study (Table I) and the Yanagihara trainer: create, invite, serve, results")
+    from .study.cli import add_arguments as study_arguments
+    study_arguments(p)
 
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")
