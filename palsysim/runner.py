@@ -649,6 +649,15 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
             uploads[path] = client.upload(png(path))
         return uploads[path]
 
+    unreadable = []
+    for path in sorted({p for job in plan.jobs for p in job["photos"].values()}):
+        try:
+            png(path)
+        except InputError as e:
+            unreadable.append(str(e))
+    if unreadable:  # said once, before any job, not one by one mid-batch
+        raise InputError(f"{len(unreadable)} photo(s) cannot be read: replace them or move them away:\n  "
+                         + "\n  ".join(unreadable))
     donors = titled(graph, "donor", "LoadImage")
     if donors and not donor:
         raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")

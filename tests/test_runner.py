@@ -187,6 +187,17 @@ def test_a_corrupt_manifest_is_a_message(host, tmp_path, manifest, message):
     assert (tmp_path / "out" / "manifest.json").read_text() == manifest  # kept as it was
 
 
+def test_unreadable_patient_photos_are_listed_once_before_any_job(host, tmp_path):
+    patients = make_patients(tmp_path / "p", ["rest"])
+    (patients / PATIENT / "grin.png").write_bytes(b"")
+    (patients / PATIENT / "wink.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    before = len(host.get("/history"))
+    r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out", *NO_ARCFACE)
+    assert r.returncode == 2 and "2 photo(s) cannot be read" in r.stderr, r.stderr
+    assert "grin.png" in r.stderr and "wink.jpg" in r.stderr and "Traceback" not in r.stderr
+    assert len(host.get("/history")) == before
+
+
 def test_bad_out_and_a_faceless_donor_are_refused_before_anything_runs(host, tmp_path):
     import skimage
     patients = make_patients(tmp_path / "p", ["rest"])
