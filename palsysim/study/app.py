@@ -80,7 +80,7 @@ async def headers(request, handler):
     except web.HTTPException as ex:
         response = ex
     response.headers.update({"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
-                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
                              "Cache-Control": "no-store"})
     return response
 

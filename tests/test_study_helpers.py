@@ -1,0 +1,103 @@
+"""Inputs for the study tests: real face photographs with synthetic palsy (no tests in this file).
+
+Patient folders carry a name a real clinic might use (PATIENT_NAMES): the tests check it never
+reaches the study's database, a page or an export. The generated images carry it in a PNG text
+chunk too, as ComfyUI's workflow metadata would.
+"""
+import os
+import re
+
+from PIL import Image, PngImagePlugin
+
+PATIENT_NAMES = ("Doe_Jane_MRN4711", "Roe_Rich_MRN0815")
+METHODS = ("codc_window", "pf_baseline")
+
+
+def _faces():
+    from palsysim.landmarks import face_landmarks
+    from tests.real_faces import photos
+    out = {}
+    for name, image in photos().items():
+        out[name] = (image, face_landmarks(image, what=name))
+    return out
+
+
+def _save(path, image, secret=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    if secret:
+        info.add_text("prompt", secret)
+    Image.fromarray(image).save(path, pnginfo=info)
+
+
+def make_inputs(root, cells, methods=METHODS):
+    """Write root/patients/<name>/<item>.png and root/generated/<method>/<name>/<item>/<stem>.png.
+
+    cells: [(patient index, item)] per method; sources: grace_hopper (patient 0) and astronaut (patient 1)
+    with a synthetic left palsy doing the item; generated: Tom Hanks / the other photo doing it with a
+    method-specific severity. Returns (images dir, patients dir).
+    """
+    from palsysim.synth import synth_expression
+    faces = _faces()
+    who = ("grace_hopper", "astronaut")
+    for p, item in {c for c in cells}:
+        image, face = faces[who[p]]
+        _save(os.path.join(root, "patients", PATIENT_NAMES[p], item + ".png"),
+              synth_expression(image, face, item, "left", 0.7)[0])
+    for m, method in enumerate(methods):
+        for p, item in cells:
+            donor = ("tom_hanks", "astronaut", "grace_hopper")[(p + m + 1) % 3]
+            image, face = faces[donor]
+            path = os.path.join(root, "patients", PATIENT_NAMES[p], item + ".png")
+            _save(os.path.join(root, "generated", method, PATIENT_NAMES[p], item, "a_man_7.png"),
+                  synth_expression(image, face, item, "left", 0.3 + 0.4 * m)[0], secret=path)
+    return os.path.join(root, "generated"), os.path.join(root, "patients")
+
+
+def assert_no_patient_names(text):
+    """No patient folder name nor any file-system path of the inputs in text (bytes or str)."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    for name in PATIENT_NAMES:
+        assert name not in text, f"patient folder name {name} leaked"
+        assert name.split("_")[0] not in text, f"patient surname from {name} leaked"
+    assert not re.search(r"/(tmp|work)/", text), "a file-system path leaked"
+
+
+def hand_ordinal_alpha(data):
+    """Krippendorff's alpha, ordinal, by the coincidence-matrix formulas (Krippendorff 2011), for
+    data = [[value or None per unit] per rater]."""
+    values = sorted({v for row in data for v in row if v is not None})
+    o = {(c, k): 0.0 for c in values for k in values}
+    for u in range(len(data[0])):
+        vs = [row[u] for row in data if row[u] is not None]
+        m = len(vs)
+        if m < 2:
+            continue
+        for i, a in enumerate(vs):
+            for j, b in enumerate(vs):
+                if i != j:
+                    o[(a, b)] += 1.0 / (m - 1)
+    n_c = {c: sum(o[(c, k)] for k in values) for c in values}
+    n = sum(n_c.values())
+
+    def delta(c, k):
+        lo, hi = sorted((values.index(c), values.index(k)))
+        return (sum(n_c[values[g]] for g in range(lo, hi + 1)) - (n_c[c] + n_c[k]) / 2) ** 2
+    observed = sum(o[(c, k)] * delta(c, k) for c in values for k in values)
+    expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in values for k in values)
+    return 1 - (n - 1) * observed / expected
+
+
+def hand_quadratic_kappa(reference, scores, labels=(0, 2, 4)):
+    """Cohen's kappa with quadratic weights, from the observed and chance agreement tables."""
+    k, n = len(labels), len(reference)
+    obs = [[0.0] * k for _ in labels]
+    for a, b in zip(reference, scores):
+        obs[labels.index(a)][labels.index(b)] += 1
+    rows = [sum(r) for r in obs]
+    cols = [sum(obs[i][j] for i in range(k)) for j in range(k)]
+    w = [[(i - j) ** 2 / (k - 1) ** 2 for j in range(k)] for i in range(k)]
+    observed = sum(w[i][j] * obs[i][j] for i in range(k) for j in range(k))
+    expected = sum(w[i][j] * rows[i] * cols[j] / n for i in range(k) for j in range(k))
+    return 1 - observed / expected
