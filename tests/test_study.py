@@ -1,0 +1,106 @@
+"""The study's store and statistics on real files (real face photographs, a real SQLite study)."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from palsysim.images import InputError
+from palsysim.study import stats
+from palsysim.study.store import Study, create_study, natural_key
+from tests.test_study_helpers import (assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa,
+                                      make_inputs)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return make_inputs(str(tmp_path_factory.mktemp("inputs")), [(0, "rest"), (1, "grin")], methods=("codc_window",))
+
+
+def test_create_copies_images_without_names_or_metadata(inputs, tmp_path):
+    from PIL import Image
+    out = str(tmp_path / "s")
+    create_study(out, *inputs, mode="trainer")
+    assert not os.path.exists(out + ".partial")
+    names = os.listdir(os.path.join(out, "images"))
+    assert len(names) == 4  # two source photos, two generated images
+    for n in names:
+        with Image.open(os.path.join(out, "images", n)) as im:
+            assert not im.info.get("prompt"), "the workflow text chunk (naming the patient's file) was copied"
+    for n in os.listdir(out):
+        if os.path.isfile(os.path.join(out, n)):
+            with open(os.path.join(out, n), "rb") as f:
+                assert_no_patient_names(f.read())
+    with pytest.raises(InputError, match="already exists"):
+        create_study(out, *inputs)
+
+
+def test_create_refuses_missing_sources_and_patients(inputs, tmp_path):
+    with pytest.raises(InputError, match="needs --patients"):
+        create_study(str(tmp_path / "a"), inputs[0], None)
+    os.makedirs(tmp_path / "empty" / "X")
+    with pytest.raises(InputError, match="no patient photos"):
+        create_study(str(tmp_path / "b"), inputs[0], str(tmp_path / "empty"))
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b.partial")
+
+
+def test_reference_csv_import_all_or_nothing(inputs, tmp_path):
+    out = str(tmp_path / "s")
+    create_study(out, *inputs, mode="trainer")
+    study = Study(out)
+    assert study.missing_reference() == ["patient 1: rest", "patient 2: grin"]
+    with pytest.raises(InputError, match="line 3, grin: '3' is not 0, 2 or 4"):
+        study.reference_from_csv("patient,rest,grin\npatient 1,4,\n2,,3\n")
+    assert study.reference() == {}
+    assert study.reference_from_csv("patient,rest,grin\npatient 1,4,\n2,,0\n") == 2
+    assert study.missing_reference() == []
+    assert study.reference_csv().splitlines()[1].startswith("patient 1,4,")
+    study.close()
+
+
+def test_recorded_order_is_the_seeded_one(inputs, tmp_path):
+    out = str(tmp_path / "s")
+    create_study(out, *inputs, mode="rating", seed=5)
+    study = Study(out)
+    study.add_raters(3)
+    for r in study.conn.execute("SELECT id, seed FROM raters").fetchall():
+        recorded = [(t["image_id"], t["criterion"]) for t in study.tasks(r["id"])]
+        assert recorded == study._order(r["seed"])
+    study.close()
+
+
+def test_ordinal_alpha_and_kappa_equal_hand_computations():
+    data = [[1, 2, 3, 3, 2, 1, 4, 1, 2, None], [1, 2, 3, 3, 2, 2, 4, 1, 2, 5], [None, 3, 3, 3, 2, 3, 4, 2, 2, 5]]
+    arr = np.array([[np.nan if v is None else v for v in row] for row in data], dtype=float)
+    assert stats.ordinal_alpha(arr) == pytest.approx(hand_ordinal_alpha(data), abs=1e-12)
+    assert math.isnan(stats.ordinal_alpha(np.array([[3.0, 3.0], [3.0, 3.0]])))
+    ref, got = [0, 2, 4, 4, 2, 0, 2], [0, 2, 2, 4, 4, 0, 0]
+    assert stats.weighted_kappa(ref, got) == pytest.approx(hand_quadratic_kappa(ref, got))
+
+
+def test_table_one_is_mean_and_sample_sd():
+    rows = [{"method": "m", "criterion": "naturalness", "value": v, "rater": "rater 1", "image": str(i)}
+            for i, v in enumerate([1, 4, 5])]
+    t = [r for r in stats.table_one(rows, ["m"]) if r["criterion"] == "naturalness"][0]
+    assert (t["mean"], t["n"]) == (pytest.approx(10 / 3), 3) and t["sd"] == pytest.approx(np.std([1, 4, 5], ddof=1))
+
+
+def test_natural_order_of_patients():
+    assert sorted(["patient_10", "patient_2", "patient_1"], key=natural_key) == ["patient_1", "patient_2", "patient_10"]
+
+
+def test_serve_refuses_a_lan_address_without_the_flag_and_warns_with_it(inputs, tmp_path):
+    out = str(tmp_path / "s")
+    create_study(out, *inputs)
+    r = subprocess.run([sys.executable, "-m", "palsysim", "study", "serve", out, "--host", "0.0.0.0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--lan" in r.stderr
+    p = subprocess.Popen([sys.executable, "-m", "palsysim", "study", "serve", out, "--host", "0.0.0.0", "--port", "0",
+                          "--lan"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr.readline().startswith("WARNING: serving patient photos to the network")
+    finally:
+        p.terminate()
+        p.wait()
