@@ -178,6 +178,9 @@ def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
         new = {k: v for k, v in host.get("/history").items() if k not in before}
         if new:
             break
+        refused = page.execute_script("return app.lastNodeErrors && Object.keys(app.lastNodeErrors).length "
+                                      "? JSON.stringify(app.lastNodeErrors) : null")
+        assert not refused, f"the server refused the queued workflow: {refused[:2000]}"
         time.sleep(0.5)
     else:
         raise TimeoutError("the queued workflow did not finish")
