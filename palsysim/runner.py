@@ -101,6 +101,10 @@ class Client:
         if r.status_code == 400:
             raise NodeError(refusal_message(r.json(), graph))
         r.raise_for_status()
+        if r.json().get("node_errors"):
+            # ComfyUI queues the outputs that validated (a preview) and drops the rest: a half job.
+            self.interrupt(prompt_id)
+            raise NodeError(refusal_message(r.json(), graph))
         return prompt_id
 
     def wait(self, prompt_id, on_progress=None, poll_s=2.0):
