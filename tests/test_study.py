@@ -104,3 +104,39 @@ def test_serve_refuses_a_lan_address_without_the_flag_and_warns_with_it(inputs, 
     finally:
         p.terminate()
         p.wait()
+
+
+def test_trainer_feedback_at_the_end(inputs, tmp_path):
+    """--feedback end: scores stay editable and hidden until Finish; then final, with the reference shown."""
+    import asyncio
+    import re
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from palsysim.study.app import make_app
+    out = str(tmp_path / "s")
+    create_study(out, *inputs, mode="trainer", feedback="end")
+    study = Study(out)
+    token = study.add_raters(1)[0]
+    study.reference_from_csv("patient,rest,grin\n1,4,\n2,,2\n")
+
+    async def run():
+        async with TestClient(TestServer(make_app(study))) as c:
+            await c.get(f"/start/{token}")
+            page = await (await c.get("/task/1")).text()
+            csrf = re.search(r'name="csrf" value="(\w+)"', page).group(1)
+            for n, v in ((1, 0), (2, 4), (1, 2)):  # the first answer changed before finishing
+                r = await c.post(f"/task/{n}", data={"value": str(v), "csrf": csrf}, allow_redirects=False)
+                assert r.status == 303 and "feedback" not in r.headers["Location"]
+            done = await (await c.get("/done")).text()
+            assert "Finish and show the feedback" in done and "Reference" not in done
+            assert (await c.post("/finish", data={"csrf": csrf})).status == 200
+            summary = await (await c.get("/done")).text()
+            late = await c.post("/task/1", data={"value": "0", "csrf": csrf}, allow_redirects=False)
+            return summary, late.status
+    summary, late = asyncio.run(run())
+    assert "Your results" in summary and late == 409
+    got = {(r["item"]): (r["score"], r["reference"]) for r in stats.trainer_answers(study)}
+    first = study.tasks(1)[0]["expression"]
+    assert got[first][0] == 2  # the changed answer is the one kept
+    study.close()

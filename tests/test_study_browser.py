@@ -22,6 +22,7 @@ from tests.test_study_helpers import (assert_no_patient_names, hand_ordinal_alph
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
@@ -128,15 +129,27 @@ def current(browser):
     return img.get_attribute("src").rsplit("/", 1)[1], browser.find_element(By.TAG_NAME, "h1").text
 
 
+def go(browser, action):
+    """Do action (a click or a key) and wait until the browser shows the page it leads to."""
+    before = browser.current_url
+    action()
+    WebDriverWait(browser, 15).until(lambda b: b.current_url != before and b.execute_script(
+        "return document.readyState") == "complete")
+
+
+def key(browser, k):
+    go(browser, lambda: browser.find_element(By.TAG_NAME, "body").send_keys(k))
+
+
+def start(browser):
+    go(browser, lambda: browser.find_element(By.LINK_TEXT, "Start").click())
+
+
 def answer(browser, value, by_key):
-    before = position(browser)
     if by_key:
-        browser.find_element(By.TAG_NAME, "body").send_keys(str(value))
+        key(browser, str(value))
     else:
-        browser.find_element(By.CSS_SELECTOR, f'button[value="{value}"]').click()
-    deadline = time.time() + 10
-    while "/task/" in browser.current_url and position(browser) == before and time.time() < deadline:
-        time.sleep(0.05)
+        go(browser, lambda: browser.find_element(By.CSS_SELECTOR, f'button[value="{value}"]').click())
 
 
 def read_csv(path):
@@ -159,7 +172,7 @@ def test_rater_completes_six_image_study_by_mouse_and_keyboard(study, browsers, 
     b = browsers()
     b.get(link)
     shot(b, "01_welcome")
-    b.find_element(By.LINK_TEXT, "Start").click()
+    start(b)
     given, seen = {}, []
     for k in range(18):
         image, title = current(b)
@@ -169,11 +182,9 @@ def test_rater_completes_six_image_study_by_mouse_and_keyboard(study, browsers, 
         value = (k * 3) % 5 + 1
         given[(image, KEYS[title])] = value
         if k == 4:  # arrows: back one, the earlier answer is marked; forward again
-            b.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
-            time.sleep(0.3)
+            key(b, Keys.ARROW_LEFT)
             assert b.find_element(By.CSS_SELECTOR, "button.chosen").get_attribute("value") == str((3 * 3) % 5 + 1)
-            b.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
-            time.sleep(0.3)
+            key(b, Keys.ARROW_RIGHT)
         answer(b, value, by_key=k % 2 == 1)
     assert "/done" in b.current_url
     shot(b, "03_thank_you")
@@ -215,7 +226,7 @@ def test_two_raters_in_parallel_and_alpha_equals_hand_computation(study, browser
     a, b = browsers(), browsers()
     for br, link in ((a, la), (b, lb)):
         br.get(link)
-        br.find_element(By.LINK_TEXT, "Start").click()
+        start(br)
     ids = sorted(methods_of(folder))
     plan = {"a": {}, "b": {}}
 
@@ -251,7 +262,7 @@ def test_server_killed_mid_study_loses_no_saved_answer(study, browsers):
     link = links(cli("invite", folder, "--raters", "1", "--url", f"http://127.0.0.1:{port}"))[0]
     b = browsers()
     b.get(link)
-    b.find_element(By.LINK_TEXT, "Start").click()
+    start(b)
     given = {}
     for k in range(7):
         given[position(b)] = k % 5 + 1
@@ -340,9 +351,9 @@ def test_refused_requests(study, browsers, tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         b.get(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
-        time.sleep(1.0)
+        WebDriverWait(b, 15).until(lambda br: f":{port}/task/2" in br.current_url
+                                   and "did not come from this study" in br.page_source)
         shot(b, "08_refused_cross_site")
-        assert "did not come from this study" in b.page_source
     finally:
         httpd.shutdown()
     assert answers() == 1
@@ -377,7 +388,7 @@ def test_trainer_three_images_kappa(inputs, browsers, tmp_path):
                                      "JOIN patients p ON p.id = i.patient_id"))
         trainee_scores = {"patient 1:rest": 4, "patient 1:grin": 4, "patient 2:grin": 0}
         t.get(base + "/")
-        t.find_element(By.LINK_TEXT, "Start").click()
+        start(t)
         got = []
         for k in range(3):
             image, _ = current(t)
@@ -391,8 +402,7 @@ def test_trainer_three_images_kappa(inputs, browsers, tmp_path):
             ref = reference[(item_of[image].split(":")[0].split()[1], item_of[image].split(":")[1])]
             assert f"Reference: <b>{ref}</b>" in t.page_source
             got.append((ref, s))
-            t.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
-            time.sleep(0.3)
+            key(t, Keys.ARROW_RIGHT)
         assert "/done" in t.current_url
         shot(t, "14_trainee_results")
         hand = hand_quadratic_kappa([r for r, _ in got], [s for _, s in got])

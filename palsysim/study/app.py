@@ -19,6 +19,7 @@ from .store import IMAGE_ID, Study
 
 COOKIE = "palsysim_study"
 STUDY = web.AppKey("study", Study)
+HOSTS = web.AppKey("hosts", object)  # the Host headers accepted, or None for any
 
 CSS = """
 body{font:17px/1.4 system-ui,sans-serif;margin:0;padding:12px 16px 40px;color:#111;background:#fafafa}
@@ -42,7 +43,7 @@ td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}
 .items{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
 .items label{display:block;border:1px solid #ccc;padding:6px;background:#fff}.items img{width:100%}
 .items select{font-size:1em;width:100%;margin-top:4px}.need{color:#a51d2d;font-size:.85em}
-pre{background:#fff;border:1px solid #ccc;padding:8px;overflow-x:auto;font-size:.85em}
+pre{background:#fff;border:1px solid #ccc;padding:8px;white-space:pre-wrap;font-size:.85em}
 .feedback{font-size:1.2em;text-align:center}.error{color:#a51d2d;font-weight:600}
 """
 # Keys 1-5 (0/2/4 for the trainer) press the answer buttons, arrows the Previous/Next links.
@@ -75,19 +76,20 @@ def refuse(status, message):
 
 @web.middleware
 async def headers(request, handler):
+    security = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
     try:
         response = await handler(request)
-    except web.HTTPException as ex:
-        response = ex
-    response.headers.update({"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
-                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
-                             "Cache-Control": "no-store"})
+    except web.HTTPException as ex:  # redirects and 404s carry the same headers
+        ex.headers.update(security)
+        raise
+    response.headers.update(security)
     return response
 
 
 @web.middleware
 async def authorise(request, handler):
-    allowed = request.app["hosts"]
+    allowed = request.app[HOSTS]
     if allowed is not None and request.host not in allowed:
         return refuse(421, "This study answers only on its own address.")  # DNS rebinding
     study = request.app[STUDY]
@@ -429,7 +431,7 @@ def make_app(study, hosts=None):
     """The aiohttp application of an open Study; hosts: the Host headers accepted (None = any)."""
     app = web.Application(middlewares=[headers, authorise], client_max_size=4 * 1024 * 1024)
     app[STUDY] = study
-    app["hosts"] = hosts
+    app[HOSTS] = hosts
     app.router.add_get("/start/{token}", start, name="start")
     app.router.add_get("/", home)
     app.router.add_get("/task/{n}", task_page)

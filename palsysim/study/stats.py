@@ -180,7 +180,7 @@ def weighted_kappa(reference, scores):
     if not reference:
         return math.nan
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")  # undefined kappa: sklearn warns and returns NaN, which we report as n/a
         k = cohen_kappa_score(reference, scores, weights="quadratic", labels=list(SCORES))
     return float(k)
 
