@@ -4,7 +4,7 @@ from comfy.utils import ProgressBar
 from ..palsysim import codc
 from ..palsysim.edges import HIGH, LOW
 from ..palsysim.images import InputError
-from .common import Landmarks, output, to_arrays, to_image
+from .common import Landmarks, check_inputs, output, to_arrays, to_image
 
 Organs = io.Custom("PALSY_ORGANS")
 
@@ -59,6 +59,10 @@ class OrganCropResize(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
+
+    @classmethod
     def execute(cls, image, landmarks, donor_landmarks, eye_margin, nose_margin, mouth_margin,
                 low_threshold, high_threshold, blur_sigma, rest_landmarks=None) -> io.NodeOutput:
         arrays = to_arrays(image)
@@ -92,6 +96,10 @@ class ContourReposition(io.ComfyNode):
             ],
             outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, organs, donor_image, donor_landmarks, contour, low_threshold, high_threshold,
@@ -129,6 +137,10 @@ class PFCondition(io.ComfyNode):
             ],
             outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, image, landmarks, size, margin, low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:

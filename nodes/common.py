@@ -1,4 +1,6 @@
-"""Plumbing every PalsySim node shares: ComfyUI IMAGE tensors <-> the core's uint8 arrays, model folders."""
+"""Plumbing every PalsySim node shares: ComfyUI IMAGE tensors <-> the core's uint8 arrays, model folders,
+the input check every node's validate_inputs makes."""
+import math
 import os
 
 import numpy as np
@@ -17,11 +19,59 @@ def output(kind, name, **kw):
     """An output socket named `name` in the UI too: V3 lists an output under its display_name, else its type."""
     return kind.Output(name, display_name=name, **kw)
 
-# Model folders the pack adds beside ComfyUI's own (models/controlnet exists already).
+# Model folders the pack adds beside ComfyUI's own (models/controlnet exists already). ComfyUI's own
+# models/<name>/ is searched even when an extra_model_paths.yaml (or the runner's MODELS_DIR) declares
+# the name first: after the declared folders, as ComfyUI orders its own kinds' extra folders.
 for _name, _exts in (("mediapipe", {".task"}), ("insightface", {".onnx"})):
-    if _name not in folder_paths.folder_names_and_paths:
-        folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
+    folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
     folder_paths.folder_names_and_paths[_name] = (folder_paths.folder_names_and_paths[_name][0], _exts)
+
+
+def check_inputs(cls, inputs, **own):
+    """True, or one message naming every input value of `inputs` that node `cls` cannot use.
+
+    Every pack node's validate_inputs(cls, **inputs) returns this. Taking **inputs makes ComfyUI
+    call it even when an input is missing (ComfyUI's own "Required input is missing" then stands
+    alone), and turns off ComfyUI's min/max checks, which are redone here from the node's schema
+    (ComfyUI never checks a V3 combo's value at all). Added: a FLOAT must be finite (NaN passes
+    every comparison), a combo value must be one of its options, a socket such as IMAGE takes a
+    link, not a typed value. Linked values arrive as None and are checked by the node that makes
+    them. A value ComfyUI could not convert (t_lo "abc") has its message from ComfyUI already.
+    own: {input name: check(value) -> True, None or a message}: the node's own check of a value
+    that passed these; for a combo it replaces the options check (a model file name: its message
+    names the folder the file belongs in).
+    """
+    problems = []
+    for inp in cls.define_schema().inputs:  # GET_SCHEMA would set attributes on the locked class ComfyUI passes
+        value = inputs.get(inp.id)
+        if value is not None:
+            problem = _input_problem(inp, value, own.get(inp.id))
+            if problem not in (None, True):
+                problems.append(problem)
+    return "; ".join(problems) or True
+
+
+def _input_problem(inp, value, own):
+    name, kind = inp.id, inp.get_io_type()
+    if not isinstance(inp, io.WidgetInput):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        source = " such as Load Image" if kind == "IMAGE" else ""
+        return (f"{name} takes a link from a node's {kind} output{source}, not the value {shown}: "
+                f"connect one to it")
+    if isinstance(inp, io.Combo.Input):
+        if not isinstance(value, str):
+            return f"{name}={value!r} is not one of its choices: pick a name from its list"
+        if own is None and value not in inp.options:
+            shown = ", ".join(map(str, inp.options[:12])) + (", ..." if len(inp.options) > 12 else "")
+            return f"{name}={value!r} is not one of its choices ({shown}): pick one of them"
+    if isinstance(inp, (io.Float.Input, io.Int.Input)) and isinstance(value, (int, float)):
+        lo = -math.inf if inp.min is None else inp.min
+        hi = math.inf if inp.max is None else inp.max
+        if not math.isfinite(value):
+            return f"{name} is {value}, not a number: give a number from {lo} to {hi}"
+        if not lo <= value <= hi:
+            return f"{name}={value} is out of range: give a number from {lo} to {hi}"
+    return own(value) if own is not None else None
 
 
 def to_arrays(images, what="image"):
@@ -38,7 +88,7 @@ def to_image(arrays):
 
 def model_file(folder, name):
     """Full path of a file chosen from a models/<folder> list, or a message that names file and folder."""
-    path = folder_paths.get_full_path(folder, name) if name else None
+    path = folder_paths.get_full_path(folder, name) if name and isinstance(name, str) else None
     if path is None or not os.path.isfile(path):
         raise InputError(f"model file {name!r} not found: put it in ComfyUI/models/{folder}/{missing_hint(name)}")
     return path

@@ -13,10 +13,10 @@ import torch
 from comfy.model_sampling import ModelSamplingDiscrete
 from comfy_api.latest import io
 
-from ..palsysim.controlnet_file import (CONTROL_PREFIX, check_lora_base, is_lora, load_controlnet_weights,
+from ..palsysim.controlnet_file import (CONTROL_PREFIX, check_complete, check_lora_base, is_lora, load_controlnet_weights,
                                        load_lora_factors, merge_lora, read_window, resolve_window)
 from ..palsysim.schedule import describe_window, window_percents
-from .common import InputError, model_file, output
+from .common import InputError, check_inputs, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
 NO_BASE = "(none)"
@@ -87,13 +87,28 @@ class WindowControlNet(comfy.controlnet.ControlNet):
         return out + [m for m in (self.base.get_models() if self.base is not None else []) if m not in out]
 
 
+def comfy_controlnet(weights, what, **options):
+    """ComfyUI's ControlNet built from `weights` (as load_controlnet_weights gives them); an InputError
+    naming `what` when ComfyUI cannot build one or the weights leave part of it unset."""
+    ldm_keys = "controlnet_cond_embedding.conv_in.weight" not in weights
+    keys = list(weights)  # ComfyUI's loader pops the diffusers keys it converts
+    try:
+        net = comfy.controlnet.load_controlnet_state_dict(weights, model_options=options)
+    except Exception as e:  # a partial net fails deep in ComfyUI's detection: 'NoneType' has no attribute ..., a key,
+        # a shape, an assert ("You forgot to include the dimension of your cross-attention conditioning")
+        raise InputError(f"{what}: ComfyUI could not build a ControlNet from it ({type(e).__name__}: {e}); it is "
+                         f"incomplete or not an SD1.5 ControlNet: copy the original file again") from None
+    if not isinstance(net, comfy.controlnet.ControlNet):
+        raise InputError(f"{what}: ComfyUI did not recognise a ControlNet in it (got {type(net).__name__}); "
+                         f"choose an SD1.5 ControlNet file")
+    if ldm_keys:  # ComfyUI loads a net with missing weights (left at random) and only logs it
+        check_complete(what, keys, net.control_model.state_dict())
+    return net
+
+
 def load_sd15_controlnet(name):
     """models/controlnet/<name> -> comfy ControlNet, read weights-only; diffusers keys converted by ComfyUI."""
-    net = comfy.controlnet.load_controlnet_state_dict(load_controlnet_weights(model_file("controlnet", name)))
-    if not isinstance(net, comfy.controlnet.ControlNet):
-        raise InputError(f"{name}: ComfyUI did not recognise a ControlNet in it (got {type(net).__name__}); "
-                         f"choose an SD1.5 ControlNet file")
-    return net
+    return comfy_controlnet(load_controlnet_weights(model_file("controlnet", name)), name)
 
 
 def load_lora_controlnet(name, base_name, meta):
@@ -105,17 +120,22 @@ def load_lora_controlnet(name, base_name, meta):
     factors = load_lora_factors(model_file("controlnet", name))
     base = load_controlnet_weights(model_file("controlnet", base_name))
     if not any(k.startswith(CONTROL_PREFIX) for k in base):  # diffusers keys: ComfyUI converts them, as in training
-        converted = comfy.controlnet.load_controlnet_state_dict(base, model_options={"dtype": torch.float32})
-        base = converted.control_model.state_dict()
+        base = comfy_controlnet(base, base_name, dtype=torch.float32).control_model.state_dict()
     check_lora_base(meta, base, name, base_name)
     try:
         merged = merge_lora(base, factors)
     except ValueError as e:
         raise InputError(f"{name} (LoRA) on base {base_name}: {e}") from None
-    net = comfy.controlnet.load_controlnet_state_dict(merged)
-    if not isinstance(net, comfy.controlnet.ControlNet):
-        raise InputError(f"{name} on base {base_name}: ComfyUI did not recognise the merged ControlNet")
-    return net
+    return comfy_controlnet(merged, f"{name} on base {base_name}")
+
+
+def controlnet_file_problem(name):
+    """None if models/controlnet holds `name`, else the message naming file and folder."""
+    try:
+        model_file("controlnet", name)
+    except InputError as e:
+        return str(e)
+    return None
 
 
 def lora_base_name(name, meta, chosen):
@@ -175,15 +195,12 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, apply, t_lo, t_hi):
-        # ComfyUI checks neither a V3 combo's value nor, once they are accepted here, these ints' min/max.
-        if apply not in MODES:
-            return f"apply={apply!r}: choose one of {', '.join(MODES)}"
-        if not (-1 <= t_lo <= 999 and -1 <= t_hi <= 999):
-            return "t_lo and t_hi are timesteps 0..999, or -1 to read them from the file"
-        if 0 <= t_hi < t_lo:
+    def validate_inputs(cls, **inputs):
+        t_lo, t_hi = inputs.get("t_lo"), inputs.get("t_hi")
+        if isinstance(t_lo, int) and isinstance(t_hi, int) and 0 <= t_hi < t_lo <= 999:
             return f"t_lo={t_lo} is above t_hi={t_hi}: swap them (the paper's window is 500..700)"
-        return True
+        return check_inputs(cls, inputs, control_net_name=controlnet_file_problem,
+                            base_control_net_name=lambda name: name == NO_BASE or controlnet_file_problem(name))
 
     @classmethod
     def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..palsysim import codc
 from .codc import _check_faces
-from .common import Landmarks, output, to_arrays, to_image
+from .common import Landmarks, check_inputs, output, to_arrays, to_image
 
 
 class FaceCrop(io.ComfyNode):
@@ -28,6 +28,10 @@ class FaceCrop(io.ComfyNode):
             ],
             outputs=[output(io.Image, "crop"), output(Landmarks, "crop_landmarks")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, image, landmarks, size, margin) -> io.NodeOutput:

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..palsysim.draw import sheet
 from ..palsysim.images import InputError, to_rgb_uint8
-from .common import output, to_arrays, to_image
+from .common import check_inputs, output, to_arrays, to_image
 
 
 LABEL_H = 28  # the label strip under each tile in draw.sheet
@@ -62,6 +62,10 @@ class LabelledGrid(io.ComfyNode):
             ],
             outputs=[output(io.Image, "grid")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, images, columns, column_labels, row_labels, tile_size) -> io.NodeOutput:

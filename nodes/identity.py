@@ -5,7 +5,7 @@ from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..palsysim import identity, identity_dlib
-from .common import model_file, output, to_arrays
+from .common import check_inputs, model_file, output, to_arrays
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
                  f"ArcFace's same-person score at a 0.1% false-accept rate on LFW.")
@@ -78,8 +78,8 @@ class ArcFaceDissimilarity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name, backend="auto"):
-        return _validate(model_name, backend)
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs, model_name=lambda name: _validate(name, inputs.get("backend") or "auto"))
 
     @classmethod
     def execute(cls, image, reference, model_name, threshold, backend="auto",
@@ -112,8 +112,8 @@ class PrivacyGate(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name, backend="auto"):
-        return _validate(model_name, backend)
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs, model_name=lambda name: _validate(name, inputs.get("backend") or "auto"))
 
     @classmethod
     def execute(cls, image, reference, model_name, threshold, backend="auto",

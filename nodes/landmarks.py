@@ -5,7 +5,7 @@ import folder_paths
 
 from ..palsysim import draw
 from ..palsysim.landmarks import TASK_FILE, face_landmarks
-from .common import Landmarks, output, to_arrays, to_image
+from .common import Landmarks, check_inputs, output, to_arrays, to_image
 
 
 class FaceLandmarks(io.ComfyNode):
@@ -26,6 +26,10 @@ class FaceLandmarks(io.ComfyNode):
             ],
             outputs=[output(Landmarks, "landmarks"), output(io.Image, "preview")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, image, max_faces, min_confidence, face_index, backend) -> io.NodeOutput:

@@ -11,7 +11,7 @@ import numpy as np
 from comfy_api.latest import io, ui
 
 from ..palsysim.images import to_rgb_uint8
-from .common import to_arrays
+from .common import check_inputs, to_arrays
 from .save import save_png
 
 
@@ -27,6 +27,10 @@ class Preview(io.ComfyNode):
             inputs=[io.Image.Input("images")],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, images) -> io.NodeOutput:

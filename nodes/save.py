@@ -15,7 +15,7 @@ from comfy_api.latest import io, ui
 
 from ..palsysim.files import write_atomically
 from ..palsysim.images import InputError, to_rgb_uint8
-from .common import to_arrays
+from .common import check_inputs, to_arrays
 
 SUMMARY_KEY = "Description"  # a registered PNG keyword, shown by ordinary image viewers
 # Something a file name or path would contain; a method summary never needs one.
@@ -80,10 +80,9 @@ class SaveAnonymized(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None, method_summary=None):
+    def validate_inputs(cls, **inputs):
         # A linked input is not passed here (its value comes at run time): execute checks it then.
-        return ((filename_prefix is not None and check_prefix(filename_prefix)) or check_summary(method_summary)
-                or True)
+        return check_inputs(cls, inputs, filename_prefix=check_prefix, method_summary=check_summary)
 
     @classmethod
     def execute(cls, images, filename_prefix, method_summary) -> io.NodeOutput:

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import regions as R
 from .draw import COLOURS
-from .edges import ANNOTATOR, HIGH, LOW, canny
+from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
 from .images import InputError, to_rgb_uint8
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
@@ -265,6 +265,7 @@ def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, no
     Each crop is resampled to its target size first and edged there, so the edges are one pixel
     wide at the condition's resolution (resizing a binary edge map breaks or thickens its lines).
     """
+    check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)  # the user's values, before the gain
     rgb = to_rgb_uint8(image, what)
     margins = dict(eye_margin=eye_margin, nose_margin=nose_margin, mouth_margin=mouth_margin)
     boxes = organ_boxes(xy, rgb.shape[:2], what=what, **margins)

@@ -48,6 +48,9 @@ SD15_CONTEXT_DIM = 768
 LORA_PREFIX = "lora."
 KIND_CONTROLNET, KIND_LORA = "controlnet", "lora"
 _BASE_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
+# What ComfyUI's loader reads to recognise and size an ldm ControlNet; without one it fails with an
+# AttributeError that names no file.
+RECOGNISED_BY = ("zero_convs.0.0.weight", "input_blocks.0.0.weight", "input_hint_block.0.weight")
 
 
 def _is_path_like(value):
@@ -285,6 +288,12 @@ def load_controlnet_weights(path):
         else:
             raise InputError(f"{name}: holds no ControlNet weights (neither control_model.* ldm keys nor a diffusers "
                              f"ControlNet); choose an SD1.5 ControlNet such as control_sd15_canny")
+    if "controlnet_cond_embedding.conv_in.weight" not in control:  # ldm keys, which ComfyUI does not convert
+        lacking = [k for k in RECOGNISED_BY if k not in _bare_keys(control)]
+        if lacking:
+            raise InputError(f"{name}: is an incomplete ControlNet: it has {len(control)} ControlNet weights but "
+                             f"not {', '.join(lacking)}, which every SD1.5 ControlNet has; the file was cut or "
+                             f"filtered: copy the original again")
     sdxl = any(part in ("label_emb", "add_embedding") for k in control for part in k.split("."))
     width = _context_dim(control)
     if sdxl or width not in (None, SD15_CONTEXT_DIM):
@@ -292,6 +301,24 @@ def load_controlnet_weights(path):
         raise InputError(f"{name}: is a ControlNet for {family}, not for SD1.5 (cross-attention width {width}, "
                          f"SD1.5 needs {SD15_CONTEXT_DIM}); use an SD1.5 ControlNet such as control_sd15_canny")
     return control
+
+
+def _bare_keys(weights):
+    return {k[len(CONTROL_PREFIX):] if k.startswith(CONTROL_PREFIX) else k for k in weights}
+
+
+def check_complete(name, weights, expected):
+    """InputError naming file `name` when ldm ControlNet `weights` lack any of the `expected` keys.
+
+    weights: {control_model.<key> or <key>: tensor}; expected: the keys of the state_dict of the
+    cldm.ControlNet built for them (ComfyUI loads a net with missing weights, left at random, and
+    only logs it).
+    """
+    bare = _bare_keys(weights)
+    missing = sorted(k for k in expected if k not in bare)
+    if missing:
+        raise InputError(f"{name}: is an incomplete ControlNet: {len(missing)} of its {len(expected)} weights are "
+                         f"missing (first: {missing[0]}); the file was cut or filtered: copy the original again")
 
 
 def resolve_window(path, t_lo=-1, t_hi=-1):

@@ -26,7 +26,7 @@ ANNOTATOR = "rgb_l1"  # lllyasviel's annotator for control_sd15_canny
 CONVENTIONS = (ANNOTATOR, "grey_l2")
 
 
-def _check(low_threshold, high_threshold, blur_sigma, convention=ANNOTATOR):
+def check_edge_settings(low_threshold, high_threshold, blur_sigma, convention=ANNOTATOR):
     if convention not in CONVENTIONS:
         raise InputError(f"unknown Canny convention {convention!r}: use {' or '.join(CONVENTIONS)} "
                          f"({ANNOTATOR} is how the stock canny ControlNet was trained)")
@@ -43,7 +43,7 @@ def _ksize(sigma):
 
 def canny_array(image, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, convention=ANNOTATOR):
     """Photo (H, W) grey or (H, W, C) RGB(A), uint8 or float 0..1 -> (H, W) uint8 edges, 0 or 255."""
-    _check(low_threshold, high_threshold, blur_sigma, convention)
+    check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)
     a = np.asarray(image)
     if a.ndim == 2 and a.dtype == np.uint8:
         x = a
@@ -63,7 +63,7 @@ def canny_tensor(images, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0,
     method: "auto" (kornia for GPU tensors with "grey_l2", else OpenCV), "opencv" or "kornia".
     """
     import torch
-    _check(low_threshold, high_threshold, blur_sigma, convention)
+    check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise InputError(f"edge input has shape {tuple(images.shape)}; expected (B, C, H, W) with C = 1 or 3")
     if method == "auto":

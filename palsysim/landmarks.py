@@ -3,8 +3,10 @@
 The legacy Face Mesh API (mediapipe <= 0.10.21) carries its model inside the wheel. The Tasks API
 (every release since) needs a `face_landmarker.task` file; both give the same 478 indices.
 """
+import math
 import os
 import threading
+from collections import OrderedDict
 
 # MediaPipe's C++ side logs a screenful per detector to stderr; keep warnings and errors only.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -42,8 +44,11 @@ class Face:
                 "faces_found": self.faces_found, "points": np.round(self.points, 3).tolist()}
 
 
-_detectors = {}
-_lock = threading.Lock()
+# Each detector holds about 25 MiB of MediaPipe graph; a workflow uses one or two settings, so the
+# least recently used beyond these few are closed (every distinct setting used to stay for good).
+MAX_DETECTORS = 4
+_detectors = OrderedDict()  # (backend, max_faces, min_confidence rounded, task_file) -> (detect, close)
+_lock = threading.RLock()  # MediaPipe graphs are not safe to share between threads
 
 
 def has_legacy_api():
@@ -59,7 +64,7 @@ def _legacy_detector(max_faces, min_confidence):
     def detect(rgb):
         found = mesh.process(rgb).multi_face_landmarks or []
         return [[(p.x, p.y, p.z) for p in f.landmark] for f in found]
-    return detect
+    return detect, mesh.close
 
 
 def default_task_file():
@@ -89,7 +94,7 @@ def _tasks_detector(max_faces, min_confidence, task_file):
     def detect(rgb):
         found = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)).face_landmarks
         return [[(p.x, p.y, p.z) for p in f] for f in found]
-    return detect
+    return detect, landmarker.close
 
 
 def detector(max_faces=1, min_confidence=0.5, backend="auto", task_file=None):
@@ -105,12 +110,23 @@ def detector(max_faces=1, min_confidence=0.5, backend="auto", task_file=None):
         raise InputError("this mediapipe has no legacy Face Mesh API (removed after 0.10.21): use backend tasks")
     if backend == "tasks" and task_file is None:
         task_file = default_task_file()
-    key = (backend, int(max_faces), round(float(min_confidence), 4), task_file if backend == "tasks" else None)
+    key = (backend, int(max_faces), confidence_key(min_confidence), task_file if backend == "tasks" else None)
     with _lock:
-        if key not in _detectors:
-            _detectors[key] = (_legacy_detector(*key[1:3]) if backend == "legacy"
-                               else _tasks_detector(*key[1:4]))
-        return _detectors[key]
+        found = _detectors.pop(key, None)
+        if found is None:
+            found = _legacy_detector(*key[1:3]) if backend == "legacy" else _tasks_detector(*key[1:4])
+        _detectors[key] = found  # the most recently used last
+        while len(_detectors) > MAX_DETECTORS:
+            _detectors.popitem(last=False)[1][1]()
+        return found[0]
+
+
+def confidence_key(min_confidence):
+    """min_confidence as the detector cache's key: a finite number in [0, 1], rounded to 4 digits."""
+    value = float(min_confidence)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InputError(f"min_confidence must be a number from 0 to 1; got {min_confidence}: the default is 0.5")
+    return round(value, 4)
 
 
 def detect_faces(image, max_faces=1, min_confidence=0.5, backend="auto", task_file=None):
@@ -121,9 +137,8 @@ def detect_faces(image, max_faces=1, min_confidence=0.5, backend="auto", task_fi
     """
     rgb = to_rgb_uint8(image)
     check_size(rgb)
-    detect = detector(max_faces, min_confidence, backend, task_file)
-    with _lock:  # MediaPipe graphs are not safe to share between threads
-        found = detect(rgb)
+    with _lock:  # held from lookup to detection, so no other thread closes this detector meanwhile
+        found = detector(max_faces, min_confidence, backend, task_file)(rgb)
     h, w = rgb.shape[:2]
     faces = [np.asarray(f, dtype=np.float32) * np.array([w, h, w], dtype=np.float32) for f in found]
     return sorted(faces, key=lambda p: -np.prod(p[:, :2].max(0) - p[:, :2].min(0)))

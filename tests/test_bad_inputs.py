@@ -38,7 +38,7 @@ import host as host_mod
 from host import TINY_CONTROLNET, read_image
 from test_host import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
 from tiny_arcface import write_tiny_arcface
-from tiny_models import tiny_controlnet_state_dict
+from tiny_models import comfyui_dir, tiny_controlnet_state_dict
 
 HUGE = 4096
 ARCFACE = "bad_inputs/tiny_arcface.onnx"
@@ -47,6 +47,9 @@ CUT_ONNX = "bad_inputs/cut.onnx"
 GARBAGE_SFT = "bad_inputs_garbage.safetensors"
 CUT_CKPT = "bad_inputs_cut.ckpt"
 CHECKPOINT_IN_CONTROLNET = "bad_inputs_sd_checkpoint.safetensors"
+FEW_KEYS_SFT = "bad_inputs_few_keys.safetensors"  # control_model.* keys, not enough for ComfyUI to build a net
+HALF_KEYS_SFT = "bad_inputs_half_keys.safetensors"  # half its weights: ComfyUI's detection fails inside
+NO_MIDDLE_OUT_SFT = "bad_inputs_no_middle_out.safetensors"  # ComfyUI builds it, leaving middle_block_out at random
 EDGE = {"low_threshold": 100.0, "high_threshold": 200.0, "blur_sigma": 0.0}
 LM = {"max_faces": 1, "min_confidence": 0.5, "face_index": 0, "backend": "auto"}
 
@@ -94,6 +97,15 @@ def u(host):
     open(ckpt, "wb").write(data[: len(data) // 2])
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)},
               host.model_path("controlnet", CHECKPOINT_IN_CONTROLNET))
+    control = tiny_controlnet_state_dict(seed=4)
+    keys = sorted(control)
+    save_file({k: control[k] for k in keys if "zero_convs" in k or "input_hint_block" in k},
+              host.model_path("controlnet", FEW_KEYS_SFT))
+    save_file({k: control[k] for k in keys[::2] + [k for k in keys if k.endswith((
+        "zero_convs.0.0.weight", "input_blocks.0.0.weight", "input_hint_block.0.weight"))]},
+        host.model_path("controlnet", HALF_KEYS_SFT))
+    save_file({k: v for k, v in control.items() if "middle_block_out" not in k},
+              host.model_path("controlnet", NO_MIDDLE_OUT_SFT))
     host.refresh_models()
     return names
 
@@ -164,9 +176,10 @@ def save_image(g, images, prefix="bad_inputs/out"):
     return g.add("SaveImage", images=images, filename_prefix=prefix)
 
 
-def loader(g, name, t_lo=500, t_hi=700, apply="everywhere", base="(none)"):
-    nid = g.add("PalsyTimestepWindowControlNetLoader", control_net_name=name, apply=apply, t_lo=t_lo, t_hi=t_hi,
-                base_control_net_name=base, steps=20, sampler_name="euler", scheduler="normal")
+def loader(g, name, t_lo=500, t_hi=700, apply="everywhere", base="(none)", **kw):
+    nid = g.add("PalsyTimestepWindowControlNetLoader", **{
+        "control_net_name": name, "apply": apply, "t_lo": t_lo, "t_hi": t_hi, "base_control_net_name": base,
+        "steps": 20, "sampler_name": "euler", "scheduler": "normal", **kw})
     g.add("PreviewAny", source=[nid, 1])
     return nid
 
@@ -310,6 +323,24 @@ def b_loader(name, **kw):
     return build
 
 
+def without(build, node, name):
+    """build, then the input `name` of the last `node` node dropped (as a hand-written API prompt may)."""
+    def built(g, u):
+        build(g, u)
+        nid = [k for k, v in g.nodes.items() if v["class_type"] == node][-1]
+        del g.nodes[nid]["inputs"][name]
+    return built
+
+
+def setting(build, node, **values):
+    """build, then inputs of the last `node` node set to `values` (a typed value in place of a link too)."""
+    def built(g, u):
+        build(g, u)
+        nid = [k for k, v in g.nodes.items() if v["class_type"] == node][-1]
+        g.nodes[nid]["inputs"].update(values)
+    return built
+
+
 def L(key):
     return lambda g, u: load(g, u, key)
 
@@ -337,6 +368,14 @@ CASES = [
      ok(saved_one((512, 512), marks_on_face_of(ASTRONAUT)))),
     ("landmarks/RGBA tensor", "PalsyFaceLandmarks", b_landmarks_simple(RGBA), ok(saved_one((512, 512)))),
     ("landmarks/NaN pixels", "PalsyFaceLandmarks", b_landmarks_simple(NAN), ["NaN"]),
+    # issue 12, item 9: a NaN passed the range check and cached a new MediaPipe detector per prompt
+    ("landmarks/NaN min_confidence", "PalsyFaceLandmarks", b_landmarks_simple(ASTRO, min_confidence=math.nan),
+     ["min_confidence is nan, not a number", "from 0.05 to 1.0"]),
+    ("landmarks/min_confidence infinite", "PalsyFaceLandmarks", b_landmarks_simple(ASTRO, min_confidence=math.inf),
+     ["min_confidence is inf, not a number"]),
+    ("landmarks/a file name typed for image", "PalsyFaceLandmarks",
+     lambda g, u: save_image(g, [g.add("PalsyFaceLandmarks", image="astro.png", **LM), 1]),
+     ["image takes a link from a node's IMAGE output such as Load Image, not the value 'astro.png'"]),
     ("landmarks/corrupt face_landmarker.task", "PalsyFaceLandmarks",
      b_landmarks_simple(ASTRO, backend="tasks", min_confidence=0.45),
      ["face_landmarker.task", "not a usable MediaPipe face landmarker model"]),
@@ -356,6 +395,12 @@ CASES = [
      ["landmarks holds 1 face(s) but image has 2 image(s)"]),
     ("organs/1 patient, 2 donor landmark sets", "PalsyOrganCropResize", b_organs(ASTRO, donor_lm_batch=True),
      ["1 patient image(s) but 2 donor landmark set(s)"]),
+    ("organs/NaN margins", "PalsyOrganCropResize",
+     setting(b_organs(ASTRO), "PalsyOrganCropResize", eye_margin=math.nan, mouth_margin=math.nan),
+     ["eye_margin is nan, not a number", "mouth_margin is nan", "from 0.0 to 1.0"]),
+    ("organs/Canny low above high", "PalsyOrganCropResize",
+     setting(b_organs(ASTRO), "PalsyOrganCropResize", low_threshold=300.0, high_threshold=200.0),
+     ["got low 300.0, high 200.0"]),
 
     # PalsyContourReposition (1 donor landmark set for 2 donor images: test_codc_host.py)
     ("contour/empty donor batch", "PalsyContourReposition", b_contour(EMPTY), ["donor_image batch is empty"]),
@@ -378,6 +423,21 @@ CASES = [
     ("pf/RGBA tensor", "PalsyPFCondition", b_pf(RGBA), ok(saved_one((512, 512)))),
     ("pf/NaN pixels", "PalsyPFCondition", b_pf(NAN, ASTRO), ["NaN"]),
 
+    # PalsyFaceCrop
+    ("facecrop/NaN margin", "PalsyFaceCrop",
+     lambda g, u: save_image(g, [g.add("PalsyFaceCrop", image=load(g, u, "astro"),
+                                       landmarks=landmarks(g, load(g, u, "astro")), size=256, margin=math.nan), 0]),
+     ["margin is nan, not a number"]),
+    ("facecrop/landmarks of another image size (16x16 image)", "PalsyFaceCrop",
+     lambda g, u: save_image(g, [g.add("PalsyFaceCrop", image=load(g, u, "tiny"),
+                                       landmarks=landmarks(g, load(g, u, "astro")), size=256, margin=0.25), 0]),
+     ["16x16", "512x512", "same image"]),
+
+    # PalsyPreview
+    ("preview/NaN pixels", "PalsyPreview", lambda g, u: g.add("PalsyPreview", images=nan_image(g, u)), ["NaN"]),
+    ("preview/empty batch", "PalsyPreview", lambda g, u: g.add("PalsyPreview", images=empty(g)),
+     ["images batch is empty"]),
+
     # PalsyTimestepWindowControlNetLoader (missing file, window errors: test_controlnet_window.py)
     ("loader/missing file", "PalsyTimestepWindowControlNetLoader", b_loader("not_here.safetensors"),
      ["'not_here.safetensors' not found", "models/controlnet/"]),
@@ -387,6 +447,26 @@ CASES = [
      [CUT_CKPT, "truncated or corrupt"]),
     ("loader/SD checkpoint in the controlnet folder", "PalsyTimestepWindowControlNetLoader",
      b_loader(CHECKPOINT_IN_CONTROLNET), [CHECKPOINT_IN_CONTROLNET, "no ControlNet inside", "models/checkpoints"]),
+    # issue 12, item 10: control_model.* keys, but too few for ComfyUI ("'NoneType' object has no attribute
+    # 'supported_inference_dtypes'"), or a net ComfyUI builds with half its weights left at random (only logged)
+    ("loader/control_model keys too few to build a net", "PalsyTimestepWindowControlNetLoader",
+     b_loader(FEW_KEYS_SFT), [FEW_KEYS_SFT, "incomplete ControlNet", "input_blocks.0.0.weight", "copy the original"]),
+    ("loader/half the weights missing", "PalsyTimestepWindowControlNetLoader",
+     b_loader(HALF_KEYS_SFT), [HALF_KEYS_SFT, "could not build a ControlNet", "copy the original"]),
+    ("loader/middle_block_out missing", "PalsyTimestepWindowControlNetLoader",
+     b_loader(NO_MIDDLE_OUT_SFT), [NO_MIDDLE_OUT_SFT, "incomplete ControlNet", "weights are missing",
+                                   "middle_block_out.0.bias"]),
+    ("loader/t_lo missing", "PalsyTimestepWindowControlNetLoader",
+     without(b_loader(TINY_CONTROLNET), "PalsyTimestepWindowControlNetLoader", "t_lo"),
+     ["Required input is missing", "t_lo"]),
+    ("loader/t_lo text", "PalsyTimestepWindowControlNetLoader", b_loader(TINY_CONTROLNET, t_lo="abc"),
+     ["Failed to convert an input value to a INT value", "t_lo, abc"]),
+    ("loader/t_lo above its maximum", "PalsyTimestepWindowControlNetLoader", b_loader(TINY_CONTROLNET, t_lo=1500),
+     ["t_lo=1500 is out of range", "from -1 to 999"]),
+    ("loader/bogus sampler_name", "PalsyTimestepWindowControlNetLoader",
+     b_loader(TINY_CONTROLNET, sampler_name="eulerr"), ["sampler_name='eulerr' is not one of its choices", "euler"]),
+    ("loader/bogus scheduler", "PalsyTimestepWindowControlNetLoader",
+     b_loader(TINY_CONTROLNET, scheduler="linear"), ["scheduler='linear' is not one of its choices", "karras"]),
 
     # PalsyArcFaceDissimilarity (missing model: test_identity_host.py)
     ("arcface/no face in image", DISSIM, b_identity(DISSIM, L("coffee"), ASTRO), ["no face found in image"]),
@@ -403,6 +483,10 @@ CASES = [
      ["garbage.onnx", "not a loadable ONNX model"]),
     ("arcface/truncated ONNX", DISSIM, b_identity(DISSIM, GRACE, ASTRO, CUT_ONNX),
      ["cut.onnx", "not a loadable ONNX model"]),
+    ("arcface/model_name missing", DISSIM, without(b_identity(DISSIM, GRACE, ASTRO), DISSIM, "model_name"),
+     ["Required input is missing", "model_name"]),
+    ("arcface/model_name a number", DISSIM, b_identity(DISSIM, GRACE, ASTRO, 7),
+     ["model_name=7 is not one of its choices"]),
 
     # PalsyPrivacyGate
     ("gate/no face in reference", GATE, b_identity(GATE, GRACE, L("coffee")), ["no face found in reference"]),
@@ -418,6 +502,8 @@ CASES = [
 
     # PalsySaveAnonymized
     ("save/empty batch", "PalsySaveAnonymized", b_save(EMPTY), ["images batch is empty"]),
+    ("save/method_summary missing", "PalsySaveAnonymized",
+     without(b_save(ASTRO), "PalsySaveAnonymized", "method_summary"), ["Required input is missing", "method_summary"]),
     ("save/NaN pixels", "PalsySaveAnonymized", b_save(NAN), ["NaN"]),
     ("save/16x16", "PalsySaveAnonymized", b_save(L("tiny")),
      ok(saved_one((16, 16), _same_as(read_image(ASTRONAUT)[100:116, 180:196])))),
@@ -437,7 +523,8 @@ CASES = [
 ]
 IDS = [c[0] for c in CASES]
 NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPFCondition",
-         "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid"]
+         "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid",
+         "PalsyFaceCrop", "PalsyPreview"]
 
 
 def run_raw(host, prompt, timeout=300):
@@ -493,6 +580,8 @@ def test_bad_input(host, u, case, node, build, expect):
         for word in expect:
             assert word in result.error, f"{case}: {word!r} not in {result.error!r}"
         assert "Traceback" not in result.error
+        for python_error in ("positional argument", "object has no attribute", "not supported between"):
+            assert python_error not in result.error, f"{case}: {result.error}"
     assert took < 60, f"{case} took {took:.1f} s"
     # The server still answers a good prompt (its own min_confidence keeps the cache out of it).
     good = host.run(landmarks_graph(host.upload_image(ASTRONAUT, "bad_after.png"),
@@ -501,18 +590,29 @@ def test_bad_input(host, u, case, node, build, expect):
     assert_landmarks_drawn_on_face(read_image(ASTRONAUT), host.images(good, "3")[0])
 
 
-def test_after_the_table_a_good_prompt_through_every_node(host, u):
-    g = G()
+def every_node(g, u):
+    """A good prompt through every pack node (its identity nodes on ArcFace alone, so a model name counts);
+    returns the ids of the anonymized save and of the grid's SaveImage."""
     patient, donor = load(g, u, "astro"), load(g, u, "grace")
     plm, dlm = landmarks(g, patient, min_confidence=0.55), landmarks(g, donor, min_confidence=0.55)
     cond = contour(g, organs(g, patient, plm, dlm), donor, dlm)
     gate = identity(g, GATE, donor, patient, threshold=0.999)  # grace vs the astronaut: passes
     identity(g, DISSIM, donor, patient)
+    for nid in (gate, str(len(g.nodes))):
+        g.nodes[nid]["inputs"]["backend"] = "arcface"
     saved = save(g, [gate, 0], prefix="bad_inputs/final")
     pf = g.add("PalsyPFCondition", image=patient, landmarks=plm, size=512, margin=0.25, **EDGE)
+    crop = g.add("PalsyFaceCrop", image=patient, landmarks=plm, size=256, margin=0.25)
+    g.add("PalsyPreview", images=[crop, 0])
     sheet = save_image(g, [grid(g, batch(g, batch(g, [cond, 0], donor), [pf, 0]), columns=3), 0],
                        prefix="bad_inputs/final_grid")
     loader(g, TINY_CONTROLNET)
+    return saved, sheet
+
+
+def test_after_the_table_a_good_prompt_through_every_node(host, u):
+    g = G()
+    saved, sheet = every_node(g, u)
     result = run_raw(host, g.nodes)
     assert result.ok, result.error
     assert len(host.images(result, saved)) == 1 and host.images(result, saved)[0].shape == (512, 512, 3)
@@ -520,3 +620,76 @@ def test_after_the_table_a_good_prompt_through_every_node(host, u):
     reports = [v["text"][0] for v in result.outputs.values() if "text" in v]
     assert any("t 500..700" in r for r in reports), reports
     assert any("1 of 1 passed" in r for r in reports), reports
+
+
+def _sweep_values(kind, spec):
+    """The bad values tried for an input of type `kind` (object_info's spec): (value, words of the message)."""
+    if kind == "FLOAT":
+        return [(math.nan, "is nan, not a number"), (math.inf, "is inf, not a number"), (-math.inf, "is -inf")]
+    if kind == "INT":
+        return [(spec.get("max", 0) + 1, "is out of range")]
+    if kind == "COMBO":
+        return [("no such choice", "'no such choice'"), (7, "=7 is not one of its choices")]
+    if kind in ("STRING", "BOOLEAN"):
+        return []  # any text or truth value is one; the nodes that restrict text have table rows
+    return [("astro.png", "takes a link from a node's")]  # a socket: IMAGE, PALSY_LANDMARKS, ...
+
+
+def test_every_input_of_every_node_refuses_bad_values_at_validation(host, u):
+    """issue 12, items 9 and 10: every FLOAT of every pack node refuses NaN and infinities (they passed
+    ComfyUI's min/max test), every combo a value not in its list (ComfyUI never checks a V3 combo's),
+    every socket a typed value, every INT a value above its max: before anything runs, with a message
+    naming the input (or, for a model file, the file), one input changed at a time in a good prompt."""
+    info = {k: v for k, v in host.object_info().items() if v.get("python_module") == "custom_nodes.palsysim"}
+    g = G()
+    every_node(g, u)
+    where = {v["class_type"]: k for k, v in g.nodes.items()}
+    assert set(info) <= set(where), f"every_node lacks {set(info) - set(where)}"
+    tried = 0
+    for node, entry in sorted(info.items()):
+        for category in ("required", "optional"):
+            for name, (kind, *rest) in entry["input"].get(category, {}).items():
+                for value, words in _sweep_values(kind, rest[0] if rest else {}):
+                    bad = json.loads(json.dumps(g.nodes))
+                    bad[where[node]]["inputs"][name] = value
+                    # ComfyUI queues the outputs that validate and lists the refused nodes in node_errors
+                    r = requests.post(host.url + "/prompt", data=json.dumps({"prompt": bad}), timeout=60,
+                                      headers={"Content-Type": "application/json"})
+                    refused = r.json().get("node_errors", {}).get(where[node])
+                    assert refused, f"{node}.{name}={value!r} was not refused: {r.text[:2000]}"
+                    error = "\n".join(f"{e['message']}: {e['details']}" for e in refused["errors"])
+                    named = name in error.split(" - ", 1)[-1] or repr(value) in error
+                    assert named and (words in error or "not found: put it in" in error), f"{node}.{name}={value!r}: {error}"
+                    for python_error in ("positional argument", "object has no attribute", "not supported between"):
+                        assert python_error not in error, f"{node}.{name}={value!r}: {error}"
+                    tried += 1
+    assert tried > 60, tried
+    deadline = time.monotonic() + 300  # the other outputs of those prompts run (cached): let them finish
+    while host.get("/queue")["queue_running"] or host.get("/queue")["queue_pending"]:
+        assert time.monotonic() < deadline and host.alive()
+        time.sleep(0.2)
+    print(f"{tried} bad values over {len(info)} pack nodes refused at validation")
+
+
+def test_comfyuis_own_model_folders_are_searched_beside_declared_ones(host):
+    """issue 12, model folders: the test host's extra_model_paths.yaml declares insightface and mediapipe
+    (as MODELS_DIR does for the runner); a file in ComfyUI's own models/insightface/ or models/mediapipe/
+    must still be listed (it was invisible, and `make demo` failed on a model it had found itself)."""
+    probes = []
+    try:
+        for folder, ext in (("insightface", ".onnx"), ("mediapipe", ".task")):
+            own = os.path.join(comfyui_dir(), "models", folder)
+            made = not os.path.isdir(own)
+            os.makedirs(own, exist_ok=True)
+            name = f"palsysim_probe_{uuid.uuid4().hex[:8]}{ext}"
+            open(os.path.join(own, name), "wb").close()
+            probes.append((own, name, made))
+            assert os.path.isdir(host.model_path(folder, "")), "the test host no longer declares the folder"
+            assert name in host.get(f"/models/{folder}"), f"ComfyUI's own models/{folder}/ is not searched"
+        options = host.object_info(DISSIM)["input"]["required"]["model_name"][1]["options"]
+        assert probes[0][1] in options
+    finally:
+        for own, name, made in probes:
+            os.remove(os.path.join(own, name))
+            if made:
+                os.rmdir(own)

@@ -5,7 +5,9 @@
 - the headless runner's `--set NODE.INPUT=VALUE` overrides (palsysim.workflow.parse_override and
   set_input, which palsysim.runner.prepare_graph applies to every --set);
 - dataset folders for training (training.dataset: find_photos, load_dataset) with arbitrary folder
-  and file names and empty files.
+  and file names and empty files;
+- the landmark detector's settings (palsysim.landmarks.detector): any float for min_confidence, NaN
+  and infinities included, keeps its cache bounded, with keys that equal themselves.
 
 The only exception allowed out is the project's clear one, InputError (DatasetError is one); every
 success is checked for sense. Deterministic (derandomize, no example database), no network, and
@@ -23,6 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
+from palsysim import landmarks as lm
 from palsysim import workflow as wf
 from palsysim.controlnet_file import PREFIX, load_controlnet_weights, read_window, resolve_window
 from palsysim.images import InputError
@@ -235,3 +238,20 @@ def test_dataset_folder_of_any_names_and_empty_files(spec):
 def test_missing_dataset_folder():
     with pytest.raises(DatasetError, match="does not exist"):
         find_photos(os.path.join(tempfile.gettempdir(), "palsysim-no-such-dataset-folder"))
+
+
+# --- landmark detector settings ------------------------------------------------------------------
+
+@FUZZ
+@given(max_faces=st.integers(1, 16), min_confidence=st.one_of(st.floats(), st.floats(0, 1)))
+@example(max_faces=1, min_confidence=math.nan)
+@example(max_faces=1, min_confidence=math.inf)
+def test_detector_cache_is_bounded_for_any_setting(max_faces, min_confidence):
+    try:
+        detect = lm.detector(max_faces, min_confidence, backend="legacy" if lm.has_legacy_api() else "tasks")
+    except InputError as e:
+        assert not 0 <= min_confidence <= 1 and "min_confidence" in str(e)
+    else:
+        assert callable(detect) and 0 <= min_confidence <= 1
+    assert len(lm._detectors) <= lm.MAX_DETECTORS
+    assert all(key == key for key in lm._detectors)  # a NaN in a key would never match itself: a leak
