@@ -140,3 +140,22 @@ def test_trainer_feedback_at_the_end(inputs, tmp_path):
     first = study.tasks(1)[0]["expression"]
     assert got[first][0] == 2  # the changed answer is the one kept
     study.close()
+
+
+def test_create_from_an_experiment_folder(inputs, tmp_path):
+    """--from EXP reads EXP/generated/<method>/... and EXP/prepared/photos/... (palsysim/experiment's layout)."""
+    import shutil
+    exp = tmp_path / "exp"
+    shutil.copytree(inputs[0], exp / "generated")
+    shutil.copytree(inputs[1], exp / "prepared" / "photos")
+    (exp / "generated" / "codc_window" / "manifest.json").write_text("{}")  # the runner's files beside the tree
+    r = subprocess.run([sys.executable, "-m", "palsysim", "study", "create", "--from", str(exp), "--out",
+                        str(tmp_path / "s")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    study = Study(str(tmp_path / "s"))
+    kinds = dict(study.conn.execute("SELECT kind, COUNT(*) FROM images GROUP BY kind"))
+    assert kinds == {"generated": 2, "source": 2}
+    study.close()
+    r = subprocess.run([sys.executable, "-m", "palsysim", "study", "create", "--from", str(tmp_path / "none"),
+                        "--out", str(tmp_path / "t")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no generated/ folder" in r.stderr
