@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 from .. import runner
+from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
 from ..models import missing_hint
@@ -79,7 +80,8 @@ class State:
 def patients(exp):
     """{"patient_k": {expression: source photo path}}: the patients in sorted folder order, renamed."""
     found = runner.find_patients(exp.patients)
-    return {f"patient_{i + 1}": photos for i, (_, photos) in enumerate(sorted(found.items()))}
+    return {f"patient_{i + 1}": {e: photos[e] for e in ITEMS if e in photos}  # the Yanagihara order
+            for i, (_, photos) in enumerate(sorted(found.items()))}
 
 
 def donor_paths(exp):
@@ -210,7 +212,8 @@ def train(exp, state, found, bar, quiet=False):
         bar.step(item)
         if state.done(item, fp, out):
             continue
-        resume = state.items.get(started) == fp and os.path.isdir(work)
+        saved = [os.path.join(work, f) for f in ("training_state.torch", "training_state.torch.prev")]
+        resume = state.items.get(started) == fp and any(os.path.isfile(p) for p in saved)
         if not resume:
             for p in (out, work):
                 shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (os.path.exists(p) and os.unlink(p))
@@ -222,7 +225,7 @@ def train(exp, state, found, bar, quiet=False):
                "--seed", str(t["seed"]), "--checkpoint-every", str(t.get("checkpoint_every", 100))]
         cmd += ["--steps", str(t["steps"])] if t["steps"] else ["--epochs", str(t["epochs"])]
         cmd += ["--lr", repr(t["lr"])] if t["lr"] else []
-        cmd += ["--resume"] if resume else []
+        cmd += ["--resume", "--overwrite"] if resume else []  # the net may be written already, its record not
         cmd += ["--no-progress"] if quiet else []
         proc = subprocess.run(cmd, cwd=REPO, preexec_fn=_die_with_parent, stdout=subprocess.PIPE,
                               stderr=None if not quiet else subprocess.PIPE, text=True)
