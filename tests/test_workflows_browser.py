@@ -58,8 +58,11 @@ def wait(driver, script, timeout=60):
     raise TimeoutError(f"the page never satisfied: {script}")
 
 
-def open_template(driver, name):
+def open_template(driver, name, url):
+    """A fresh page (no tabs or dialogs left by an earlier test), then the template from the Templates dialog."""
     from selenium.webdriver.common.by import By
+    driver.get(url)
+    wait(driver, "return !!(window.app && app.graph && app.extensionManager)", 120)
     driver.execute_script("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     box = wait(driver, "return document.querySelector(\"input[placeholder^='Search']\")")
     box.clear()
@@ -133,7 +136,7 @@ def set_widgets(driver, changes):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_in_the_frontend(host, page, name):
-    open_template(page, name)
+    open_template(page, name, host.url)
     screenshot(page, f"{name}_saved_view")
     nodes = page.execute_script(NODES_JS)
     assert [n["type"] for n in nodes if not n["known"]] == [], "missing node types"
@@ -159,7 +162,7 @@ def tiny_arcface(host):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
-    open_template(page, name)
+    open_template(page, name, host.url)
     page.execute_script("app.refreshComboInNodes && app.refreshComboInNodes()")
     time.sleep(1)
     photo = host.upload_image(photo_paths()["grace_hopper"])
