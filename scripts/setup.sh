@@ -23,13 +23,17 @@ case ${PALSYSIM_ENV:-embedded} in
   *) echo "setup: PALSYSIM_ENV must be embedded or current" >&2; exit 2 ;;
 esac
 
-# Browser tests drive Debian's Chromium; as root, install it where it is missing.
-if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+# Browser tests drive Debian's Chromium, and grid labels beyond ASCII (Japanese) need a font with
+# their glyphs; as root, install what is missing.
+debs=()
+{ command -v chromedriver >/dev/null && command -v chromium >/dev/null; } || debs+=(chromium chromium-driver)
+[ -d /usr/share/fonts/opentype/ipafont-gothic ] || debs+=(fonts-ipafont-gothic)
+if [ ${#debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing chromium and chromium-driver (apt-get)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    echo "setup: installing ${debs[*]} (apt-get)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
   else
-    echo "setup: chromium/chromedriver missing (browser tests need them: apt-get install chromium chromium-driver)" >&2
+    echo "setup: missing Debian packages ${debs[*]} (browser tests and Japanese grid labels need them: apt-get install ${debs[*]})" >&2
   fi
 fi
 
