@@ -1,18 +1,17 @@
 """Training as the paper and the reference code (issue 11, point 6): the exact prompt, latents drawn from
 the VAE posterior at every step, a learning rate per mode, --resume only on the same model files, and
 the CODC training condition marked experimental."""
-import json
-import os
 
 import pytest
 import torch
 
 from real_faces import photos
+from test_training import config as training_config, read_log
 from tiny_models import _init_weights, import_comfy, write_tiny_checkpoint, write_tiny_controlnet
 from training.__main__ import parse_args
 from training.host import load_models, use_comfyui
 from training.latents import NO_POSTERIOR, POSTERIOR, draw_latents, encode_posterior
-from training.recipe import Config, run_dir, train
+from training.recipe import Config, train
 from training import checkpointing as ckpt
 
 PAPER = ("ID photo of person wearing light-blue surgical cap and top, frontal headshot centered, even lighting, "
@@ -35,14 +34,7 @@ def files(tmp_path_factory):
 
 
 def config(files, out, **kw):
-    kw = {"resolution": 64, "batch_size": 2, "steps": 2, "lr": 1e-4, "progress": False, **kw}
-    return Config(checkpoint=files["checkpoint"], controlnet=files["controlnet"], data=files["data"],
-                  out=str(files["root"] / out), **kw)
-
-
-def read_log(cfg):
-    with open(os.path.join(run_dir(cfg.out), "train.json")) as f:
-        return json.load(f)
+    return training_config(files, out, **{"batch_size": 2, "steps": 2, **kw})
 
 
 def tiny_kl_vae():
