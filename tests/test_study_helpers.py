@@ -15,7 +15,7 @@ METHODS = ("codc_window", "pf_baseline")
 
 def _faces():
     from palsysim.landmarks import face_landmarks
-    from tests.real_faces import photos
+    from real_faces import photos
     out = {}
     for name, image in photos().items():
         out[name] = (image, face_landmarks(image, what=name))
