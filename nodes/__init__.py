@@ -10,7 +10,7 @@ from .codc import ContourReposition, OrganCropResize, PFCondition
 from .save import SaveAnonymized
 from .grid import LabelledGrid
 from .facecrop import FaceCrop
-from . import routes  # noqa: F401  (adds the runner's upload clean-up route to the server)
+from .routes import register_routes
 from .preview import Preview
 
 
@@ -22,4 +22,5 @@ class PalsySimExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> PalsySimExtension:
+    register_routes()  # the runner's upload clean-up
     return PalsySimExtension()

@@ -9,7 +9,6 @@ import re
 
 import folder_paths
 from aiohttp import web
-from server import PromptServer
 
 UPLOAD_FOLDER = "palsysim"  # palsysim.runner.UPLOAD_FOLDER; the core never imports comfy, so not shared
 CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.png")
@@ -33,7 +32,9 @@ async def delete_uploads(request):
     return web.json_response({"deleted": deleted})
 
 
-# Registered at import, as custom nodes add routes: the server copies its table into the app after
-# loading every pack.
-if getattr(PromptServer, "instance", None) is not None:
-    PromptServer.instance.routes.post("/palsysim/uploads/delete")(delete_uploads)
+def register_routes():
+    """Add the route to the running server; called from comfy_entrypoint, before the server copies its
+    route table into the app. Importing server.py outside the host (e.g. under pytest) would fail."""
+    from server import PromptServer
+    if getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.routes.post("/palsysim/uploads/delete")(delete_uploads)
