@@ -189,13 +189,17 @@ def test_cli_condition_file_and_folder(tmp_path, faces):
     assert r.returncode == 0, r.stderr
     cond = read_image(str(out))
     assert cond.shape == (512, 512, 3) and 0.005 < (cond[..., 0] > 0).mean() < 0.2
-    # folder form: same tree out, one unreadable file listed in one message, the rest written
+    # folder form: an unreadable file is listed in one message before any work; once it is gone, same tree out
     ds = tmp_path / "data" / "p1" / "rest"
     ds.mkdir(parents=True)
     (ds / "a.png").write_bytes(open(paths["astronaut"], "rb").read())
     (ds / "broken.jpg").write_bytes(b"not a jpeg")
     r = _cli("condition", "--patient", str(tmp_path / "data"), "--mode", "pf", "--out", str(tmp_path / "pf"))
-    assert r.returncode == 2 and "1 image(s) gave no condition" in r.stderr and "broken.jpg" in r.stderr
+    assert r.returncode == 2 and "1 photo(s) cannot be read" in r.stderr and "broken.jpg" in r.stderr
+    assert not [f for _, _, fs in os.walk(tmp_path / "pf") for f in fs]  # nothing written
+    (ds / "broken.jpg").unlink()
+    r = _cli("condition", "--patient", str(tmp_path / "data"), "--mode", "pf", "--out", str(tmp_path / "pf"))
+    assert r.returncode == 0, r.stderr
     assert read_image(str(tmp_path / "pf" / "p1" / "rest" / "a.png")).shape == (512, 512, 3)
     # a donor without a face
     coffee = os.path.join(os.path.dirname(paths["astronaut"]), "coffee.png")
