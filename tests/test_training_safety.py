@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 
+from palsysim.images import InputError
 from real_faces import photos
 from tiny_models import tiny_controlnet_state_dict, write_tiny_checkpoint, write_tiny_controlnet
 from training.dataset import DatasetError, load_dataset
@@ -159,7 +160,7 @@ def test_an_incomplete_controlnet_is_named_and_called_incomplete(files, tmp_path
                        ("no_blocks.safetensors", "input_blocks")):
         path = str(tmp_path / name)
         save_file({k: v for k, v in full.items() if drop not in k}, path)
-        with pytest.raises(HostError) as e:
+        with pytest.raises((HostError, InputError)) as e:  # the core's reader or ComfyUI's loader finds it first
             load_models(files["checkpoint"], path)
-        assert f"{name} is an incomplete ControlNet" in str(e.value), str(e.value)
+        assert name in str(e.value) and "is an incomplete ControlNet" in str(e.value), str(e.value)
         assert "NoneType" not in str(e.value)
