@@ -690,17 +690,16 @@ def test_comfyuis_own_model_folders_are_searched_beside_declared_ones(host):
     try:
         for folder, ext in (("insightface", ".onnx"), ("mediapipe", ".task")):
             own = os.path.join(comfyui_dir(), "models", folder)
-            made = not os.path.isdir(own)
+            # Kept afterwards (empty): the session server caches folder mtimes, and ComfyUI 0.3.75 then fails
+            # every later listing of a folder that was removed ("No such file or directory").
             os.makedirs(own, exist_ok=True)
             name = f"palsysim_probe_{uuid.uuid4().hex[:8]}{ext}"
             open(os.path.join(own, name), "wb").close()
-            probes.append((own, name, made))
+            probes.append((own, name))
             assert os.path.isdir(host.model_path(folder, "")), "the test host no longer declares the folder"
             assert name in host.get(f"/models/{folder}"), f"ComfyUI's own models/{folder}/ is not searched"
         options = host.object_info(DISSIM)["input"]["required"]["model_name"][1]["options"]
         assert probes[0][1] in options
     finally:
-        for own, name, made in probes:
+        for own, name in probes:
             os.remove(os.path.join(own, name))
-            if made:
-                os.rmdir(own)
