@@ -280,6 +280,12 @@ def wait_until_up(url, proc, timeout):
 HOST_PREFIX = "palsysim_host_"
 
 
+def die_with_parent():
+    """preexec_fn for a child process: SIGKILL it when its parent dies, however the parent dies (Linux)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def guard_host():
     """The embedded host's keeper, run as `python -c` by EmbeddedHost: argv = TMP RUNNER_PID CMD...
 
@@ -287,19 +293,15 @@ def guard_host():
     stops it and deletes TMP, which holds the uploaded photos and the server's log. It runs in its own
     session, so a terminal's signals do not reach it; ComfyUI gets SIGKILL if the keeper itself dies.
     """
-    import ctypes
     tmp, runner, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def die_with_keeper():
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-
     with open(os.path.join(tmp, "server.log"), "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=die_with_keeper)
+                                preexec_fn=die_with_parent)
     while proc.poll() is None and not stop and os.getppid() == runner:
         time.sleep(0.2)
     if proc.poll() is None:

@@ -16,12 +16,10 @@ EXP/
   evaluation/<run>/                                per-run scores
   figures/*.png, report.md, report.html
 """
-import ctypes
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -171,14 +169,6 @@ def prepare(exp, state, found, bar):
 
 # --- train -----------------------------------------------------------------------------------------
 
-def _die_with_parent():
-    """In a child process: SIGKILL when the experiment dies, however it dies (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def dataset_digest(exp, found):
     return fingerprint(sorted((k, e, file_digest(exp.path("prepared", "train", k, e, "photo.png")))
                               for k, photos in found.items() for e in photos))
@@ -227,7 +217,7 @@ def train(exp, state, found, bar, quiet=False):
         cmd += ["--lr", repr(t["lr"])] if t["lr"] else []
         cmd += ["--resume", "--overwrite"] if resume else []  # the net may be written already, its record not
         cmd += ["--no-progress"] if quiet else []
-        proc = subprocess.run(cmd, cwd=REPO, preexec_fn=_die_with_parent, stdout=subprocess.PIPE,
+        proc = subprocess.run(cmd, cwd=REPO, preexec_fn=runner.die_with_parent, stdout=subprocess.PIPE,
                               stderr=None if not quiet else subprocess.PIPE, text=True)
         if proc.returncode != 0:
             raise InputError(f"training {name} stopped (exit {proc.returncode}): "
