@@ -184,11 +184,16 @@ def _figure(image_id, caption, single=False):
             f'<img src="/img/{image_id}" alt="{caption}"></figure>')
 
 
+def _score_final(study, rater, t):
+    """A trainee's score is final once its feedback was shown (per image) or the trainee finished."""
+    return study.mode == "trainer" and (rater["finished_at"] or (t["value"] is not None and study.meta["feedback"] == "image"))
+
+
 async def task_page(request):
     study, rater, tasks, t = _task(request)
     if (w := _waiting(study)) is not None:
         return w
-    if study.mode == "trainer" and (rater["finished_at"] or (t["value"] is not None and study.meta["feedback"] == "image")):
+    if _score_final(study, rater, t):
         raise web.HTTPSeeOther(f"/task/{t['position']}/feedback" if not rater["finished_at"] else "/done")
     csrf = study.csrf(request["token"])
     if t["criterion"] == YANAGIHARA:
@@ -219,7 +224,7 @@ async def task_answer(request):
     study, rater, tasks, t = _task(request)
     if (w := _waiting(study)) is not None:
         return w
-    if study.mode == "trainer" and (rater["finished_at"] or (t["value"] is not None and study.meta["feedback"] == "image")):
+    if _score_final(study, rater, t):
         return refuse(409, "This image is already scored; scores are final once the feedback has been shown.")
     try:
         study.answer(rater["id"], t["position"], int(request["form"].get("value", "")))
