@@ -35,6 +35,22 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=why))
 
 
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """module_tmp(name) -> a new folder for a module's shared files (tiny models, trained nets),
+    deleted when the module ends with no test failed: a whole suite's such files reach 11 GB, more
+    than CI's disk holds beside two venvs (one CI run ran out of space)."""
+    made, failed = [], request.session.testsfailed
+
+    def mktemp(name):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+    yield mktemp
+    if request.session.testsfailed == failed:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def host(tmp_path_factory):
     """A running ComfyUI server with the pack, shared by the whole test session.

@@ -217,8 +217,8 @@ STEPS = 20
 
 
 @pytest.fixture(scope="module")
-def probe_host(tmp_path_factory):
-    work = tmp_path_factory.mktemp("window_host")
+def probe_host(module_tmp):
+    work = module_tmp("window_host")
     probe_dir = work / "probe_nodes"
     probe_dir.mkdir()
     (probe_dir / "palsysim_control_probe.py").write_text(PROBE_SOURCE)

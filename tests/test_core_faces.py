@@ -26,8 +26,8 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def task_file(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("mediapipe") / "face_landmarker.task")
+def task_file(module_tmp):
+    out = str(module_tmp("mediapipe") / "face_landmarker.task")
     subprocess.run(["bash", BUILD_TASK, out, sys.executable], check=True, capture_output=True)
     return out
 

@@ -22,13 +22,13 @@ PATIENT_NAMES = ("Jane_Roe_MRN4471", "John_Doe_MRN9923")  # stand-ins for real n
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
+def tree(module_tmp):
     """patients/<two people>, generated/<three methods>/<patient>/..., as a real run would lay them out.
 
     copy: the patient's own photo (a total privacy failure); other_person: someone else's photo;
     palsied_other: someone else with a synthetic palsy, plus a photo with no face (skipped).
     """
-    root = tmp_path_factory.mktemp("eval")
+    root = module_tmp("eval")
     f = photos()
     people = {PATIENT_NAMES[0]: f["astronaut"], PATIENT_NAMES[1]: f["grace_hopper"]}
     stand_in = {PATIENT_NAMES[0]: f["grace_hopper"], PATIENT_NAMES[1]: f["astronaut"]}

@@ -82,8 +82,8 @@ def report_numbers(exp):
 
 
 @pytest.fixture(scope="module")
-def experiments(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("experiment"))
+def experiments(module_tmp):
+    root = str(module_tmp("experiment"))
     make_inputs(root)
     plain, broken = os.path.join(root, "plain"), os.path.join(root, "broken")
     for exp in (plain, broken):

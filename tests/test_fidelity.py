@@ -69,11 +69,11 @@ def test_lpips_without_backbone_weights_says_what_file_and_where(tmp_path, faces
 
 
 @pytest.fixture(scope="module")
-def alexnet_file(tmp_path_factory):
+def alexnet_file(module_tmp):
     """A file in torchvision's AlexNet format (random weights: the real ones cannot be fetched here)."""
     import torchvision
     torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp("hub") / fidelity.ALEXNET_FILE)
+    path = str(module_tmp("hub") / fidelity.ALEXNET_FILE)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
     return path
 

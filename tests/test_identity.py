@@ -17,8 +17,8 @@ def arcface_rows(images, references, arcface, threshold=identity.THRESHOLD):
 
 
 @pytest.fixture(scope="module")
-def arcface(tmp_path_factory):
-    return write_tiny_arcface(str(tmp_path_factory.mktemp("insightface") / "tiny_arcface.onnx"))
+def arcface(module_tmp):
+    return write_tiny_arcface(str(module_tmp("insightface") / "tiny_arcface.onnx"))
 
 
 @pytest.fixture(scope="module")

@@ -30,9 +30,9 @@ def test_pyproject_asks_what_requirements_txt_asks_with_lower_bounds_only():
 
 
 @pytest.fixture(scope="module")
-def numpy2_env(tmp_path_factory):
+def numpy2_env(module_tmp):
     """A fresh venv standing in for a current ComfyUI: numpy 2, protobuf 5+, the newest opencv."""
-    env = tmp_path_factory.mktemp("numpy2_env")
+    env = module_tmp("numpy2_env")
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     python = str(env / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "-q", "numpy>=2", "protobuf>=5", "opencv-python"],

@@ -11,8 +11,8 @@ from tiny_arcface import write_tiny_arcface
 
 
 @pytest.fixture(scope="module")
-def arcface(tmp_path_factory):
-    return write_tiny_arcface(str(tmp_path_factory.mktemp("insightface") / "tiny_arcface.onnx"), seed=3)
+def arcface(module_tmp):
+    return write_tiny_arcface(str(module_tmp("insightface") / "tiny_arcface.onnx"), seed=3)
 
 
 @pytest.fixture(scope="module")

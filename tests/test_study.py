@@ -15,8 +15,8 @@ from test_study_helpers import (assert_no_patient_names, hand_ordinal_alpha, han
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return make_inputs(str(tmp_path_factory.mktemp("inputs")), [(0, "rest"), (1, "grin")], methods=("codc_window",))
+def inputs(module_tmp):
+    return make_inputs(str(module_tmp("inputs")), [(0, "rest"), (1, "grin")], methods=("codc_window",))
 
 
 def test_create_copies_images_without_names_or_metadata(inputs, tmp_path):

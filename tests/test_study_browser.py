@@ -71,8 +71,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return make_inputs(str(tmp_path_factory.mktemp("inputs")), CELLS)
+def inputs(module_tmp):
+    return make_inputs(str(module_tmp("inputs")), CELLS)
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ from training.recipe import Config, TrainingStopped, draws, run_dir, train
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(module_tmp):
     """Tiny checkpoint and ControlNet files, and a one-photo dataset DIR/<patient>/rest/."""
     from palsysim.images import write_image
     from palsysim.landmarks import face_landmarks
     from palsysim.synth import synth_palsy
-    root = tmp_path_factory.mktemp("training")
+    root = module_tmp("training")
     photo = photos()["astronaut"]
     patient, _ = synth_palsy(photo, face_landmarks(photo), "left", 0.7)
     write_image(str(root / "data" / "patient_a" / "rest" / "photo_001.png"), patient)

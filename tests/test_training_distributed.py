@@ -21,9 +21,9 @@ STEPS = 6
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(module_tmp):
     from palsysim.images import write_image
-    root = tmp_path_factory.mktemp("distributed")
+    root = module_tmp("distributed")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     write_image(str(root / "data" / "p2" / "rest" / "b.png"), photos()["grace_hopper"])
     return {"checkpoint": write_tiny_checkpoint(str(root / "sd.safetensors")),

@@ -10,9 +10,9 @@ TRAINED = "palsy_trained_partial.safetensors"
 
 
 @pytest.fixture(scope="module")
-def trained(host, tmp_path_factory):
+def trained(host, module_tmp):
     from palsysim.images import write_image
-    data = tmp_path_factory.mktemp("host_training") / "data"
+    data = module_tmp("host_training") / "data"
     write_image(str(data / "p1" / "rest" / "a.png"), photos()["astronaut"])
     out = host.model_path("controlnet", TRAINED)
     train(Config(checkpoint=host.model_path("checkpoints", TINY_CHECKPOINT),
@@ -81,10 +81,10 @@ LORA_MERGED, LORA_FILE = "palsy_lora.safetensors", "palsy_lora_lora.safetensors"
 
 
 @pytest.fixture(scope="module")
-def lora_files(host, tmp_path_factory):
+def lora_files(host, module_tmp):
     import shutil
     from palsysim.images import write_image
-    root = tmp_path_factory.mktemp("host_lora")
+    root = module_tmp("host_lora")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     base = str(root / LORA_BASE)
     shutil.copy(host.model_path("controlnet", TINY_CONTROLNET), base)

@@ -22,9 +22,9 @@ TINY_KL = {"double_z": True, "z_channels": 4, "resolution": 64, "in_channels": 3
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(module_tmp):
     from palsysim.images import write_image
-    root = tmp_path_factory.mktemp("paper")
+    root = module_tmp("paper")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     write_image(str(root / "data" / "p2" / "rest" / "b.png"), photos()["grace_hopper"])
     return {"checkpoint": write_tiny_checkpoint(str(root / "sd.safetensors")),

@@ -21,9 +21,9 @@ STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(module_tmp):
     from palsysim.images import write_image
-    root = tmp_path_factory.mktemp("resume")
+    root = module_tmp("resume")
     faces = photos()
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), faces["astronaut"])
     write_image(str(root / "data" / "p2" / "grin" / "b.jpg"), faces["grace_hopper"])

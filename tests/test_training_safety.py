@@ -25,9 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(module_tmp):
     from palsysim.images import write_image
-    root = tmp_path_factory.mktemp("safety")
+    root = module_tmp("safety")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     return {"checkpoint": write_tiny_checkpoint(str(root / "sd.safetensors")),
             "controlnet": write_tiny_controlnet(str(root / "cn.safetensors")), "data": str(root / "data"), "root": root}
