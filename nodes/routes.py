@@ -1,8 +1,10 @@
 """The HTTP route the pack adds to the ComfyUI server: the headless runner (palsysim run) deletes
 its own uploads when its jobs are done, so patient photos do not stay in the server's input folder.
 
-POST /palsysim/uploads/delete {"names": ["<24 hex>.png", ...]} -> {"deleted": [...]}
-Only content-hash names, only in input/palsysim/: the route can delete nothing else.
+POST /palsysim/uploads/delete {"run": "<32 hex>", "names": ["<24 hex>.png", ...]} -> {"deleted": [...]}
+Only content-hash names, only in input/palsysim/<run>/ (each runner uploads into a folder of its own,
+so one that finishes never deletes a photo another runner's queued prompt still needs): the route
+can delete nothing else.
 """
 import os
 import re
@@ -12,23 +14,30 @@ from aiohttp import web
 
 UPLOAD_FOLDER = "palsysim"  # palsysim.runner.UPLOAD_FOLDER; the core never imports comfy, so not shared
 CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.png")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 async def delete_uploads(request):
     try:
-        names = (await request.json())["names"]
+        body = await request.json()
+        run, names = body["run"], body["names"]
     except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": 'expected JSON {"names": ["<24 hex>.png", ...]}'}, status=400)
+        return web.json_response({"error": 'expected JSON {"run": "<32 hex>", "names": ["<24 hex>.png", ...]}'},
+                                 status=400)
     if not isinstance(names, list) or not all(isinstance(n, str) and CONTENT_NAME.fullmatch(n) for n in names):
         return web.json_response({"error": "names must be the runner's content-hash names (24 hex digits + .png)"},
                                  status=400)
-    folder = os.path.join(folder_paths.get_input_directory(), UPLOAD_FOLDER)
+    if not isinstance(run, str) or not RUN_ID.fullmatch(run):
+        return web.json_response({"error": "run must be the runner's id (32 hex digits)"}, status=400)
+    folder = os.path.join(folder_paths.get_input_directory(), UPLOAD_FOLDER, run)
     deleted = []
     for name in names:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             os.remove(path)
             deleted.append(name)
+    if os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
     return web.json_response({"deleted": deleted})
 
 

@@ -149,9 +149,9 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
             with runner.EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
                 client = runner.Client(host.url)
                 graph = runner.prepare_graph(workflow, client, bypasses=bypass)
-                summary = runner.run_batch(client, graph, runner.find_patients(os.path.join(tmp, "patients")),
-                                           gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
-                                           "palsy_codc.json", {"bypassed": bypass})
+                summary = runner.run_batch([client], graph, runner.find_patients(os.path.join(tmp, "patients")),
+                                             gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
+                                             "palsy_codc.json", {"bypassed": bypass})
         except (InputError, RuntimeError) as e:
             print(f"demo: generation failed: {e}")
             return

@@ -1,7 +1,7 @@
 """`python -m palsysim run`: a shipped workflow, headless, in batch, against a ComfyUI server.
 
     python -m palsysim run workflows/api/palsy_pf.json --patients PATIENTS --out OUT \
-        [--server http://127.0.0.1:8188 | --embedded] [--identities "a man" "a woman"] [--seeds 1 2]
+        [--server URL [--server URL ...] | --embedded [N]] [--identities "a man" "a woman"] [--seeds 1 2]
         [--expressions rest grin] [--donor PHOTO] [--set KSampler.steps=30] [--bypass NODE]
         [--reconnect-timeout 120]
 
@@ -20,10 +20,13 @@ Privacy: photos are re-encoded to PNG without metadata and uploaded under their 
 the server never sees a patient's file name, path or EXIF; the manifest names patients only by
 the folder names the output layout already uses.
 
-A server that goes away mid-batch (restarted, crashed and brought back) is waited for, for up to
---reconnect-timeout seconds; the job whose prompt it lost is queued again, and images already
-written are never redone.
+Several servers (--server given more than once, or --embedded N) share the jobs: each job goes
+to the server with the shortest queue, at most two of ours pending on any one. A server that goes
+away mid-batch has its jobs queued again on the others and is retried until it answers; with no
+server answering for --reconnect-timeout seconds the run stops. Images already written are never
+redone, and a job's images depend on its seed alone, not on which server made them.
 """
+import contextlib
 import hashlib
 import io
 import json
@@ -68,10 +71,9 @@ SERVER_GONE = (requests.ConnectionError, requests.Timeout, requests.exceptions.C
 # --- talking to a ComfyUI server -----------------------------------------------------------------
 
 class Client:
-    def __init__(self, url, reconnect_s=120.0):
+    def __init__(self, url):
         self.url = url.rstrip("/")
         self.client_id = uuid.uuid4().hex
-        self.reconnect_s = reconnect_s
         self._ws = None
         self._ws_dropped = False
         try:
@@ -88,8 +90,10 @@ class Client:
     def upload(self, data):
         """PNG bytes -> the name LoadImage takes; the name is the content hash (uploads dedupe)."""
         name = content_name(data)
+        # A folder per client: a runner that finishes deletes only what it uploaded itself.
         r = requests.post(self.url + "/upload/image", files={"image": (name, data, "image/png")},
-                          data={"overwrite": "true", "subfolder": UPLOAD_FOLDER, "type": "input"}, timeout=120)
+                          data={"overwrite": "true", "subfolder": f"{UPLOAD_FOLDER}/{self.client_id}", "type": "input"},
+                          timeout=120)
         r.raise_for_status()
         info = r.json()
         return f"{info['subfolder']}/{info['name']}" if info.get("subfolder") else info["name"]
@@ -165,32 +169,11 @@ class Client:
         queue = self._get("/queue").json()
         return any(item[1] == prompt_id for item in queue.get("queue_running", []) + queue.get("queue_pending", []))
 
-    def reconnect(self, error):
-        """Wait until the server answers again, pausing 0.5 s, 1 s, 2 s ... (at most 10 s) between
-        tries for up to reconnect_s in all; InputError if it does not come back."""
-        self.close()
-        print(f"lost the ComfyUI server at {self.url} ({error.__class__.__name__}); waiting up to "
-              f"{self.reconnect_s:g} s for it to come back", file=sys.stderr, flush=True)
-        started, pause = time.monotonic(), 0.5
-        while True:
-            try:
-                self._get("/system_stats", timeout=5)
-                print(f"the server answers again after {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-                return
-            except requests.RequestException:
-                pass
-            left = self.reconnect_s - (time.monotonic() - started)
-            if left <= 0:
-                raise InputError(f"the ComfyUI server at {self.url} did not come back within {self.reconnect_s:g} s "
-                                 f"(--reconnect-timeout); run the same command again to finish the batch: images "
-                                 f"already written are kept") from None
-            time.sleep(min(pause, left))
-            pause = min(2 * pause, 10.0)
-
     def forget_uploads(self, names):
-        """Ask the pack's route to delete these uploads (content names) from input/palsysim/."""
+        """Ask the pack's route to delete these uploads (content names) from input/palsysim/<client id>/."""
         try:
-            r = requests.post(self.url + "/palsysim/uploads/delete", json={"names": sorted(names)}, timeout=30)
+            r = requests.post(self.url + "/palsysim/uploads/delete", json={"run": self.client_id, "names": sorted(names)},
+                              timeout=30)
         except requests.RequestException as e:
             print(f"could not delete the uploaded photos from {self.url} ({e.__class__.__name__}); delete "
                   f"input/{UPLOAD_FOLDER}/ on the server", file=sys.stderr)
@@ -341,11 +324,16 @@ class EmbeddedHost:
 
     MODEL_FOLDERS = ("checkpoints", "controlnet", "insightface", "mediapipe")
 
-    def __init__(self, models_dir=None, timeout=300):
+    def __init__(self, models_dir=None, timeout=300, cuda_device=None):
         self.models_dir = models_dir or os.environ.get("MODELS_DIR")
-        self.timeout, self.proc, self.url, self.tmp = timeout, None, None, None
+        self.timeout, self.cuda_device, self.proc, self.url, self.tmp = timeout, cuda_device, None, None, None
 
     def __enter__(self):
+        self.start()
+        return self.ready()
+
+    def start(self):
+        """Start the server and return at once; ready() waits for it (several start side by side)."""
         host = comfyui_dir()
         if not os.path.isdir(os.path.join(host, "custom_nodes", "palsysim")):
             raise InputError(f"{host}/custom_nodes/palsysim is missing: run `bash scripts/setup.sh`")
@@ -369,6 +357,8 @@ class EmbeddedHost:
         import torch
         if not torch.cuda.is_available():
             cmd.append("--cpu")
+        elif self.cuda_device is not None:
+            cmd += ["--cuda-device", str(self.cuda_device)]
         self.url = f"http://{cmd[3]}:{cmd[5]}"
         if threading.current_thread() is threading.main_thread():
             # A plain `kill` or a closed terminal: clean up here at once (the keeper would, too).
@@ -382,6 +372,8 @@ class EmbeddedHost:
                                      pass_fds=(self._lock,),
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
                                          [package_parent] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
+
+    def ready(self):
         if wait_until_up(self.url, self.proc, self.timeout):
             return self
         exited = self.proc.poll() is not None
@@ -406,6 +398,26 @@ class EmbeddedHost:
             signal.signal(signal.SIGTERM, self._old_term)
             signal.signal(signal.SIGHUP, self._old_hup)
             self._old_term = None
+
+
+@contextlib.contextmanager
+def servers(urls=None, embedded=0, models_dir=None):
+    """The URLs a batch runs on: `urls` (default the local ComfyUI), or `embedded` hosts started for
+    it, host k on GPU k modulo the GPU count where there are GPUs, and stopped afterwards."""
+    if not embedded:
+        yield list(dict.fromkeys(u.rstrip("/") for u in urls or ["http://127.0.0.1:8188"]))
+        return
+    import torch
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with contextlib.ExitStack() as started:
+        hosts = []
+        for k in range(embedded):
+            hosts.append(EmbeddedHost(models_dir, cuda_device=k % gpus if gpus else None))
+            started.callback(hosts[-1].__exit__)
+            hosts[-1].start()
+        for h in hosts:
+            h.ready()
+        yield [h.url for h in hosts]
 
 
 def _free_port():
@@ -632,10 +644,34 @@ def check_donor_face(donor):
     face_landmarks(read_image(donor), what=f"--donor {os.path.basename(donor)}")
 
 
-def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
-              settings=None, progress=True, keep_uploads=False):
-    """Run every job not already done in OUT from the same inputs; returns {"done", "skipped",
-    "redone": {why: n}, "held_back", "failed": [messages]}."""
+class Server:
+    """One ComfyUI server of a batch: its client, the photos uploaded to it, and our prompts it holds
+    (queued or running), oldest first. `down` is when it stopped answering, None while it answers."""
+
+    def __init__(self, client):
+        self.client, self.uploads, self.pending, self.lost, self.down = client, {}, [], {}, None
+        self.queue_length = 0  # the server's own count, other users' prompts included
+
+    def upload(self, path, png):
+        if path not in self.uploads:
+            self.uploads[path] = self.client.upload(png(path))
+        return self.uploads[path]
+
+
+PENDING_PER_SERVER = 2  # one running, one waiting: the server never idles between our prompts
+
+
+def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
+              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0):
+    """Run every job not already done in OUT from the same inputs, spread over `clients` (one or more
+    servers); returns {"done", "skipped", "redone": {why: n}, "held_back", "failed": [messages]}.
+
+    Each server gets at most PENDING_PER_SERVER of our prompts; a job goes to the server with the
+    shortest queue. A server that stops answering has its prompts queued again on the others (or on
+    itself, once it is back) and is retried; the batch gives up only when no server has answered for
+    reconnect_s. Images depend on the job alone
+    (its seed), not on which server made them.
+    """
     from collections import Counter
 
     from tqdm import tqdm
@@ -643,17 +679,12 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
     plan = Plan(graph, patients, identities, seeds, manifest.data["names"])
     manifest.data["settings"].update(identities=plan.identities, seeds=plan.seeds)
     manifest.data["names"] = plan.names
-    pngs, uploads = {}, {}
+    pngs = {}
 
     def png(path):
         if path not in pngs:
             pngs[path] = photo_png(path)
         return pngs[path]
-
-    def upload(path):
-        if path not in uploads:
-            uploads[path] = client.upload(png(path))
-        return uploads[path]
 
     unreadable = []
     for path in sorted({p for job in plan.jobs for p in job["photos"].values()}):
@@ -669,17 +700,12 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
         raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")
     if donors:
         check_donor_face(donor)
-    workflow_hash = graph_hash(graph)  # before the donor's upload name goes in: that is "donor"
+    workflow_hash = graph_hash(graph)
 
     def made_from(job):
         return {"workflow": workflow_hash, "photos": {k: content_name(png(p)) for k, p in sorted(job["photos"].items())},
                 "donor": content_name(png(donor)) if donors else None, "identity": job.get("identity", plan.identities),
                 "seed": job["seed"]}
-
-    def upload_donor():
-        for nid in donors.values():
-            graph[nid]["inputs"]["image"] = upload(donor)
-    upload_donor()
 
     todo, redone, skipped = [], Counter(), 0
     for job in plan.jobs:
@@ -694,62 +720,168 @@ def run_batch(client, graph, patients, out, identities=None, seeds=None, donor=N
     summary = {"done": 0, "skipped": skipped, "redone": dict(redone), "held_back": 0, "failed": []}
     bar = tqdm(total=len(plan.jobs), initial=summary["skipped"], unit="prompt", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
+    servers = [Server(c) for c in clients]
+    left = len(todo)  # jobs not yet recorded
+    cond = threading.Condition()
+    stop = []  # set: the workers end; an exception in it (a refused workflow) is raised here
+
+    def prompt_for(server, job):
+        prompt = plan.prompt(job, lambda path: server.upload(path, png))
+        for nid in donors.values():
+            prompt[nid]["inputs"]["image"] = server.upload(donor, png)
+        return prompt
 
     def on_progress(kind, data):
         if kind == "progress":
             bar.set_postfix_str(f"step {data.get('value')}/{data.get('max')}")
-        elif data.get("node") in graph:
-            bar.set_postfix_str(wf.title(graph, data["node"]))
 
-    def finish(job, prompt, prompt_id):
-        try:
-            entry = client.wait(prompt_id, on_progress)
-        except KeyboardInterrupt:
-            client.interrupt(prompt_id)
-            raise
-        error = execution_error(entry, prompt)
+    def finish(server, job, prompt_id):
+        """Wait for the job's prompt, then write its images and its manifest entry."""
+        nonlocal left
+        entry = server.client.wait(prompt_id, on_progress)
         fields = {k: job[k] for k in ("patient", "expression", "identity", "seed") if k in job}
+        error = execution_error(entry, graph)  # graph: the prompt's nodes and titles, not its values
         if error:
-            summary["failed"].append(f"{job['key']}: {error}")
-            manifest.record(job["key"], status="failed", error=error, images=[], made_from=job["made_from"], **fields)
-            return
-        outputs = entry.get("outputs", {})
-        files = []
-        for rel, ref, _ in plan.targets(job, outputs):
-            write_bytes(os.path.join(out, rel), client.download(ref))
-            files.append(rel)
-        reports = {wf.title(prompt, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
-                   if o.get("text") and nid in prompt}
-        status = "done" if files else "held_back"
-        summary["done" if files else "held_back"] += 1
-        manifest.record(job["key"], status=status, images=files, reports=reports, made_from=job["made_from"],
-                        **fields)
-
-    try:
-        for job in todo:
-            bar.set_description(job["key"])
-            prompt_id, lost = None, False
-            while True:
-                try:
-                    if lost:  # a restarted server may have lost our uploads, and its queue and history
-                        uploads.clear()
-                        upload_donor()
-                        if prompt_id and not client.knows(prompt_id):
-                            prompt_id = None  # queue the job again
-                        lost = False
-                    prompt = plan.prompt(job, upload)
-                    prompt_id = prompt_id or client.queue(prompt)
-                    finish(job, prompt, prompt_id)
-                    break
-                except SERVER_GONE as e:
-                    client.reconnect(e)
-                    lost = True
+            record = {"status": "failed", "error": error, "images": []}
+        else:
+            outputs = entry.get("outputs", {})
+            files = [(rel, server.client.download(ref)) for rel, ref, _ in plan.targets(job, outputs)]
+            for rel, data in files:
+                write_bytes(os.path.join(out, rel), data)
+            reports = {wf.title(graph, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
+                       if o.get("text") and nid in graph}
+            record = {"status": "done" if files else "held_back", "images": [rel for rel, _ in files],
+                      "reports": reports}
+        with cond:
+            if error:
+                summary["failed"].append(f"{job['key']}: {error}")
+            else:
+                summary[record["status"]] += 1
+            manifest.record(job["key"], **record, made_from=job["made_from"], server=server.client.url, **fields)
+            server.pending.pop(0)
+            left -= 1
             bar.update(1)
+            cond.notify_all()
+
+    def take(server):
+        """The next job for this server, or None: it has room, and no server that answers and has
+        room has a shorter queue (ties go to the one asking)."""
+        if not todo or len(server.pending) >= PENDING_PER_SERVER:
+            return None
+        rivals = [s for s in servers if s.down is None and len(s.pending) < PENDING_PER_SERVER]
+        if any(s.queue_length < server.queue_length for s in rivals):
+            return None
+        server.queue_length += 1
+        return todo.pop(0)
+
+    def lose(server, error):
+        """The server stopped answering: its jobs go back to the front of the line, for any server."""
+        with cond:
+            if server.down is None:
+                server.down = time.monotonic()
+                print(f"lost the ComfyUI server at {server.client.url} ({error.__class__.__name__}); "
+                      f"{len(server.pending)} job(s) queued again, and the server is retried",
+                      file=sys.stderr, flush=True)
+            server.lost.update({job["key"]: pid for job, pid in server.pending})
+            todo[:0] = [job for job, _ in server.pending]
+            server.pending.clear()
+            cond.notify_all()
+        server.client.close()
+        server.uploads.clear()  # a restarted server has lost them
+
+    def come_back(server):
+        """Retry a lost server, pausing 0.5 s, 1 s ... 10 s, until it answers (True) or the batch ends
+        (False). A prompt it still holds whose job no other server took meanwhile is waited for again
+        rather than run twice; one whose job another server took is withdrawn."""
+        pause = 0.5
+        while True:
+            with cond:
+                if stop or not left:
+                    return False
+            try:
+                server.client._get("/system_stats", timeout=5)
+                break
+            except requests.RequestException:
+                time.sleep(pause)
+                pause = min(2 * pause, 10.0)
+        held = {key: pid for key, pid in server.lost.items() if server.client.knows(pid)}
+        with cond:
+            waiting = {job["key"]: job for job in todo}
+            for key, pid in held.items():
+                if key in waiting:
+                    todo.remove(waiting[key])
+                    server.pending.append((waiting[key], pid))
+                else:
+                    server.client.interrupt(pid)
+            print(f"the server at {server.client.url} answers again after {time.monotonic() - server.down:.0f} s",
+                  file=sys.stderr, flush=True)
+            server.lost, server.down = {}, None
+            cond.notify_all()
+        return True
+
+    def work(server):
+        """One server's loop: keep it fed, write what it finishes, survive its going away."""
+        while True:
+            try:
+                if server.down is not None and not come_back(server):
+                    return
+                server.queue_length = server.client._get("/prompt", timeout=30).json()["exec_info"]["queue_remaining"]
+                with cond:
+                    if stop or not left:
+                        return
+                    job = take(server)
+                    if job is None and not server.pending:
+                        cond.wait(0.5)
+                        continue
+                if job is not None:
+                    try:
+                        prompt_id = server.client.queue(prompt_for(server, job))
+                    except BaseException:
+                        with cond:
+                            todo.insert(0, job)
+                        raise
+                    with cond:
+                        server.pending.append((job, prompt_id))
+                    if len(server.pending) < PENDING_PER_SERVER:
+                        continue
+                finish(server, *server.pending[0])
+            except SERVER_GONE as e:
+                lose(server, e)
+            except BaseException as e:  # a refused workflow, a bad output: the whole batch stops
+                with cond:
+                    stop.append(e)
+                    cond.notify_all()
+                return
+
+    threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in servers]
+    try:
+        for t in threads:
+            t.start()
+        with cond:
+            while left and not stop:
+                cond.wait(0.5)
+                downs = [s.down for s in servers]
+                if all(d is not None for d in downs) and time.monotonic() - max(downs) > reconnect_s:
+                    raise InputError(f"no ComfyUI server answered within {reconnect_s:g} s (--reconnect-timeout): "
+                                     f"{', '.join(s.client.url for s in servers)}; run the same command again to "
+                                     f"finish the batch: images already written are kept")
+        if stop:
+            raise stop[0]
+    except BaseException:
+        with cond:
+            stop.append(None)
+            held = [(s, pid) for s in servers for _, pid in s.pending]
+        for s, pid in held:
+            s.client.interrupt(pid)
+        raise
     finally:
+        for t in threads:
+            t.join(timeout=10)
         bar.close()
-        client.close()
-        if not keep_uploads and uploads:
-            client.forget_uploads({name.rsplit("/", 1)[-1] for name in uploads.values()})
+        for s in servers:
+            s.client.close()
+            if not keep_uploads and s.uploads:
+                s.client.forget_uploads({n.rsplit("/", 1)[-1] for n in s.uploads.values()})
     return summary
 
 
@@ -766,12 +898,24 @@ def prepare_graph(path, client, overrides=(), bypasses=()):
     return graph
 
 
+def add_server_arguments(p, default="http://127.0.0.1:8188"):
+    """--server URL (repeatable) | --embedded [N]: where the jobs run (run and experiment share it).
+    Neither given: `default`, a URL, or "embedded" for one embedded host."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--server", action="append", metavar="URL",
+                       help=f"a ComfyUI server (default: {'one embedded host' if default == 'embedded' else default}); "
+                            f"give several to share the jobs")
+    where.add_argument("--embedded", type=int, nargs="?", const=1, default=int(default == "embedded"), metavar="N",
+                       help="start N embedded ComfyUI hosts for this run (default 1), each on its own GPU "
+                            "where there are GPUs")
+
+
 def add_arguments(p):
     p.add_argument("workflow", help="a workflow JSON (API format from workflows/api/, or a UI-format file)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--server", default=None, help="ComfyUI URL (default http://127.0.0.1:8188)")
-    where.add_argument("--embedded", action="store_true", help="start the embedded ComfyUI for this run")
+    add_server_arguments(p)
     p.add_argument("--models-dir", help="--embedded: extra models folder (default $MODELS_DIR)")
+    p.add_argument("--reconnect-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to wait when no server answers (restarted, crashed) before giving up")
     p.add_argument("--patients", required=True, help="PATIENTS/<patient>/<expression>.png|jpg")
     p.add_argument("--expressions", nargs="+", help=f"only these items (default: every photo found): {' '.join(ITEMS)}")
     p.add_argument("--identities", nargs="+", help='prompt identities, e.g. "a man" "a woman" (default: the workflow\'s)')
@@ -782,8 +926,6 @@ def add_arguments(p):
     p.add_argument("--bypass", action="append", default=[], metavar="NODE",
                    help="bypass a node as ComfyUI's bypass mode does (e.g. 'privacy gate' without an ArcFace model)")
     p.add_argument("--out", required=True)
-    p.add_argument("--reconnect-timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="how long to wait for a server that went away mid-batch (restarted) before giving up")
     p.add_argument("--keep-uploads", action="store_true",
                    help=f"--server: leave the uploaded photos in the server's input/{UPLOAD_FOLDER}/ (deleted by default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -795,21 +937,14 @@ def main(args):
         raise InputError(f"--donor {args.donor}: no such file")
     refuse_overlap(args.out, [args.patients] + [args.donor] * bool(args.donor))
     folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
-    host = EmbeddedHost(args.models_dir) if args.embedded else None
-    url = args.server or "http://127.0.0.1:8188"
-    if host:
-        url = host.__enter__().url
-    try:
-        client = Client(url, reconnect_s=args.reconnect_timeout)
-        graph = prepare_graph(args.workflow, client, args.overrides, args.bypass)
+    with servers(args.server, args.embedded, args.models_dir) as urls:
+        clients = [Client(url) for url in urls]
+        graph = prepare_graph(args.workflow, clients[0], args.overrides, args.bypass)
         # Settings as given, minus anything that would locate patient files (the --patients path).
         settings = {"overrides": args.overrides, "bypassed": args.bypass}
-        summary = run_batch(client, graph, patients, args.out, args.identities, args.seeds, args.donor,
+        summary = run_batch(clients, graph, patients, args.out, args.identities, args.seeds, args.donor,
                             os.path.basename(args.workflow), settings, progress=not args.quiet,
-                            keep_uploads=args.keep_uploads)
-    finally:
-        if host:
-            host.__exit__()
+                            keep_uploads=args.keep_uploads, reconnect_s=args.reconnect_timeout)
     redone = summary["redone"]
     why = f" ({sum(redone.values())} redone: " + "; ".join(f"{k}: {n}" for k, n in sorted(redone.items())) + ")"
     print(f"{summary['done']} job(s) done{why if redone else ''}, {summary['skipped']} already done, "

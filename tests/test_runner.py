@@ -105,8 +105,9 @@ def test_uploads_are_hashed_and_stripped_and_the_manifest_holds_no_paths(host, t
     out = tmp_path / "out"
     r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", "7300", "--keep-uploads")
     assert r.returncode == 0, r.stdout + r.stderr
-    uploaded = os.listdir(os.path.join(host.input_dir, "palsysim"))
-    assert uploaded and all(len(f) == 28 and f.endswith(".png") for f in uploaded)  # 24 hex + .png
+    uploaded = upload_paths(host)
+    # input/palsysim/<run: 32 hex>/<24 hex>.png
+    assert uploaded and all(len(r) == 32 and len(f) == 28 and f.endswith(".png") for r, f in map(os.path.split, uploaded))
     for f in uploaded:
         assert b"SECRET-PATIENT" not in open(os.path.join(host.input_dir, "palsysim", f), "rb").read()
     text = (out / "manifest.json").read_text()
@@ -114,9 +115,14 @@ def test_uploads_are_hashed_and_stripped_and_the_manifest_holds_no_paths(host, t
         assert secret not in text
 
 
-def upload_names(host):
+def upload_paths(host):
+    """{run/name} of the runners' uploads on the server (input/palsysim/<run>/<name>)."""
     folder = os.path.join(host.input_dir, "palsysim")
-    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    return {os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs}
+
+
+def upload_names(host):
+    return {os.path.basename(p) for p in upload_paths(host)}
 
 
 def test_the_runner_deletes_its_uploads_from_the_server_unless_asked_to_keep_them(host, tmp_path):
@@ -129,11 +135,14 @@ def test_the_runner_deletes_its_uploads_from_the_server_unless_asked_to_keep_the
     r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out2", *NO_ARCFACE, "--seeds", "7310",
                    "--keep-uploads")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert ours in upload_names(host)
-    # The route deletes content-hash names in input/palsysim/ only.
-    for bad in (["../../user/x.png"], ["rest.png"], "x"):
-        assert requests.post(host.url + "/palsysim/uploads/delete", json={"names": bad}).status_code == 400
-    assert requests.post(host.url + "/palsysim/uploads/delete", json={"names": [ours]}).json() == {"deleted": [ours]}
+    run = next(os.path.dirname(p) for p in upload_paths(host) if p.endswith(ours))
+    # The route deletes content-hash names in input/palsysim/<run>/ only.
+    for bad in ({"run": run, "names": ["../../user/x.png"]}, {"run": run, "names": ["rest.png"]},
+                {"run": run, "names": "x"}, {"run": "../..", "names": [ours]}, {"names": [ours]}):
+        assert requests.post(host.url + "/palsysim/uploads/delete", json=bad).status_code == 400
+    delete = {"run": run, "names": [ours]}
+    assert requests.post(host.url + "/palsysim/uploads/delete", json=delete).json() == {"deleted": [ours]}
+    assert not os.path.exists(os.path.join(host.input_dir, "palsysim", run))  # the empty folder goes too
 
 
 def test_identities_that_share_a_slug_get_their_own_files(host, tmp_path):

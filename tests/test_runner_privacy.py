@@ -68,7 +68,7 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
     ours, deadline = None, time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:  # until the photo is on the server
         new = host_folders() - before
-        if new and glob.glob(os.path.join(next(iter(new)), "input", "palsysim", "*.png")):
+        if new and glob.glob(os.path.join(next(iter(new)), "input", "palsysim", "*", "*.png")):
             ours = next(iter(new))
             break
         time.sleep(0.05)

@@ -8,6 +8,7 @@ import json
 import os
 
 from ..files import write_bytes
+from .. import runner
 from . import config, report, stages
 
 
@@ -47,7 +48,7 @@ def table_row(row, backends, generated):
             **{f"{m}_{s}": row[f"{m}_{s}"] for m in ("lpips", "serfiq", "fidelity") for s in ("mean", "std")}}
 
 
-def run(exp_dir, server=None, quiet=False):
+def run(exp_dir, servers=None, quiet=False, embedded=1):
     exp = config.load(exp_dir)
     found = stages.check(exp)
     state = stages.State(exp.root)
@@ -55,7 +56,7 @@ def run(exp_dir, server=None, quiet=False):
     try:
         stages.prepare(exp, state, found, bar)
         stages.train(exp, state, found, bar, quiet)
-        stages.generate(exp, state, found, bar, server)
+        stages.generate(exp, state, found, bar, servers, embedded)
         rows = evaluate(exp, state, bar, found)
         bar.step("figures")
         methods = [r for r in rows if r["run"] in exp.methods]
@@ -95,7 +96,7 @@ def add_arguments(p):
         i.add_argument(f"--{flag}", default="", help=f"fill [data]/[models] {flag} in")
     r = sub.add_parser("run", help="run (or continue) the experiment in EXP")
     r.add_argument("exp")
-    r.add_argument("--server", help="a running ComfyUI that sees EXP/models (default: the embedded host)")
+    runner.add_server_arguments(r, default="embedded")  # a --server must see EXP/models
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -105,5 +106,5 @@ def main(args):
         path = config.write_template(args.exp, *given)
         print(f"wrote {path}: fill in the paths, then `python -m palsysim experiment run {args.exp}`")
         return
-    files = run(args.exp, args.server, args.quiet)
+    files = run(args.exp, args.server, args.quiet, args.embedded or 1)
     print("experiment done: " + ", ".join(files))

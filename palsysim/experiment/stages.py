@@ -256,8 +256,9 @@ def run_graph(exp, client, workflow, net, condition):
     return graph
 
 
-def generate(exp, state, found, bar, server=None):
-    """Every run (method and ablation window) through the headless runner, against one server."""
+def generate(exp, state, found, bar, servers=None, embedded=1):
+    """Every run (method and ablation window) through the headless runner, on the given servers (URLs)
+    or on `embedded` hosts started for it."""
     runs = exp.runs()
     photos = {k: {e: exp.path("prepared", "photos", k, f"{e}.png") for e in p} for k, p in found.items()}
     donors = donor_paths(exp)
@@ -275,24 +276,19 @@ def generate(exp, state, found, bar, server=None):
             bar.step(f"generate/{name}")
         return
     link_models(exp)
-    host = None if server else runner.EmbeddedHost(exp.path("models"))
-    url = server or host.__enter__().url
-    try:
+    with runner.servers(servers, embedded if not servers else 0, exp.path("models")) as urls:
         for name, (workflow, net, condition) in runs.items():
             bar.step(f"generate/{name}")
             if name not in todo:
                 continue
-            client = runner.Client(url)
-            graph = run_graph(exp, client, workflow, net, condition)
-            summary = runner.run_batch(client, graph, photos, exp.path("generated", name), exp.generate["identities"],
+            clients = [runner.Client(url) for url in urls]
+            graph = run_graph(exp, clients[0], workflow, net, condition)
+            summary = runner.run_batch(clients, graph, photos, exp.path("generated", name), exp.generate["identities"],
                                        exp.generate["seeds"], donors[0] if condition == "codc" else None,
                                        name=workflow, settings={"run": name}, progress=False)
             if summary["failed"]:
                 raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(summary["failed"]))
             state.record(f"generate/{name}", todo[name])
-    finally:
-        if host:
-            host.__exit__()
 
 
 def generated_images(exp, run):
