@@ -1,11 +1,12 @@
 """Shared by test_workflows.py and test_runner.py: patient folders and the runner's real CLI."""
 import os
+import shutil
 import subprocess
 import sys
 
 from PIL import Image
 
-from host import TINY_CHECKPOINT, TINY_CONTROLNET
+from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
 from real_faces import photo_paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,3 +61,17 @@ def png_chunks(path):
         out.append((kind.decode("ascii"), data[pos + 8:pos + 8 + n]))
         pos += 12 + n
     return out
+
+
+def own_server(host, workdir, port=None):
+    """A private server (tests may kill it; never the session's `host`) that borrows the host's tiny
+    models; call .wait_ready() on it (several start side by side)."""
+    server = start_host(str(workdir), wait=False, port=port)
+    for folder, name in (("checkpoints", TINY_CHECKPOINT), ("controlnet", TINY_CONTROLNET)):
+        src, dst = host.model_path(folder, name), server.model_path(folder, name)
+        if not os.path.exists(dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+    return server

@@ -3,29 +3,18 @@ server is killed after the first image is written and started again on the same 
 waits, queues the lost job again, and finishes without redoing written images."""
 import json
 import os
-import shutil
 import subprocess
 import time
 
-from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
-from runner_helpers import NO_ARCFACE, REPO, api, make_patients, pngs, runner_cmd
+from host import start_host
+from runner_helpers import NO_ARCFACE, REPO, api, make_patients, own_server, pngs, runner_cmd
 from test_runner import history_seeds
 
 
-def link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):
-    # Our own server (the session's `host` must never be killed); it borrows the host's tiny models.
     workdir = str(tmp_path / "server")
-    server = start_host(workdir, wait=False)
+    server = own_server(host, workdir)
     try:
-        for folder, name in (("checkpoints", TINY_CHECKPOINT), ("controlnet", TINY_CONTROLNET)):
-            link_or_copy(host.model_path(folder, name), server.model_path(folder, name))
         server.wait_ready()
         port = int(server.url.rsplit(":", 1)[1])
         patients = make_patients(tmp_path / "p", ["rest"])

@@ -1,5 +1,5 @@
-"""`palsysim run --embedded` killed mid-batch by SIGHUP (a closed terminal) or SIGKILL: the embedded
-ComfyUI does not outlive it, and no patient file name, path or pixels are left anywhere (every byte
+"""`palsysim run --embedded [N]` killed mid-batch by SIGHUP (a closed terminal) or SIGKILL: no embedded
+ComfyUI outlives it, and no patient file name, path or pixels are left anywhere (every byte
 of every file written meanwhile under the temp folder and the ComfyUI host is searched)."""
 import glob
 import os
@@ -49,8 +49,8 @@ def files_written_since(roots, since, skip):
                     yield path
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
-def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_path, sig):
+@pytest.mark.parametrize("sig, hosts", [(signal.SIGHUP, 1), (signal.SIGKILL, 2)])
+def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_path, sig, hosts):
     patient = f"zq_private_{uuid.uuid4().hex[:10]}"
     patients = make_patients(tmp_path / "p", ["rest", "grin"], patient=patient, size=240)
     photo = str(patients / patient / "rest.png")
@@ -61,28 +61,28 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
                "raw pixel row": pixels[120, 40:140].tobytes()}
     out = tmp_path / "out"
     before, started = host_folders(), time.time() - 1
-    cmd = [sys.executable, "-m", "palsysim", "run", api("palsy_pf"), "--embedded", "--patients", str(patients),
+    cmd = [sys.executable, "-m", "palsysim", "run", api("palsy_pf"), "--embedded", str(hosts), "--patients", str(patients),
            "--out", str(out), "--quiet", *TINY, *NO_ARCFACE, "--seeds", "1", "2", "3", "4"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "MODELS_DIR": host.models_dir})
-    ours, deadline = None, time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:  # until the photo is on the server
-        new = host_folders() - before
-        if new and glob.glob(os.path.join(next(iter(new)), "input", "palsysim", "*", "*.png")):
-            ours = next(iter(new))
+    ours, deadline = set(), time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # until every host has a photo
+        ours = host_folders() - before
+        if len(ours) == hosts and all(glob.glob(os.path.join(f, "input", "palsysim", "*", "*.png")) for f in ours):
             break
         time.sleep(0.05)
-    assert ours, f"the embedded host never got the upload:\n{proc.stdout.read().decode()[-3000:] if proc.poll() is not None else ''}"
-    server_pids = [p for p in processes_naming(ours) if p != proc.pid]
-    assert server_pids  # the keeper and ComfyUI, named by their private folder
+    assert len(ours) == hosts, f"the embedded hosts never got the uploads:\n{proc.stdout.read().decode()[-3000:] if proc.poll() is not None else ''}"
+    for folder in ours:  # the keeper and ComfyUI, named by their private folder
+        assert [p for p in processes_naming(folder) if p != proc.pid]
     proc.send_signal(sig)
     proc.wait(timeout=60)
 
     deadline = time.monotonic() + 60
-    while (os.path.exists(ours) or processes_naming(ours)) and time.monotonic() < deadline:
+    while any(os.path.exists(f) or processes_naming(f) for f in ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not processes_naming(ours), "the embedded ComfyUI outlived the runner"
-    assert not os.path.exists(ours), f"{ours} was left behind"
+    for folder in ours:
+        assert not processes_naming(folder), "an embedded ComfyUI outlived the runner"
+        assert not os.path.exists(folder), f"{folder} was left behind"
 
     skip = [str(patients), str(out)]  # the inputs themselves, and results named as the output layout says
     found = []

@@ -1,0 +1,73 @@
+"""The headless runner over several ComfyUI servers: three private real servers on loopback share one
+batch, one of them is killed mid-batch; every job is done once, and the images are the bytes a
+one-server run writes."""
+import json
+import os
+import subprocess
+import time
+
+import requests
+
+from runner_helpers import NO_ARCFACE, REPO, api, make_patients, own_server, pngs, run_runner, runner_cmd
+from test_runner import history_seeds
+
+SEEDS = [str(s) for s in range(7601, 7607)]  # unique to this test
+EXPRESSIONS = ["rest", "grin"]
+
+
+def done_by(out, server):
+    try:
+        jobs = json.loads((out / "manifest.json").read_text())["jobs"]
+    except (OSError, ValueError):
+        return 0
+    return sum(j.get("server") == server.url for j in jobs.values())
+
+
+def queued(server):
+    try:
+        return requests.get(server.url + "/prompt", timeout=5).json()["exec_info"]["queue_remaining"]
+    except requests.RequestException:
+        return 0
+
+
+def test_three_servers_one_killed_mid_batch_every_job_once_same_images(host, tmp_path):
+    patients = make_patients(tmp_path / "p", EXPRESSIONS)
+    alone = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "alone", *NO_ARCFACE, "--seeds", *SEEDS)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    servers = [own_server(host, tmp_path / f"server{k}") for k in range(3)]
+    try:
+        for s in servers:
+            s.wait_ready()
+        out = tmp_path / "shared"
+        cmd = runner_cmd(api("palsy_pf"), servers[0].url, patients, out, *NO_ARCFACE, "--seeds", *SEEDS)
+        for s in servers[1:]:
+            cmd += ["--server", s.url]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        victim = servers[1]
+        deadline = time.monotonic() + 300
+        # Killed once it has finished a job and holds another of ours.
+        while proc.poll() is None and time.monotonic() < deadline and not (done_by(out, victim) and queued(victim)):
+            time.sleep(0.02)
+        victim.proc.kill()
+        victim.proc.wait()
+        assert proc.poll() is None, "the batch ended before the kill:\n" + proc.stderr.read()[-2000:]
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stdout + stderr
+        assert f"lost the ComfyUI server at {victim.url}" in stderr, stderr
+
+        jobs = json.loads((out / "manifest.json").read_text())["jobs"]
+        expected = {f"zq_patient_7731/{e}/a_man_{s}" for e in EXPRESSIONS for s in SEEDS}
+        assert set(jobs) == expected and all(j["status"] == "done" for j in jobs.values())
+        by_server = {s.url: sum(j["server"] == s.url for j in jobs.values()) for s in servers}
+        assert all(by_server.values()), by_server  # every server did some, the victim before its end
+        # Done once: what the survivors ran plus what the victim finished is the batch, no more.
+        ran = history_seeds(servers[0]) + history_seeds(servers[2])
+        assert len(ran) + by_server[victim.url] == len(expected), (ran, by_server)
+
+        alone_files = {os.path.relpath(p, tmp_path / "alone"): open(p, "rb").read() for p in pngs(tmp_path / "alone")}
+        shared_files = {os.path.relpath(p, out): open(p, "rb").read() for p in pngs(out)}
+        assert len(shared_files) == len(expected) and shared_files.keys() == alone_files.keys()
+        assert all(shared_files[k] == alone_files[k] for k in alone_files)  # bit-identical
+    finally:
+        for s in servers:
+            s.stop()
