@@ -205,9 +205,12 @@ def bypass(graph, ref, object_info):
                 if not (isinstance(value, list) and value[0] == nid):
                     continue
                 kind = info["output"][value[1]]
-                same = [v for k, v in node["inputs"].items() if isinstance(v, list) and specs.get(k, [None])[0] == kind]
+                same = [k for k, v in node["inputs"].items() if isinstance(v, list) and specs.get(k, [None])[0] == kind]
                 if not same:
                     raise InputError(f"cannot bypass node {nid} ({node['class_type']}): its {kind} output feeds "
                                      f"{other['class_type']}.{name} and it has no {kind} input to pass on")
-                other["inputs"][name] = list(same[0])
+                # As the UI does: output k takes input k where that has the type (ControlNetApplyAdvanced's
+                # negative stays negative), else the first input of the type.
+                at_slot = list(specs)[value[1]] if value[1] < len(specs) else None
+                other["inputs"][name] = list(node["inputs"][at_slot if at_slot in same else same[0]])
     return ids

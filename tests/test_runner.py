@@ -288,6 +288,14 @@ def test_set_refuses_clearly(text, message):
         wf.set_input(fresh(), *wf.parse_override(text))
 
 
+def test_bypassing_the_controlnet_keeps_positive_and_negative_apart(host):
+    g = json.loads(open(api("palsy_pf")).read())
+    by_title = {n["_meta"]["title"]: k for k, n in g.items()}
+    wf.bypass(g, "apply controlnet", host.object_info())
+    sampler = g[by_title["sampler"]]["inputs"]
+    assert sampler["positive"] == [by_title["positive"], 0] and sampler["negative"] == [by_title["negative"], 0]
+
+
 def test_bypass_passes_the_same_typed_input_through():
     g = fresh()
     assert wf.bypass(g, "gate", INFO) == ["3"]
