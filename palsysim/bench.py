@@ -132,3 +132,63 @@ def codc_measures(log=print, **kw):
             + " | ".join(f"{p:.1f} -> {c:.1f}" for p, c in (r["asymmetry"][m] for m in MEASURES))
             + f" | {r['own_edges_iou']:.2f} |")
     return rows
+
+
+# What `bench generate` times, as --set/--bypass of the PF workflow: "none" leaves the ControlNet out.
+CONTROLNET_MODES = {
+    "none": ([], ["apply controlnet"]),
+    "everywhere": (["controlnet.apply=everywhere"], []),
+    "window_only": (["controlnet.apply=window_only", "controlnet.t_lo=500", "controlnet.t_hi=700"], []),
+    "window_then_base": (["controlnet.apply=window_then_base", "controlnet.t_lo=500", "controlnet.t_hi=700",
+                          "controlnet.base_control_net_name={controlnet}"], []),
+}
+
+
+def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, size=64, steps=1, log=print):
+    """Generation through real embedded ComfyUI hosts (the shipped PF workflow, privacy gate bypassed):
+    seconds per image for each ControlNet mode on one host, then images/s with each number of hosts
+    sharing one batch. Every host is warmed up (models loaded) before it is timed. Returns the figures."""
+    import tempfile
+
+    from . import runner
+    from .fidelity import ITEMS
+    from .images import write_image
+    workflow = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "api",
+                            "palsy_pf.json")
+    common = [f"checkpoint.ckpt_name={checkpoint}", f"controlnet.control_net_name={controlnet}",
+              f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}",
+              f"controlnet.steps={steps}"]
+    res = {"size": size, "steps": steps, "jobs": jobs, "modes": {}, "servers": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        patients = os.path.join(tmp, "patients")
+        write_image(os.path.join(patients, "sample", f"{ITEMS[0]}.png"), sample_faces(256)[0])
+        found = runner.find_patients(patients)
+        runs = iter(range(10 ** 6))
+
+        def batch(urls, overrides, bypasses, seeds):
+            clients = [runner.Client(u) for u in urls]
+            graph = runner.prepare_graph(workflow, clients[0], common + overrides, ["privacy gate"] + bypasses)
+            start = time.perf_counter()
+            summary = runner.run_batch(clients, graph, found, os.path.join(tmp, f"out{next(runs)}"),
+                                       seeds=seeds, progress=False)
+            if summary["failed"] or summary["done"] != len(seeds):
+                raise RuntimeError("generation failed: " + "; ".join(summary["failed"]))
+            return time.perf_counter() - start
+
+        with runner.servers(embedded=1, models_dir=models_dir) as urls:
+            for mode, (overrides, bypasses) in CONTROLNET_MODES.items():
+                overrides = [o.format(controlnet=controlnet) for o in overrides]
+                batch(urls, overrides, bypasses, [0])
+                res["modes"][mode] = batch(urls, overrides, bypasses, list(range(1, jobs + 1))) / jobs
+        log(f"{size}x{size}, {steps} step(s), {jobs} images per figure, one host:")
+        for mode, s in res["modes"].items():
+            log(f"  {mode:16s} {s:8.3f} s/image  ({s / res['modes']['everywhere']:.2f}x everywhere)")
+        for n in servers:
+            with runner.servers(embedded=n, models_dir=models_dir) as urls:
+                for k, url in enumerate(urls):
+                    batch([url], [], [], [k])
+                res["servers"][n] = jobs / batch(urls, [], [], list(range(1, jobs + 1)))
+        log("images/s with N hosts sharing one batch (ControlNet everywhere):")
+        for n, rate in res["servers"].items():
+            log(f"  {n} host(s): {rate:7.3f} images/s  ({rate / res['servers'][servers[0]]:.2f}x {servers[0]} host(s))")
+    return res

@@ -154,9 +154,14 @@ def cmd_experiment(args):
 def cmd_bench(args):
     from . import bench
     if args.which == "codc-measures":
-        bench.codc_measures(size=args.size)
-        return
-    bench.preprocess(repeats=args.repeats, size=args.size)
+        bench.codc_measures(size=args.size or 512)
+    elif args.which == "generate":
+        if not (args.checkpoint and args.controlnet):
+            raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
+        bench.generate(args.models_dir, args.checkpoint, args.controlnet, args.servers, args.jobs,
+                       args.size or 512, args.steps)
+    else:
+        bench.preprocess(repeats=args.repeats, size=args.size or 512)
 
 
 def cmd_evaluate(args):
@@ -282,10 +287,17 @@ def parser():
     p.set_defaults(func=cmd_condition)
 
     p = sub.add_parser("bench", help="benchmarks: preprocess (CODC vs landmark detection alone), "
-                                      "codc-measures (expression kept over the 10 Yanagihara items)")
-    p.add_argument("which", choices=["preprocess", "codc-measures"])
+                                      "codc-measures (expression kept over the 10 Yanagihara items), "
+                                      "generate (s/image per ControlNet mode, images/s with 1..N hosts)")
+    p.add_argument("which", choices=["preprocess", "codc-measures", "generate"])
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--size", type=int, help="face size (preprocess, codc-measures) or image size (generate); 512")
+    p.add_argument("--models-dir", help="generate: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")
+    p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name")
+    p.add_argument("--controlnet", help="generate: ControlNet file name")
+    p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 3], help="generate: host counts to compare")
+    p.add_argument("--jobs", type=int, default=12, help="generate: images per figure")
+    p.add_argument("--steps", type=int, default=20, help="generate: sampling steps")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method folder")

@@ -324,9 +324,10 @@ class EmbeddedHost:
 
     MODEL_FOLDERS = ("checkpoints", "controlnet", "insightface", "mediapipe")
 
-    def __init__(self, models_dir=None, timeout=300, cuda_device=None):
+    def __init__(self, models_dir=None, timeout=300, cuda_device=None, cpu_threads=None):
         self.models_dir = models_dir or os.environ.get("MODELS_DIR")
-        self.timeout, self.cuda_device, self.proc, self.url, self.tmp = timeout, cuda_device, None, None, None
+        self.timeout, self.cuda_device, self.cpu_threads = timeout, cuda_device, cpu_threads
+        self.proc, self.url, self.tmp = None, None, None
 
     def __enter__(self):
         self.start()
@@ -368,10 +369,12 @@ class EmbeddedHost:
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         keeper = [sys.executable, "-c", "from palsysim.runner import guard_host; guard_host()",
                   self.tmp, str(os.getpid()), *cmd]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join([package_parent] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        if self.cpu_threads and "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = str(self.cpu_threads)
         self.proc = subprocess.Popen(keeper, cwd=host, stdin=subprocess.DEVNULL, start_new_session=True,
-                                     pass_fds=(self._lock,),
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
-                                         [package_parent] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
+                                     pass_fds=(self._lock,), env=env)
 
     def ready(self):
         if wait_until_up(self.url, self.proc, self.timeout):
@@ -403,7 +406,9 @@ class EmbeddedHost:
 @contextlib.contextmanager
 def servers(urls=None, embedded=0, models_dir=None):
     """The URLs a batch runs on: `urls` (default the local ComfyUI), or `embedded` hosts started for
-    it, host k on GPU k modulo the GPU count where there are GPUs, and stopped afterwards."""
+    it, host k on GPU k modulo the GPU count where there are GPUs, and stopped afterwards. Hosts on
+    the CPU share its cores: each gets its share of threads, since N hosts each spinning on every
+    core ran slower together than one alone (BENCHMARKS.md)."""
     if not embedded:
         yield list(dict.fromkeys(u.rstrip("/") for u in urls or ["http://127.0.0.1:8188"]))
         return
@@ -412,7 +417,8 @@ def servers(urls=None, embedded=0, models_dir=None):
     with contextlib.ExitStack() as started:
         hosts = []
         for k in range(embedded):
-            hosts.append(EmbeddedHost(models_dir, cuda_device=k % gpus if gpus else None))
+            hosts.append(EmbeddedHost(models_dir, cuda_device=k % gpus if gpus else None,
+                                      cpu_threads=None if gpus or embedded == 1 else max(1, os.cpu_count() // embedded)))
             started.callback(hosts[-1].__exit__)
             hosts[-1].start()
         for h in hosts:
