@@ -163,14 +163,12 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
         patients = os.path.join(tmp, "patients")
         write_image(os.path.join(patients, "sample", f"{ITEMS[0]}.png"), sample_faces(256)[0])
         found = runner.find_patients(patients)
-        runs = iter(range(10 ** 6))
 
         def batch(urls, overrides, bypasses, seeds):
             clients = [runner.Client(u) for u in urls]
             graph = runner.prepare_graph(workflow, clients[0], common + overrides, ["privacy gate"] + bypasses)
             start = time.perf_counter()
-            summary = runner.run_batch(clients, graph, found, os.path.join(tmp, f"out{next(runs)}"),
-                                       seeds=seeds, progress=False)
+            summary = runner.run_batch(clients, graph, found, tempfile.mkdtemp(dir=tmp), seeds=seeds, progress=False)
             if summary["failed"] or summary["done"] != len(seeds):
                 raise RuntimeError("generation failed: " + "; ".join(summary["failed"]))
             return time.perf_counter() - start

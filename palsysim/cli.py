@@ -154,14 +154,14 @@ def cmd_experiment(args):
 def cmd_bench(args):
     from . import bench
     if args.which == "codc-measures":
-        bench.codc_measures(size=args.size or 512)
+        bench.codc_measures(size=args.size)
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
         bench.generate(args.models_dir, args.checkpoint, args.controlnet, args.servers, args.jobs,
-                       args.size or 512, args.steps)
+                       args.size, args.steps)
     else:
-        bench.preprocess(repeats=args.repeats, size=args.size or 512)
+        bench.preprocess(repeats=args.repeats, size=args.size)
 
 
 def cmd_evaluate(args):
@@ -291,7 +291,7 @@ def parser():
                                       "generate (s/image per ControlNet mode, images/s with 1..N hosts)")
     p.add_argument("which", choices=["preprocess", "codc-measures", "generate"])
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--size", type=int, help="face size (preprocess, codc-measures) or image size (generate); 512")
+    p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures) or image size (generate)")
     p.add_argument("--models-dir", help="generate: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")
     p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name")
     p.add_argument("--controlnet", help="generate: ControlNet file name")

@@ -150,8 +150,8 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
                 client = runner.Client(host.url)
                 graph = runner.prepare_graph(workflow, client, bypasses=bypass)
                 summary = runner.run_batch([client], graph, runner.find_patients(os.path.join(tmp, "patients")),
-                                             gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
-                                             "palsy_codc.json", {"bypassed": bypass})
+                                           gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
+                                           "palsy_codc.json", {"bypassed": bypass})
         except (InputError, RuntimeError) as e:
             print(f"demo: generation failed: {e}")
             return

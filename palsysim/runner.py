@@ -162,6 +162,18 @@ class Client:
         return msg["type"] in ("execution_success", "execution_error", "execution_interrupted") or (
             msg["type"] == "executing" and data.get("node") is None)
 
+    def answers(self):
+        """True if the server answers at all (after it went away)."""
+        try:
+            self._get("/system_stats", timeout=5)
+            return True
+        except requests.RequestException:
+            return False
+
+    def queue_remaining(self):
+        """Prompts queued or running on the server, everyone's."""
+        return self._get("/prompt", timeout=30).json()["exec_info"]["queue_remaining"]
+
     def knows(self, prompt_id):
         """True if the server has the prompt: finished (in /history), running or queued."""
         if self._get(f"/history/{prompt_id}").json().get(prompt_id):
@@ -405,11 +417,11 @@ class EmbeddedHost:
 
 @contextlib.contextmanager
 def servers(urls=None, embedded=0, models_dir=None):
-    """The URLs a batch runs on: `urls` (default the local ComfyUI), or `embedded` hosts started for
-    it, host k on GPU k modulo the GPU count where there are GPUs, and stopped afterwards. Hosts on
+    """The URLs a batch runs on: `urls` when given, else `embedded` hosts started for it (else the
+    local ComfyUI), host k on GPU k modulo the GPU count where there are GPUs, and stopped afterwards. Hosts on
     the CPU share its cores: each gets its share of threads, since N hosts each spinning on every
     core ran slower together than one alone (BENCHMARKS.md)."""
-    if not embedded:
+    if urls or not embedded:
         yield list(dict.fromkeys(u.rstrip("/") for u in urls or ["http://127.0.0.1:8188"]))
         return
     import torch
@@ -800,16 +812,12 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
         (False). A prompt it still holds whose job no other server took meanwhile is waited for again
         rather than run twice; one whose job another server took is withdrawn."""
         pause = 0.5
-        while True:
+        while not server.client.answers():
             with cond:
                 if stop or not left:
                     return False
-            try:
-                server.client._get("/system_stats", timeout=5)
-                break
-            except requests.RequestException:
-                time.sleep(pause)
-                pause = min(2 * pause, 10.0)
+            time.sleep(pause)
+            pause = min(2 * pause, 10.0)
         held = {key: pid for key, pid in server.lost.items() if server.client.knows(pid)}
         with cond:
             waiting = {job["key"]: job for job in todo}
@@ -831,7 +839,8 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
             try:
                 if server.down is not None and not come_back(server):
                     return
-                server.queue_length = server.client._get("/prompt", timeout=30).json()["exec_info"]["queue_remaining"]
+                if len(server.pending) < PENDING_PER_SERVER:  # only then can it take a job
+                    server.queue_length = server.client.queue_remaining()
                 with cond:
                     if stop or not left:
                         return

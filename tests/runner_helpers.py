@@ -63,15 +63,14 @@ def png_chunks(path):
     return out
 
 
-def own_server(host, workdir, port=None):
+def own_server(host, workdir):
     """A private server (tests may kill it; never the session's `host`) that borrows the host's tiny
     models; call .wait_ready() on it (several start side by side)."""
-    server = start_host(str(workdir), wait=False, port=port)
+    server = start_host(str(workdir), wait=False)
     for folder, name in (("checkpoints", TINY_CHECKPOINT), ("controlnet", TINY_CONTROLNET)):
         src, dst = host.model_path(folder, name), server.model_path(folder, name)
-        if not os.path.exists(dst):
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copyfile(src, dst)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
     return server

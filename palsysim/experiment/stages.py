@@ -276,7 +276,7 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
             bar.step(f"generate/{name}")
         return
     link_models(exp)
-    with runner.servers(servers, embedded if not servers else 0, exp.path("models")) as urls:
+    with runner.servers(servers, embedded, exp.path("models")) as urls:
         for name, (workflow, net, condition) in runs.items():
             bar.step(f"generate/{name}")
             if name not in todo:
