@@ -8,7 +8,7 @@ from .identity import ArcFaceDissimilarity, PrivacyGate
 from .landmarks import FaceLandmarks
 from .codc import ContourReposition, OrganCropResize, PFCondition
 from .save import SaveAnonymized
-from .grid import LabelledGrid
+from .grid import LabelledGrid, Lines, YanagiharaBatch
 from .facecrop import FaceCrop
 from .routes import register_routes
 from .preview import Preview
@@ -18,7 +18,7 @@ class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [FaceLandmarks, OrganCropResize, ContourReposition, PFCondition, TimestepWindowControlNetLoader,
-                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, LabelledGrid, FaceCrop, Preview]
+                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, YanagiharaBatch, Lines, LabelledGrid, FaceCrop, Preview]
 
 
 async def comfy_entrypoint() -> PalsySimExtension:

@@ -1,11 +1,13 @@
-"""PalsyLabelledGrid: a batch of images as one labelled sheet (rows x columns)."""
+"""The Yanagihara grid's nodes: the ten item photos as one batch, text lines as a list (one run per
+identity), and the labelled sheet of every row."""
 import glob
 
 import numpy as np
 from comfy_api.latest import io
 
 from ..palsysim.draw import sheet
-from ..palsysim.images import InputError, to_rgb_uint8
+from ..palsysim.fidelity import ITEMS
+from ..palsysim.images import InputError, letterbox, to_rgb_uint8
 from .common import check_inputs, output, to_arrays, to_image
 
 
@@ -44,6 +46,67 @@ def draw_labels(grid, labels, tile_size, columns):
     return np.asarray(im)
 
 
+class YanagiharaBatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PalsyYanagiharaBatch",
+            display_name="Yanagihara Photos (10 items -> batch)",
+            category="PalsySim",
+            description="The patient's photo of each Yanagihara item, in the grading order, as one batch (each "
+                        "photo letterboxed to the first one's size, never stretched); `items` names them, one "
+                        "per line, for the grid's columns.",
+            inputs=[io.Image.Input(item, tooltip=f"The patient doing '{item}' (one photo).") for item in ITEMS],
+            outputs=[output(io.Image, "images"), output(io.String, "items")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs)
+
+    @classmethod
+    def execute(cls, **photos) -> io.NodeOutput:
+        firsts = [(item, to_arrays(photos[item], item)) for item in ITEMS]
+        several = [f"{item} ({len(a)})" for item, a in firsts if len(a) != 1]
+        if several:
+            raise InputError(f"each item takes one photo, but {', '.join(several)} got a batch: connect one "
+                             f"Load Image per item")
+        rgbs = [to_rgb_uint8(a[0], item) for item, a in firsts]
+        h, w = rgbs[0].shape[:2]
+        return io.NodeOutput(to_image([letterbox(r, h, w) for r in rgbs]), "\n".join(ITEMS))
+
+
+class Lines(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PalsyLines",
+            display_name="Lines -> List (one run per line)",
+            category="PalsySim",
+            description="Each non-empty line of `text` as one item of a list: the nodes fed by `lines` run once "
+                        "per line (ComfyUI's list mapping), so one chain serves every identity. `labels`: the same "
+                        "lines as one text, e.g. for the grid's row labels.",
+            inputs=[io.String.Input("text", default="a man\na woman", multiline=True, tooltip="One per line.")],
+            outputs=[output(io.String, "lines", is_output_list=True), output(io.String, "labels")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs, text=lambda t: None if _lines(t) else "text has no line: write one per line")
+
+    @classmethod
+    def execute(cls, text) -> io.NodeOutput:
+        lines = _lines(text)
+        if not lines:
+            raise InputError("text has no line: write one per line")
+        return io.NodeOutput(lines, "\n".join(lines))
+
+
+def _one(values):
+    """A list node's widget value: ComfyUI hands it as a one-item list."""
+    return values[0] if isinstance(values, list) and len(values) == 1 else values
+
+
 class LabelledGrid(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -54,22 +117,25 @@ class LabelledGrid(io.ComfyNode):
             description="Lays a batch out row by row, `columns` per row; each tile is labelled "
                         "'<row label> | <column label>'.",
             inputs=[
-                io.Image.Input("images"),
+                io.Image.Input("images", tooltip="One batch, or one batch per row (fed by a node that runs once "
+                                                 "per identity); batches follow one another."),
                 io.Int.Input("columns", default=10, min=1, max=64),
                 io.String.Input("column_labels", default="", multiline=True, tooltip="One per line."),
                 io.String.Input("row_labels", default="", multiline=True, tooltip="One per line."),
                 io.Int.Input("tile_size", default=256, min=32, max=1024),
             ],
             outputs=[output(io.Image, "grid")],
+            is_input_list=True,  # every row's batch at once, not one sheet per row
         )
 
     @classmethod
     def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
+        return check_inputs(cls, {k: _one(v) for k, v in inputs.items()})
 
     @classmethod
     def execute(cls, images, columns, column_labels, row_labels, tile_size) -> io.NodeOutput:
-        tiles = [to_rgb_uint8(a) for a in to_arrays(images, "images")]
+        columns, column_labels, row_labels, tile_size = map(_one, (columns, column_labels, row_labels, tile_size))
+        tiles = [to_rgb_uint8(a) for batch in images for a in to_arrays(batch, "images")]
         cols, rows = _lines(column_labels), _lines(row_labels)
         n_rows = -(-len(tiles) // columns)
         for what, labels, n in (("column_labels", cols, columns), ("row_labels", rows, n_rows)):

@@ -5,7 +5,9 @@ from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..palsysim import identity, identity_dlib
-from .common import check_inputs, model_file, output, to_arrays
+from ..palsysim.draw import held_back_tile
+from ..palsysim.workflow import KEPT_KEY
+from .common import check_inputs, model_file, output, to_arrays, to_image
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
                  f"ArcFace's same-person score at a 0.1% false-accept rate on LFW.")
@@ -105,10 +107,12 @@ class PrivacyGate(io.ComfyNode):
             description="Passes on only the images that no longer resemble the patient (ArcFace similarity below "
                         "its threshold, dlib distance at or above its own, or both); the rest are held back, "
                         "images without a face too (counted and reported, never an error). When every image is "
-                        "held back, nodes fed by `images` (e.g. Save Image) do not run.",
+                        "held back, nodes fed by `images` (e.g. Save Image) do not run. `slots` keeps every "
+                        "image's place, a grey 'held back' tile for each one held back, for grids and previews.",
             inputs=_inputs(),
             is_output_node=True,
-            outputs=[output(io.Image, "images"), output(io.Int, "held_back"), output(io.String, "report")],
+            outputs=[output(io.Image, "images"), output(io.Int, "held_back"), output(io.String, "report"),
+                     output(io.Image, "slots")],
         )
 
     @classmethod
@@ -123,4 +127,11 @@ class PrivacyGate(io.ComfyNode):
         held = len(rows) - len(keep)
         # An empty IMAGE batch breaks most nodes; block them instead (silently: the report says why).
         images = image[torch.tensor(keep, dtype=torch.long)] if keep else ExecutionBlocker(None)
-        return io.NodeOutput(images, held, text, ui=ui.PreviewText(text))
+        slots = image.clone()
+        tile = to_image([held_back_tile(image.shape[1], image.shape[2])])[0]
+        for i in set(range(len(rows))) - set(keep):
+            slots[i, ..., :3] = tile
+        # Which of the batch passed, for the headless runner to name each saved image by its place in the
+        # batch; one record per run of the node (ComfyUI joins a list-mapped node's records in run order).
+        shown = {**ui.PreviewText(text).as_dict(), KEPT_KEY: [{"batch": len(rows), "kept": keep}]}
+        return io.NodeOutput(images, held, text, slots, ui=shown)

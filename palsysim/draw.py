@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 
 from . import regions as R
-from .images import to_rgb_uint8
+from .images import letterbox, to_rgb_uint8
 
 # RGB colours: organs in distinct hues, the mesh faint.
 COLOURS = {"mesh": (160, 160, 160), "oval": (255, 255, 255), "brow": (255, 170, 0), "eye": (0, 200, 255),
@@ -39,16 +39,21 @@ def sheet(tiles, labels, tile_size=384, columns=4):
     label_h = 28
     cells = []
     for tile, label in zip(tiles, labels):
-        rgb = to_rgb_uint8(tile)
-        s = tile_size / max(rgb.shape[:2])
-        small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
-                           interpolation=cv2.INTER_AREA)
         cell = np.full((tile_size + label_h, tile_size, 3), 24, np.uint8)
-        y0, x0 = (tile_size - small.shape[0]) // 2, (tile_size - small.shape[1]) // 2
-        cell[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+        cell[:tile_size] = letterbox(to_rgb_uint8(tile), tile_size, tile_size, fill=24)
         cv2.putText(cell, label, (6, tile_size + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (235, 235, 235), 1, cv2.LINE_AA)
         cells.append(cell)
     while len(cells) % columns:
         cells.append(np.full_like(cells[0], 24))
     rows = [np.concatenate(cells[i:i + columns], axis=1) for i in range(0, len(cells), columns)]
     return np.concatenate(rows, axis=0)
+
+
+def held_back_tile(height, width, text="held back"):
+    """(height, width, 3) uint8 grey tile saying `text`: stands in for an image the privacy gate kept back."""
+    tile = np.full((height, width, 3), 96, np.uint8)
+    scale = max(0.3, width / 260)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.putText(tile, text, ((width - tw) // 2, (height + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (230, 230, 230), max(1, round(scale * 2)), cv2.LINE_AA)
+    return tile

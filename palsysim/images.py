@@ -40,6 +40,17 @@ def to_rgb_uint8(image, what="image"):
     return np.ascontiguousarray(a)
 
 
+def letterbox(image, height, width, fill=0):
+    """(H, W, C) uint8 -> (height, width, C): scaled to fit whole (aspect kept), centred on `fill`."""
+    s = min(height / image.shape[0], width / image.shape[1])
+    small = cv2.resize(image, (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s))),
+                       interpolation=cv2.INTER_AREA)
+    out = np.full((height, width, image.shape[2]), fill, image.dtype)
+    y0, x0 = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    out[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    return out
+
+
 def check_size(image, what="image", min_side=MIN_SIDE):
     """Refuse photos too small to hold a detectable face."""
     h, w = image.shape[:2]

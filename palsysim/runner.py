@@ -10,11 +10,12 @@ PATIENTS/<patient>/<expression>.png|.jpg. Results go to OUT/<patient>/<expressio
 with OUT/manifest.json; a second run with the same OUT skips what is done.
 
 The runner fills in nodes by their titles (the API file's _meta.title; the UI shows the same):
-  patient            LoadImage: the job's photo          patient <expression>  LoadImage (grid)
-  donor              LoadImage: --donor                   identity / identity <k>  PrimitiveString
-  output             the job's image (a save node)        output <k>  batch of identity k, in the order
-  grid output        the grid sheet                                   of the workflow's patient <expression> nodes
-and every `seed`/`noise_seed` input gets the job's seed.
+  patient            LoadImage: the job's photo           patient <expression>  LoadImage (grid)
+  donor              LoadImage: --donor                    identities   PalsyLines (grid): one per line
+  identity           PrimitiveString: the job's identity   grid output  the grid sheet
+  output             the save node: the job's images (grid: every identity's batch, in item order)
+and every `seed`/`noise_seed` input gets the job's seed. When `output` is fed by a privacy gate,
+the gate's record of what it kept names each saved image by its place in the batch.
 
 Privacy: photos are re-encoded to PNG without metadata and uploaded under their content hash, so
 the server never sees a patient's file name, path or EXIF; the manifest names patients only by
@@ -535,21 +536,22 @@ class Plan:
             raise InputError("the workflow has no LoadImage titled 'patient' (or 'patient <expression>' with "
                              f"expressions from {', '.join(ITEMS)}): title the node the runner should fill")
         self.grid_items = [e for e in ITEMS if e in self.slots] if self.grid else []
-        self.idents = titled(graph, "identity", "PrimitiveString")
-        own = [graph[self.idents[k]]["inputs"]["value"] for k in sorted(self.idents, key=lambda k: (len(k), k))]
+        self.ident = titled(graph, "identity", "PrimitiveString").get("")
+        self.lines = titled(graph, "identities", "PalsyLines").get("")
         if self.grid:
-            if identities and len(identities) != len(own):
-                raise InputError(f"this grid workflow has {len(own)} identity slots ({', '.join(own)}): give "
-                                 f"{len(own)} --identities or none")
-            self.identities = list(identities or own)
+            if self.lines is None:
+                raise InputError("this grid workflow has no Lines node titled 'identities' (one identity per line): "
+                                 "title the node the runner should fill")
+            own = [t.strip() for t in graph[self.lines]["inputs"]["text"].splitlines() if t.strip()]
         else:
-            self.identities = list(identities or own[:1] or ["person"])
+            own = [graph[self.ident]["inputs"]["value"]] if self.ident else []
+        self.identities = list(identities or own or ["person"])
         seed_values = [v for n in graph.values() for k, v in n["inputs"].items() if k in SEED_INPUTS and not isinstance(v, list)]
         self.seeds = list(seeds) if seeds else seed_values[:1] or [0]
         self.names = identity_names(self.identities, known_names or {})
-        self.outputs = titled(graph, "output")
+        self.output = titled(graph, "output").get("")
         self.grid_output = titled(graph, "grid output").get("")
-        if not self.outputs:
+        if self.output is None:
             raise InputError("the workflow has no save node titled 'output'")
         self.jobs = []
         for patient, photos in patients.items():
@@ -573,8 +575,10 @@ class Plan:
         g = json.loads(json.dumps(self.graph))
         for suffix, nid in self.slots.items():
             g[nid]["inputs"]["image"] = upload(job["photos"][suffix or job["expression"]])
-        for k, nid in self.idents.items():
-            g[nid]["inputs"]["value"] = job["identity"] if not self.grid else self.identities[int(k) - 1]
+        if self.grid:
+            g[self.lines]["inputs"]["text"] = "\n".join(self.identities)
+        elif self.ident:
+            g[self.ident]["inputs"]["value"] = job["identity"]
         for n in g.values():
             for k in SEED_INPUTS:
                 if k in n["inputs"] and not isinstance(n["inputs"][k], list):
@@ -584,26 +588,42 @@ class Plan:
     def targets(self, job, outputs):
         """[(relative path, image ref, record)] for a finished job's /history outputs."""
         out, p, seed = [], job["patient"], job["seed"]
-        for suffix, nid in sorted(self.outputs.items()):
-            images = outputs.get(nid, {}).get("images", [])
+        images = outputs.get(self.output, {}).get("images", [])
+        for (row, i, batch), ref in zip(self.places(self.output, outputs, len(images)), images):
             if self.grid:
-                identity = self.identities[int(suffix) - 1]
-                if images and len(images) != len(self.grid_items):
-                    raise InputError(f"{wf.describe(self.graph, nid)} gave {len(images)} images for "
-                                     f"{len(self.grid_items)} expressions")
-                for e, ref in zip(self.grid_items, images):
-                    out.append((f"{p}/{e}/{self.names[identity]}_{seed}.png", ref,
-                                {"patient": p, "expression": e, "identity": identity, "seed": seed}))
+                e, identity, extra = self.grid_items[i], self.identities[row], ""
             else:
                 e, identity = job["expression"], job["identity"]
-                for i, ref in enumerate(images):
-                    extra = f"_{i + 1}" if len(images) > 1 else ""
-                    out.append((f"{p}/{e}/{self.names[identity]}_{seed}{extra}.png", ref,
-                                {"patient": p, "expression": e, "identity": identity, "seed": seed}))
+                extra = f"_{row * batch + i + 1}" if batch > 1 or row else ""
+            out.append((f"{p}/{e}/{self.names[identity]}_{seed}{extra}.png", ref,
+                        {"patient": p, "expression": e, "identity": identity, "seed": seed}))
         if self.grid and self.grid_output:
             for ref in outputs.get(self.grid_output, {}).get("images", [])[:1]:
                 out.append((f"{p}/grid_{seed}.png", ref, {"patient": p, "seed": seed, "grid": self.identities}))
         return out
+
+    def places(self, nid, outputs, n):
+        """[(run, index in its batch, batch size)] of each of the n images save node nid wrote: from the
+        privacy gate's record where the gate feeds it (held-back images leave gaps), else in order, a
+        grid's run being one identity's batch of every item."""
+        src = self.graph[nid]["inputs"].get("images")
+        records = None
+        if isinstance(src, list) and self.graph[src[0]]["class_type"] == "PalsyPrivacyGate":
+            records = outputs.get(src[0], {}).get(wf.KEPT_KEY)
+        if records is not None:
+            places = [(r, i, rec["batch"]) for r, rec in enumerate(records) for i in rec["kept"]]
+        elif self.grid:
+            places = [(*divmod(k, len(self.grid_items)), len(self.grid_items)) for k in range(n)]
+        else:
+            places = [(0, k, n) for k in range(n)]
+        rows = 1 + max((r for r, _, _ in places), default=0)
+        if len(places) != n or (self.grid and (rows > len(self.identities) or
+                                               any(b != len(self.grid_items) for _, _, b in places))):
+            raise InputError(f"{wf.describe(self.graph, nid)} gave {n} images, which do not match "
+                             f"{len(self.identities)} identities x {len(self.grid_items) or 1} photos"
+                             f"{' (the gate kept ' + str(len(places)) + ')' if records is not None else ''}")
+        return places
+
 
 
 # --- the batch -----------------------------------------------------------------------------------

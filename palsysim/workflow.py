@@ -14,6 +14,8 @@ import math
 
 from .images import InputError
 
+# The privacy gate's /history record of which images of each batch it passed ([{"batch", "kept"}]).
+KEPT_KEY = "palsysim_kept"
 UI_ONLY = {"Note", "MarkdownNote"}  # frontend-only nodes: dropped
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 

@@ -16,7 +16,6 @@ TINY = ["--set", f"checkpoint.ckpt_name={TINY_CHECKPOINT}", "--set", f"controlne
         "--set", "EmptyLatentImage.width=64", "--set", "EmptyLatentImage.height=64", "--set", "KSampler.steps=1"]
 # Tiny models sample noise, not faces: the ArcFace checks (which need a face) are bypassed.
 NO_ARCFACE = ["--bypass", "privacy gate"]  # the single-image workflows' gate
-GRID_NO_ARCFACE = ["--bypass", "PalsyArcFaceDissimilarity"]  # the grid's per-identity reports
 # A distinctive patient folder name: tests look for it where it must not be.
 PATIENT = "zq_patient_7731"
 
@@ -36,9 +35,10 @@ def api(name):
     return os.path.join(WORKFLOWS, "api", name + ".json")
 
 
-def runner_cmd(workflow, server, patients, out, *extra):
-    return [sys.executable, "-m", "palsysim", "run", workflow, "--server", server, "--patients", str(patients),
-            "--out", str(out), "--quiet", *TINY, *extra]
+def runner_cmd(workflow, server, patients, out, *extra, tiny=True):
+    """tiny: the shipped workflows' model names and sampling set to the tiny models' (TINY)."""
+    return [sys.executable, "-m", "palsysim", "run", str(workflow), "--server", server, "--patients", str(patients),
+            "--out", str(out), "--quiet", *(TINY if tiny else []), *extra]
 
 
 def run_runner(*args, timeout=600, **kw):

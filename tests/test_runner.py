@@ -304,3 +304,60 @@ def test_bypass_passes_the_same_typed_input_through():
     g["4"]["inputs"]["images"] = ["3", 1]  # the STRING output: nothing of that type to pass on
     with pytest.raises(InputError, match="cannot bypass node 3"):
         wf.bypass(g, "Gate", INFO)
+
+
+def gated_grid(path):
+    """A grid-shaped API workflow whose 'generated' rows are the patient's own photos: row 1 checked
+    against the donor, row 2 against the patient's rest photo (dlib, a real recogniser), so the gate
+    holds back a different part of each row. The runner must still name every saved image by its item."""
+    from palsysim.fidelity import ITEMS
+    g = {str(i + 1): {"class_type": "LoadImage", "inputs": {"image": "x.png"}, "_meta": {"title": f"patient {e}"}}
+         for i, e in enumerate(ITEMS)}
+    def add(kind, title=None, **inputs):
+        nid = str(len(g) + 1)
+        g[nid] = {"class_type": kind, "inputs": inputs, "_meta": {"title": title or kind}}
+        return [nid, 0]
+    photos = add("PalsyYanagiharaBatch", **{e: [str(i + 1), 0] for i, e in enumerate(ITEMS)})
+    add("PalsyLines", "identities", text="a man\na woman")
+    rows = add("RebatchImages", images=add("ImageBatch", image1=photos, image2=photos), batch_size=len(ITEMS))
+    donor = add("LoadImage", "donor", image="x.png")
+    rest = add("ImageFromBatch", image=photos, batch_index=0, length=1)
+    refs = add("RebatchImages", images=add("ImageBatch", image1=donor, image2=rest), batch_size=1)
+    gate = add("PalsyPrivacyGate", "privacy gate", image=rows, reference=refs, model_name="none", threshold=0.5,
+               backend="dlib", dlib_threshold=0.6)
+    add("PalsySaveAnonymized", "output", images=gate, filename_prefix="palsysim/gated_grid", method_summary="")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(g, f)
+    return path
+
+
+def test_a_grid_row_the_gate_partly_holds_back_keeps_each_image_under_its_item(host, tmp_path):
+    import numpy as np
+    from palsysim.fidelity import ITEMS
+    from palsysim.images import letterbox, read_image
+    from real_faces import photo_paths
+    who = ["grace_hopper", "astronaut", "tom_hanks", "grace_hopper", "noise", "astronaut", "tom_hanks",
+           "grace_hopper", "astronaut", "tom_hanks"]
+    folder = tmp_path / "patients" / PATIENT
+    folder.mkdir(parents=True)
+    paths = photo_paths()
+    for e, w in zip(ITEMS, who):
+        if w == "noise":
+            Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8)).save(folder / f"{e}.png")
+        else:
+            Image.open(paths[w]).convert("RGB").save(folder / f"{e}.png")
+    out = tmp_path / "out"
+    r = run_runner(gated_grid(tmp_path / "grid.json"), host.url, tmp_path / "patients", out,
+                   "--donor", paths["astronaut"], tiny=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Row "a man" was checked against the astronaut (the donor), row "a woman" against Grace Hopper
+    # (the rest photo); the noise has no face. Each is held back where it matches, and kept elsewhere.
+    expected = {f"{PATIENT}/{e}/a_man_0.png" for e, w in zip(ITEMS, who) if w in ("grace_hopper", "tom_hanks")}
+    expected |= {f"{PATIENT}/{e}/a_woman_0.png" for e, w in zip(ITEMS, who) if w in ("astronaut", "tom_hanks")}
+    assert {os.path.relpath(p, out) for p in pngs(out)} == expected
+    first = read_image(folder / f"{ITEMS[0]}.png")
+    for rel in expected:
+        item = rel.split("/")[1]
+        want = letterbox(read_image(folder / f"{item}.png"), *first.shape[:2])
+        got = np.asarray(Image.open(out / rel).convert("RGB")).astype(int)
+        assert np.abs(got - want).max() <= 1, rel  # the photo of that very item
