@@ -103,8 +103,8 @@ class Lines(io.ComfyNode):
 
 
 def _one(values):
-    """A list node's widget value: ComfyUI hands it as a one-item list."""
-    return values[0] if isinstance(values, list) and len(values) == 1 else values
+    """A list node's value: ComfyUI hands each input as a list (to validate_inputs, a tuple), one item for a widget."""
+    return values[0] if isinstance(values, (list, tuple)) and len(values) == 1 else values
 
 
 class LabelledGrid(io.ComfyNode):

@@ -16,8 +16,13 @@ from .images import InputError
 
 # The privacy gate's /history record of which images of each batch it passed ([{"batch", "kept"}]).
 KEPT_KEY = "palsysim_kept"
-UI_ONLY = {"Note", "MarkdownNote"}  # frontend-only nodes: dropped
+UI_ONLY = {"Note", "MarkdownNote", "PrimitiveNode"}  # frontend-only nodes: dropped
+# A frontend PrimitiveNode holds one widget value for every input it is linked to (its first
+# widgets_value); the frontend writes that value into each of them when it queues the prompt.
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# Widgets the frontend adds to a core node and sends with the prompt (the server ignores them), stored
+# after the node's own widgets_values: Preview as Text's text box.
+FRONTEND_WIDGETS = {"PreviewAny": ("preview",)}
 
 
 def is_ui_format(workflow):
@@ -83,7 +88,10 @@ def to_api(workflow, object_info):
                 elif _is_widget(spec) and name in by_name:
                     inputs[name] = by_name[name]
                 if name in linked:  # a link wins over the widget value it replaced
-                    inputs[name] = source(linked[name])
+                    src = nodes[links[linked[name]][1]]
+                    inputs[name] = src["widgets_values"][0] if src["type"] == "PrimitiveNode" else source(linked[name])
+        for name in FRONTEND_WIDGETS.get(kind, ()):
+            inputs[name], pos = (values[pos] if pos < len(values) else ""), pos + 1
         api[str(nid)] = {"class_type": kind, "inputs": inputs,
                          "_meta": {"title": node.get("title") or info.get("display_name") or kind}}
     return api
@@ -194,25 +202,35 @@ def load_json(path):
 def bypass(graph, ref, object_info):
     """ComfyUI's "bypass" on an API graph: drop the nodes `ref` names; each consumer of one of their
     outputs gets the dropped node's input of the same type instead (as the UI's bypass mode does).
-    An output node nothing consumes (e.g. a report) is simply dropped. Returns the dropped ids."""
+    An output node nothing consumes (e.g. a report) is simply dropped, and so is a display node (one
+    with no outputs, e.g. Preview as Text) fed by an output that has no input to take its place.
+    Returns the dropped ids."""
     ids = find(graph, ref)
     if not ids:
         raise InputError(f"--bypass {ref}: no node has id, title or type {ref!r}")
+    dropped = list(ids)
     for nid in ids:
         node = graph.pop(nid)
         info = object_info.get(node["class_type"], {})
         specs = {k: v for sec in ("required", "optional") for k, v in info.get("input", {}).get(sec, {}).items()}
-        for other in graph.values():
+        shown_only = []
+        for oid, other in graph.items():
             for name, value in other["inputs"].items():
                 if not (isinstance(value, list) and value[0] == nid):
                     continue
                 kind = info["output"][value[1]]
                 same = [k for k, v in node["inputs"].items() if isinstance(v, list) and specs.get(k, [None])[0] == kind]
-                if not same:
+                if not same and not object_info.get(other["class_type"], {}).get("output", [None]):
+                    shown_only.append(oid)
+                elif not same:
                     raise InputError(f"cannot bypass node {nid} ({node['class_type']}): its {kind} output feeds "
                                      f"{other['class_type']}.{name} and it has no {kind} input to pass on")
-                # As the UI does: output k takes input k where that has the type (ControlNetApplyAdvanced's
-                # negative stays negative), else the first input of the type.
-                at_slot = list(specs)[value[1]] if value[1] < len(specs) else None
-                other["inputs"][name] = list(node["inputs"][at_slot if at_slot in same else same[0]])
-    return ids
+                else:
+                    # As the UI does: output k takes input k where that has the type (ControlNetApplyAdvanced's
+                    # negative stays negative), else the first input of the type.
+                    at_slot = list(specs)[value[1]] if value[1] < len(specs) else None
+                    other["inputs"][name] = list(node["inputs"][at_slot if at_slot in same else same[0]])
+        for oid in dict.fromkeys(shown_only):
+            graph.pop(oid)
+            dropped.append(oid)
+    return dropped

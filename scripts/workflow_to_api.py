@@ -1,4 +1,5 @@
-"""Write the API-format twin of each UI workflow: workflows/NAME.json -> workflows/api/NAME.json.
+"""Write the API-format twin of each UI workflow: workflows/<title>.json -> workflows/api/<name>.json
+(the shipped titles and names: build_workflows.TITLES; any other file keeps its name).
 
     python scripts/workflow_to_api.py --server http://127.0.0.1:8188          # all of workflows/*.json
     python scripts/workflow_to_api.py --embedded                              # starts the embedded host
@@ -20,6 +21,7 @@ sys.path.insert(0, REPO)
 
 from palsysim.images import InputError  # noqa: E402
 from palsysim.workflow import dumps, load_json, to_api  # noqa: E402
+from build_workflows import TITLES  # noqa: E402
 
 
 def twins(object_info, files):
@@ -30,7 +32,9 @@ def twins(object_info, files):
             api = to_api(load_json(path), object_info)
         except InputError as e:
             raise InputError(f"{os.path.relpath(path, REPO)}: {e}") from None
-        out[os.path.join(os.path.dirname(path), "api", os.path.basename(path))] = dumps(api)
+        title = os.path.basename(path)[:-len(".json")]
+        name = next((n for n, t in TITLES.items() if t == title), title)
+        out[os.path.join(os.path.dirname(path), "api", name + ".json")] = dumps(api)
     return out
 
 

@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import save_file
 
 import host as host_mod
+from palsysim.fidelity import ITEMS
 from host import TINY_CONTROLNET, read_image
 from test_host import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
 from tiny_arcface import write_tiny_arcface
@@ -163,8 +164,20 @@ def identity(g, kind, image, reference, model=ARCFACE, threshold=0.28, **kw):
     return g.add(kind, image=image, reference=reference, model_name=model, threshold=threshold, **kw)
 
 
-def save(g, images, prefix="bad_inputs/case"):
-    return g.add("PalsySaveAnonymized", images=images, filename_prefix=prefix, method_summary="")
+def save(g, images, prefix="bad_inputs/case", summary=""):
+    return g.add("PalsySaveAnonymized", images=images, filename_prefix=prefix, method_summary=summary)
+
+
+def items(*srcs):
+    """A Yanagihara batch whose first item comes from srcs[0], the next from srcs[1], ... (the last repeats)."""
+    def build(g, u):
+        photos = [src(g, u) for src in srcs]
+        return [g.add("PalsyYanagiharaBatch", **{e: photos[min(i, len(photos) - 1)] for i, e in enumerate(ITEMS)}), 0]
+    return build
+
+
+def lines(g, text):
+    return g.add("PalsyLines", text=text)
 
 
 def grid(g, images, **kw):
@@ -212,10 +225,20 @@ def saved_one(shape, compare=None):
     return check
 
 
-def grid_of_width(width):
+def saved_all(n, shape):
+    """The last save node wrote n images, each of `shape` (H, W)."""
+    def check(host, result, g):
+        out = [n for n, v in g.nodes.items() if v["class_type"] in ("PalsySaveAnonymized", "SaveImage")][-1]
+        assert [i.shape[:2] for i in host.images(result, out)] == [shape] * n
+    return check
+
+
+def grid_of_width(width, rows=None):
+    """One sheet `width` wide (and, if given, `rows` rows of 64 px tiles with their 28 px label band)."""
     def check(host, result, g):
         (sheet,) = host.images(result, [k for k, v in g.nodes.items() if v["class_type"] == "SaveImage"][-1])
         assert sheet.shape[1] == width and sheet.shape[0] >= 64, sheet.shape  # tiles of 64 plus a label band
+        assert rows is None or sheet.shape[0] == rows * (64 + 28), sheet.shape
     return check
 
 
@@ -527,15 +550,32 @@ CASES = [
     ("grid/NaN pixels", "PalsyLabelledGrid", b_grid(NAN), ["NaN"]),
     ("grid/labels for another batch size", "PalsyLabelledGrid", b_grid(two_of("astro", "grace"), row_labels="a\nb"),
      ["row_labels has 2 line(s) but the grid has 1"]),
+    ("grid/rows from a node that runs once per line", "PalsyLabelledGrid",
+     lambda g, u: save_image(g, [grid(g, [g.add("RebatchImages", images=two_of("astro", "grace")(g, u), batch_size=1), 0],
+                                      columns=1, row_labels="a\nb"), 0]),
+     ok(grid_of_width(64, rows=2))),
     ("grid/16x16, huge and RGBA tiles", "PalsyLabelledGrid",
      lambda g, u: save_image(g, [grid(g, batch(g, batch(g, load(g, u, "tiny"), load(g, u, "huge")), rgba(g, u)),
                                       columns=3), 0]),
      ok(grid_of_width(192))),
+
+    # PalsyYanagiharaBatch
+    ("photos/a batch on one item", "PalsyYanagiharaBatch", b_save(items(two_of("astro", "grace"))),
+     ["each item takes one photo", "rest (2)", "one Load Image per item"]),
+    ("photos/ten photos of three sizes", "PalsyYanagiharaBatch", b_save(items(ASTRO, L("huge"), L("grey"))),
+     ok(saved_all(10, (512, 512)))),
+
+    # PalsyLines
+    ("lines/no line", "PalsyLines", lambda g, u: save(g, load(g, u, "astro"), summary=[lines(g, " \n\n"), 1]),
+     ["text has no line"]),
+    ("lines/one run per line", "PalsyLines",
+     lambda g, u: save(g, load(g, u, "astro"), summary=[lines(g, "a man\n\n  a woman \nan elder"), 0]),
+     ok(saved_all(3, (512, 512)))),
 ]
 IDS = [c[0] for c in CASES]
 NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPFCondition",
          "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid",
-         "PalsyFaceCrop", "PalsyPreview"]
+         "PalsyFaceCrop", "PalsyPreview", "PalsyYanagiharaBatch", "PalsyLines"]
 
 
 def run_raw(host, prompt, timeout=300):
@@ -615,8 +655,9 @@ def every_node(g, u):
     pf = g.add("PalsyPFCondition", image=patient, landmarks=plm, size=512, margin=0.25, **EDGE)
     crop = g.add("PalsyFaceCrop", image=patient, landmarks=plm, size=256, margin=0.25)
     g.add("PalsyPreview", images=[crop, 0])
-    sheet = save_image(g, [grid(g, batch(g, batch(g, [cond, 0], donor), [pf, 0]), columns=3), 0],
-                       prefix="bad_inputs/final_grid")
+    sheet = save_image(g, [grid(g, batch(g, batch(g, [cond, 0], donor), [pf, 0]), columns=3,
+                                row_labels=[lines(g, "a man"), 1]), 0], prefix="bad_inputs/final_grid")
+    g.add("PalsyPreview", images=items(lambda g, u: patient)(g, u))
     loader(g, TINY_CONTROLNET)
     return saved, sheet
 

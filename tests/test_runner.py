@@ -296,6 +296,16 @@ def test_bypassing_the_controlnet_keeps_positive_and_negative_apart(host):
     assert sampler["positive"] == [by_title["positive"], 0] and sampler["negative"] == [by_title["negative"], 0]
 
 
+def test_bypassing_the_gate_drops_the_text_preview_of_its_report(host):
+    g = json.loads(open(api("palsy_pf")).read())
+    by_title = {n["_meta"]["title"]: k for k, n in g.items()}
+    dropped = wf.bypass(g, "privacy gate", host.object_info())
+    # Its report has no input to stand in for it; the Preview as Text that showed it goes with it.
+    assert dropped == [by_title["privacy gate"], by_title["gate report"]]
+    assert g[by_title["output"]]["inputs"]["images"] == [by_title["decode"], 0]
+    assert by_title["controlnet report"] in g
+
+
 def test_bypass_passes_the_same_typed_input_through():
     g = fresh()
     assert wf.bypass(g, "gate", INFO) == ["3"]

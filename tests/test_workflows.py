@@ -3,19 +3,26 @@ script's output, and each twin runs headless on the real host with tiny models."
 import glob
 import json
 import os
+import sys
+import urllib.parse
 
 import pytest
 import requests
 
+from palsysim import workflow as wf
 from palsysim.fidelity import ITEMS
-from runner_helpers import NO_ARCFACE, PATIENT, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
+from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+from build_workflows import TITLES  # noqa: E402
+from workflow_to_api import twins  # noqa: E402
 
 NAMES = ["palsy_codc", "palsy_pf", "palsy_yanagihara_grid", "palsy_zero_shot"]
-UI = {n: os.path.join(WORKFLOWS, n + ".json") for n in NAMES}
+UI = {n: os.path.join(WORKFLOWS, TITLES[n] + ".json") for n in NAMES}
 
 
 def test_the_shipped_set():
-    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(WORKFLOWS, "*.json"))) == NAMES
+    assert sorted(glob.glob(os.path.join(WORKFLOWS, "*.json"))) == sorted(UI.values())
     assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(WORKFLOWS, "api", "*.json"))) == NAMES
 
 
@@ -39,7 +46,7 @@ def test_ui_file_is_a_comfyui_workflow(name):
     assert "ID photo of <identity> wearing light-blue surgical cap and top" in text
     assert "v1-5-pruned-emaonly.safetensors" in text and "control_sd15_canny.pth" in text
     assert all(n["type"] != "SaveImage" for n in nodes.values()), "outputs must go through PalsySaveAnonymized"
-    assert os.path.isfile(os.path.join(WORKFLOWS, name + ".jpg")), "thumbnail missing"
+    assert os.path.isfile(UI[name][:-5] + ".jpg"), "thumbnail missing"
 
 
 def _sources(graph, nid, stop=None):
@@ -74,33 +81,38 @@ def test_twin_is_gated_cropped_and_says_what_it_ran(name):
             assert graph[n]["inputs"]["t_lo"] == -1 and graph[n]["inputs"]["t_hi"] == -1
         if k == "LoadImage":  # each photo reaches the conditions only through the training face crop
             users = [m for m in graph if any(v == [n, 0] for v in graph[m]["inputs"].values() if isinstance(v, list))]
-            assert {kinds[m] for m in users} <= {"PalsyFaceLandmarks", "PalsyFaceCrop", "ImageBatch"}, (name, n)
+            assert {kinds[m] for m in users} <= {"PalsyFaceLandmarks", "PalsyFaceCrop", "PalsyYanagiharaBatch"}, (name, n)
     for n, k in kinds.items():
         if k in ("PalsyPFCondition", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPrivacyGate"):
             assert any(kinds[s] == "PalsyFaceCrop" for s in _sources(graph, n)), (name, n)
 
 
-def test_grid_labels_are_the_items():
+def test_the_grid_is_one_chain_over_the_items_and_identities():
     graph = json.load(open(api("palsy_yanagihara_grid"), encoding="utf-8"))
+    kinds = [n["class_type"] for n in graph.values()]
+    # One generation chain (it runs once per identity line), one gate, one save of the images.
+    for kind in ("KSampler", "PalsyPrivacyGate", "PalsyYanagiharaBatch", "PalsyLines", "PalsyLabelledGrid"):
+        assert kinds.count(kind) == 1, kind
+    (batch,) = [n for n in graph.values() if n["class_type"] == "PalsyYanagiharaBatch"]
+    assert [graph[batch["inputs"][e][0]]["_meta"]["title"] for e in ITEMS] == [f"patient {e}" for e in ITEMS]
     (grid,) = [n for n in graph.values() if n["class_type"] == "PalsyLabelledGrid"]
-    assert grid["inputs"]["column_labels"].split("\n") == list(ITEMS)
+    assert graph[grid["inputs"]["column_labels"][0]]["class_type"] == "PalsyYanagiharaBatch"
+    assert graph[grid["inputs"]["images"][0]]["class_type"] == "PalsyPrivacyGate"  # its slots: held back in grey
 
 
 def test_template_browser_lists_and_serves_them(host):
     listed = host.get("/workflow_templates")
-    assert sorted(listed.get("palsysim", [])) == NAMES, listed
-    for name in NAMES:
+    assert sorted(listed.get("palsysim", [])) == sorted(TITLES.values()), listed
+    for title in TITLES.values():
         # The frontend fetches a custom node's template and its thumbnail from these URLs.
-        r = requests.get(f"{host.url}/api/workflow_templates/palsysim/{name}.json", timeout=30)
+        base = f"{host.url}/api/workflow_templates/palsysim/{urllib.parse.quote(title)}"
+        r = requests.get(base + ".json", timeout=30)
         assert r.status_code == 200 and r.json()["nodes"]
-        r = requests.get(f"{host.url}/api/workflow_templates/palsysim/{name}.jpg", timeout=30)
+        r = requests.get(base + ".jpg", timeout=30)
         assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"
 
 
 def test_api_twins_are_the_scripts_output(host):
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(WORKFLOWS), "scripts"))
-    from workflow_to_api import twins
     for path, text in twins(host.object_info(), [UI[n] for n in NAMES]).items():
         assert open(path, encoding="utf-8").read() == text, f"{path} is stale: run scripts/workflow_to_api.py"
 
@@ -111,7 +123,7 @@ def test_api_twins_use_only_installed_nodes_and_inputs(host):
         for nid, node in json.load(open(api(name), encoding="utf-8")).items():
             spec = info[node["class_type"]]["input"]
             known = {**spec.get("required", {}), **spec.get("optional", {})}
-            assert set(node["inputs"]) <= set(known), (name, nid)
+            assert set(node["inputs"]) <= set(known) | set(wf.FRONTEND_WIDGETS.get(node["class_type"], ())), (name, nid)
             assert set(spec.get("required", {})) <= set(node["inputs"]), (name, nid)
 
 

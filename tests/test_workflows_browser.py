@@ -1,9 +1,11 @@
 """The shipped workflows in the real ComfyUI frontend, driven as a user would in headless Chromium.
 
-For each workflow: open it from the Templates dialog; no missing or red node, no two nodes overlapping;
-the prompt the frontend would send (app.graphToPrompt) equals the API twin; queued at 2 steps with the
-tiny models it finishes with the privacy gate holding back the noise. Screenshots (saved view, fit
-view, after the run) go to out/test-artifacts/.
+For each workflow: open it from the Templates dialog by its title; no missing or red node, no two
+nodes overlapping; the frontend draws the nodes' text at the saved view and at fit view (the frontend
+drops text below 8 px, LiteGraph.Canvas.MinFontSizeForLOD); the prompt the frontend would send
+(app.graphToPrompt) equals the API twin; queued at 2 steps with the tiny models it finishes with the
+privacy gate holding back the noise, each photo where it belongs, and the previews it shows still
+overlap nothing. Screenshots (saved view, fit view, after the run) go to out/test-artifacts/.
 
 Needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver) and selenium.
 """
@@ -17,11 +19,14 @@ import pytest
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths
 from runner_helpers import REPO, api
-from test_workflows import NAMES
+from test_workflows import NAMES, TITLES
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = os.path.join(REPO, "out", "test-artifacts")
 ARCFACE = "browser_tiny/arcface.onnx"
+# Too many nodes to draw text when the whole graph fits 1600x1000 (measured: fit view at 0.40, where
+# text needs 0.57): ten photos plus the whole chain. Its saved view shows the start at a readable zoom.
+TOO_BIG_FOR_FIT_VIEW = {"palsy_yanagihara_grid"}
 pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
                                 reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium "
                                        "chromium-driver")
@@ -58,7 +63,7 @@ def wait(driver, script, timeout=60):
     raise TimeoutError(f"the page never satisfied: {script}")
 
 
-def open_template(driver, name, url):
+def open_template(driver, title, url):
     """A fresh page (no tabs or dialogs left by an earlier test), then the template from the Templates dialog."""
     from selenium.webdriver.common.by import By
     driver.get(url)
@@ -66,12 +71,12 @@ def open_template(driver, name, url):
     driver.execute_script("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     box = wait(driver, "return document.querySelector(\"input[placeholder^='Search']\")")
     box.clear()
-    box.send_keys(name)
+    box.send_keys(title)
     from selenium.common.exceptions import StaleElementReferenceException
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:  # the cards re-render while the search filters them
-            cards = [e for e in driver.find_elements(By.TAG_NAME, "h3") if e.text.strip() == name]
+            cards = [e for e in driver.find_elements(By.TAG_NAME, "h3") if e.text.strip() == title]
             if cards:
                 cards[0].click()
                 break
@@ -79,7 +84,7 @@ def open_template(driver, name, url):
             pass
         time.sleep(0.25)
     else:
-        raise AssertionError(f"no template card titled {name!r} in the Templates dialog")
+        raise AssertionError(f"no template card titled {title!r} in the Templates dialog")
     wait(driver, f"return app.graph._nodes.length > 0 && "
                  f"app.graph._nodes.some(n => n.type === 'PalsySaveAnonymized') && "
                  f"!document.querySelector('.p-dialog-mask')", 60)
@@ -134,10 +139,16 @@ def set_widgets(driver, changes):
         return n;""", changes)
 
 
+def text_is_drawn(driver):
+    """The canvas zoom, and whether the frontend draws node text there (not its low-detail boxes)."""
+    return driver.execute_script("return [app.canvas.ds.scale, !app.canvas.low_quality]")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_in_the_frontend(host, page, name):
-    open_template(page, name, host.url)
+    open_template(page, TITLES[name], host.url)
     screenshot(page, f"{name}_saved_view")
+    assert text_is_drawn(page)[1], "the saved view is too far out to draw text"
     nodes = page.execute_script(NODES_JS)
     assert [n["type"] for n in nodes if not n["known"]] == [], "missing node types"
     assert [n["title"] for n in nodes if n["errors"]] == [], "nodes marked red"
@@ -148,6 +159,9 @@ def test_workflow_in_the_frontend(host, page, name):
     page.execute_script("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
     time.sleep(1)
     screenshot(page, f"{name}_fit_view")
+    scale, drawn = text_is_drawn(page)
+    print(f"{name}: fit view at {scale:.3f}, text drawn: {drawn}")
+    assert drawn or name in TOO_BIG_FOR_FIT_VIEW, f"fit view at {scale:.2f} is too small to draw text"
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +176,10 @@ def tiny_arcface(host):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
-    open_template(page, name, host.url)
-    page.execute_script("app.refreshComboInNodes && app.refreshComboInNodes()")
-    time.sleep(1)
+    # open_template loads a fresh page, so its model lists already hold the tiny ArcFace. (Not
+    # app.refreshComboInNodes: frontend 1.32.9 sets every combo Primitive to 'C' there, measured on a
+    # Primitive made by hand in the UI too.)
+    open_template(page, TITLES[name], host.url)
     photo = host.upload_image(photo_paths()["grace_hopper"])
     donor = host.upload_image(photo_paths()["astronaut"])
     set_widgets(page, [("CheckpointLoaderSimple", "ckpt_name", TINY_CHECKPOINT),
@@ -172,8 +187,9 @@ def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
                        ("EmptyLatentImage", "width", 64), ("EmptyLatentImage", "height", 64),
                        ("KSampler", "steps", 2), ("PalsyPrivacyGate", "model_name", tiny_arcface),
                        ("LoadImage", "image", photo)])
-    page.execute_script("for (const n of app.graph._nodes) if (n.type === 'LoadImage' && n.title === 'donor') "
-                        "n.widgets.find(w => w.name === 'image').value = arguments[0];", donor)
+    page.execute_script("for (const n of app.graph._nodes) if (n.type === 'LoadImage' && n.title === 'donor') {"
+                        "const w = n.widgets.find(w => w.name === 'image'); w.value = arguments[0]; "
+                        "if (w.callback) w.callback(arguments[0]); }", donor)  # the callback shows the photo
     before = set(host.get("/history"))
     page.execute_async_script("app.queuePrompt(0, 1).then(() => arguments[0](true))")
     deadline = time.monotonic() + 600
@@ -193,7 +209,15 @@ def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
     assert status["status_str"] == "success", errors
     texts = [t for o in entry["outputs"].values() for t in o.get("text", [])]
     assert texts and all("held back" in t for t in texts if "similarity" in t or "held back" in t), texts
-    time.sleep(1)
+    # Each photo went where the user put it: the donor's node sent the donor, every other the patient.
+    sent = {n["_meta"]["title"]: n["inputs"]["image"] for n in entry["prompt"][2].values()
+            if n["class_type"] == "LoadImage"}
+    assert sent and all(v == (donor if t == "donor" else photo) for t, v in sent.items()), sent
+    time.sleep(2)  # the previews and reports arrive over the websocket and resize their nodes
+    shown = page.execute_script("return app.graph._nodes.filter(n => n.title === 'gate report')"
+                                ".map(n => n.widgets.map(w => String(w.value)).join(' '))")
+    assert shown and all("held back" in t for t in shown), f"the graph does not show the gate's report: {shown}"
+    assert overlapping(page.execute_script(NODES_JS)) == [], "a node grew over another after the run"
     page.execute_script("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
     time.sleep(1)
     screenshot(page, f"{name}_after_run")
