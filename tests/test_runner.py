@@ -336,6 +336,9 @@ def gated_grid(path):
     gate = add("PalsyPrivacyGate", "privacy gate", image=rows, reference=refs, model_name="none", threshold=0.5,
                backend="dlib", dlib_threshold=0.6)
     add("PalsySaveAnonymized", "output", images=gate, filename_prefix="palsysim/gated_grid", method_summary="")
+    sheet = add("PalsyLabelledGrid", "grid", images=[gate[0], 3], columns=len(ITEMS), column_labels="",
+                row_labels="a man\na woman", tile_size=64)
+    add("PalsySaveAnonymized", "grid output", images=sheet, filename_prefix="palsysim/gated_sheet", method_summary="")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(g, f)
     return path
@@ -364,10 +367,21 @@ def test_a_grid_row_the_gate_partly_holds_back_keeps_each_image_under_its_item(h
     # (the rest photo); the noise has no face. Each is held back where it matches, and kept elsewhere.
     expected = {f"{PATIENT}/{e}/a_man_0.png" for e, w in zip(ITEMS, who) if w in ("grace_hopper", "tom_hanks")}
     expected |= {f"{PATIENT}/{e}/a_woman_0.png" for e, w in zip(ITEMS, who) if w in ("astronaut", "tom_hanks")}
-    assert {os.path.relpath(p, out) for p in pngs(out)} == expected
+    assert {os.path.relpath(p, out) for p in pngs(out)} == expected | {f"{PATIENT}/grid_0.png"}
     first = read_image(folder / f"{ITEMS[0]}.png")
     for rel in expected:
         item = rel.split("/")[1]
         want = letterbox(read_image(folder / f"{item}.png"), *first.shape[:2])
         got = np.asarray(Image.open(out / rel).convert("RGB")).astype(int)
         assert np.abs(got - want).max() <= 1, rel  # the photo of that very item
+    # The sheet keeps every place: a kept image's tile is drawn from it, a held-back one's is the grey
+    # "held back" tile, with no pixel of the photo it stands for.
+    from palsysim.draw import held_back_tile
+    grey = letterbox(held_back_tile(*first.shape[:2]), 64, 64, fill=24).astype(int)
+    sheet = np.asarray(Image.open(out / PATIENT / "grid_0.png").convert("RGB")).astype(int)
+    assert sheet.shape == (2 * (64 + 28), 10 * 64, 3)
+    for r, identity in enumerate(("a_man", "a_woman")):
+        for c, e in enumerate(ITEMS):
+            tile = sheet[r * 92:r * 92 + 64, c * 64:(c + 1) * 64]
+            kept = f"{PATIENT}/{e}/{identity}_0.png" in expected
+            assert np.array_equal(tile, grey) != kept, (identity, e)
