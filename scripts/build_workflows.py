@@ -92,7 +92,7 @@ def _primitive(g, key, ids, links):
     return kind, values, out, 58 + 24 * (len(values) - 1)
 
 
-def build(g, name, note, view=(0.8, (60, 120))):
+def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and top bar
     """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
     The note goes at the top of the inputs, or where g.note_at = (group, column) puts it (at the end)."""
     group, col = getattr(g, "note_at", (g.stacks[0][0], 0))
