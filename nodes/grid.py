@@ -92,14 +92,18 @@ class Lines(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs, text=lambda t: None if _lines(t) else "text has no line: write one per line")
+        return check_inputs(cls, inputs, text=_no_line)
 
     @classmethod
     def execute(cls, text) -> io.NodeOutput:
+        if _no_line(text):  # a linked text is first seen here
+            raise InputError(_no_line(text))
         lines = _lines(text)
-        if not lines:
-            raise InputError("text has no line: write one per line")
         return io.NodeOutput(lines, "\n".join(lines))
+
+
+def _no_line(text):
+    return None if _lines(text) else "text has no line: write one per line"
 
 
 def _one(values):

@@ -17,8 +17,6 @@ from .images import InputError
 # The privacy gate's /history record of which images of each batch it passed ([{"batch", "kept"}]).
 KEPT_KEY = "palsysim_kept"
 UI_ONLY = {"Note", "MarkdownNote", "PrimitiveNode"}  # frontend-only nodes: dropped
-# A frontend PrimitiveNode holds one widget value for every input it is linked to (its first
-# widgets_value); the frontend writes that value into each of them when it queues the prompt.
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Widgets the frontend adds to a core node and sends with the prompt (the server ignores them), stored
 # after the node's own widgets_values: Preview as Text's text box.
@@ -88,6 +86,8 @@ def to_api(workflow, object_info):
                 elif _is_widget(spec) and name in by_name:
                     inputs[name] = by_name[name]
                 if name in linked:  # a link wins over the widget value it replaced
+                    # A frontend PrimitiveNode holds one value (its first widgets_value) for every input
+                    # it feeds; the frontend writes that value into each of them when it queues.
                     src = nodes[links[linked[name]][1]]
                     inputs[name] = src["widgets_values"][0] if src["type"] == "PrimitiveNode" else source(linked[name])
         for name in FRONTEND_WIDGETS.get(kind, ()):

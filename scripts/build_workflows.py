@@ -45,8 +45,9 @@ NOTE_H = 200
 class Graph:
     """Nodes added by key; link(dst, input, src, output) by names; laid out by stacks of groups and columns."""
 
-    def __init__(self, info, stacks):
-        self.info, self.stacks, self.nodes, self.order = info, stacks, {}, []
+    def __init__(self, info):
+        self.info, self.nodes, self.order = info, {}, []
+        self.note_at = None  # (group, column) for the note, at the column's end; None: top of the inputs
 
     def add(self, key, kind, title, group, col=0, node_w=WIDTH, shows=None, **widgets):
         """node_w: the node's width; shows: room for what it shows (default SHOWS[kind])."""
@@ -80,35 +81,41 @@ def _height(info, shows):
     return 14 + 20 * rows + 24 * (len(widgets) + sum(_frontend_extras(s) for s in widgets)) + 40 * multiline + shows
 
 
+def _socket_type(spec):
+    """The frontend's type name for an /object_info input spec (a list of choices is a COMBO)."""
+    return "COMBO" if isinstance(spec[0], list) else spec[0]
+
+
+def _input_spec(info, name):
+    return {**info["input"].get("required", {}), **info["input"].get("optional", {})}[name]
+
+
 def _primitive(g, key, ids, links):
-    """The UI entry of a Primitive; its type and widget come from the inputs it feeds."""
-    n = g.nodes[key]
-    dst, name = next((d, i) for d in g.order for i, (src, _) in g.nodes[d]["inputs"].items() if src == key)
-    spec = {**g.info[g.nodes[dst]["kind"]]["input"].get("required", {}),
-            **g.info[g.nodes[dst]["kind"]]["input"].get("optional", {})}[name]
-    kind = "COMBO" if isinstance(spec[0], list) else spec[0]
-    values = [n["widgets"]["value"], "fixed"] + ([""] if kind == "COMBO" else [])  # + control, filter widgets
-    out = [{"name": kind, "type": kind, "widget": {"name": name}, "links": [l[0] for l in links if l[1] == ids[key]]}]
-    return kind, values, out, 58 + 24 * (len(values) - 1)
+    """(outputs, widgets_values, height) of a Primitive: its type and widget are those of the inputs it feeds."""
+    mine = [l for l in links if l[1] == ids[key]]
+    kind, name = mine[0][5], mine[0][4]
+    values = [g.nodes[key]["widgets"]["value"], "fixed"] + ([""] if kind == "COMBO" else [])  # + control, filter
+    return [{"name": kind, "type": kind, "widget": {"name": name}, "links": [l[0] for l in mine]}], values, \
+        58 + 24 * (len(values) - 1)
 
 
 def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and top bar
     """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
-    The note goes at the top of the inputs, or where g.note_at = (group, column) puts it (at the end)."""
-    group, col = getattr(g, "note_at", (g.stacks[0][0], 0))
-    g.add("note", "MarkdownNote", "About this workflow", group, col)
-    if not hasattr(g, "note_at"):
+    The note goes at the top of the inputs, or at the end of the column g.note_at names."""
+    g.add("note", "MarkdownNote", "About this workflow", *(g.note_at or (INPUTS, 0)))
+    if g.note_at is None:
         g.order.insert(0, g.order.pop())  # first: it is what a newcomer reads
     ids = {k: i + 1 for i, k in enumerate(g.order)}
     links = []
     for k in g.order:
         for name_, (src, out) in g.nodes[k]["inputs"].items():
-            if g.nodes[src]["kind"] == "PrimitiveNode":
-                links.append([len(links) + 1, ids[src], 0, ids[k], name_, None])
-                continue
-            outs = _outputs(g.info[g.nodes[src]["kind"]])
-            slot = [o for o, _ in outs].index(out)
-            links.append([len(links) + 1, ids[src], slot, ids[k], name_, outs[slot][1]])
+            if g.nodes[src]["kind"] == "PrimitiveNode":  # typed as the widget it feeds
+                slot, kind = 0, _socket_type(_input_spec(g.info[g.nodes[k]["kind"]], name_))
+            else:
+                outs = _outputs(g.info[g.nodes[src]["kind"]])
+                slot = [o for o, _ in outs].index(out)
+                kind = outs[slot][1]
+            links.append([len(links) + 1, ids[src], slot, ids[k], name_, kind])
     entries = {}
     for k in g.order:
         n = g.nodes[k]
@@ -117,10 +124,7 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
             entry.update(inputs=[], outputs=[], properties={}, widgets_values=[note], size=[WIDTH, NOTE_H],
                          color="#432", bgcolor="#653")
         elif n["kind"] == "PrimitiveNode":
-            kind, values, outputs, h = _primitive(g, k, ids, links)
-            for l in links:
-                if l[1] == ids[k]:
-                    l[5] = kind
+            outputs, values, h = _primitive(g, k, ids, links)
             entry.update(inputs=[], outputs=outputs, properties={"Run widget replace on values": False},
                          widgets_values=values, size=[n["width"], h])
         else:
@@ -131,7 +135,7 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
         target = entries[next(k for k in g.order if ids[k] == l[3])]
         l[4] = [i["name"] for i in target["inputs"]].index(l[4])
     groups, x = [], 0
-    for stack in g.stacks:
+    for stack in STACKS:
         y, stack_w = 0, 0
         for title in stack:
             members = [k for k in g.order if g.nodes[k]["group"] == title]
@@ -169,7 +173,7 @@ def _node_entry(g, k, ids, links):
         for iname in info.get("input_order", {}).get(sec, list(specs)):
             spec = specs[iname]
             link = next((l[0] for l in links if l[3] == ids[k] and l[4] == iname), None)
-            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
+            kind = _socket_type(spec)
             if _is_widget(spec):
                 opts = spec[1] if len(spec) > 1 else {}
                 default = opts.get("default", spec[0][0] if isinstance(spec[0], list) and spec[0] else None)
@@ -224,8 +228,8 @@ def generation(g, condition, identity, batch=1):
     g.link("positive", "text", "prompt", "STRING")
     g.add("apply", "ControlNetApplyAdvanced", "apply controlnet", GENERATION, 1, strength=1.0, start_percent=0.0,
           end_percent=1.0)
-    for a, b in (("positive", "positive"), ("negative", "negative")):
-        g.link("apply", a, b, "CONDITIONING")
+    for side in ("positive", "negative"):
+        g.link("apply", side, side, "CONDITIONING")
     g.link("apply", "control_net", "controlnet", "control_net")
     g.link("apply", "image", *condition)
     g.link("apply", "vae", "checkpoint", "VAE")
@@ -257,7 +261,7 @@ def gate_and_save(g, prefix):
 
 
 def single(info, mode):
-    g = Graph(info, STACKS)
+    g = Graph(info)
     g.add("patient", "LoadImage", "patient", INPUTS, image="patient.png")
     if mode == "codc":
         g.add("donor", "LoadImage", "donor", INPUTS, image="donor.png")
@@ -287,7 +291,7 @@ def single(info, mode):
 
 def grid(info):
     """One chain over the ten item photos as a batch; it runs once per identity line (list mapping)."""
-    g = Graph(info, [[INPUTS], [CONDITIONS], [GENERATION], [PRIVACY, SAVE]])
+    g = Graph(info)
     for i, item in enumerate(ITEMS):  # two rows of five, in the grading order
         g.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, 1 + i % 5, node_w=200, image=f"{item}.png")
     g.add("photos", "PalsyYanagiharaBatch", "photos (the ten items)", INPUTS, 0)

@@ -12,6 +12,7 @@ import requests
 from PIL import Image
 
 from palsysim import workflow as wf
+from palsysim.fidelity import ITEMS
 from palsysim.images import InputError
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, api, make_patients, pngs, run_runner, runner_cmd
 
@@ -320,7 +321,6 @@ def gated_grid(path):
     """A grid-shaped API workflow whose 'generated' rows are the patient's own photos: row 1 checked
     against the donor, row 2 against the patient's rest photo (dlib, a real recogniser), so the gate
     holds back a different part of each row. The runner must still name every saved image by its item."""
-    from palsysim.fidelity import ITEMS
     g = {str(i + 1): {"class_type": "LoadImage", "inputs": {"image": "x.png"}, "_meta": {"title": f"patient {e}"}}
          for i, e in enumerate(ITEMS)}
     def add(kind, title=None, **inputs):
@@ -346,7 +346,6 @@ def gated_grid(path):
 
 def test_a_grid_row_the_gate_partly_holds_back_keeps_each_image_under_its_item(host, tmp_path):
     import numpy as np
-    from palsysim.fidelity import ITEMS
     from palsysim.images import letterbox, read_image
     from real_faces import photo_paths
     who = ["grace_hopper", "astronaut", "tom_hanks", "grace_hopper", "noise", "astronaut", "tom_hanks",
