@@ -11,8 +11,14 @@ API format (what POST /prompt takes): {"<id>": {"class_type", "inputs": {name: v
 """
 import json
 import math
+import os
 
 from .images import InputError
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The frontend's documented templates folder: UI workflows with same-name .jpg thumbnails, one level.
+TEMPLATES_DIR = os.path.join(_REPO, "example_workflows")
+API_DIR = os.path.join(_REPO, "workflows", "api")  # their API twins, outside it: not templates
 
 # The privacy gate's /history record of which images of each batch it passed ([{"batch", "kept"}]).
 KEPT_KEY = "palsysim_kept"

@@ -1,4 +1,4 @@
-"""Write the shipped UI workflows (workflows/<title>.json) from the specs below, laid out by stage.
+"""Write the shipped UI workflows (example_workflows/<title>.json) from the specs below, laid out by stage.
 
     python scripts/build_workflows.py --embedded          # then: python scripts/workflow_to_api.py --embedded
     python scripts/build_workflows.py --server URL
@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from palsysim.fidelity import ITEMS  # noqa: E402
-from palsysim.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget  # noqa: E402
+from palsysim.workflow import FRONTEND_WIDGETS, TEMPLATES_DIR, _frontend_extras, _is_widget  # noqa: E402
 
 PROMPT = ("ID photo of <identity> wearing light-blue surgical cap and top, frontal headshot centered, even "
           "lighting, light-blue background, ultra-realistic, sharp focus")
@@ -352,7 +352,7 @@ def main(argv=None):
         info = requests.get(args.server.rstrip("/") + "/object_info", timeout=60).json()
     for name, (make, note) in WORKFLOWS.items():
         wf = build(make(info), name, note + NOTE_END.replace("{api}", name))
-        path = os.path.join(REPO, "workflows", TITLES[name] + ".json")
+        path = os.path.join(TEMPLATES_DIR, TITLES[name] + ".json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(json.dumps(wf, indent=1, ensure_ascii=False) + "\n")
         print("wrote", os.path.relpath(path, REPO))

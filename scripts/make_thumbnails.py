@@ -1,4 +1,4 @@
-"""Thumbnails for the template browser: workflows/<title>.jpg beside workflows/<title>.json.
+"""Thumbnails for the template browser: example_workflows/<title>.jpg beside its <title>.json.
 
 ComfyUI's frontend shows a custom node's template with /api/workflow_templates/<pack>/<NAME>.jpg.
 Each thumbnail shows the workflow's inputs and its condition image, made by the core from the
@@ -20,6 +20,7 @@ from palsysim.draw import sheet  # noqa: E402
 from palsysim.images import read_image  # noqa: E402
 from palsysim.landmarks import face_landmarks  # noqa: E402
 from palsysim.synth import synth_palsy  # noqa: E402
+from palsysim.workflow import TEMPLATES_DIR  # noqa: E402
 from build_workflows import TITLES  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def main():
     }
     for name, (tiles, labels) in sheets.items():
         img = sheet(tiles, labels, tile_size=256, columns=2 if len(tiles) == 4 else len(tiles))
-        path = os.path.join(REPO, "workflows", TITLES[name] + ".jpg")
+        path = os.path.join(TEMPLATES_DIR, TITLES[name] + ".jpg")
         cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         print(path)
 

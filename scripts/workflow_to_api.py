@@ -1,7 +1,8 @@
-"""Write the API-format twin of each UI workflow: workflows/<title>.json -> workflows/api/<name>.json
-(the shipped titles and names: build_workflows.TITLES; any other file keeps its name).
+"""Write the API-format twin of each UI workflow: example_workflows/<title>.json -> workflows/api/<name>.json
+(the shipped titles and names: build_workflows.TITLES; any other file keeps its name, in an api/ folder
+beside it).
 
-    python scripts/workflow_to_api.py --server http://127.0.0.1:8188          # all of workflows/*.json
+    python scripts/workflow_to_api.py --server http://127.0.0.1:8188          # all of example_workflows/*.json
     python scripts/workflow_to_api.py --embedded                              # starts the embedded host
     python scripts/workflow_to_api.py --server URL --check                    # exit 1 if a twin is stale
 
@@ -20,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from palsysim.images import InputError  # noqa: E402
-from palsysim.workflow import dumps, load_json, to_api  # noqa: E402
+from palsysim.workflow import API_DIR, TEMPLATES_DIR, dumps, load_json, to_api  # noqa: E402
 from build_workflows import TITLES  # noqa: E402
 
 
@@ -34,7 +35,10 @@ def twins(object_info, files):
             raise InputError(f"{os.path.relpath(path, REPO)}: {e}") from None
         title = os.path.basename(path)[:-len(".json")]
         name = next((n for n, t in TITLES.items() if t == title), title)
-        out[os.path.join(os.path.dirname(path), "api", name + ".json")] = dumps(api)
+        folder = os.path.dirname(os.path.abspath(path))
+        # Twins stay out of the templates folder: the template browser would list them too.
+        folder = API_DIR if folder == TEMPLATES_DIR else os.path.join(folder, "api")
+        out[os.path.join(folder, name + ".json")] = dumps(api)
     return out
 
 
@@ -44,9 +48,9 @@ def main(argv=None):
     where.add_argument("--server", help="URL of a running ComfyUI with this pack")
     where.add_argument("--embedded", action="store_true", help="start the embedded host for the conversion")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if any twin differs")
-    ap.add_argument("files", nargs="*", help="UI workflows (default: workflows/*.json)")
+    ap.add_argument("files", nargs="*", help="UI workflows (default: example_workflows/*.json)")
     args = ap.parse_args(argv)
-    files = args.files or sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")))
+    files = args.files or sorted(glob.glob(os.path.join(TEMPLATES_DIR, "*.json")))
     if args.embedded:
         from palsysim.runner import EmbeddedHost
         with EmbeddedHost() as host:

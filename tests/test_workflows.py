@@ -18,12 +18,16 @@ from build_workflows import TITLES  # noqa: E402
 from workflow_to_api import twins  # noqa: E402
 
 NAMES = ["palsy_codc", "palsy_pf", "palsy_yanagihara_grid", "palsy_zero_shot"]
-UI = {n: os.path.join(WORKFLOWS, TITLES[n] + ".json") for n in NAMES}
+UI = {n: os.path.join(REPO, "example_workflows", TITLES[n] + ".json") for n in NAMES}
 
 
 def test_the_shipped_set():
-    assert sorted(glob.glob(os.path.join(WORKFLOWS, "*.json"))) == sorted(UI.values())
-    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(WORKFLOWS, "api", "*.json"))) == NAMES
+    # The frontend's documented templates folder holds the UI files and their thumbnails, one level;
+    # the API twins live outside it, so the template browser never lists them.
+    assert sorted(os.listdir(wf.TEMPLATES_DIR)) == sorted(os.path.basename(p)[:-5] + x for p in UI.values()
+                                                          for x in (".json", ".jpg"))
+    assert os.path.dirname(wf.API_DIR) == WORKFLOWS and os.listdir(WORKFLOWS) == ["api"]
+    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(wf.API_DIR, "*.json"))) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
