@@ -4,9 +4,6 @@ Every request but /start/<token> needs the session cookie that link sets: a rate
 token, or the admin's. Images are served only by opaque id, only to those whose tasks show them.
 POSTs need the session's CSRF field, and a browser's same-origin marks (Sec-Fetch-Site, Origin).
 """
-import base64
-import hashlib
-import html
 import ipaddress
 import math
 import sys
@@ -14,62 +11,13 @@ import sys
 from aiohttp import web
 
 from ..images import InputError
-from .questions import CRITERIA, ITEM_TITLES, ITEMS, SCALE, SCORE_WORDS, SCORES, YANAGIHARA
+from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
+from .pages import CSP, STUDY, e, page, refuse
+from .questions import CRITERIA, ITEM_TITLES, SCALE, SCORE_WORDS, SCORES, YANAGIHARA
 from .store import IMAGE_ID, Study
 
 COOKIE = "palsysim_study"
-STUDY = web.AppKey("study", Study)
 HOSTS = web.AppKey("hosts", object)  # the Host headers accepted, or None for any
-
-CSS = """
-body{font:17px/1.4 system-ui,sans-serif;margin:0;padding:12px 16px 40px;color:#111;background:#fafafa}
-h1{font-size:1.35em;margin:.3em 0}.question{font-size:1.15em;margin:.2em 0 .6em}
-.bar{display:flex;align-items:center;gap:12px;flex-wrap:wrap;color:#333}progress{flex:1;min-width:160px;height:14px}
-.images{display:flex;gap:16px;flex-wrap:wrap;justify-content:center;margin:8px 0}
-figure{margin:0;text-align:center}figcaption{font-weight:600;margin-bottom:4px}
-figure img{max-width:min(44vw,460px);max-height:52vh;border:1px solid #ccc;background:#fff}
-figure.single img{max-width:min(90vw,520px)}
-.scale{display:flex;gap:8px;justify-content:center;flex-wrap:wrap;margin:10px 0}
-.scale button{min-width:88px;min-height:64px;font-size:1.2em;border:2px solid #555;border-radius:8px;background:#fff;
-cursor:pointer;padding:4px 8px}.scale button small{display:block;font-size:.6em;color:#444;max-width:110px}
-.scale button.chosen{background:#1a5fb4;color:#fff;border-color:#1a5fb4}.scale button.chosen small{color:#eee}
-.ends{display:flex;justify-content:space-between;max-width:620px;margin:0 auto;color:#444;font-size:.9em}
-nav{display:flex;justify-content:space-between;max-width:620px;margin:14px auto}
-nav a,.button{display:inline-block;padding:10px 18px;border:1px solid #555;border-radius:8px;color:#111;
-text-decoration:none;background:#fff;font-size:1em}nav a.off{visibility:hidden}
-.help{color:#555;font-size:.85em;text-align:center}table{border-collapse:collapse;margin:8px 0}
-td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}
-.good{color:#176b2c;font-weight:600}.bad{color:#a51d2d;font-weight:600}
-.items{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
-.items label{display:block;border:1px solid #ccc;padding:6px;background:#fff}.items img{width:100%}
-.items select{font-size:1em;width:100%;margin-top:4px}.need{color:#a51d2d;font-size:.85em}
-pre{background:#fff;border:1px solid #ccc;padding:8px;white-space:pre-wrap;font-size:.85em}
-.feedback{font-size:1.2em;text-align:center}.error{color:#a51d2d;font-weight:600}
-"""
-# Keys 1-5 (0/2/4 for the trainer) press the answer buttons, arrows the Previous/Next links.
-JS = """document.addEventListener("keydown",function(e){
-if(e.altKey||e.ctrlKey||e.metaKey||/INPUT|SELECT|TEXTAREA/.test(e.target.tagName))return;
-var b=document.querySelector('[data-key="'+e.key+'"]');if(b){e.preventDefault();b.click();}});"""
-
-
-def _sha(text):
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-CSP = (f"default-src 'none'; img-src 'self'; style-src {_sha(CSS)}; script-src {_sha(JS)}; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-e = html.escape
-
-
-def page(title, body, status=200):
-    text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{e(title)}</title>'
-            f"<style>{CSS}</style></head><body>{body}<script>{JS}</script></body></html>")
-    return web.Response(text=text, content_type="text/html", status=status)
-
-
-def refuse(status, message):
-    return page("Not allowed", f'<h1>Not allowed</h1><p class="error">{e(message)}</p>', status)
 
 
 # --- middleware: headers, host, session, CSRF ------------------------------------------------------
@@ -328,108 +276,6 @@ async def image(request):
     return web.FileResponse(study.image_path(image_id), headers={"Content-Type": "image/png"})
 
 
-# --- admin ----------------------------------------------------------------------------------------
-
-async def admin(request):
-    study = request.app[STUDY]
-    rows = "".join(f"<tr><td>{e(p['label'])}</td><td>{p['answered']} of {p['total']}</td>"
-                   f"<td>{'finished' if p['finished_at'] else ''}</td></tr>" for p in study.progress())
-    n = study.conn.execute("SELECT COUNT(*) FROM images WHERE kind = 'generated'").fetchone()[0]
-    methods = ", ".join(e(r[0]) for r in study.conn.execute("SELECT name FROM methods ORDER BY id"))
-    trainer = ""
-    if study.mode == "trainer":
-        missing = study.missing_reference()
-        trainer = (f'<p><a class="button" href="/admin/reference">Reference scores</a> '
-                   + (f'<span class="need">{len(missing)} still needed before trainees can start</span>' if missing
-                      else '<span class="good">complete</span>') + "</p>")
-    return page("Study admin", f"<h1>Study administration ({e(study.mode)} study)</h1>"
-                               f"<p>{n} generated images; methods (never shown to raters): {methods}. "
-                               f"Feedback: {'per image' if study.meta['feedback'] == 'image' else 'at the end'}"
-                               f"{'' if study.mode == 'trainer' else ' (trainer only)'}.</p>{trainer}"
-                               f'<p><a class="button" href="/admin/results">Results so far</a></p>'
-                               f"<h2>Progress</h2><table><tr><th>who</th><th>answered</th><th></th></tr>{rows}</table>"
-                               "<p class=help>Add raters with <code>python -m palsysim study invite STUDY --raters N"
-                               "</code>; the full results with box plots: <code>python -m palsysim study results STUDY "
-                               "--out DIR</code>.</p>")
-
-
-async def reference_page(request, message=""):
-    study = request.app[STUDY]
-    if study.mode != "trainer":
-        raise web.HTTPSeeOther("/admin")
-    ref = study.reference()
-    needed = {(r["patient_id"], r["expression"]) for r in study.conn.execute(
-        "SELECT DISTINCT patient_id, expression FROM images WHERE kind = 'generated'")}
-    csrf = study.csrf(request["token"])
-    blocks = []
-    for p in study.patients():
-        cells = []
-        for item in ITEMS:
-            have = ref.get((p["id"], item))
-            options = '<option value="">-</option>' + "".join(
-                f'<option value="{s}"{" selected" if have == s else ""}>{s}</option>' for s in SCORES)
-            photo = (f'<img src="/img/{p["photos"][item]}" alt="{e(p["label"])}, {item}">' if item in p["photos"]
-                     else "<i>no photo</i>")
-            need = '<span class="need">needed</span>' if (p["id"], item) in needed and have is None else ""
-            cells.append(f'<label>{photo}<br>{e(ITEM_TITLES[item])} {need}'
-                         f'<select name="{p["id"]}:{item}">{options}</select></label>')
-        blocks.append(f'<h2>{e(p["label"])}</h2><div class="items">{"".join(cells)}</div>')
-    return page("Reference scores", f'<p><a href="/admin">&larr; admin</a></p><h1>Reference Yanagihara scores</h1>'
-                                    f"{message}<p>Score each item of each patient 0, 2 or 4 (0 = {SCORE_WORDS[0]}, "
-                                    f"2 = {SCORE_WORDS[2]}, 4 = {SCORE_WORDS[4]}). Generated images inherit the score of "
-                                    "their patient's item; '-' leaves an item without a score.</p>"
-                                    f'<form method="post" action="/admin/reference"><input type="hidden" name="csrf" '
-                                    f'value="{csrf}">{"".join(blocks)}<p><button class="button" type="submit">Save all '
-                                    "scores</button></p></form><h2>Or import a CSV</h2><p>Columns: <code>patient,"
-                                    f"{','.join(ITEMS)}</code>; patient as <code>patient 1</code> or <code>1</code>; "
-                                    'blank cells keep the score. <a href="/admin/reference.csv">Download the current '
-                                    "scores as that CSV</a>.</p>"
-                                    '<form method="post" action="/admin/reference/import" enctype="multipart/form-data">'
-                                    f'<input type="hidden" name="csrf" value="{csrf}"><input type="file" name="csv" '
-                                    'accept=".csv,text/csv" required> <button class="button" type="submit">Import</button>'
-                                    "</form>")
-
-
-async def reference_save(request):
-    study, form = request.app[STUDY], request["form"]
-    scores = {}
-    for key, value in form.items():
-        if key == "csrf":
-            continue
-        p, _, item = key.partition(":")
-        try:
-            scores[(int(p), item)] = int(value) if value != "" else None
-        except ValueError:
-            return refuse(400, f"Not a score: {value!r}")
-    try:
-        study.set_reference(scores)
-    except InputError as ex:
-        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
-    return await reference_page(request, '<p class="good">Saved.</p>')
-
-
-async def reference_import(request):
-    study, upload = request.app[STUDY], request["form"].get("csv")
-    try:
-        if not hasattr(upload, "file"):
-            raise InputError("choose a CSV file first")
-        n = study.reference_from_csv(upload.file.read().decode("utf-8-sig"))
-    except (InputError, UnicodeDecodeError) as ex:
-        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
-    return await reference_page(request, f'<p class="good">Imported {n} scores.</p>')
-
-
-async def reference_csv(request):
-    return web.Response(text=request.app[STUDY].reference_csv(), content_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="reference_scores.csv"'})
-
-
-async def results_page(request):
-    from .stats import results
-    r = results(request.app[STUDY], boot=200)
-    return page("Results", '<p><a href="/admin">&larr; admin</a></p><h1>Results so far</h1><p class=help>Bootstrap '
-                           "intervals here use 200 resamples; <code>study results</code> uses 1000 and writes CSV "
-                           f"files and box plots.</p><pre>{e(r['markdown'])}</pre>")
 
 
 def make_app(study, hosts=None):

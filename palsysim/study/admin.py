@@ -1,0 +1,108 @@
+"""The administrator's pages: progress, reference Yanagihara scores (trainer), results so far."""
+from aiohttp import web
+
+from ..images import InputError
+from .pages import STUDY, e, page, refuse
+from .questions import ITEM_TITLES, ITEMS, SCORE_WORDS, SCORES
+
+
+async def admin(request):
+    study = request.app[STUDY]
+    rows = "".join(f"<tr><td>{e(p['label'])}</td><td>{p['answered']} of {p['total']}</td>"
+                   f"<td>{'finished' if p['finished_at'] else ''}</td></tr>" for p in study.progress())
+    n = study.conn.execute("SELECT COUNT(*) FROM images WHERE kind = 'generated'").fetchone()[0]
+    methods = ", ".join(e(r[0]) for r in study.conn.execute("SELECT name FROM methods ORDER BY id"))
+    trainer = ""
+    if study.mode == "trainer":
+        missing = study.missing_reference()
+        trainer = (f'<p><a class="button" href="/admin/reference">Reference scores</a> '
+                   + (f'<span class="need">{len(missing)} still needed before trainees can start</span>' if missing
+                      else '<span class="good">complete</span>') + "</p>")
+    return page("Study admin", f"<h1>Study administration ({e(study.mode)} study)</h1>"
+                               f"<p>{n} generated images; methods (never shown to raters): {methods}. "
+                               f"Feedback: {'per image' if study.meta['feedback'] == 'image' else 'at the end'}"
+                               f"{'' if study.mode == 'trainer' else ' (trainer only)'}.</p>{trainer}"
+                               f'<p><a class="button" href="/admin/results">Results so far</a></p>'
+                               f"<h2>Progress</h2><table><tr><th>who</th><th>answered</th><th></th></tr>{rows}</table>"
+                               "<p class=help>Add raters with <code>python -m palsysim study invite STUDY --raters N"
+                               "</code>; the full results with box plots: <code>python -m palsysim study results STUDY "
+                               "--out DIR</code>.</p>")
+
+
+async def reference_page(request, message=""):
+    study = request.app[STUDY]
+    if study.mode != "trainer":
+        raise web.HTTPSeeOther("/admin")
+    ref = study.reference()
+    needed = {(r["patient_id"], r["expression"]) for r in study.conn.execute(
+        "SELECT DISTINCT patient_id, expression FROM images WHERE kind = 'generated'")}
+    csrf = study.csrf(request["token"])
+    blocks = []
+    for p in study.patients():
+        cells = []
+        for item in ITEMS:
+            have = ref.get((p["id"], item))
+            options = '<option value="">-</option>' + "".join(
+                f'<option value="{s}"{" selected" if have == s else ""}>{s}</option>' for s in SCORES)
+            photo = (f'<img src="/img/{p["photos"][item]}" alt="{e(p["label"])}, {item}">' if item in p["photos"]
+                     else "<i>no photo</i>")
+            need = '<span class="need">needed</span>' if (p["id"], item) in needed and have is None else ""
+            cells.append(f'<label>{photo}<br>{e(ITEM_TITLES[item])} {need}'
+                         f'<select name="{p["id"]}:{item}">{options}</select></label>')
+        blocks.append(f'<h2>{e(p["label"])}</h2><div class="items">{"".join(cells)}</div>')
+    return page("Reference scores", f'<p><a href="/admin">&larr; admin</a></p><h1>Reference Yanagihara scores</h1>'
+                                    f"{message}<p>Score each item of each patient 0, 2 or 4 (0 = {SCORE_WORDS[0]}, "
+                                    f"2 = {SCORE_WORDS[2]}, 4 = {SCORE_WORDS[4]}). Generated images inherit the score of "
+                                    "their patient's item; '-' leaves an item without a score.</p>"
+                                    f'<form method="post" action="/admin/reference"><input type="hidden" name="csrf" '
+                                    f'value="{csrf}">{"".join(blocks)}<p><button class="button" type="submit">Save all '
+                                    "scores</button></p></form><h2>Or import a CSV</h2><p>Columns: <code>patient,"
+                                    f"{','.join(ITEMS)}</code>; patient as <code>patient 1</code> or <code>1</code>; "
+                                    'blank cells keep the score. <a href="/admin/reference.csv">Download the current '
+                                    "scores as that CSV</a>.</p>"
+                                    '<form method="post" action="/admin/reference/import" enctype="multipart/form-data">'
+                                    f'<input type="hidden" name="csrf" value="{csrf}"><input type="file" name="csv" '
+                                    'accept=".csv,text/csv" required> <button class="button" type="submit">Import</button>'
+                                    "</form>")
+
+
+async def reference_save(request):
+    study, form = request.app[STUDY], request["form"]
+    scores = {}
+    for key, value in form.items():
+        if key == "csrf":
+            continue
+        p, _, item = key.partition(":")
+        try:
+            scores[(int(p), item)] = int(value) if value != "" else None
+        except ValueError:
+            return refuse(400, f"Not a score: {value!r}")
+    try:
+        study.set_reference(scores)
+    except InputError as ex:
+        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
+    return await reference_page(request, '<p class="good">Saved.</p>')
+
+
+async def reference_import(request):
+    study, upload = request.app[STUDY], request["form"].get("csv")
+    try:
+        if not hasattr(upload, "file"):
+            raise InputError("choose a CSV file first")
+        n = study.reference_from_csv(upload.file.read().decode("utf-8-sig"))
+    except (InputError, UnicodeDecodeError) as ex:
+        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
+    return await reference_page(request, f'<p class="good">Imported {n} scores.</p>')
+
+
+async def reference_csv(request):
+    return web.Response(text=request.app[STUDY].reference_csv(), content_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="reference_scores.csv"'})
+
+
+async def results_page(request):
+    from .stats import results
+    r = results(request.app[STUDY], boot=200)
+    return page("Results", '<p><a href="/admin">&larr; admin</a></p><h1>Results so far</h1><p class=help>Bootstrap '
+                           "intervals here use 200 resamples; <code>study results</code> uses 1000 and writes CSV "
+                           f"files and box plots.</p><pre>{e(r['markdown'])}</pre>")
