@@ -4,10 +4,8 @@ import json
 import os
 import sys
 
-import cv2
-
 from .edges import ANNOTATOR, CONVENTIONS
-from .images import InputError, read_image, write_image
+from .images import InputError, read_image, refuse_unreadable, write_image
 from .outputs import folder_out, image_file_out, refuse_overlap, unique_names
 
 
@@ -21,6 +19,7 @@ def cmd_landmarks(args):
     from .asymmetry import measure
     from .draw import landmarks_preview
     from .files import write_bytes
+    refuse_unreadable(args.images)
     folder_out(args.out)
     # a/face.png and b/face.png: one stem, two results (face_landmarks, face_2_landmarks).
     stems = unique_names(os.path.splitext(os.path.basename(p))[0] for p in args.images)
@@ -83,14 +82,11 @@ def cmd_condition(args):
 
     inputs = [p for p in (args.patient, args.donor, args.rest) if p]
     refuse_overlap(args.out, inputs)
+    refuse_unreadable(p for root in inputs for p, _ in files(root))
     if os.path.isfile(args.patient):
         image_file_out(args.out)
     else:
         folder_out(args.out)
-    unreadable = [p for root in inputs for p, _ in files(root) if not _readable(p)]
-    if unreadable:
-        raise InputError(f"{len(unreadable)} photo(s) cannot be read (empty, truncated or not PNG/JPEG): move "
-                         f"them away or replace them:\n  " + "\n  ".join(unreadable))
     donors = []
     if args.mode == "codc":
         if not args.donor:
@@ -175,14 +171,6 @@ def cmd_evaluate(args):
         print(f"{r['method']}: {r['images']} images, {', '.join(measures) or 'no paired image'}, "
               f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}, unpaired {r['unpaired']}")
     print("\n".join(result["files"]))
-
-
-def _readable(path):
-    try:
-        read_image(path)
-        return True
-    except (InputError, OSError, cv2.error):
-        return False
 
 
 def _at_least(low):

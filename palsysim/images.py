@@ -1,5 +1,7 @@
 """Image plumbing shared by the CLI, the nodes and training: one RGB uint8 convention."""
 import os
+import re
+import warnings
 
 import cv2
 import numpy as np
@@ -7,6 +9,9 @@ import numpy as np
 from .files import write_atomically
 
 MIN_SIDE = 64  # smaller crops give MediaPipe nothing to find
+# 80 megapixels (e.g. 10000x8000): more than any camera's face photo, less than Pillow's decompression-bomb
+# warning (89 MP); a header claiming more would make the decoder allocate gigabytes before any check.
+MAX_PIXELS = 80_000_000
 
 
 class InputError(ValueError):
@@ -70,16 +75,44 @@ def read_image(path):
     if not os.path.isfile(path):
         raise InputError(f"no such image file: {path}")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # Pillow's bomb warning: the size check below gives the message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            if im.width * im.height > MAX_PIXELS:  # checked before decoding: the header alone is read
+                raise too_large(path, f"{im.width}x{im.height} = {im.width * im.height:,} pixels")
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = np.clip(np.asarray(im, dtype=np.float64) / 257.0 + 0.5, 0, 255).astype(np.uint8)
             else:
                 has_alpha = "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info)
                 a = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    except InputError:
+        raise
+    except Image.DecompressionBombError as e:  # Pillow refuses at open, before its size is known to the caller
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise too_large(path, f"{int(pixels[1]):,} pixels" if pixels else str(e)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InputError(f"{path} is not a readable image (PNG or JPEG expected)") from None
     return to_rgb_uint8(a, what=os.path.basename(path))
+
+
+def too_large(path, size):
+    return InputError(f"{path} is {size}, over the {MAX_PIXELS:,} pixels a photo may have here: downscale it "
+                      f"(a face needs about 1000x1000 pixels) and give the smaller copy")
+
+
+def refuse_unreadable(paths):
+    """Read every photo once, before any work: one InputError listing each that cannot be read, and why."""
+    problems = []
+    for path in paths:
+        try:
+            read_image(path)
+        except InputError as e:
+            problems.append(str(e))
+    if problems:
+        raise InputError(f"{len(problems)} photo(s) cannot be read: move them away or replace them:\n  "
+                         + "\n  ".join(problems))
 
 
 def write_image(path, image):
