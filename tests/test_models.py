@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from palsysim.models import MODELS, FetchError, Model, Unreachable, fetch, fetch_hint, manual_download_message
+from palsysim.models import MODELS, Model, fetch_hint
+from palsysim.models.fetch import FetchError, Unreachable, fetch, manual_download_message
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAYLOAD = os.urandom(3 << 20)  # 3 MiB: several progress chunks
