@@ -14,7 +14,8 @@ from ..images import InputError
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
 from .pages import CSP, STUDY, e, page, refuse
 from .questions import CRITERIA, ITEM_TITLES, SCALE, SCORE_WORDS, SCORES, YANAGIHARA
-from .store import IMAGE_ID, Study
+from .folders import IMAGE_ID
+from .store import Study
 
 COOKIE = "palsysim_study"
 HOSTS = web.AppKey("hosts", object)  # the Host headers accepted, or None for any

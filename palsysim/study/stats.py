@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from ..files import write_atomically, write_bytes
+from .folders import results_folder
 from .questions import CRITERIA, ITEMS, SCALE, SCORES
 
 BOOTSTRAP = 1000
@@ -275,6 +276,7 @@ def results(study, boot=BOOTSTRAP):
 
 def write_results(study, out, boot=BOOTSTRAP):
     """results() -> out/results.md, out/<table>.csv (and out/boxplots.png for a rating study); returns paths."""
+    results_folder(out, study.folder)
     r = results(study, boot)
     files = [write_bytes(os.path.join(out, "results.md"), r["markdown"])]
     for name, (rows, fields) in r["tables"].items():

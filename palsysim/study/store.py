@@ -9,14 +9,10 @@ import secrets
 import shutil
 import sqlite3
 
-from ..files import write_bytes
-from ..images import InputError
-from ..runner import find_patients, photo_png
+from ..images import InputError, read_image, write_image
+from ..runner import find_patients
+from .folders import DB, IMAGES, new_study_folder
 from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
-
-DB = "study.sqlite"
-IMAGES = "images"
-IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,14 +85,25 @@ def experiment_inputs(exp):
 def create_study(out, images, patients=None, mode="rating", feedback="image", seed=0, per_method=None):
     """Copy the images under opaque ids into a new study folder `out`; returns the admin token.
 
-    Built in out + ".partial" and renamed at the end: a failed or killed create leaves no half study.
+    Built in out + ".partial" and renamed at the end: a failed create leaves no half study, a killed one
+    a .partial folder the next create removes.
     """
     if mode not in ("rating", "trainer"):
         raise InputError(f"unknown --mode {mode!r}: use rating or trainer")
     if feedback not in ("image", "end"):
         raise InputError(f"unknown --feedback {feedback!r}: use image or end")
-    if os.path.exists(out):
-        raise InputError(f"{out} already exists: give a new folder for the study (a study is never overwritten)")
+    tmp = new_study_folder(out, [images, patients])
+    try:
+        admin = _build(tmp, images, patients, mode, feedback, seed, per_method)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return admin
+
+
+def _build(tmp, images, patients, mode, feedback, seed, per_method):
+    """The study's database and image copies, written into the folder tmp; returns the admin token."""
     generated = find_generated(images)
     if not patients:
         raise InputError(f"--mode {mode} needs --patients DIR (the source photos, DIR/<patient>/<expression>.png): "
@@ -115,12 +122,8 @@ def create_study(out, images, patients=None, mode="rating", feedback="image", se
             by_method.setdefault(g[0], []).append(g)
         generated = sorted(x for gs in by_method.values() for x in rng.sample(gs, min(per_method, len(gs))))
 
-    tmp = out.rstrip("/\\") + ".partial"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)  # an earlier create that was killed: its leftovers are ours to remove
-    os.makedirs(os.path.join(tmp, IMAGES))
+    conn = sqlite3.connect(os.path.join(tmp, DB))
     try:
-        conn = sqlite3.connect(os.path.join(tmp, DB))
         conn.executescript(SCHEMA)
         admin = secrets.token_urlsafe(24)
         with conn:
@@ -144,18 +147,15 @@ def create_study(out, images, patients=None, mode="rating", feedback="image", se
                 v = variants[(m, p, stem)]
                 _add_image(conn, tmp, path, "generated", method_id[m], patient_id[p], e, v)
         conn.execute("PRAGMA journal_mode=WAL")
+    finally:
         conn.close()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return admin
 
 
 def _add_image(conn, folder, path, kind, method_id, patient_id, expression, variant):
     image_id = secrets.token_hex(16)
     # re-encoded pixels only: a runner PNG's text chunks carry the workflow, which names the patient's file
-    write_bytes(os.path.join(folder, IMAGES, image_id + ".png"), photo_png(path))
+    write_image(os.path.join(folder, IMAGES, image_id + ".png"), read_image(path))
     conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)",
                  (image_id, kind, method_id, patient_id, expression, variant))
 
@@ -219,7 +219,6 @@ class Study:
         token = secrets.token_urlsafe(24)
         with self.transaction():
             self.conn.execute("UPDATE meta SET value = ? WHERE key = 'admin_hash'", (token_hash(token),))
-        self.meta["admin_hash"] = token_hash(token)
         return token
 
     def who(self, token):
@@ -227,7 +226,9 @@ class Study:
         if not token:
             return None
         h = token_hash(token)
-        if hmac.compare_digest(h, self.meta["admin_hash"]):
+        # read per request, not from self.meta: `invite --admin` revokes a leaked link while the server runs
+        admin = self.conn.execute("SELECT value FROM meta WHERE key = 'admin_hash'").fetchone()[0]
+        if hmac.compare_digest(h, admin):
             return "admin", None
         row = self.conn.execute("SELECT * FROM raters WHERE token_hash = ?", (h,)).fetchone()
         return ("rater", row) if row else None
