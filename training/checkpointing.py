@@ -11,6 +11,7 @@ import os
 import torch
 
 from palsysim.files import write_atomically
+from palsysim.models import sha256_of
 
 STATE_FILE = "training_state.torch"  # not .pt/.ckpt: ComfyUI would list it as a ControlNet
 PREVIOUS = ".prev"  # STATE_FILE + PREVIOUS: the state before the last save
@@ -55,6 +56,20 @@ def load_latest(path):
     folder = os.path.dirname(os.path.abspath(path))
     raise NoIntactState(f"--resume: no intact training state in {folder}: {'; '.join(skipped)}. This run cannot "
                         f"be continued: delete that folder and train again without --resume")
+
+
+def model_digest(path, saved=None):
+    """{"name": file name, "sha256": of the whole file, "stamp": of its path, size and mtime}.
+
+    A model differing in one tensor has the same size and mostly the same bytes, so only the whole
+    file tells it apart. saved: the entry a resumed state holds for this file; when its stamp is this
+    file's, its digest is reused, so a resume does not read a 4 GB checkpoint again. The stamp is
+    itself a digest: the state holds no paths.
+    """
+    st = os.stat(path)
+    stamp = hashlib.sha256(repr((os.path.realpath(path), st.st_size, st.st_mtime_ns)).encode()).hexdigest()[:32]
+    same = saved and saved.get("stamp") == stamp and saved.get("sha256")
+    return {"name": os.path.basename(path), "sha256": same or sha256_of(path), "stamp": stamp}
 
 
 def remove_stale_temps(folder):

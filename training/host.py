@@ -3,7 +3,6 @@
 Training runs the very modules that sample inside ComfyUI, so every checkpoint and ControlNet a
 ComfyUI user has loads here, and the trained ControlNet is the one inference runs.
 """
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ import torch
 
 from palsysim.controlnet_file import CONTROL_PREFIX, load_controlnet_weights
 from palsysim.runner import comfyui_dir
+
+from .checkpointing import model_digest
 
 
 class HostError(RuntimeError):
@@ -55,20 +56,10 @@ def _must_exist(path, what, folder):
         raise HostError(f"{what} file not found: {path} (it usually lives in ComfyUI/models/{folder}/)")
 
 
-def model_file(path, what, folder, blocks=64, block=1 << 16):
-    """{"name": file name, "fingerprint": SHA-256 of the size and 64 evenly spaced 64 KiB blocks}.
-
-    Sampled, not the whole file, so a 4 GB checkpoint is told apart in milliseconds; two different
-    trainings or formats of a model differ in every block (and usually in size).
-    """
+def model_file(path, what, folder, saved=None):
+    """checkpointing.model_digest of an existing model file (saved: the resumed state's entry for it)."""
     _must_exist(path, what, folder)
-    size = os.path.getsize(path)
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        for i in range(blocks):
-            f.seek(max(0, size - block) * i // (blocks - 1))
-            h.update(f.read(block))
-    return {"name": os.path.basename(path), "fingerprint": h.hexdigest()}
+    return model_digest(path, saved)
 
 
 def load_models(checkpoint, controlnet, frozen_dtype=torch.float32):

@@ -149,8 +149,6 @@ def _train(cfg, models, ranks, device, t_lo, t_hi, work, state_path, log_path):
     for warning in data.warnings:
         say(warning)
     fingerprint = hashlib.sha256(data.images.tobytes() + data.conditions.tobytes()).hexdigest()
-    base_files = {"checkpoint": model_file(cfg.checkpoint, "checkpoint", "checkpoints"),
-                  "controlnet": model_file(cfg.controlnet, "ControlNet", "controlnet")}
 
     # 2. A resumed run continues from the newest intact state (a damaged file falls back to the
     #    previous one; resuming is exact, so that only costs the steps since), on the same data and models.
@@ -162,6 +160,10 @@ def _train(cfg, models, ranks, device, t_lo, t_hi, work, state_path, log_path):
         state, used, skipped = ckpt.load_latest(state_path)  # every rank: the optimizer state is not broadcast
         if skipped:
             say(f"{'; '.join(skipped)}; resuming from {os.path.basename(used)} (step {state['step']})")
+    saved_files = (state or {}).get("base_files") or {}
+    base_files = {"checkpoint": model_file(cfg.checkpoint, "checkpoint", "checkpoints", saved_files.get("checkpoint")),
+                  "controlnet": model_file(cfg.controlnet, "ControlNet", "controlnet", saved_files.get("controlnet"))}
+    if state:
         check_same_models(state.get("base_files"), base_files, work, say)
     total = cfg.steps or math.ceil(cfg.epochs * len(data) / cfg.batch_size)
     if state and state["step"] > total:
@@ -337,12 +339,12 @@ def _say(message):
 
 def check_same_models(saved, given, work, say=_say):
     """Refuse to continue a run on other model files than the ones it was trained from, naming both."""
-    if saved is None:
-        say(f"the state in {work} predates model fingerprints; it cannot be checked that --checkpoint and "
+    if saved is None or "sha256" not in saved["controlnet"]:
+        say(f"the state in {work} predates whole-file model digests; it cannot be checked that --checkpoint and "
             "--controlnet are the files it was trained from")
         return
     for kind in ("checkpoint", "controlnet"):
-        if saved[kind]["fingerprint"] != given[kind]["fingerprint"]:
+        if saved[kind]["sha256"] != given[kind]["sha256"]:
             raise ValueError(f"--resume: --{kind} {given[kind]['name']} is not the {kind} this run was trained from "
                              f"({saved[kind]['name']}, a different file); resume with the {kind} {saved[kind]['name']}, "
                              f"or train anew into another --out")
