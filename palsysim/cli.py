@@ -162,15 +162,20 @@ def cmd_bench(args):
 
 def cmd_evaluate(args):
     from .evaluate import evaluate
+    from .identity import check_thresholds
+    check_thresholds(args.threshold, args.dlib_threshold, THRESHOLD_FLAGS)
     result = evaluate(args.generated, args.patients, args.arcface, args.out, lpips=args.lpips,
                       lpips_weights=args.lpips_weights, threshold=args.threshold, item=args.item,
-                      backend=args.backend, dlib_threshold=args.dlib_threshold)
+                      backend=args.backend, dlib_threshold=args.dlib_threshold, distractors=args.distractors)
     for r in result["rows"]:
         measures = [f"{name} {r[key]:.4f}" for name, key in (("ArcFace (paired)", "arcface_mean"),
                                                              ("dlib (paired)", "dlib_mean")) if r[key] is not None]
         print(f"{r['method']}: {r['images']} images, {', '.join(measures) or 'no paired image'}, "
               f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}, unpaired {r['unpaired']}")
     print("\n".join(result["files"]))
+
+
+THRESHOLD_FLAGS = ("--threshold", "--dlib-threshold")
 
 
 def _at_least(low):
@@ -189,6 +194,7 @@ def cmd_identity(args):
     from . import identity, identity_dlib
     if len(args.images) < 2:
         raise InputError("identity compares photos pairwise: give two or more")
+    identity.check_thresholds(args.threshold, args.dlib_threshold, THRESHOLD_FLAGS)
     used = identity.resolve_backend(args.backend, args.arcface)
     stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     feats = {b: [identity.features(b, [read_image(p)], args.arcface, os.path.basename(p))[0] for p in args.images]
@@ -302,6 +308,8 @@ def parser():
     p.add_argument("--threshold", type=float, default=0.28, help="ArcFace pass threshold (default 0.28)")
     p.add_argument("--item", default="rest", help="Yanagihara item for fidelity weights (file stems naming one win)")
     p.add_argument("--out", default="evaluation", help="folder for report.md, metrics.csv, report.png")
+    p.add_argument("--distractors", help="a folder of face photos of other people (one each), added to the "
+                                         "re-identification gallery beside every patient's photos")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("identity", help="pairwise identity distances of photos (dlib and/or ArcFace)")

@@ -17,7 +17,9 @@ stem is the expression folder's name):
   patient's photos (the privacy gate's rule, a second column); dlib's distance to the source and
   the minimum over all photos, by `backend` (auto: ArcFace when its ONNX is given, else dlib; both);
 - SER-FIQ: the calibrated score 1/(1+exp(-130(q-0.88))) and the raw q (needs the ArcFace ONNX);
-- expression fidelity of the asymmetry to the source photo, weighted for the item.
+- expression fidelity of the asymmetry to the source photo, weighted for the item;
+- re-identification per recogniser (palsysim.reid): rank-1 against a gallery of every patient's photos
+  (plus --distractors), the share below the same-person threshold, each image's closest training photo.
 An image whose source photo is missing is listed as unpaired: its paired columns stay empty, never
 filled from another photo. An image without a face is listed with the reason (per image, never a
 crash). pass: the image passes every backend used (ArcFace max < threshold, dlib min >= 0.6).
@@ -31,10 +33,10 @@ import os
 
 import numpy as np
 
-from . import fidelity, identity, identity_dlib, serfiq
+from . import fidelity, identity, identity_dlib, reid, serfiq
 from .codc import face_crop
 from .files import write_bytes
-from .images import InputError, read_image
+from .images import InputError, read_image, refuse_unreadable
 from .landmarks import face_landmarks
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -163,22 +165,28 @@ def _mean_std(values):
 
 def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
              threshold=identity.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0, backend="auto",
-             dlib_threshold=identity_dlib.THRESHOLD):
+             dlib_threshold=identity_dlib.THRESHOLD, distractors=None):
     """Score every generated image and write report.md, metrics.csv, report.png to out_dir.
 
     generated: a list of --generated values (see method_trees), or one folder of method trees.
     item: the Yanagihara item for images whose expression is unknown or names no item.
+    distractors: a folder of face photos, each a person of its own, added to the re-identification gallery.
     Returns {"rows": [per-method dict with COLUMNS], "per_patient": {method: [(index, n, privacy mean,
-    pass rate)]}, "listed": [(method, image label, problem)], "backends": used, "files": [written paths]}.
+    pass rate)]}, "listed": [(method, image label, problem)], "backends": used, "reid": {method: reid.measure},
+    "files": [written paths]}.
     """
     if item not in fidelity.ITEM_WEIGHTS:
         raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(fidelity.ITEMS)}")
+    identity.check_thresholds(threshold, dlib_threshold)
     used = identity.resolve_backend(backend, arcface_path)
     if lpips:
         fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
     patients = find_patients(patients_dir)
     trees = method_trees([generated] if isinstance(generated, str) else list(generated))
     methods, unmatched = find_generated(trees, set(patients))
+    # An unreadable patient photo would silently drop out of the references (and raise the pass rate).
+    refuse_unreadable([p for paths in patients.values() for p in paths]
+                      + [p for images in methods.values() for _, _, p in images])
 
     patient_faces, refs = {}, {}
     for index, (key, paths) in enumerate(patients.items(), 1):
@@ -189,11 +197,14 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
                              f"face every backend ({', '.join(used)}) finds: use frontal, well-lit photos")
         patient_faces[key] = usable
         refs[key] = {b: np.stack([f.features[b] for f in usable.values()]) for b in used}
+    gallery = reid.Gallery({k: {s: f.features for s, f in faces.items()} for k, faces in patient_faces.items()},
+                           _distractors(distractors, used, arcface_path), used)
+    thresholds, reid_results = {"arcface": threshold, "dlib": dlib_threshold}, {}
 
     rows, per_patient, listed = [], {}, []
     for method, images in methods.items():
         records, skipped, unpaired = [], unmatched[method], 0
-        counters = {}
+        counters, probes = {}, []
         for key, expression, path in images:
             index = list(patients).index(key) + 1
             counters[key] = counters.get(key, 0) + 1
@@ -234,12 +245,14 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
                                                            size=LPIPS_SIZE)[0]
             rec["passed"] = bool(passed)
             records.append(rec)
+            probes.append((key, face.features, label))
         row = {"method": method, "images": len(records), "patients": len({r["patient"] for r in records}),
                "skipped": skipped, "unpaired": unpaired}
         for col in METRICS:
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std([r[col] for r in records])
         row["pass_rate"] = float(np.mean([r["passed"] for r in records])) if records else None
         rows.append(row)
+        reid_results[method] = reid.measure(gallery, probes, thresholds)
         privacy = "arcface_max" if "arcface" in used else "dlib_min"
         per_patient[method] = [
             (i + 1, len(rs), float(np.mean([r[privacy] for r in rs])), float(np.mean([r["passed"] for r in rs])))
@@ -251,11 +264,27 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     files = [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
              write_bytes(os.path.join(out_dir, "report.md"),
                          _markdown(rows, per_patient, listed, len(patients), used, threshold, dlib_threshold,
-                                   lpips, serfiq_passes)),
+                                   lpips, serfiq_passes) + reid.markdown(reid_results, gallery, thresholds)),
              write_bytes(os.path.join(out_dir, "report.png"), _chart(rows, used, threshold, dlib_threshold))]
     for row in rows:
         row.pop("_privacy"), row.pop("_fidelity")
-    return {"rows": rows, "per_patient": per_patient, "listed": listed, "backends": used, "files": files}
+    return {"rows": rows, "per_patient": per_patient, "listed": listed, "backends": used, "reid": reid_results,
+            "files": files}
+
+
+def _distractors(folder, used, arcface_path):
+    """[{backend: features}] of the distractor faces in folder (each image a person of its own), or []."""
+    if folder is None:
+        return []
+    if not os.path.isdir(folder) or not _images_in(folder):
+        raise InputError(f"--distractors {folder} is not a folder of face photos: give a folder of images, "
+                         f"one person each")
+    faces = {p: _Face(p, used, arcface_path) for p in _images_in(folder)}
+    for path, face in faces.items():  # public faces, not patients': the name helps find the one to remove
+        if face.problem:
+            raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "
+                             f"with a frontal face photo")
+    return [f.features for f in faces.values()]
 
 
 def _fmt(v, digits=4):

@@ -22,6 +22,8 @@ from .landmarks import face_landmarks
 from .models import missing_hint
 
 THRESHOLD = 0.28
+# A cosine similarity lies in -1..1; above 1 every image passes (the test of a gate's plumbing), below -1 none.
+THRESHOLD_RANGE = (-1.0, 2.0)
 SIZE = 112
 NOSE_TIP = 4  # of MediaPipe's nose points, the one nearest the template's nose (measured: < 1.5 px)
 
@@ -166,6 +168,16 @@ def cosine(a, b):
 BACKENDS = ("auto", "arcface", "dlib", "both")
 
 
+def check_thresholds(threshold, dlib_threshold, names=("threshold", "dlib_threshold")):
+    """Refuse a threshold that is not a finite number in its range: NaN fails every comparison, so a NaN
+    threshold would call one photo two people, or pass every image."""
+    from . import identity_dlib
+    ranges = (THRESHOLD_RANGE, identity_dlib.THRESHOLD_RANGE)
+    for name, value, (lo, hi) in zip(names, (threshold, dlib_threshold), ranges):
+        if not (isinstance(value, (int, float)) and lo <= value <= hi):  # False for NaN too
+            raise InputError(f"{name} {value} is not usable: give a number from {lo} to {hi}")
+
+
 def backend_status(arcface_path=None):
     """{"arcface": None or why not, "dlib": None or why not}: which backends can run here."""
     from . import identity_dlib
@@ -215,6 +227,7 @@ def check(images, references, backend="auto", arcface_path=None, threshold=THRES
     """
     from . import identity_dlib
     dlib_threshold = identity_dlib.THRESHOLD if dlib_threshold is None else dlib_threshold
+    check_thresholds(threshold, dlib_threshold)
     if not len(images) or not len(references):
         raise InputError("identity check needs at least one image and one reference photo")
     used = resolve_backend(backend, arcface_path)

@@ -26,6 +26,7 @@ import numpy as np
 from .images import InputError, to_rgb_uint8
 
 THRESHOLD = 0.6
+THRESHOLD_RANGE = (0.0, 2.0)  # a distance; descriptors are about unit length
 CHIP = 150       # dlib's face chip side for the recogniser
 PADDING = 0.25   # dlib's default chip padding
 UPSAMPLE = 1     # the detector's upsampling, as face_recognition calls it (finds faces down to ~40 px)
