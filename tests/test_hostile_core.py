@@ -9,6 +9,7 @@ import pytest
 
 from palsysim.cli import main
 from palsysim.images import MAX_PIXELS
+from test_models import server  # noqa: F401  (the loopback HTTP server fixture)
 from real_faces import photo_paths
 
 
@@ -95,3 +96,88 @@ def test_identity_of_one_photo_twice_is_one_person(capsys):
     face = photo_paths()["astronaut"]
     code = main(["identity", face, face, "--backend", "dlib"])
     assert code == 0 and "same person" in capsys.readouterr().out
+
+
+# --- 6, 7. models --fetch from a mirror: files that are not what they claim, downloads cut short -------
+
+BUILD_TASK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "tools",
+                          "face_landmarker_task", "build.sh")
+
+
+@pytest.fixture(scope="module")
+def task_bytes(module_tmp):
+    """A working face_landmarker.task (built offline from mediapipe 0.10.21's own models)."""
+    import subprocess
+    import sys
+    out = str(module_tmp("task") / "face_landmarker.task")
+    subprocess.run(["bash", BUILD_TASK, out, sys.executable], check=True, capture_output=True)
+    return open(out, "rb").read()
+
+
+def zip_of(members):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def fetch_task(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PALSYSIM_MODEL_MIRROR", server.url("").rstrip("/"))
+    with pytest.raises(SystemExit) as done:
+        main(["models", "--fetch", "face_landmarker.task", "--quiet", "--models-dir", str(tmp_path)])
+    out = capsys.readouterr()
+    return done.value.code, out.out + out.err, tmp_path / "mediapipe"
+
+
+def not_a_task(task_bytes):
+    import zipfile
+    import io
+    names = zipfile.ZipFile(io.BytesIO(task_bytes)).namelist()
+    good = {n: zipfile.ZipFile(io.BytesIO(task_bytes)).read(n) for n in names}
+    pad = os.urandom(1 << 20)
+    return {
+        "random bytes": (os.urandom(3 << 20), "not a zip archive"),
+        "too small": (task_bytes[:2000], "2,000 bytes"),
+        "a zip of other files": (zip_of({"notes.txt": pad}), "face_detector.tflite, face_landmarks_detector.tflite"),
+        "a member that is not TFLite": (zip_of({**good, "face_detector.tflite": pad}), "face_detector.tflite is not"),
+    }
+
+
+@pytest.mark.parametrize("case", ["random bytes", "too small", "a zip of other files", "a member that is not TFLite"])
+def test_fetch_refuses_an_unverified_file_that_is_not_a_face_landmarker_bundle(
+        server, tmp_path, monkeypatch, capsys, task_bytes, case):
+    body, words = not_a_task(task_bytes)[case]
+    server.files["face_landmarker.task"] = body
+    code, text, folder = fetch_task(server, tmp_path, monkeypatch, capsys)
+    assert code == 1, text
+    assert words in text and "deleted" in text and server.url("face_landmarker.task") in text, text
+    assert os.listdir(folder) == []  # neither the model nor a .partial left
+
+
+def test_fetch_installs_a_real_face_landmarker_bundle_from_a_mirror(server, tmp_path, monkeypatch, capsys, task_bytes):
+    server.files["face_landmarker.task"] = task_bytes
+    code, text, folder = fetch_task(server, tmp_path, monkeypatch, capsys)
+    assert code == 0, text
+    assert os.listdir(folder) == ["face_landmarker.task"]
+    assert (folder / "face_landmarker.task").read_bytes() == task_bytes
+
+
+@pytest.mark.parametrize("cut", [300_000, 1_500_000])  # inside the first 1 MiB block, and after it
+def test_a_mirror_that_cuts_a_download_short_is_named_and_the_download_resumes(
+        server, tmp_path, monkeypatch, capsys, task_bytes, cut):
+    server.files["face_landmarker.task"] = task_bytes
+    server.cut_after = cut
+    code, text, folder = fetch_task(server, tmp_path, monkeypatch, capsys)
+    assert code == 1, text
+    kept = sorted(os.listdir(folder))
+    have = (folder / "face_landmarker.task.partial").stat().st_size if kept else 0
+    assert kept in ([], ["face_landmarker.task.partial"]) and have <= cut
+    assert f"cut short at {have:,} of {len(task_bytes):,} bytes" in text, text
+    assert server.url("face_landmarker.task") in text and "could not be downloaded here" not in text, text
+    code, text, folder = fetch_task(server, tmp_path, monkeypatch, capsys)  # the same command again
+    assert code == 0, text
+    assert server.ranges[-1] == (f"bytes={have}-" if have else None)
+    assert (folder / "face_landmarker.task").read_bytes() == task_bytes and os.listdir(folder) == ["face_landmarker.task"]

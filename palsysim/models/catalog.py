@@ -1,10 +1,12 @@
 """Every model file the pack, its workflows and its training can use: where it goes, where it comes from.
 
 Digests are the SHA-256 that the files' public pages list (Hugging Face shows it per LFS file); a
-file whose digest could not be confirmed there has sha256=None and is reported "unverified".
+file whose digest could not be confirmed there has sha256=None and is reported "unverified"; a
+download of one is installed only if it has the size and the format its kind has (min_size, check).
 """
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 
 TORCH_HUB = "torch-hub"  # torch's own cache (torch.hub.get_dir()/checkpoints), not a ComfyUI folder
@@ -19,11 +21,33 @@ class Model:
     size: int = None    # bytes, where the public page gives them exactly
     licence: str = ""
     used_by: str = ""
+    min_size: int = None  # bytes; with check(path) -> None or why not, what an unverified file must pass
+    check: object = None
 
     @property
     def key(self):
         """The short name `models --fetch` takes: the file name without folders."""
         return os.path.basename(self.name)
+
+
+TASK_MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite")  # what FaceLandmarker loads
+
+
+def task_bundle_problem(path):
+    """None if path is a MediaPipe face_landmarker.task: a zip holding the face detector and the landmark
+    model, each a TFLite flatbuffer ("TFL3" at byte 4); else what it is instead."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            missing = [m for m in TASK_MEMBERS if m not in bundle.namelist()]
+            if missing:
+                return f"it is a zip without {', '.join(missing)}, not a MediaPipe face landmarker bundle"
+            for member in TASK_MEMBERS:
+                with bundle.open(member) as f:
+                    if f.read(8)[4:] != b"TFL3":
+                        return f"its {member} is not a TFLite model"
+    except Exception as e:  # zipfile raises many types for a damaged archive (BadZipFile, EOFError, zlib.error...)
+        return f"it is not a zip archive, so not a MediaPipe .task bundle ({type(e).__name__})"
+    return None
 
 
 MODELS = [
@@ -41,7 +65,9 @@ MODELS = [
           "insightface pretrained models: non-commercial research use only", "ArcFace privacy gate, evaluate"),
     Model("face_landmarker.task", "mediapipe",
           "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task",
-          None, None, "Apache-2.0", "landmarks with mediapipe >= 0.10.30 (Tasks API)"),
+          None, None, "Apache-2.0", "landmarks with mediapipe >= 0.10.30 (Tasks API)",
+          # the public float16 bundle is about 3.6 MB, one built offline from mediapipe 0.10.21's models 2.7 MB
+          min_size=1_000_000, check=task_bundle_problem),
     Model("alexnet-owt-7be5be79.pth", TORCH_HUB,
           "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
           "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", None,
@@ -107,6 +133,18 @@ def sha256_of(path, chunk=1 << 20):
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_problem(model, path):
+    """None if the file at path can be installed as model, else why not: its digest where one is pinned,
+    else its size and format."""
+    if model.sha256 is not None:
+        digest = sha256_of(path)
+        return None if digest == model.sha256 else f"its SHA-256 is {digest}, not the pinned {model.sha256}"
+    size = os.path.getsize(path)
+    if model.min_size and size < model.min_size:
+        return f"it is {size:,} bytes, less than the {model.min_size:,} a {model.key} has at the least"
+    return model.check(path) if model.check else None
 
 
 def status(model, dirs, check=True):

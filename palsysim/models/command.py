@@ -38,8 +38,9 @@ def run(args):
             path = fetch(m, dirs[0], url=f"{mirror.rstrip('/')}/{m.key}" if mirror else None,
                          progress=not args.quiet)
             print(f"{m.key}: {path}" + ("" if m.sha256 else " (unverified: no public digest to check against)"))
-        except Unreachable:
+        except Unreachable as e:
             unreachable.append(m)
+            failed.append(str(e))  # names the URL tried: the mirror's, where one is set
         except FetchError as e:
             failed.append(str(e))
     for message in failed:
