@@ -86,3 +86,79 @@ def test_an_unchanged_model_file_is_not_hashed_again_on_resume(files, monkeypatc
     train(config(files, "rehash.safetensors", steps=2, resume=True, overwrite=True))
     assert hashed == []
     assert saved_controlnet(first)["sha256"] == real(files["controlnet"])
+
+
+# --- re-identification (issue 24, part 7) ----------------------------------------------------------
+PATIENTS = ("Jane_Roe_MRN4471", "John_Doe_MRN9923")  # stand-ins for real names: must not leak
+
+
+@pytest.fixture(scope="module")
+def gallery_tree(module_tmp):
+    """Two patients (Grace Hopper, the astronaut), Tom Hanks as a distractor, and one method whose three
+    images for patient 1 show: her own synthetic palsy, the other patient's, and the distractor's."""
+    import cv2
+    from palsysim.images import write_image
+    from palsysim.landmarks import face_landmarks
+    from palsysim.synth import synth_palsy
+    from real_faces import photos
+    root = module_tmp("reid")
+    f = photos()
+    tom = cv2.resize(f["tom_hanks"], (336, 336), interpolation=cv2.INTER_CUBIC)  # a 112 px crop: dlib needs more
+    write_image(str(root / "patients" / PATIENTS[0] / "rest.png"), f["grace_hopper"])
+    write_image(str(root / "patients" / PATIENTS[1] / "rest.png"), f["astronaut"])
+    write_image(str(root / "distractors" / "tom.png"), tom)
+    for i, face in enumerate((f["grace_hopper"], f["astronaut"], tom), 1):
+        palsy, _ = synth_palsy(face, face_landmarks(face), "left", 0.7)
+        write_image(str(root / "generated" / "method" / PATIENTS[0] / "rest" / f"{i}.png"), palsy)
+    return root
+
+
+def test_a_synthetic_palsy_of_a_gallery_face_is_reidentified_by_dlib_and_other_people_are_not(gallery_tree):
+    from palsysim import reid
+    from palsysim.evaluate import evaluate
+    root = gallery_tree
+    result = evaluate(str(root / "generated"), str(root / "patients"), None, str(root / "out"), backend="dlib",
+                      distractors=str(root / "distractors"))
+    dlib = result["reid"]["method"]["dlib"]
+    assert dlib["images"] == 3
+    assert dlib["rank1"] == pytest.approx(1 / 3)  # only her own palsy picks her out of the three people
+    assert dlib["below"] == pytest.approx(2 / 3)  # the two other people are not taken for her
+    # memorisation: each image's closest training photo, by dlib distance
+    (own, own_photo, own_d), (other, other_photo, other_d), (stranger, _, stranger_d) = dlib["nearest"]
+    assert (own, own_photo) == ("patient 1, rest, image 1", "patient 1, rest") and own_d < 0.3
+    assert (other, other_photo) == ("patient 1, rest, image 2", "patient 2, rest") and other_d < 0.3
+    assert stranger == "patient 1, rest, image 3" and stranger_d > 0.6  # far from every training photo
+
+    # the same decisions straight from the functions, on the descriptors themselves
+    from palsysim import identity_dlib
+    from palsysim.images import read_image
+    gallery = identity_dlib.descriptors([read_image(str(root / "patients" / p / "rest.png")) for p in PATIENTS]
+                                        + [read_image(str(root / "distractors" / "tom.png"))])
+    probes = identity_dlib.descriptors([read_image(str(root / "generated" / "method" / PATIENTS[0] / "rest" / f"{i}.png"))
+                                        for i in (1, 2, 3)])
+    close = reid.closeness("dlib", probes, gallery)
+    hits = reid.rank1_hits(close, ["jane", "john", "tom"], ["jane", "jane", "jane"])
+    assert hits.tolist() == [True, False, False]
+    assert reid.rank1_hits(close, ["jane", "john", "tom"], ["jane", "john", "tom"]).all()
+
+    report = (root / "out" / "report.md").read_text()
+    assert "## Re-identification" in report and "| method | dlib | 3 | 33.3% | 66.7% |" in report
+    assert "1 distractor faces" in report and "patient 1, rest" in report
+    assert not any(name in report for name in PATIENTS + ("tom",))
+
+
+def test_a_distractor_without_a_face_is_refused_by_name_before_any_report(gallery_tree, tmp_path):
+    import subprocess
+    import sys
+    import numpy as np
+    from palsysim.images import write_image
+    root = gallery_tree
+    shutil.copytree(root / "distractors", tmp_path / "distractors")
+    write_image(str(tmp_path / "distractors" / "wall.png"), np.full((200, 200, 3), 120, np.uint8))
+    proc = subprocess.run([sys.executable, "-m", "palsysim", "evaluate", "--generated", str(root / "generated"),
+                           "--patients", str(root / "patients"), "--backend", "dlib", "--out", str(tmp_path / "out"),
+                           "--distractors", str(tmp_path / "distractors")],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0 and "--distractors: wall.png: no face found" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
