@@ -218,10 +218,15 @@ def test_rating_answers_malformed_are_400(inputs, tmp_path):
             ("/task/1", cut[:len(cut) - 30], kind),
             ("/task/1", b"csrf=" + csrf + b"&value=\xff\xfe3", form),
             ("/task/1", b"csrf=" + csrf + b"&value=%ff%fe", form),
+            ("/task/1", b"csrf=" + csrf + b"&value=3", form + "; charset=no-such-charset"),
             ("/task/%C2%B2", None, None),
         ])
         r = rater.post(server.url + "/task/1", data={"csrf": csrf, "value": "3"}, allow_redirects=False, timeout=10)
         assert r.status_code == 303, "a good answer after the bad ones is saved"
+        for cookie in (b"palsysim_study=\xe9t\xe9", b"palsysim_study=" + token.encode() + b"\xff"):
+            r = requests.get(server.url + "/", headers={"Cookie": cookie}, timeout=10)
+            assert r.status_code == 403 and "personal link" in r.text, "a cookie that is no token is no session"
+        assert requests.get(server.url + "/start/%ED%A0%80", timeout=10).status_code == 403
 
 
 def test_reference_scores_malformed_are_400(inputs, tmp_path):

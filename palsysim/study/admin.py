@@ -29,7 +29,7 @@ async def admin(request):
                                "--out DIR</code>.</p>")
 
 
-async def reference_page(request, message=""):
+async def reference_page(request, message="", status=200):
     study = request.app[STUDY]
     if study.mode != "trainer":
         raise web.HTTPSeeOther("/admin")
@@ -63,7 +63,7 @@ async def reference_page(request, message=""):
                                     '<form method="post" action="/admin/reference/import" enctype="multipart/form-data">'
                                     f'<input type="hidden" name="csrf" value="{csrf}"><input type="file" name="csv" '
                                     'accept=".csv,text/csv" required> <button class="button" type="submit">Import</button>'
-                                    "</form>")
+                                    "</form>", status)
 
 
 async def reference_save(request):
@@ -80,8 +80,13 @@ async def reference_save(request):
     try:
         study.set_reference(scores)
     except InputError as ex:
-        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
+        return await _not_saved(request, ex)
     return await reference_page(request, '<p class="good">Saved.</p>')
+
+
+async def _not_saved(request, problem):
+    """The reference page again, with what was wrong: a 400, and nothing of the request saved."""
+    return await reference_page(request, f'<p class="error">{e(str(problem))}</p>', 400)
 
 
 async def reference_import(request):
@@ -89,9 +94,14 @@ async def reference_import(request):
     try:
         if not hasattr(upload, "file"):
             raise InputError("choose a CSV file first")
-        n = study.reference_from_csv(upload.file.read().decode("utf-8-sig"))
-    except (InputError, UnicodeDecodeError) as ex:
-        return await reference_page(request, f'<p class="error">{e(str(ex))}</p>')
+        data = upload.file.read()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError("the file is not UTF-8 text: save the scores as CSV UTF-8 and import that file") from None
+        n = study.reference_from_csv(text)
+    except InputError as ex:
+        return await _not_saved(request, ex)
     return await reference_page(request, f'<p class="good">Imported {n} scores.</p>')
 
 

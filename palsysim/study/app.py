@@ -19,6 +19,7 @@ from .store import Study
 
 COOKIE = "palsysim_study"
 HOSTS = web.AppKey("hosts", object)  # the Host headers accepted, or None for any
+UPLOADS = {"reference_import": "csv"}  # the forms that take a file, and its field; every other field is text
 
 
 # --- middleware: headers, host, session, CSRF ------------------------------------------------------
@@ -51,15 +52,25 @@ async def authorise(request, handler):
     if request.path.startswith("/admin") and who[0] != "admin":
         return refuse(403, "This page is for the study's administrator only.")
     if request.method == "POST":
+        try:
+            form = await request.post()
+        except (ValueError, LookupError) as ex:  # a cut-short multipart body, bytes not UTF-8, an unknown charset
+            return refuse(400, f"The form could not be read ({ex}); reload the page and send it again.")
+        files = [k for k, v in form.items() if not isinstance(v, str) and k != UPLOADS.get(request.match_info.route.name)]
+        if files:
+            return refuse(400, f"The field {files[0]!r} was sent as a file, and this form takes text only; reload "
+                               "the page and use its buttons.")
         site = request.headers.get("Sec-Fetch-Site")
         origin = request.headers.get("Origin")
-        form = await request.post()
         if (site not in (None, "same-origin") or (origin is not None and origin != f"{request.scheme}://{request.host}")
                 or form.get("csrf") != study.csrf(token)):
             return refuse(403, "This form did not come from this study's own page; reload the page and try again.")
         request["form"] = form
     request["who"], request["token"] = who, token
-    return await handler(request)
+    try:
+        return await handler(request)
+    except InputError as ex:  # what the request asked for cannot be: the message says why
+        return refuse(400, str(ex))
 
 
 # --- pages ----------------------------------------------------------------------------------------
@@ -109,7 +120,9 @@ def _task(request):
     study, rater = request.app[STUDY], _rater(request)
     tasks = study.tasks(rater["id"])
     n = request.match_info["n"]
-    if not n.isdigit() or not 1 <= int(n) <= len(tasks):
+    if not (n.isascii() and n.isdigit()):  # int() would take "²" or "٣" too
+        raise InputError(f"{n!r} is not a question number: questions are numbered 1 to {len(tasks)}.")
+    if not 1 <= int(n) <= len(tasks):
         raise web.HTTPNotFound(text="no such question")
     return study, rater, tasks, tasks[int(n) - 1]
 
@@ -295,7 +308,7 @@ def make_app(study, hosts=None):
     app.router.add_get("/admin", admin)
     app.router.add_get("/admin/reference", reference_page)
     app.router.add_post("/admin/reference", reference_save)
-    app.router.add_post("/admin/reference/import", reference_import)
+    app.router.add_post("/admin/reference/import", reference_import, name="reference_import")
     app.router.add_get("/admin/reference.csv", reference_csv)
     app.router.add_get("/admin/results", results_page)
     return app

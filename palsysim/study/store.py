@@ -14,6 +14,8 @@ from ..runner import find_patients
 from .folders import DB, IMAGES, new_study_folder
 from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
 
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # secrets.token_urlsafe's alphabet
+
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE methods(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
@@ -223,7 +225,7 @@ class Study:
 
     def who(self, token):
         """A session token -> ("admin", None) | ("rater", rater row) | None."""
-        if not token:
+        if not token or not TOKEN.match(token):  # a cookie or link of other characters is no session
             return None
         h = token_hash(token)
         # read per request, not from self.meta: `invite --admin` revokes a leaked link while the server runs
@@ -327,8 +329,15 @@ class Study:
         leaves the score as it is) -> saved in one transaction; nothing is saved if any cell is wrong."""
         import csv
         import io
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as e:  # a NUL byte, an unclosed quote ...
+            raise InputError(f"not a readable CSV file ({e}): export the scores again as CSV") from None
         labels = {r["label"]: r["id"] for r in self.conn.execute("SELECT id, label FROM patients")}
+        extra = [n for n, row in enumerate(rows, start=2) if None in row]
+        if extra:
+            raise InputError(f"nothing imported: line {extra[0]} has more cells than the header has columns "
+                             f"(patient,{','.join(ITEMS)}); remove the extra cells")
         if not rows or "patient" not in rows[0]:
             raise InputError("the CSV needs a header row: patient," + ",".join(ITEMS))
         unknown = [c for c in rows[0] if c not in ITEMS and c != "patient"]
