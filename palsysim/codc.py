@@ -37,6 +37,8 @@ FACE_MARGIN = 0.25  # face crop: fraction of the face oval's larger side added o
 ORGAN_NAMES = ("right_eye", "left_eye", "nose", "mouth")
 CONTOURS = ("canny", "oval")
 MAX_REST_RATIO = 3.0  # donor organ size over the patient's rest one, in IPD units: beyond, not the same face
+# Each organ's landmark indices as an array once: indexing with the list converted it on every call.
+_INDEX = {n: np.array(R.ORGANS[n]) for n in ORGAN_NAMES}
 
 
 def _ipd(xy):
@@ -69,7 +71,7 @@ def organ_boxes(xy, image_size=None, eye_margin=EYE_MARGIN, nose_margin=NOSE_MAR
     ipd = _ipd(xy)
     if not np.isfinite(ipd) or ipd < 1.0:
         raise InputError(f"the landmarks of {what} are degenerate (pupils {ipd:.2f} px apart): detect the face again")
-    ext = {n: (xy[list(R.ORGANS[n])].min(0), xy[list(R.ORGANS[n])].max(0)) for n in ORGAN_NAMES}
+    ext = {n: (xy[_INDEX[n]].min(0), xy[_INDEX[n]].max(0)) for n in ORGAN_NAMES}
     eye_size = np.maximum(*(ext[n][1] - ext[n][0] for n in ("right_eye", "left_eye"))) + 2 * eye_margin * ipd
     boxes = {n: _box((ext[n][0] + ext[n][1]) / 2.0, np.ceil(eye_size)) for n in ("right_eye", "left_eye")}
     for n, m in (("nose", nose_margin), ("mouth", mouth_margin)):
@@ -106,32 +108,39 @@ def organ_sizes(xy):
     ipd = _ipd(xy)
     out = {}
     for n in ORGAN_NAMES:
-        pts = xy[list(R.ORGANS[n])]
+        pts = xy[_INDEX[n]]
         out[n] = float(np.sqrt(np.prod(np.maximum(pts.max(0) - pts.min(0), 1e-6)))) / ipd
     out["right_eye"] = out["left_eye"] = (out["right_eye"] + out["left_eye"]) / 2.0
     return out
 
 
-def organ_scales(xy, donor_xy, rest_xy=None, what="patient"):
+def organ_scales(xy, donor_xy, ratios):
     """Isotropic scale of each organ, patient pixels -> condition pixels: {name: float}.
 
-    xy: the patient's (478, 2) landmarks on this photo; donor_xy: the donor's; rest_xy: the
-    patient's on their rest photo (any size or crop: sizes are read in inter-pupil distances), or
-    None. Scale = face scale (donor IPD / patient IPD) x donor organ size / patient rest organ size
-    (both in IPD units; 1 without rest_xy).
+    xy: the patient's (478, 2) landmarks on this photo; donor_xy: the donor's; ratios:
+    rest_ratios(). Scale = face scale (donor IPD / patient IPD) x donor organ size / patient rest
+    organ size (both in IPD units; 1 without a rest photo).
     """
     face = _ipd(np.asarray(donor_xy, dtype=np.float64)[:, :2]) / _ipd(np.asarray(xy, dtype=np.float64)[:, :2])
+    return {n: face * ratio for n, ratio in ratios.items()}
+
+
+def rest_ratios(donor_xy, rest_xy, what="patient"):
+    """Donor organ size over the patient's rest organ size (IPD units), {name: float}; 1 without rest_xy.
+
+    rest_xy: the patient's (478, 2) landmarks on their rest photo (any size or crop: sizes are read
+    in inter-pupil distances). The same for every photo of one patient against one donor.
+    """
     if rest_xy is None:
-        return {n: face for n in ORGAN_NAMES}
+        return {n: 1.0 for n in ORGAN_NAMES}
     donor, rest = organ_sizes(donor_xy), organ_sizes(rest_xy)
     out = {}
     for n in ORGAN_NAMES:
-        ratio = donor[n] / rest[n]
-        if not 1.0 / MAX_REST_RATIO <= ratio <= MAX_REST_RATIO:
-            raise InputError(f"the {n.replace('_', ' ')} of {what}'s rest photo is {1 / ratio:.2f} times the donor's "
+        out[n] = donor[n] / rest[n]
+        if not 1.0 / MAX_REST_RATIO <= out[n] <= MAX_REST_RATIO:
+            raise InputError(f"the {n.replace('_', ' ')} of {what}'s rest photo is {1 / out[n]:.2f} times the donor's "
                              f"(relative to the pupils): the rest landmarks are not of this face; connect the "
                              f"landmarks of the same patient's rest photo")
-        out[n] = face * ratio
     return out
 
 
@@ -213,8 +222,7 @@ class Organs:
         xy = np.asarray(xy, dtype=np.float64)[:, :2]
         out = np.full_like(xy, np.nan)
         for o in self.organs:
-            idx = list(R.ORGANS[o.name])
-            out[idx] = transform_points(xy[idx], o.matrix)
+            out[_INDEX[o.name]] = transform_points(xy[_INDEX[o.name]], o.matrix)
         return out
 
 
@@ -261,16 +269,23 @@ def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, no
 
     image: patient (H, W, C); xy: its (478, 2) landmarks; donor_xy: the donor's (478, 2);
     donor_size: the donor image's (H, W); rest_xy: the patient's (478, 2) landmarks on their rest
-    photo (any crop or size), or None for the face scale (organ_scales). Returns Organs.
+    photo (any crop or size), or None for the face scale (rest_ratios). Returns Organs.
     Each crop is resampled to its target size first and edged there, so the edges are one pixel
     wide at the condition's resolution (resizing a binary edge map breaks or thickens its lines).
     """
     check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)  # the user's values, before the gain
-    rgb = to_rgb_uint8(image, what)
     margins = dict(eye_margin=eye_margin, nose_margin=nose_margin, mouth_margin=mouth_margin)
-    boxes = organ_boxes(xy, rgb.shape[:2], what=what, **margins)
     donor_boxes = organ_boxes(donor_xy, donor_size, what=donor_what, **margins)
-    scales = organ_scales(xy, donor_xy, rest_xy, what)
+    return _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, (low_threshold, high_threshold,
+                         blur_sigma, convention), what, rest_ratios(donor_xy, rest_xy, what))
+
+
+def _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, edge, what, ratios):
+    """organ_crop_resize once the donor's boxes and rest_ratios are known; edge: (low, high, blur_sigma, convention)."""
+    low_threshold, high_threshold, blur_sigma, convention = edge
+    rgb = to_rgb_uint8(image, what)
+    boxes = organ_boxes(xy, rgb.shape[:2], what=what, **margins)
+    scales = organ_scales(xy, donor_xy, ratios)
     matrices = placements(boxes, xy, donor_xy, donor_boxes, scales)
     organs = []
     for n in ORGAN_NAMES:
@@ -333,13 +348,30 @@ def codc_condition(image, xy, donor_image, donor_xy, contour="canny", low_thresh
                    blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None, **margins):
     """The CODC condition: patient (H, W, C) + (478, 2), donor (H', W', C) + (478, 2) -> ((H', W') uint8, Organs).
 
-    rest_xy: the patient's (478, 2) landmarks on their rest photo, or None (organ_scales).
+    rest_xy: the patient's (478, 2) landmarks on their rest photo, or None (rest_ratios).
     """
+    return codc_conditions([(image, xy)], donor_image, donor_xy, contour, low_threshold, high_threshold, blur_sigma,
+                           convention, rest_xy, **margins)[0]
+
+
+def codc_conditions(photos, donor_image, donor_xy, contour="canny", low_threshold=LOW, high_threshold=HIGH,
+                    blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None, eye_margin=EYE_MARGIN,
+                    nose_margin=NOSE_MARGIN, mouth_margin=MOUTH_MARGIN):
+    """codc_condition for many patient photos against one donor: [(image, xy), ...] -> [(condition, Organs), ...].
+
+    The donor's organ boxes and contour edges are made once for all the photos (the contour's Canny
+    is most of a condition's own time); each condition is byte for byte codc_condition's.
+    """
+    check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)
     donor = to_rgb_uint8(donor_image, "donor image")
-    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma,
-                convention=convention)
-    organs = organ_crop_resize(image, xy, donor_xy, donor.shape[:2], **edge, rest_xy=rest_xy, **margins)
-    return reposition(organs, donor_contour(donor, donor_xy, organs.donor_boxes, contour, **edge)), organs
+    margins = dict(eye_margin=eye_margin, nose_margin=nose_margin, mouth_margin=mouth_margin)
+    donor_boxes = organ_boxes(donor_xy, donor.shape[:2], what="donor", **margins)
+    edge = (low_threshold, high_threshold, blur_sigma, convention)
+    ratios = rest_ratios(donor_xy, rest_xy)
+    organs = [_place_organs(image, xy, donor_xy, donor_boxes, donor.shape[:2], margins, edge, "patient", ratios)
+              for image, xy in photos]
+    edged = donor_contour(donor, donor_xy, donor_boxes, contour, low_threshold, high_threshold, blur_sigma, convention)
+    return [(reposition(o, edged), o) for o in organs]
 
 
 def face_box(xy, margin=FACE_MARGIN):
