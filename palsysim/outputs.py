@@ -10,19 +10,22 @@ def _inside(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
-def refuse_overlap(out, inputs, flag="--out"):
-    """InputError if `out` is an input, or a folder tree that holds one or lies inside one.
+def overlap(path, other):
+    """"same", "inside" (path lies in the folder other), "holds" (the folder path holds other) or None,
+    compared after resolving symlinks, so a link to a file is the file."""
+    a, b = os.path.realpath(path), os.path.realpath(other)
+    return "same" if a == b else "inside" if _inside(a, b) else "holds" if _inside(b, a) else None
 
-    Paths are compared after resolving symlinks, so a link to an input is the input.
-    """
-    target = os.path.realpath(out)
+
+def refuse_overlap(out, inputs, flag="--out"):
+    """InputError if `out` is an input, or a folder tree that holds one or lies inside one."""
     for given in inputs:
-        source = os.path.realpath(given)
-        if target == source:
+        where = overlap(out, given)
+        if where == "same":
             raise InputError(f"{flag} {out} is the input {given}: write the results somewhere else")
-        if os.path.isdir(source) and _inside(target, source):
+        if where == "inside":
             raise InputError(f"{flag} {out} lies inside the input folder {given}: write the results outside it")
-        if _inside(source, target):
+        if where == "holds":
             raise InputError(f"{flag} {out} holds the input {given}: write the results to a new folder")
 
 

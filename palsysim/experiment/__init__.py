@@ -1,7 +1,7 @@
 """`python -m palsysim experiment init|run EXP`: the paper's comparison on the user's own patients.
 
     init  writes EXP/experiment.toml (commented; the paper's methods, windows and settings)
-    run   check -> prepare -> train -> generate -> evaluate -> figures -> report, each item skipped
+    run   preflight -> prepare -> train -> generate -> evaluate -> figures -> report, each item skipped
           when its fingerprint (input bytes and settings) is unchanged; kill it and run it again.
 """
 import json
@@ -9,7 +9,7 @@ import os
 
 from ..files import write_bytes
 from .. import runner
-from . import config, report, stages
+from . import config, preflight, report, stages
 
 
 def evaluate(exp, state, bar, found):
@@ -50,8 +50,9 @@ def table_row(row, backends, generated):
 
 def run(exp_dir, servers=None, quiet=False, embedded=1):
     exp = config.load(exp_dir)
-    found = stages.check(exp)
     state = stages.State(exp.root)
+    found = preflight.check(exp, state)
+    state.claim(preflight.outputs(exp))
     bar = stages.Progress(stages.count_items(exp, found), quiet)
     try:
         stages.prepare(exp, state, found, bar)

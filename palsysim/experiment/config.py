@@ -1,9 +1,13 @@
-"""EXP/experiment.toml: what the experiment runs, and everything checked before any work starts."""
+"""EXP/experiment.toml: what the experiment runs. Every setting is known, typed and ranged here; the
+files and folders it names are checked in preflight.py, and all problems are reported together."""
+import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 
 from ..fidelity import ITEMS
+from ..identity import BACKENDS
 from ..images import InputError
 
 FILE = "experiment.toml"
@@ -86,6 +90,7 @@ class Experiment:
     windows: list = field(default_factory=list)
     train: dict = field(default_factory=dict)
     generate: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)  # what is wrong in experiment.toml, reported with the file checks
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -93,7 +98,7 @@ class Experiment:
     def nets(self):
         """{net name: (mode, t_lo, t_hi)} every trained method and ablation window needs, each once."""
         wanted = [METHODS[m]["net"] for m in self.methods if METHODS[m]["net"]]
-        wanted += [("partial", lo, hi) for lo, hi in self.windows]
+        wanted += [window_net(lo, hi) for lo, hi in self.windows]
         return {net_name(n): n for n in dict.fromkeys(wanted)}
 
     def runs(self):
@@ -104,13 +109,19 @@ class Experiment:
             out[m] = (WORKFLOWS["zero_shot"] if spec["net"] is None else WORKFLOWS[spec["condition"]],
                       net_name(spec["net"]) if spec["net"] else None, spec["condition"])
         for lo, hi in self.windows:
-            out[window_name(lo, hi)] = (WORKFLOWS["pf"], net_name(("partial", lo, hi)), "pf")
+            out[window_name(lo, hi)] = (WORKFLOWS["pf"], net_name(window_net(lo, hi)), "pf")
         return out
 
 
 def net_name(net):
     mode, lo, hi = net
     return f"{mode}_{lo}_{hi}"
+
+
+def window_net(lo, hi):
+    """Fig. 8's net for a window: partial fine-tuning on it. On every timestep that is exactly `full`
+    (all weights, the same window, data and seed), so the two share one training run."""
+    return METHODS["full"]["net"] if (lo, hi) == METHODS["full"]["net"][1:] else ("partial", lo, hi)
 
 
 def window_name(lo, hi):
@@ -128,8 +139,104 @@ def write_template(root, patients="", donors="", checkpoint="", controlnet=""):
     return write_bytes(path, text)
 
 
+# --- the settings: each (default, check); a check returns None or what the value must be -------------
+
+def _is_whole(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def whole(lo, hi=None, step=1):
+    need = f"give a whole number {f'from {lo} to {hi}' if hi is not None else f'>= {lo}'}"
+    need += f", a multiple of {step}" if step > 1 else ""
+    return lambda v: None if _is_whole(v) and lo <= v and (hi is None or v <= hi) and v % step == 0 else need
+
+
+def number(lo, hi, note=""):
+    need = f"give a finite number from {lo} to {hi}{note}"
+    return lambda v: None if (_is_whole(v) or isinstance(v, float)) and math.isfinite(v) and lo <= v <= hi else need
+
+
+def text(v):
+    return None if isinstance(v, str) and v.strip() and v.isprintable() else "give a non-empty name in quotes"
+
+
+def path(v):
+    return None if isinstance(v, str) and "\0" not in v else "give a path in quotes (\"\" for none)"
+
+
+def choice(options):
+    def check(v):
+        if isinstance(v, str) and v in options:
+            return None
+        return f"give one of {', '.join(options)}{did_you_mean(v, options)}"
+    return check
+
+
+def list_of(check, example, empty=False):
+    """A list (non-empty unless `empty`) whose every element passes `check`; the message names each bad one."""
+    def check_list(v):
+        if not isinstance(v, list) or not (v or empty):
+            return f"give a list, e.g. {example}"
+        bad = {}
+        for x in v:
+            if check(x):
+                bad.setdefault(check(x), []).append(repr(x))
+        return "; ".join(f"{', '.join(xs)}: {need}" for need, xs in bad.items()) + f" (e.g. {example})" if bad else None
+    check_list.item = check
+    return check_list
+
+
+def window(v):
+    if isinstance(v, list) and len(v) == 2 and all(_is_whole(t) for t in v) and 0 <= v[0] <= v[1] <= 999:
+        return None
+    return "each window is [t_lo, t_hi], whole timesteps with 0 <= t_lo <= t_hi <= 999"
+
+
+def did_you_mean(value, options, form="{}"):
+    match = difflib.get_close_matches(value, list(options), 1, 0.6) if isinstance(value, str) else []
+    return f" (did you mean {form.format(match[0])}?)" if match else ""
+
+
+SETTINGS = {
+    "data": {"patients": ("", path), "donors": ("", path)},
+    "models": {"checkpoint": ("", path), "controlnet": ("", path), "identity_backend": ("auto", choice(BACKENDS)),
+               "arcface": ("", path), "lpips_weights": ("", path)},
+    "methods": {"run": ([], list_of(choice(METHODS), '["zero_shot", "partial"]', empty=True))},
+    "ablation": {"windows": ([], list_of(window, "[[0, 200], [500, 700]]", empty=True))},
+    "train": {"steps": (0, whole(0, 10 ** 7)), "epochs": (2, whole(1, 10 ** 5)), "batch_size": (4, whole(1, 4096)),
+              "resolution": (512, whole(64, 4096, 8)), "seed": (0, whole(0)),
+              "lr": (0.0, number(0, 1, " (0: the training default for each mode)")),
+              "checkpoint_every": (100, whole(1, 10 ** 7))},
+    "generate": {"identities": (["man"], list_of(text, '["man", "woman"]')),
+                 "seeds": ([1], list_of(whole(0), "[1, 2]")), "steps": (20, whole(1, 10000)),
+                 "sampler": ("euler", text), "scheduler": ("normal", text), "cfg": (7.5, number(0, 100)),
+                 "resolution": (512, whole(64, 4096, 8))},
+}
+REQUIRED = {("data", "patients"): "the folder of patients' photos (PATIENTS/<patient>/<expression>.png)",
+            ("models", "checkpoint"): "the SD1.5 checkpoint file",
+            ("models", "controlnet"): "the stock Canny ControlNet file (control_sd15_canny)"}
+PATHS = ("patients", "donors", "checkpoint", "controlnet", "arcface", "lpips_weights")
+
+
+def unknown_names(doc):
+    """Problems for what the file holds that is no section or no setting, with the nearest known name."""
+    problems = []
+    for section, table in doc.items():
+        if section not in SETTINGS:
+            problems.append(f"[{section}] is not a section of {FILE}{did_you_mean(section, SETTINGS, '[{}]')}: "
+                            f"the sections are {', '.join(f'[{s}]' for s in SETTINGS)}")
+        elif not isinstance(table, dict):
+            problems.append(f"{section} = {table!r}: [{section}] is a section: write [{section}] on a line of its "
+                            f"own, its settings ({', '.join(SETTINGS[section])}) under it")
+        else:
+            problems += [f"[{section}] {key} is not a setting{did_you_mean(key, SETTINGS[section])}: "
+                         f"[{section}] has {', '.join(SETTINGS[section])}" for key in table if key not in SETTINGS[section]]
+    return problems
+
+
 def load(root):
-    """EXP -> Experiment, or InputError listing every problem in the file (syntax, unknown names, windows)."""
+    """EXP -> Experiment, its `problems` listing everything wrong in the file (unknown, mistyped, out of
+    range); InputError only when there is no file to read."""
     path = os.path.join(root, FILE)
     if not os.path.isfile(path):
         raise InputError(f"{path} not found: run `python -m palsysim experiment init {root}` first")
@@ -138,75 +245,31 @@ def load(root):
             doc = tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: {e}") from None
-    problems = []
+    problems = unknown_names(doc)
+    values = {}
+    for section, settings in SETTINGS.items():
+        table = doc.get(section) if isinstance(doc.get(section), dict) else {}
+        for key, (default, check) in settings.items():
+            value = table.get(key, default)
+            need = check(value)
+            if need:
+                problems.append(f"[{section}] {key} = {value!r}: {need}")
+                # the checks after this one (outputs, files) go on with the valid part of a list
+                item = getattr(check, "item", None)
+                value = [x for x in value if not item(x)] if item and isinstance(value, list) else default
+            if (section, key) in REQUIRED and not value and not need:
+                problems.append(f"[{section}] {key} is empty: give {REQUIRED[section, key]}")
+            values[key if section in ("data", "models") else (section, key)] = value
     here = os.path.dirname(os.path.abspath(path))
-
-    def get(section, key, kind, default=None):
-        value = doc.get(section, {}).get(key, default)
-        if value is None or not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            problems.append(f"[{section}] {key} must be {kind_name(kind)} (got {value!r})")
-            return default
-        return value
-
-    def file_path(section, key, optional=False):
-        value = get(section, key, str, "")
-        if not value:
-            if not optional:
-                problems.append(f"[{section}] {key} is empty: give the path")
-            return ""
-        return os.path.normpath(os.path.join(here, os.path.expanduser(value)))
-
-    exp = Experiment(root=os.path.abspath(root), patients=file_path("data", "patients"),
-                     donors=file_path("data", "donors", optional=True), checkpoint=file_path("models", "checkpoint"),
-                     controlnet=file_path("models", "controlnet"),
-                     identity_backend=get("models", "identity_backend", str, "auto"),
-                     arcface=file_path("models", "arcface", optional=True),
-                     lpips_weights=file_path("models", "lpips_weights", optional=True),
-                     methods=get("methods", "run", list, []), windows=get("ablation", "windows", list, []))
-    for m in exp.methods:
-        if m not in METHODS:
-            problems.append(f"[methods] run: unknown method {m!r} (known: {', '.join(METHODS)})")
-    exp.methods = [m for m in dict.fromkeys(exp.methods) if m in METHODS]
-    windows = []
-    for w in exp.windows:
-        if (not isinstance(w, list) or len(w) != 2 or not all(isinstance(t, int) and not isinstance(t, bool) for t in w)
-                or not 0 <= w[0] <= w[1] <= 999):
-            problems.append(f"[ablation] windows: {w!r} is not a window [t_lo, t_hi] with 0 <= t_lo <= t_hi <= 999")
-        else:
-            windows.append(tuple(w))
-    exp.windows = list(dict.fromkeys(windows))
-    if exp.identity_backend not in ("auto", "arcface", "dlib", "both"):
-        problems.append(f"[models] identity_backend {exp.identity_backend!r}: use auto, arcface, dlib or both")
-    exp.train = {k: get("train", k, int, d) for k, d in
-                 (("steps", 0), ("epochs", 2), ("batch_size", 4), ("resolution", 512), ("seed", 0),
-                                        ("checkpoint_every", 100))}
-    exp.train["lr"] = float(get("train", "lr", (int, float), 0.0))
-    g = exp.generate
-    g["identities"] = get("generate", "identities", list, ["man"])
-    g["seeds"] = get("generate", "seeds", list, [1])
-    for k, d in (("steps", 20), ("resolution", 512)):
-        g[k] = get("generate", k, int, d)
-    g["cfg"] = float(get("generate", "cfg", (int, float), 7.5))
-    for k, d in (("sampler", "euler"), ("scheduler", "normal")):
-        g[k] = get("generate", k, str, d)
-    if not g["identities"] or not all(isinstance(i, str) and i.strip() for i in g["identities"]):
-        problems.append("[generate] identities must be a list of non-empty strings, e.g. [\"man\", \"woman\"]")
-    if not g["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in g["seeds"]):
-        problems.append("[generate] seeds must be a list of whole numbers >= 0")
-    for k in ("resolution",):
-        if g[k] % 8 or g[k] < 64:
-            problems.append(f"[generate] {k} must be a multiple of 8, at least 64")
-    if exp.train["resolution"] % 8 or exp.train["resolution"] < 64:
-        problems.append("[train] resolution must be a multiple of 8, at least 64")
-    if min(exp.train["epochs"], exp.train["batch_size"], exp.train["checkpoint_every"], g["steps"]) < 1 or exp.train["steps"] < 0:
-        problems.append("[train] epochs/batch_size and [generate] steps must be at least 1, [train] steps at least 0")
-    if not exp.methods and not exp.windows:
+    for key in PATHS:  # relative to the file, as its reader sees them
+        values[key] = values[key] and os.path.normpath(os.path.join(here, os.path.expanduser(values[key])))
+    exp = Experiment(root=os.path.abspath(root), **{k: values[k] for k in PATHS + ("identity_backend",)},
+                     methods=list(dict.fromkeys(values["methods", "run"])),
+                     windows=list(dict.fromkeys(tuple(w) for w in values["ablation", "windows"])),
+                     train={k: values["train", k] for k in SETTINGS["train"]},
+                     generate={k: values["generate", k] for k in SETTINGS["generate"]}, problems=problems)
+    exp.train["lr"] = float(exp.train["lr"])
+    exp.generate["cfg"] = float(exp.generate["cfg"])
+    if not exp.methods and not exp.windows and not any(p.startswith(("[methods]", "[ablation]")) for p in problems):
         problems.append("[methods] run and [ablation] windows are both empty: nothing to do")
-    if problems:
-        raise InputError(f"{path} has problems:\n  " + "\n  ".join(problems))
     return exp
-
-
-def kind_name(kind):
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({str: "a string", int: "a whole number", float: "a number", list: "a list"}[k] for k in kinds)

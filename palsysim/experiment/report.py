@@ -75,11 +75,12 @@ def scatter(rows, path):
 def loss_curves(exp, nets, path):
     """Every training's loss per step, from its train.json."""
     import matplotlib
+    from .stages import work_path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in nets:
-        log = exp.path("models", "controlnet", f"{name}_training", "train.json")
+        log = os.path.join(work_path(exp, name), "train.json")
         if not os.path.isfile(log):
             continue
         with open(log, encoding="utf-8") as f:

@@ -1,4 +1,4 @@
-"""The experiment's stages, in order: check, prepare, train, generate, evaluate, figures, report.
+"""The experiment's stages, in order (after preflight.check): prepare, train, generate, evaluate, figures, report.
 
 Each stage item records a fingerprint (sha256 of its input files' bytes and its settings) in
 EXP/state.json once its outputs are whole; an item whose fingerprint is unchanged is skipped, one
@@ -7,7 +7,7 @@ the old file or the new one, and a state entry is written only after its files.
 
 EXP/
   experiment.toml
-  state.json                      fingerprints of finished items
+  state.json                      fingerprints of finished items, and the paths the experiment owns
   prepared/photos/patient_k/<expression>.png       upright, metadata-free copies (runner layout)
   prepared/train/patient_k/<expression>/photo.png  the same photos in the training layout
   prepared/crops|pf|codc/patient_k/<expression>.png  face crop and its two conditions
@@ -27,7 +27,6 @@ from .. import runner
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
-from ..models import missing_hint
 from .config import METHODS
 
 STATE = "state.json"
@@ -53,24 +52,45 @@ def fingerprint(*parts):
 
 
 class State:
-    """EXP/state.json: {item key: fingerprint} of the items whose outputs are whole."""
+    """EXP/state.json: {"items": {item key: fingerprint} of the items whose outputs are whole,
+    "written": [paths under EXP the experiment claimed before writing them]}. Written atomically, so
+    a file that does not read as one is not the experiment's (`foreign` says why)."""
 
     def __init__(self, root):
-        self.path = os.path.join(root, STATE)
-        self.items = {}
-        if os.path.isfile(self.path):
-            try:
-                with open(self.path, encoding="utf-8") as f:
-                    self.items = dict(json.load(f))
-            except (ValueError, TypeError):
-                self.items = {}  # a damaged record only costs redoing the work
+        self.root, self.path = root, os.path.join(root, STATE)
+        self.items, self.written, self.foreign = {}, set(), None
+        if not os.path.lexists(self.path):
+            return
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            self.foreign = f"{type(e).__name__}: {e}"[:200]
+            return
+        if not (isinstance(data, dict) and isinstance(data.get("items"), dict)
+                and isinstance(data.get("written"), list) and all(isinstance(p, str) for p in data["written"])):
+            self.foreign = "not a record of items and written paths"
+            return
+        self.items, self.written = data["items"], set(data["written"])
 
     def done(self, key, fp, *outputs):
         return self.items.get(key) == fp and all(os.path.exists(p) for p in outputs)
 
     def record(self, key, fp):
         self.items[key] = fp
-        write_bytes(self.path, json.dumps(self.items, indent=1, sort_keys=True) + "\n")
+        self.save()
+
+    def owns(self, path):
+        return os.path.relpath(path, self.root) in self.written
+
+    def claim(self, paths):
+        """Record `paths` as the experiment's before anything is written there."""
+        self.written.update(os.path.relpath(p, self.root) for p in paths)
+        self.save()
+
+    def save(self):
+        write_bytes(self.path, json.dumps({"items": self.items, "written": sorted(self.written)}, indent=1,
+                                          sort_keys=True) + "\n")
 
 
 # --- what the stages read --------------------------------------------------------------------------
@@ -93,38 +113,6 @@ def donor_paths(exp):
 
 def needs_codc(exp):
     return any(METHODS[m]["condition"] == "codc" for m in exp.methods)
-
-
-def check(exp):
-    """Every problem that would stop the experiment later, in one InputError, before any work."""
-    from ..landmarks import face_landmarks
-    problems = []
-    for what, path in (("[models] checkpoint", exp.checkpoint), ("[models] controlnet", exp.controlnet),
-                       ("[models] arcface", exp.arcface), ("[models] lpips_weights", exp.lpips_weights)):
-        if path and not os.path.isfile(path):
-            problems.append(f"{what}: no such file {path}{missing_hint(path)}")
-    try:
-        found = patients(exp)
-    except InputError as e:
-        problems.append(f"[data] patients: {e}")
-        found = {}
-    if needs_codc(exp):
-        for key, photos in found.items():
-            if "rest" not in photos:
-                problems.append(f"{key} has no rest photo: CODC scales the organs from the rest photo "
-                                f"(add <patient>/rest.png or drop partial_codc)")
-        donors = donor_paths(exp)
-        if not donors:
-            problems.append("[data] donors: CODC (partial_codc) needs a donor photo (a healthy, consenting "
-                            "non-patient face)")
-        for path in donors:
-            try:
-                face_landmarks(read_image(path), what=f"donor {os.path.basename(path)}")
-            except InputError as e:
-                problems.append(f"[data] donors: {e}")
-    if problems:
-        raise InputError("the experiment cannot start:\n  " + "\n  ".join(problems))
-    return found
 
 
 # --- prepare ---------------------------------------------------------------------------------------
@@ -178,10 +166,19 @@ def net_path(exp, name):
     return exp.path("models", "controlnet", f"{name}.safetensors")
 
 
+def work_path(exp, name):
+    """The training run's folder: its saved states and train.json."""
+    return exp.path("models", "controlnet", f"{name}_training")
+
+
+def link_path(exp, folder, path):
+    return exp.path("models", folder, os.path.basename(path))
+
+
 def link_models(exp):
     """EXP/models/{checkpoints,controlnet}/ with links to the user's files: the embedded host's model folder."""
     for folder, path in (("checkpoints", exp.checkpoint), ("controlnet", exp.controlnet)):
-        link = exp.path("models", folder, os.path.basename(path))
+        link = link_path(exp, folder, path)
         os.makedirs(os.path.dirname(link), exist_ok=True)
         if os.path.islink(link) and os.readlink(link) != path:
             os.unlink(link)
@@ -195,8 +192,7 @@ def train(exp, state, found, bar, quiet=False):
     base = fingerprint(dataset_digest(exp, found), file_digest(exp.checkpoint), file_digest(exp.controlnet),
                        exp.train)
     for name, (mode, lo, hi) in exp.nets().items():
-        out = net_path(exp, name)
-        work = out[:-len(".safetensors")] + "_training"
+        out, work = net_path(exp, name), work_path(exp, name)
         fp = fingerprint(base, mode, lo, hi)
         item, started = f"train/{name}", f"train-started/{name}"
         bar.step(item)
@@ -204,7 +200,7 @@ def train(exp, state, found, bar, quiet=False):
             continue
         saved = [os.path.join(work, f) for f in ("training_state.torch", "training_state.torch.prev")]
         resume = state.items.get(started) == fp and any(os.path.isfile(p) for p in saved)
-        if not resume:
+        if not resume:  # both are the experiment's own: preflight refused a user's file there
             for p in (out, work):
                 shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (os.path.exists(p) and os.unlink(p))
             state.record(started, fp)
