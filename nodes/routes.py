@@ -5,9 +5,13 @@ POST /palsysim/uploads/delete {"run": "<32 hex>", "names": ["<24 hex>.png", ...]
 Only content-hash names, only in input/palsysim/<run>/ (each runner uploads into a folder of its own,
 so one that finishes never deletes a photo another runner's queued prompt still needs): the route
 can delete nothing else.
+
+As the server starts, the run folders left in input/palsysim/ are deleted (remove_leftover_uploads):
+a runner killed mid-run, or one that lost this server, could not delete its photos.
 """
 import os
 import re
+import shutil
 
 import folder_paths
 from aiohttp import web
@@ -41,9 +45,20 @@ async def delete_uploads(request):
     return web.json_response({"deleted": deleted})
 
 
+def remove_leftover_uploads():
+    """Delete every run folder in input/palsysim/. Called as the server starts, when no prompt is queued
+    yet, so no runner's job still needs one (a runner that reconnects uploads its photos again)."""
+    folder = os.path.join(folder_paths.get_input_directory(), UPLOAD_FOLDER)
+    for run in os.listdir(folder) if os.path.isdir(folder) else []:
+        if RUN_ID.fullmatch(run):
+            shutil.rmtree(os.path.join(folder, run), ignore_errors=True)
+
+
 def register_routes():
-    """Add the route to the running server; called from comfy_entrypoint, before the server copies its
-    route table into the app. Importing server.py outside the host (e.g. under pytest) would fail."""
+    """Add the route to the server as it starts, and delete the uploads runners left; called from
+    comfy_entrypoint, before the server copies its route table into the app. Importing server.py
+    outside the host (e.g. under pytest) would fail, and there is no server's input folder to clean."""
     from server import PromptServer
     if getattr(PromptServer, "instance", None) is not None:
         PromptServer.instance.routes.post("/palsysim/uploads/delete")(delete_uploads)
+        remove_leftover_uploads()

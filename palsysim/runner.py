@@ -53,6 +53,7 @@ from . import workflow as wf
 
 PHOTO_EXTS = (".png", ".jpg", ".jpeg")
 SEED_INPUTS = ("seed", "noise_seed")
+DISPLAY_ONLY = ("PalsyPreview", "PreviewImage", "MaskPreview")  # nodes that only show images in the UI
 UPLOAD_FOLDER = "palsysim"
 MANIFEST = "manifest.json"
 
@@ -77,6 +78,7 @@ class Client:
         self.client_id = uuid.uuid4().hex
         self._ws = None
         self._ws_dropped = False
+        self.uploaded, self.queued = set(), []  # what forget() deletes: content names, prompt ids
         try:
             self.object_info = self._get("/object_info", timeout=120).json()
         except requests.RequestException as e:
@@ -97,6 +99,7 @@ class Client:
                           timeout=120)
         r.raise_for_status()
         info = r.json()
+        self.uploaded.add(info["name"])
         return f"{info['subfolder']}/{info['name']}" if info.get("subfolder") else info["name"]
 
     def queue(self, graph):
@@ -106,6 +109,7 @@ class Client:
         if r.status_code == 400:
             raise NodeError(refusal_message(r.json(), graph))
         r.raise_for_status()
+        self.queued.append(prompt_id)
         if r.json().get("node_errors"):
             # ComfyUI queues the outputs that validated (a preview) and drops the rest: a half job.
             self.interrupt(prompt_id)
@@ -182,20 +186,26 @@ class Client:
         queue = self._get("/queue").json()
         return any(item[1] == prompt_id for item in queue.get("queue_running", []) + queue.get("queue_pending", []))
 
-    def forget_uploads(self, names):
-        """Ask the pack's route to delete these uploads (content names) from input/palsysim/<client id>/."""
+    def forget(self):
+        """Delete what this client put on the server: its uploads in input/palsysim/<client id>/, through
+        the pack's route, and its prompts' /history entries, which name them."""
+        if not self.uploaded and not self.queued:
+            return
+        folder = f"input/{UPLOAD_FOLDER}/{self.client_id}/"
         try:
-            r = requests.post(self.url + "/palsysim/uploads/delete", json={"run": self.client_id, "names": sorted(names)},
-                              timeout=30)
+            requests.post(self.url + "/history", json={"delete": self.queued}, timeout=30).raise_for_status()
+            r = requests.post(self.url + "/palsysim/uploads/delete",
+                              json={"run": self.client_id, "names": sorted(self.uploaded)}, timeout=30)
         except requests.RequestException as e:
-            print(f"could not delete the uploaded photos from {self.url} ({e.__class__.__name__}); delete "
-                  f"input/{UPLOAD_FOLDER}/ on the server", file=sys.stderr)
+            print(f"could not reach the ComfyUI server at {self.url} to delete the run's photos "
+                  f"({e.__class__.__name__}): they stay in {folder} there; delete that folder, or restart the "
+                  f"server (the PalsySim pack deletes leftover uploads when it starts)", file=sys.stderr)
             return
         if r.status_code == 404:
             print(f"the server at {self.url} has an older PalsySim pack without the clean-up route: delete "
-                  f"input/{UPLOAD_FOLDER}/ on the server yourself, or update the pack", file=sys.stderr)
+                  f"{folder} on the server yourself, or update the pack", file=sys.stderr)
         elif not r.ok:
-            print(f"the server refused to delete the uploads: {r.text[:300]}", file=sys.stderr)
+            print(f"the server at {self.url} refused to delete {folder}: {r.text[:300]}", file=sys.stderr)
 
     def download(self, ref):
         return self._get("/view", filename=ref["filename"], subfolder=ref.get("subfolder", ""),
@@ -529,7 +539,9 @@ class Plan:
     grid workflow (LoadImage nodes titled `patient <expression>`) one per patient x seed."""
 
     def __init__(self, graph, patients, identities=None, seeds=None, known_names=None):
-        self.graph = graph
+        # Image previews write what they show (the patient's face crop) into the server's temp/, which
+        # /view serves to anyone; a headless run shows nothing, so it runs none.
+        self.graph = {nid: n for nid, n in graph.items() if n["class_type"] not in DISPLAY_ONLY}
         self.slots = titled(graph, "patient", "LoadImage")
         self.grid = "" not in self.slots
         if not self.slots or (self.grid and set(self.slots) - set(ITEMS)):
@@ -549,8 +561,8 @@ class Plan:
         seed_values = [v for n in graph.values() for k, v in n["inputs"].items() if k in SEED_INPUTS and not isinstance(v, list)]
         self.seeds = list(seeds) if seeds else seed_values[:1] or [0]
         self.names = identity_names(self.identities, known_names or {})
-        self.output = titled(graph, "output").get("")
-        self.grid_output = titled(graph, "grid output").get("")
+        self.output = titled(self.graph, "output").get("")
+        self.grid_output = titled(self.graph, "grid output").get("")
         if self.output is None:
             raise InputError("the workflow has no save node titled 'output'")
         self.jobs = []
@@ -606,10 +618,7 @@ class Plan:
         """[(run, index in its batch, batch size)] of each of the n images save node nid wrote: from the
         privacy gate's record where the gate feeds it (held-back images leave gaps), else in order, a
         grid's run being one identity's batch of every item."""
-        src = self.graph[nid]["inputs"].get("images")
-        records = None
-        if isinstance(src, list) and self.graph[src[0]]["class_type"] == "PalsyPrivacyGate":
-            records = outputs.get(src[0], {}).get(wf.KEPT_KEY)
+        records = self.gate_records(nid, outputs)
         if records is not None:
             places = [(r, i, rec["batch"]) for r, rec in enumerate(records) for i in rec["kept"]]
         elif self.grid:
@@ -623,6 +632,17 @@ class Plan:
                              f"{len(self.identities)} identities x {len(self.grid_items) or 1} photos"
                              f"{' (the gate kept ' + str(len(places)) + ')' if records is not None else ''}")
         return places
+
+    def gate_records(self, nid, outputs):
+        """The privacy gate's records [{"batch", "kept"}] where a gate feeds node nid, else None."""
+        src = self.graph[nid]["inputs"].get("images")
+        if isinstance(src, list) and self.graph[src[0]]["class_type"] == "PalsyPrivacyGate":
+            return outputs.get(src[0], {}).get(wf.KEPT_KEY)
+        return None
+
+    def held_back(self, outputs):
+        """How many images the privacy gate held back from the output node in a job's /history outputs."""
+        return sum(r["batch"] - len(r["kept"]) for r in self.gate_records(self.output, outputs) or [])
 
 
 
@@ -702,7 +722,7 @@ PENDING_PER_SERVER = 2  # one running, one waiting: the server never idles betwe
 def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
               settings=None, progress=True, keep_uploads=False, reconnect_s=120.0):
     """Run every job not already done in OUT from the same inputs, spread over `clients` (one or more
-    servers); returns {"done", "skipped", "redone": {why: n}, "held_back", "failed": [messages]}.
+    servers); returns {"done", "skipped", "redone": {why: n}, "held_back": images, "failed": [messages]}.
 
     Each server gets at most PENDING_PER_SERVER of our prompts; a job goes to the server with the
     shortest queue. A server that stops answering has its prompts queued again on the others (or on
@@ -789,12 +809,13 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
             reports = {wf.title(graph, nid): "\n".join(o["text"]) for nid, o in sorted(outputs.items())
                        if o.get("text") and nid in graph}
             record = {"status": "done" if files else "held_back", "images": [rel for rel, _ in files],
-                      "reports": reports}
+                      "held_back": plan.held_back(outputs), "reports": reports}
         with cond:
             if error:
                 summary["failed"].append(f"{job['key']}: {error}")
             else:
-                summary[record["status"]] += 1
+                summary["done"] += 1
+                summary["held_back"] += record["held_back"]
             manifest.record(job["key"], **record, made_from=job["made_from"], server=server.client.url, **fields)
             server.pending.pop(0)
             left -= 1
@@ -825,7 +846,7 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
             server.pending.clear()
             cond.notify_all()
         server.client.close()
-        server.uploads.clear()  # a restarted server has lost them
+        server.uploads.clear()  # a restarted server has lost them (the client still knows what to delete)
 
     def come_back(server):
         """Retry a lost server, pausing 0.5 s, 1 s ... 10 s, until it answers (True) or the batch ends
@@ -915,8 +936,8 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
         bar.close()
         for s in servers:
             s.client.close()
-            if not keep_uploads and s.uploads:
-                s.client.forget_uploads({n.rsplit("/", 1)[-1] for n in s.uploads.values()})
+            if not keep_uploads:
+                s.client.forget()  # every server, the lost ones too: each may have come back
     return summary
 
 
@@ -962,7 +983,8 @@ def add_arguments(p):
                    help="bypass a node as ComfyUI's bypass mode does (e.g. 'privacy gate' without an ArcFace model)")
     p.add_argument("--out", required=True)
     p.add_argument("--keep-uploads", action="store_true",
-                   help=f"--server: leave the uploaded photos in the server's input/{UPLOAD_FOLDER}/ (deleted by default)")
+                   help=f"--server: leave what the run put on the server, the uploaded photos in input/{UPLOAD_FOLDER}/ "
+                        f"and the run's prompts in /history, which name them (both deleted by default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -983,7 +1005,8 @@ def main(args):
     redone = summary["redone"]
     why = f" ({sum(redone.values())} redone: " + "; ".join(f"{k}: {n}" for k, n in sorted(redone.items())) + ")"
     print(f"{summary['done']} job(s) done{why if redone else ''}, {summary['skipped']} already done, "
-          f"{summary['held_back']} held back by the privacy gate, {len(summary['failed'])} failed; results in {args.out}")
+          f"{summary['held_back']} image(s) held back by the privacy gate, {len(summary['failed'])} failed; "
+          f"results in {args.out}")
     if summary["failed"]:
         print("failed:\n  " + "\n  ".join(summary["failed"]), file=sys.stderr)
         return 1
