@@ -272,3 +272,17 @@ def test_create_with_a_decompression_bomb_photo_exits_2(inputs, tmp_path):
     out = str(tmp_path / "S")
     refused(study_cli("create", "--images", str(images), "--patients", inputs[1], "--out", out), "huge.png", "pixels")
     assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+
+
+# --- numbers out of range on the command line -------------------------------------------------------
+
+def test_numbers_out_of_range_exit_2(inputs, tmp_path):
+    study = str(tmp_path / "S")
+    created(inputs, study)
+    for args, name in ((("create", "--images", inputs[0], "--patients", inputs[1], "--out", str(tmp_path / "T"),
+                         "--per-method", "-1"), "--per-method"),
+                       (("results", study, "--out", str(tmp_path / "R"), "--bootstrap", "-5"), "--bootstrap"),
+                       (("serve", study, "--port", "99999"), "--port"),
+                       (("invite", study), "--raters")):
+        refused(study_cli(*args), name)
+    assert not os.path.exists(tmp_path / "T") and not os.path.exists(tmp_path / "R")

@@ -325,6 +325,8 @@ def is_loopback(host):
 
 def serve(folder, host="127.0.0.1", port=8765, lan=False):
     """Serve a study until Ctrl-C: loopback only, unless lan is set (then with a warning)."""
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port} is not a TCP port: give one from 1 to 65535 (the default is 8765)")
     loopback = is_loopback(host)
     if not loopback and not lan:
         raise InputError(f"--host {host} is not a loopback address: patient photos would be reachable from the "

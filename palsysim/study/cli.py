@@ -17,6 +17,8 @@ def cmd_create(args):
 
 def cmd_invite(args):
     from .store import Study
+    if not (args.admin or args.raters):
+        raise InputError("nothing to invite: give --raters N (new personal links) and/or --admin (a new admin link)")
     study = Study(args.study)
     try:
         base = args.url.rstrip("/")

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from ..files import write_atomically, write_bytes
+from ..images import InputError
 from .folders import results_folder
 from .questions import CRITERIA, ITEMS, SCALE, SCORES
 
@@ -276,6 +277,8 @@ def results(study, boot=BOOTSTRAP):
 
 def write_results(study, out, boot=BOOTSTRAP):
     """results() -> out/results.md, out/<table>.csv (and out/boxplots.png for a rating study); returns paths."""
+    if boot < 1:
+        raise InputError(f"--bootstrap {boot}: give at least 1 resample (1000 is the usual)")
     results_folder(out, study.folder)
     r = results(study, boot)
     files = [write_bytes(os.path.join(out, "results.md"), r["markdown"])]

@@ -94,6 +94,8 @@ def create_study(out, images, patients=None, mode="rating", feedback="image", se
         raise InputError(f"unknown --mode {mode!r}: use rating or trainer")
     if feedback not in ("image", "end"):
         raise InputError(f"unknown --feedback {feedback!r}: use image or end")
+    if per_method is not None and per_method < 1:
+        raise InputError(f"--per-method {per_method}: give at least 1 (images per method), or leave it out for all")
     tmp = new_study_folder(out, [images, patients])
     try:
         admin = _build(tmp, images, patients, mode, feedback, seed, per_method)
