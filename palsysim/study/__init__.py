@@ -5,6 +5,8 @@
   STUDY/study.sqlite        methods, patients ("patient k"), images by opaque id, raters (token hashes),
                             each rater's recorded task order, answers, reference Yanagihara scores (WAL)
   STUDY/images/<id>.png     the study's own metadata-free copies of the images, named by opaque id
+  STUDY/.palsysim-study     the mark of a folder the study commands made (folders.py): they delete or
+                            overwrite nothing in a folder without it
 
 Inputs, as the runner and the experiment write them:
   --images DIR     DIR/<method>/<patient>/<expression>/*.png  (one runner tree per method)

@@ -83,6 +83,6 @@ def add_arguments(p):
 
     c = sub.add_parser("results", help="Table I, alpha, per-rater summaries, box plots (or the trainer's kappa)")
     c.add_argument("study")
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="a new or empty folder, or one an earlier `study results` wrote")
     c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for alpha's interval")
     c.set_defaults(func=cmd_results)
