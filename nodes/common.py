@@ -86,9 +86,13 @@ def to_image(arrays):
     return torch.from_numpy(np.stack(arrays).astype(np.float32) / 255.0)
 
 
-def model_file(folder, name):
-    """Full path of a file chosen from a models/<folder> list, or a message that names file and folder."""
-    path = folder_paths.get_full_path(folder, name) if name and isinstance(name, str) else None
+def model_file(folder, name, input_name):
+    """Full path of a file chosen from a models/<folder> list (the node input input_name), or a message
+    that names file and folder."""
+    if not isinstance(name, str) or not name:  # a null in a prompt reaches the node as None, past validation
+        raise InputError(f"{input_name} is {name!r}, not a file name: pick a file of ComfyUI/models/{folder}/ "
+                         f"from its list")
+    path = folder_paths.get_full_path(folder, name)
     if path is None or not os.path.isfile(path):
         raise InputError(f"model file {name!r} not found: put it in ComfyUI/models/{folder}/{missing_hint(name)}")
     return path

@@ -108,7 +108,7 @@ def comfy_controlnet(weights, what, **options):
 
 def load_sd15_controlnet(name):
     """models/controlnet/<name> -> comfy ControlNet, read weights-only; diffusers keys converted by ComfyUI."""
-    return comfy_controlnet(load_controlnet_weights(model_file("controlnet", name)), name)
+    return comfy_controlnet(load_controlnet_weights(model_file("controlnet", name, "control_net_name")), name)
 
 
 def load_lora_controlnet(name, base_name, meta):
@@ -117,8 +117,8 @@ def load_lora_controlnet(name, base_name, meta):
     The same merge_lora as training's merged file, on the base weights as training read them, so the
     result is the net the merged file holds.
     """
-    factors = load_lora_factors(model_file("controlnet", name))
-    base = load_controlnet_weights(model_file("controlnet", base_name))
+    factors = load_lora_factors(model_file("controlnet", name, "control_net_name"))
+    base = load_controlnet_weights(model_file("controlnet", base_name, "base_control_net_name"))
     if not any(k.startswith(CONTROL_PREFIX) for k in base):  # diffusers keys: ComfyUI converts them, as in training
         base = comfy_controlnet(base, base_name, dtype=torch.float32).control_model.state_dict()
     check_lora_base(meta, base, name, base_name)
@@ -129,13 +129,18 @@ def load_lora_controlnet(name, base_name, meta):
     return comfy_controlnet(merged, f"{name} on base {base_name}")
 
 
-def controlnet_file_problem(name):
+def controlnet_file_problem(name, input_name):
     """None if models/controlnet holds `name`, else the message naming file and folder."""
     try:
-        model_file("controlnet", name)
+        model_file("controlnet", name, input_name)
     except InputError as e:
         return str(e)
     return None
+
+
+def base_problem(name):
+    """None if base_control_net_name is (none) or a file of models/controlnet, else why not."""
+    return None if name == NO_BASE else controlnet_file_problem(name, "base_control_net_name")
 
 
 def lora_base_name(name, meta, chosen):
@@ -199,13 +204,17 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
         t_lo, t_hi = inputs.get("t_lo"), inputs.get("t_hi")
         if isinstance(t_lo, int) and isinstance(t_hi, int) and 0 <= t_hi < t_lo <= 999:
             return f"t_lo={t_lo} is above t_hi={t_hi}: swap them (the paper's window is 500..700)"
-        return check_inputs(cls, inputs, control_net_name=controlnet_file_problem,
-                            base_control_net_name=lambda name: name == NO_BASE or controlnet_file_problem(name))
+        return check_inputs(cls, inputs, base_control_net_name=base_problem,
+                            control_net_name=lambda name: controlnet_file_problem(name, "control_net_name"))
 
     @classmethod
     def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,
                 scheduler) -> io.NodeOutput:
-        path = model_file("controlnet", control_net_name)
+        # Checked again here: a null in the prompt reaches execute without validation (it reads as a link).
+        path = model_file("controlnet", control_net_name, "control_net_name")
+        problem = base_problem(base_control_net_name)
+        if problem:
+            raise InputError(problem)
         if apply == "everywhere" and t_lo < 0 and t_hi < 0 and read_window(path) is None:
             # A stock ControlNet (no window in it) applied at every step needs no window.
             return io.NodeOutput(load_sd15_controlnet(control_net_name),

@@ -33,14 +33,16 @@ def _inputs():
 
 def _arcface_path(model_name):
     try:
-        return model_file("insightface", model_name)
+        return model_file("insightface", model_name, "model_name")
     except ValueError:
         return None
 
 
 def _check(image, reference, model_name, threshold, backend, dlib_threshold):
     """check() rows and their report for the node inputs."""
-    path = _arcface_path(model_name) if backend != "arcface" else model_file("insightface", model_name)
+    # A null model_name (a prompt's, or an empty model list's) is fine where dlib may be used instead.
+    path = (model_file("insightface", model_name, "model_name") if backend in ("arcface", "both")
+            else _arcface_path(model_name))
     used, rows = identity.check(to_arrays(image, "image"), to_arrays(reference, "reference"), backend, path,
                                 threshold, dlib_threshold)
     return used, rows, identity.report(used, rows, threshold, dlib_threshold)
@@ -52,7 +54,7 @@ def _validate(model_name, backend="auto"):
         return f"backend {backend!r} is not one of {', '.join(identity.BACKENDS)}"
     try:
         if backend in ("arcface", "both"):
-            model_file("insightface", model_name)
+            model_file("insightface", model_name, "model_name")
         if backend == "auto":
             identity.resolve_backend("auto", _arcface_path(model_name))
         if backend in ("dlib", "both") and identity_dlib.unavailable():

@@ -6,6 +6,7 @@ only, plus, if asked, one "Description" text chunk holding a method summary.
 """
 import os
 import re
+import unicodedata
 
 import folder_paths
 import numpy as np
@@ -18,35 +19,60 @@ from ..palsysim.images import InputError, to_rgb_uint8
 from .common import check_inputs, to_arrays
 
 SUMMARY_KEY = "Description"  # a registered PNG keyword, shown by ordinary image viewers
-# Something a file name or path would contain; a method summary never needs one.
-_PATHLIKE = re.compile(r"[/\\]|\.(png|jpe?g|webp|bmp|tiff?|heic|dcm)\b", re.IGNORECASE)
-
-
 MAX_SUMMARY = 2000  # characters: a method description, not a document
 # Control characters (NUL included) but not the line breaks and tabs of a multiline text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What a summary may hold besides letters, digits and marks of any script: no path separator, no '~' '$' '_'
+# (file names join words with it), no lookalike of '.' or '/' (full-width dot, one-dot leader, division slash).
+SUMMARY_PUNCTUATION = " \n\t.,;:()+-'\"!?%&=°±、。「」"
+# A file name or path written with allowed characters: '.' then a letter (an extension: .dng, .JPG,
+# .tar.gz, and also e.g.), or a letter, ':' and no space (a drive, C:name, or a scheme, file:name).
+_FILE_LIKE = re.compile(r"\.[^\W\d_]|[^\W\d_]:(?=\S)")
+SUMMARY_RULE = ("it is written into every image, so it may hold only words, digits, spaces and "
+                f"{SUMMARY_PUNCTUATION.strip()}, nothing file-like (no file names, paths or patient names)")
+MAX_NAME_BYTES = 200  # of each folder or file name in filename_prefix: 255 is the usual limit, a counter is added
 
 
 def check_summary(text):
-    """None if the summary is fit to embed, else why not."""
+    """None if the summary is fit to embed, else why not.
+
+    Not a search for known file extensions (a raw photo's .dng or .cr2 slipped past that): only a fixed
+    set of characters is allowed, and among them neither an extension-like '.x' nor a drive-like 'C:x'.
+    """
     text = text or ""
     if len(text) > MAX_SUMMARY:
         return f"method_summary is {len(text)} characters long: keep it to {MAX_SUMMARY} (it is written into every image)"
     if _CONTROL.search(text):
         return "method_summary holds a control character (e.g. NUL): type plain text, line breaks are fine"
-    if _PATHLIKE.search(text):
-        return ("method_summary looks like it holds a file name or path; it is written into every image, "
-                "so keep it to the method (no patient file names)")
+    odd = next((c for c in text if not (c.isalnum() or unicodedata.category(c)[0] == "M" or c in SUMMARY_PUNCTUATION)),
+                None)
+    if odd is not None:
+        return f"method_summary holds {odd!r} ({unicodedata.name(odd, 'U+%04X' % ord(odd))}): {SUMMARY_RULE}"
+    found = _FILE_LIKE.search(text)
+    if found:
+        # only the file-like mark itself: the text around it may be a patient's name, and errors are logged
+        return (f"method_summary reads like it holds a file name or path ({found.group()!r} at character "
+                f"{found.start() + 1}): {SUMMARY_RULE}")
     return None
 
 
 def check_prefix(prefix):
-    """None if filename_prefix names files, else why not (empty, or a hidden '.name')."""
-    name = os.path.basename((prefix or "").strip().replace("\\", "/"))
-    if not name:
+    """None if filename_prefix names files inside the output folder, else why not."""
+    prefix = (prefix or "").strip().replace("\\", "/")
+    parts = prefix.split("/")
+    if not parts[-1]:
         return "filename_prefix is empty or ends in '/': give a file name such as palsysim/synthetic"
-    if name.startswith("."):
+    if parts[-1].startswith("."):
         return f"filename_prefix {prefix!r} would write hidden files (a name starting with '.'): drop the dot"
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", prefix):
+        return "filename_prefix holds a control character (e.g. NUL or a line break): type a plain name"
+    if prefix.startswith("/") or ".." in parts:
+        return ("filename_prefix leaves the output folder ('..' or a leading '/'): give a path inside it such as "
+                "palsysim/synthetic")
+    sizes = [len(p.encode("utf-8")) for p in parts]
+    if max(sizes) > MAX_NAME_BYTES:
+        return (f"filename_prefix has a folder or file name {max(sizes)} bytes long (part {sizes.index(max(sizes)) + 1} "
+                f"of the path): keep each to {MAX_NAME_BYTES} bytes")
     return None
 
 
@@ -98,6 +124,10 @@ class SaveAnonymized(io.ComfyNode):
         results = []
         for i, a in enumerate(arrays):
             file = f"{name}_{counter + i:05}_.png"
-            save_png(os.path.join(folder, file), rgbs[i], method_summary.strip())
+            try:
+                save_png(os.path.join(folder, file), rgbs[i], method_summary.strip())
+            except OSError as e:  # its message holds the server's own path: name the file by the prefix alone
+                raise InputError(f"cannot save {os.path.join(subfolder, file)} in the output folder: "
+                                 f"{e.strerror or type(e).__name__}") from None
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
         return io.NodeOutput(ui=ui.SavedImages(results))

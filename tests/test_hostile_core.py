@@ -181,3 +181,113 @@ def test_a_mirror_that_cuts_a_download_short_is_named_and_the_download_resumes(
     assert code == 0, text
     assert server.ranges[-1] == (f"bytes={have}-" if have else None)
     assert (folder / "face_landmarker.task").read_bytes() == task_bytes and os.listdir(folder) == ["face_landmarker.task"]
+
+
+# --- 2, 3. pack nodes on the real host: null model names, unusable prefixes, file-like summaries ----
+
+def loader_prompt(**inputs):
+    from host import TINY_CONTROLNET
+    loader = {"control_net_name": TINY_CONTROLNET, "apply": "everywhere", "t_lo": 500, "t_hi": 700,
+              "base_control_net_name": "(none)", "steps": 20, "sampler_name": "euler", "scheduler": "normal"}
+    return {"1": {"class_type": "PalsyTimestepWindowControlNetLoader", "inputs": {**loader, **inputs}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
+
+
+def gate_prompt(photo, node="PalsyPrivacyGate", **inputs):
+    gate = {"image": ["1", 0], "reference": ["1", 0], "model_name": "none.onnx", "threshold": 0.28,
+            "backend": "dlib", "dlib_threshold": 0.6, **inputs}
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": photo}},
+            "2": {"class_type": node, "inputs": gate}}
+
+
+def save_prompt(photo, prefix="hostile/case", summary=""):
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": photo}},
+            "2": {"class_type": "PalsySaveAnonymized",
+                  "inputs": {"images": ["1", 0], "filename_prefix": prefix, "method_summary": summary}}}
+
+
+@pytest.fixture(scope="module")
+def photo(host):
+    return host.upload_image(photo_paths()["astronaut"], "hostile_astronaut.png")
+
+
+def output_files(host):
+    return sorted(os.path.relpath(os.path.join(d, f), host.output_dir) for d, _, fs in os.walk(host.output_dir)
+                  for f in fs)
+
+
+def refused(host, prompt, node, *words):
+    """The prompt is refused (at validation, or by the node's own InputError) naming `words`; the server
+    stays up; no output file appears; the message shows no path of the server's."""
+    from test_bad_inputs import run_raw
+    before = output_files(host)
+    result = run_raw(host, prompt)
+    assert host.alive(), host.log()[-3000:]
+    assert result.status in ("invalid", "error"), result.status
+    if result.status == "error":
+        assert result.error_type.endswith("InputError"), f"{result.error_type}: {result.error}"
+    assert prompt[result.error_node]["class_type"] == node, result.error
+    for word in words:
+        assert word in result.error, f"{word!r} not in {result.error!r}"
+    for leak in (host.output_dir, host.models_dir, "Traceback", "TypeError", "OSError"):
+        assert leak not in result.error, result.error
+    assert output_files(host) == before
+    return result
+
+
+NULLS = [
+    ("loader control_net_name", lambda photo: loader_prompt(control_net_name=None), "control_net_name"),
+    ("loader base_control_net_name", lambda photo: loader_prompt(base_control_net_name=None),
+     "base_control_net_name"),
+    ("gate model_name, arcface", lambda photo: gate_prompt(photo, model_name=None, backend="arcface"), "model_name"),
+    ("gate model_name, both", lambda photo: gate_prompt(photo, model_name=None, backend="both"), "model_name"),
+    ("dissimilarity model_name", lambda photo: gate_prompt(photo, "PalsyArcFaceDissimilarity", model_name=None,
+                                                           backend="arcface"), "model_name"),
+]
+
+
+@pytest.mark.parametrize("case, build, name", NULLS, ids=[c[0] for c in NULLS])
+def test_a_null_model_name_is_refused_with_its_input_named(host, photo, case, build, name):
+    prompt = build(photo)
+    node = prompt["1" if "loader" in case else "2"]["class_type"]
+    refused(host, prompt, node, name, "pick")
+    good = host.run(loader_prompt())
+    assert good.ok, good.error
+
+
+PREFIXES = [("a NUL", "hostile/a\x00b", "control character"), ("300 characters", "hostile/" + "p" * 300, "300"),
+            ("a folder of 300", "hostile/" + "d" * 300 + "/x", "300"), ("outside", "../hostile", "output folder")]
+
+
+@pytest.mark.parametrize("case, prefix, words", PREFIXES, ids=[c[0] for c in PREFIXES])
+def test_an_unusable_filename_prefix_is_refused_before_anything_is_written(host, photo, case, prefix, words):
+    refused(host, save_prompt(photo, prefix), "PalsySaveAnonymized", "filename_prefix", words)
+    good = host.run(save_prompt(photo, "hostile/after"))
+    assert good.ok, good.error
+
+
+FILE_LIKE = ["from KOBAYASHI_1987.dng", "C:KOBAYASHI_1987", "photo IMG_0042.CR2 of the patient", "scan.nef",
+             "x.heic", "DSC01234.ARW", "made from name.JPG", "~/patients/kobayashi", "\\\\server\\share\\x",
+             "C:\\photos\\k", "D:k.png", "kobayashi.tar.gz", "see patient.record", "p1/rest", "kobayashi\uff0ejpg",
+             "kobayashi\u2024jpg", "kobayashi\u2215rest", "file:kobayashi", "kobayashi_1987.png\u200b",
+             "$HOME/x", "KOBAYASHI_1987", "..\\k", "k\u3000.\u3000jpg", "ｋｏｂａｙａｓｈｉ．ｊｐｇ"]
+ORDINARY = ["", "Synthetic face (not a real person) made by PalsySim: SD1.5 + ControlNet fine-tuned (partial), "
+                "window timesteps 500..700, applied everywhere.",
+            "Synthetic face (not a real person) made by PalsySim: SD1.5 + stock ControlNet, zero-shot "
+            "(no fine-tuning).",
+            "PalsySim CODC, left-sided palsy, grade 2 (teaching image).\nNot a real person."]
+
+
+@pytest.mark.parametrize("summary", FILE_LIKE)
+def test_a_method_summary_that_holds_anything_file_like_is_refused(host, photo, summary):
+    refused(host, save_prompt(photo, summary=summary), "PalsySaveAnonymized", "method_summary")
+
+
+@pytest.mark.parametrize("summary", ORDINARY)
+def test_an_ordinary_method_summary_is_written_as_the_description(host, photo, summary):
+    from PIL import Image
+    result = host.run(save_prompt(photo, "hostile/ordinary", summary))
+    assert result.ok, result.error
+    (path,) = host.image_paths(result, "2")
+    with Image.open(path) as im:
+        assert im.text == ({"Description": summary.strip()} if summary else {})
