@@ -1,4 +1,5 @@
-"""Thumbnails for the template browser: example_workflows/<title>.jpg beside its <title>.json.
+"""Thumbnails for the template browser: example_workflows/<title>.jpg beside its <title>.json; and the
+registry's icon, docs/icon.png.
 
 ComfyUI's frontend shows a custom node's template with /api/workflow_templates/<pack>/<NAME>.jpg.
 Each thumbnail shows the workflow's inputs and its condition image, made by the core from the
@@ -44,6 +45,10 @@ def main():
         path = os.path.join(TEMPLATES_DIR, TITLES[name] + ".jpg")
         cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         print(path)
+    # The registry's icon (pyproject's Icon URL points at this file): the CODC condition, square.
+    icon = os.path.join(REPO, "docs", "icon.png")
+    cv2.imwrite(icon, cv2.cvtColor(codc, cv2.COLOR_RGB2BGR))
+    print(icon)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,10 @@ if [ ${#debs[@]} -gt 0 ]; then
 fi
 
 # The stamp changes whenever a file that decides what gets installed changes.
-want=$(cat requirements.txt requirements-dev.txt "$constraints" "$lock" scripts/setup.sh | sha256sum | cut -c1-16)
+want=$(cat requirements*.txt "$constraints" "$lock" scripts/setup.sh scripts/cv2_placeholder_wheel.py | sha256sum | cut -c1-16)
+# The project's own venvs get the nodes' requirements, every extra (run, study, evaluate, train) and dev.
+reqs=()
+for f in requirements*.txt; do reqs+=(-r "$f"); done
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip)
@@ -70,8 +73,19 @@ if [ "$(cat "$venv/.palsysim-stamp" 2>/dev/null)" != "$want" ]; then
   "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" torch torchvision
   grep -viE '^(torch|torchvision|torchaudio)$' "$host/requirements.txt" >"$venv/host-requirements.txt"
   # The lock pins every package to the set this project was tested with.
-  "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" -c "$lock" \
-    -r "$venv/host-requirements.txt" -r requirements.txt -r requirements-dev.txt
+  "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" -c "$lock" -r "$venv/host-requirements.txt" "${reqs[@]}"
+  # One cv2: a real opencv-python (insightface's) gives way, in the same pip command that rewrites
+  # opencv-contrib-python's (mediapipe's) files, to an empty wheel of its name that requires contrib.
+  cv2_versions=$("$venv/bin/python" -c 'import importlib.metadata as m
+if any(f.parts[0] == "cv2" for f in m.distribution("opencv-python").files or ()):
+    print(m.version("opencv-python"), m.version("opencv-contrib-python"))' 2>/dev/null || true)
+  if [ -n "$cv2_versions" ]; then
+    read -r cv2_real contrib <<<"$cv2_versions"
+    tmp=$(mktemp -d)
+    placeholder=$("$venv/bin/python" scripts/cv2_placeholder_wheel.py "$cv2_real" "$tmp")
+    "${pip[@]}" install "${pip_quiet[@]}" --no-deps --force-reinstall "$placeholder" "opencv-contrib-python==$contrib"
+    rm -rf "$tmp"
+  fi
   "${pip[@]}" check
   echo "$want" >"$venv/.palsysim-stamp"
 fi

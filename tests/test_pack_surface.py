@@ -1,8 +1,11 @@
 """What ComfyUI loads of the pack, and what a published pack ships: the host's own start-up imports
 no module of the pack's with subprocess, network or download code, and never the CLI apps."""
 import ast
+import glob
+import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -56,14 +59,27 @@ def load_in_host(workdir):
 
 
 def imported_modules(path):
-    """Every module a file imports, at top level or inside a function (a lazy import still ships)."""
+    """Every module a file imports, at top level or inside a function (a lazy import still ships), or
+    looks up by name (importlib.util.find_spec("x"))."""
     found = set()
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("find_spec", "import_module")
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            found.add(node.args[0].value)
     return found
+
+
+def distribution(requirement):
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def requirement_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 
 def is_network_or_process(module):
@@ -88,3 +104,41 @@ def test_what_the_host_loads_has_no_process_network_or_download_code(loaded):
     apps = [f for f in map(lambda f: os.path.relpath(f, REPO), files)
             if any(f.startswith(os.path.join("palsysim", *a.split("."))) for a in CLI_APPS)]
     assert not apps, f"the host imported CLI code: {apps}"
+
+
+def run_cli_without(module, *argv):
+    """python -m palsysim ARGV in an interpreter where `module` cannot be imported (as without its extra)."""
+    code = (f"import sys; sys.modules[{module!r}] = None; from palsysim.cli import main; "
+            f"sys.exit(main({list(argv)!r}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("module, extra, argv", [
+    ("krippendorff", "study", ("study", "results", "no_such_study", "--out", "no_such_out")),
+    ("websocket", "run", ("run", "workflows/api/palsy_pf.json", "--server", "http://127.0.0.1:9",
+                          "--patients", "no_such_folder", "--out", "no_such_out")),
+])
+def test_a_command_without_its_extra_names_the_install_line(tmp_path, module, extra, argv):
+    r = run_cli_without(module, *argv)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    line = f"pip install -r {os.path.join(REPO, f'requirements-{extra}.txt')}"
+    assert line in r.stderr and f"'{extra}' extra" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(REPO, "no_such_out"))  # refused before any work
+
+
+def test_requirements_txt_is_what_the_loaded_modules_import(loaded):
+    """ComfyUI-Manager installs requirements.txt for the nodes: each line is a distribution that what the
+    host loads imports, and each such import comes from a line, from the host's own requirements, or from
+    an extra (a command-line path's lazy import, e.g. fidelity's lpips, that says so when missing)."""
+    providers = {}  # top-level module -> distributions, from the files each installs (dlib-bin's
+    for dist in importlib.metadata.distributions():  # top_level.txt omits its dlib package)
+        for f in dist.files or ():
+            providers.setdefault(f.parts[0].split(".")[0], set()).add(dist.metadata["Name"])
+    imported = {m.split(".")[0] for f in set(loaded["own"].values()) for m in imported_modules(f)}
+    needed = {distribution(d) for m in imported - set(sys.stdlib_module_names) for d in providers.get(m, ())}
+    ours = {distribution(line) for line in requirement_lines(os.path.join(REPO, "requirements.txt"))}
+    host = {distribution(line) for line in requirement_lines(os.path.join(comfyui_dir(), "requirements.txt"))}
+    assert ours - needed == set(), "requirements.txt installs what the nodes never import"
+    extras = {distribution(line) for f in glob.glob(os.path.join(REPO, "requirements-*.txt")) for line in
+              requirement_lines(f) if not f.endswith("-dev.txt")}
+    assert needed - ours - host - extras == set(), "the nodes import what requirements.txt does not install"

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 
+from palsysim.extras import require_extras
 from palsysim.images import InputError
 
 from .host import HostError
@@ -82,6 +83,7 @@ def parse_args(argv=None):
 def main(argv=None):
     cfg = parse_args(argv)
     try:
+        require_extras("training")
         log = train(cfg)
     except TrainingStopped as e:
         print(f"training: {e}", file=sys.stderr)
