@@ -267,3 +267,15 @@ def test_the_full_window_of_fig8_reuses_the_full_net(files, tmp_path):
     assert runs["window_0_999"] == ("palsy_pf", "full_0_999", "pf") and runs["full"][1] == "full_0_999"
     assert runs["window_500_700"][1] == runs["partial"][1] == "partial_500_700"
     assert e.nets()["full_0_999"] == ("full", 0, 999)
+
+
+def test_model_files_of_the_right_kind_pass_by_their_headers(files, tmp_path):
+    """The other side of the header checks: the tiny SD1.5 checkpoint and its ControlNet, as safetensors
+    and as a PyTorch pickle (read mapped, weights only), raise nothing."""
+    from palsysim.experiment import preflight
+    exp = str(tmp_path / "exp")
+    pth = write_tiny_controlnet(str(tmp_path / "tiny_canny.pth"))
+    for controlnet in (files["controlnet"], pth):
+        write_settings(exp, files, [(f'controlnet = "{files["controlnet"]}"', f'controlnet = "{controlnet}"')])
+        assert preflight.model_problems(config.load(exp)) == []
+    assert preflight.checkpoint_problem(preflight.tensor_shapes(pth)).startswith("is a ControlNet")
