@@ -142,3 +142,22 @@ def test_requirements_txt_is_what_the_loaded_modules_import(loaded):
     extras = {distribution(line) for f in glob.glob(os.path.join(REPO, "requirements-*.txt")) for line in
               requirement_lines(f) if not f.endswith("-dev.txt")}
     assert needed - ours - host - extras == set(), "the nodes import what requirements.txt does not install"
+
+
+def published_files():
+    """The tracked files a published pack keeps: .comfyignore read with git's own ignore rules."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    ignored = subprocess.run(["git", "-c", "core.excludesFile=.comfyignore", "check-ignore", "--no-index", "--stdin"],
+                             cwd=REPO, input=tracked, capture_output=True, text=True).stdout
+    return set(tracked.splitlines()) - set(ignored.splitlines())
+
+
+def test_a_published_pack_leaves_out_tests_ci_scripts_and_locks():
+    kept = published_files()
+    left_in = [f for f in kept if f.startswith(("tests/", ".ci/", "scripts/", "constraints"))
+               or f.endswith(".lock") or f in ("requirements-dev.txt", "Makefile")]
+    assert not left_in, left_in
+    assert {"__init__.py", "nodes/__init__.py", "palsysim/__init__.py", "requirements.txt", "pyproject.toml",
+            "LICENSE", "README.md"} <= kept
+    assert any(f.startswith("example_workflows/") for f in kept) and any(f.startswith("workflows/api/") for f in kept)
+    assert {f"requirements-{e}.txt" for e in ("run", "study", "evaluate", "train")} <= kept  # the extras' lines
