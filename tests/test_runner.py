@@ -47,8 +47,8 @@ def test_a_killed_batch_resumes_without_requeuing_done_images(host, tmp_path):
     assert 1 <= len(done) < 4, f"interrupt came too late or never: {done}\n{proc.stderr.read().decode()[-2000:]}"
     before = history_seeds(host)
 
-    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", *seeds)
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_runner(api("palsy_pf"), host.url, patients, out, *NO_ARCFACE, "--seeds", *seeds, "--keep-uploads")
+    assert r.returncode == 0, r.stdout + r.stderr  # --keep-uploads: its /history, read below
     assert f"{len(done)} already done" in r.stdout
     assert sorted(os.path.basename(p) for p in pngs(out)) == [f"a_man_{s}.png" for s in seeds]
     after = history_seeds(host)
@@ -269,7 +269,7 @@ def test_set_denoise_on_a_ui_exported_workflow_runs_on_the_real_server(host, tmp
     path.write_text(json.dumps(graph))
     patients = make_patients(tmp_path / "p", ["rest"])
     r = run_runner(str(path), host.url, patients, tmp_path / "out", *NO_ARCFACE, "--seeds", "7350",
-                   "--set", "KSampler.denoise=0.6")
+                   "--set", "KSampler.denoise=0.6", "--keep-uploads")  # and its /history, read below
     assert r.returncode == 0, r.stdout + r.stderr
     sent = [e["prompt"][2] for e in host.get("/history").values()
             if any(n["inputs"].get("seed") == 7350 for n in e["prompt"][2].values())]

@@ -21,7 +21,7 @@ def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):
         out = tmp_path / "out"
         seeds = [str(s) for s in range(7401, 7406)]  # unique to this test
         proc = subprocess.Popen(runner_cmd(api("palsy_pf"), server.url, patients, out, *NO_ARCFACE, "--seeds", *seeds,
-                                           "--reconnect-timeout", "120"),
+                                           "--reconnect-timeout", "120", "--keep-uploads"),  # /history read below
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 300
         while not pngs(out) and proc.poll() is None and time.monotonic() < deadline:

@@ -31,7 +31,8 @@ def test_three_servers_one_killed_mid_batch_every_job_once_same_images(host, tmp
         for s in servers:
             s.wait_ready()
         out = tmp_path / "shared"
-        cmd = runner_cmd(api("palsy_pf"), servers[0].url, patients, out, *NO_ARCFACE, "--seeds", *SEEDS)
+        cmd = runner_cmd(api("palsy_pf"), servers[0].url, patients, out, *NO_ARCFACE, "--seeds", *SEEDS,
+                         "--keep-uploads")  # and the servers' /history, read below
         for s in servers[1:]:
             cmd += ["--server", s.url]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
