@@ -31,20 +31,23 @@ def png_claiming(path, width, height):
 # --- 1. a photo too large to decode -------------------------------------------------------------
 
 @pytest.mark.parametrize("width, height", [(40000, 40000), (10000, 9000)])
-@pytest.mark.parametrize("command", ["identity", "landmarks", "condition", "measure"])
+@pytest.mark.parametrize("command", ["identity", "landmarks", "condition", "measure", "synth", "evaluate"])
 def test_a_photo_too_large_to_decode_is_refused_by_every_command(tmp_path, capsys, command, width, height):
     big = png_claiming(tmp_path / "big.png", width, height)
     face = photo_paths()["astronaut"]
-    argv = {"identity": ["identity", face, big, "--backend", "dlib"],
-            "landmarks": ["landmarks", big, "--out", tmp_path / "out"],
-            "condition": ["condition", "--mode", "pf", "--patient", big, "--out", tmp_path / "out.png"],
-            "measure": ["measure", big]}[command]
+    argv = {"identity": lambda: ["identity", face, big, "--backend", "dlib"],
+            "landmarks": lambda: ["landmarks", big, "--out", tmp_path / "out"],
+            "condition": lambda: ["condition", "--mode", "pf", "--patient", big, "--out", tmp_path / "out.png"],
+            "measure": lambda: ["measure", big],
+            "synth": lambda: ["synth", big, "--out", tmp_path / "out.png"],
+            "evaluate": lambda: evaluation_folders(tmp_path, open(big, "rb").read())}[command]()
     code, err = run(capsys, *argv)
     assert code == 2, err
-    assert "big.png" in err and f"{MAX_PIXELS:,} pixels" in err and "downscale" in err, err
+    name = "rest.jpg" if command == "evaluate" else "big.png"
+    assert name in err and f"{MAX_PIXELS:,} pixels" in err and "downscale" in err, err
     assert (f"{width}x{height}" in err) if width * height < 2 * 89478485 else f"{width * height:,}" in err, err
     assert "Traceback" not in err and "DecompressionBomb" not in err
-    assert not os.path.exists(tmp_path / "out") and not os.path.exists(tmp_path / "out.png")
+    assert not [p for p in ("out", "out.png", "evaluation") if os.path.exists(tmp_path / p)]
 
 
 # --- 4, 5. evaluate and identity: unreadable photos, thresholds that are not numbers --------------
