@@ -47,8 +47,8 @@ class OrganCropResize(io.ComfyNode):
                 io.Image.Input("image"), Landmarks.Input("landmarks"), Landmarks.Input("donor_landmarks"),
                 Landmarks.Input("rest_landmarks", optional=True,
                                 tooltip="The same patient's landmarks on their rest photo (one for all, or one per "
-                                        "image): organ scales from rest, so every expression gets the same. "
-                                        "Unconnected: the face scale (inter-pupil distance)."),
+                                        "image): each organ moves on the donor's layout as far as it moved "
+                                        "from rest. Unconnected: every organ on the donor's own place."),
                 io.Float.Input("eye_margin", default=codc.EYE_MARGIN, min=0.0, max=1.0, step=0.01,
                                tooltip="Added around each eye with its brow, in inter-pupil distances."),
                 io.Float.Input("nose_margin", default=codc.NOSE_MARGIN, min=0.0, max=1.0, step=0.01),

@@ -62,6 +62,7 @@ def cmd_demo(args):
 
 
 def cmd_condition(args):
+    from . import codc_layout
     from .codc import find_rest_photo, make_codc
     from .files import write_bytes
     from .landmarks import face_landmarks
@@ -120,11 +121,13 @@ def cmd_condition(args):
             d_image, d_xy = donors[i % len(donors)] if donors else (None, None)
             rest = rest_xy(rel)
             condition, organs = make_codc(image, xy, args.mode, d_image, d_xy, args.size, args.contour, args.low,
-                                          args.high, args.blur, args.canny, rest)
+                                          args.high, args.blur, args.canny, rest, organ_size=args.organ_size)
             write_image(out, condition)
             if organs is not None:
                 key = os.path.basename(out) if single else os.path.relpath(out, args.out)
-                report[key] = {**organs.to_json(), "scales_from": "face scale" if rest is None else "rest photo"}
+                own = make_codc(image, xy, "pf", None, None, args.size, args.contour, args.low, args.high, args.blur,
+                                args.canny)[0]
+                report[key] = codc_layout.report(organs, condition, own, rest is not None, args.organ_size)
         except InputError as e:
             if single:
                 raise
@@ -274,9 +277,14 @@ def parser():
                    help="rgb_l1: cv2.Canny on the RGB image, L1, as control_sd15_canny was trained (default); "
                         "grey_l2: grey luma, L2")
     p.add_argument("--json", metavar="FILE",
-                   help="codc: also write what was done, per organ: patient box, donor box, scale, placed box. "
-                        "Folder forms scale each patient's organs from DIR/<patient>/rest.png (or rest/)")
-    p.add_argument("--rest", metavar="IMG", help="codc, one photo: the same patient's rest photo, for the organ scales")
+                   help="codc: also write what was done, per organ: patient box, donor box, scale, placed box, "
+                        "anchor offset from the donor's, share of edges within 2 px of the patient's own edge map. "
+                        "Folder forms read each patient's rest photo from DIR/<patient>/rest.png (or rest/)")
+    p.add_argument("--rest", metavar="IMG", help="codc, one photo: the same patient's rest photo (each organ moves "
+                                                 "on the donor's layout as much as it moved from rest)")
+    p.add_argument("--organ-size", choices=["face", "rest"], default="face",
+                   help="codc organ scale: face (the facial-scale ratio donor/patient, the paper's rule) or rest "
+                        "(also the donor's organ size over the patient's at rest)")
     p.add_argument("--backend", choices=["auto", "legacy", "tasks"], default="auto")
     p.add_argument("--task-file", help="face_landmarker.task for the Tasks API backend")
     p.set_defaults(func=cmd_condition)

@@ -6,17 +6,17 @@ The organs keep the patient's pathology and expression; the contour, the organ s
 are the donor's, so the condition no longer carries the patient's face outline.
 
 Organ-size deformation keeps the expression: each organ is scaled isotropically (one factor, aspect
-ratio kept), by the donor's organ size over the patient's measured at rest (the patient's `rest`
-photo, when known), else by the face scale (inter-pupil distance ratio). Every expression of one
-patient so gets the same factors: a grin stays as much wider than rest as the patient's is, while
-the identity's organ sizes follow the donor.
+ratio kept) by the facial-scale ratio, donor inter-pupil distance over the patient's (the paper's
+rule); organ_size "rest" also scales by the donor's organ size over the patient's at rest.
 
-Placement follows the donor: the pupils sit on the donor's, the nose box on the donor's nose box.
-The patient's left/right offsets are carried over in donor units: the vertical offset of one pupil
-from the other (a lower brow and eye) at the face scale, and the mouth hangs below the pupils at the
-patient's distance in the mouth's own scale. That last one is what keeps the mouth corners' heights
-(commissure height, read from the pupil line) in the patient's left/right proportion: with a rigid,
-isotropically scaled mouth no other vertical place keeps that percent.
+Placement follows the donor's layout (issue 24): each organ's anchor (pupil, nose tip, the mouth
+corners' midpoint) lands on the donor's own, moved by as much as the patient's moved from their rest
+photo (in face units, times the facial scale) where the rest photo is known, so that what an
+expression moves still moves while the eye-to-mouth proportion, an identity cue, is the donor's.
+Each organ turns with the pupil line from the patient's head tilt to the donor's, so every left/right
+measure read inside an organ in the face frame is the patient's; the commissure height, read from the
+pupil line, keeps its left/right difference but follows the donor's mouth height. Organ boxes never
+overlap: where two would, both are cut back to a shared edge (separate()).
 
 All coordinates are pixels, x right and y down, continuous (pixel i spans [i, i + 1)); boxes are
 integer (x0, y0, x1, y1) with x1, y1 exclusive. Sides are the subject's (regions.py).
@@ -30,12 +30,17 @@ import numpy as np
 from . import regions as R
 from .draw import COLOURS
 from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
+from .asymmetry import face_frame
 from .images import InputError, to_rgb_uint8
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
 FACE_MARGIN = 0.25  # face crop: fraction of the face oval's larger side added on each side
 ORGAN_NAMES = ("right_eye", "left_eye", "nose", "mouth")
 CONTOURS = ("canny", "oval")
+# Organ sizes: "face" scales every organ by the facial-scale ratio (donor IPD / patient IPD, the
+# paper's rule); "rest" also by the donor's organ size over the patient's at rest.
+ORGAN_SIZES = ("face", "rest")
+NOSE_TIP = 4
 MAX_REST_RATIO = 3.0  # donor organ size over the patient's rest one, in IPD units: beyond, not the same face
 # Each organ's landmark indices as an array once: indexing with the list converted it on every call.
 _INDEX = {n: np.array(R.ORGANS[n]) for n in ORGAN_NAMES}
@@ -125,6 +130,15 @@ def organ_scales(xy, donor_xy, ratios):
     return {n: face * ratio for n, ratio in ratios.items()}
 
 
+def organ_ratios(donor_xy, rest_xy, organ_size="face", what="patient"):
+    """rest_ratios for organ_size "rest"; all 1 (the face scale alone, the default) for "face". A rest
+    photo is checked to be of this face either way: it also gives each organ's move from rest."""
+    if organ_size not in ORGAN_SIZES:
+        raise InputError(f"unknown organ size rule {organ_size!r}: use one of {', '.join(ORGAN_SIZES)}")
+    ratios = rest_ratios(donor_xy, rest_xy, what)
+    return ratios if organ_size == "rest" else {n: 1.0 for n in ratios}
+
+
 def rest_ratios(donor_xy, rest_xy, what="patient"):
     """Donor organ size over the patient's rest organ size (IPD units), {name: float}; 1 without rest_xy.
 
@@ -144,36 +158,83 @@ def rest_ratios(donor_xy, rest_xy, what="patient"):
     return out
 
 
-def _placed(anchor_to, anchor_from, scale):
-    """(2, 3) matrix: isotropic scale about anchor_from, which lands on anchor_to (sub-pixel, not rounded)."""
-    t = np.asarray(anchor_to, dtype=np.float64) - scale * np.asarray(anchor_from, dtype=np.float64)
-    return np.array([[scale, 0.0, t[0]], [0.0, scale, t[1]]])
+def _placed(anchor_to, anchor_from, scale, turn=0.0):
+    """(2, 3) matrix: isotropic scale and a turn (radians) about anchor_from, which lands on anchor_to
+    (sub-pixel, not rounded)."""
+    a = scale * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    t = np.asarray(anchor_to, dtype=np.float64) - a @ np.asarray(anchor_from, dtype=np.float64)
+    return np.hstack([a, t[:, None]])
 
 
-def placements(boxes, xy, donor_xy, donor_boxes, scales):
+def _tilt(xy):
+    """The pupil line's angle in the image (radians, y down)."""
+    axis = xy[R.PUPIL["left"]] - xy[R.PUPIL["right"]]
+    return float(np.arctan2(axis[1], axis[0]))
+
+
+def organ_anchors(xy):
+    """{organ: (2,) point} of (478, 2+) landmarks: each pupil, the nose tip, the mouth corners' midpoint."""
+    xy = np.asarray(xy, dtype=np.float64)[:, :2]
+    return {"right_eye": xy[R.PUPIL["right"]], "left_eye": xy[R.PUPIL["left"]], "nose": xy[NOSE_TIP],
+            "mouth": xy[list(R.MOUTH_CORNER.values())].mean(0)}
+
+
+def anchor_moves(xy, rest_xy):
+    """{organ: (2,)} how far each anchor moved from the rest photo, in the face frame (asymmetry.face_frame:
+    pupil axis, IPD units), so photos of any crop or size compare; zeros without rest_xy."""
+    if rest_xy is None:
+        return {n: np.zeros(2) for n in ORGAN_NAMES}
+    now, rest = (organ_anchors(face_frame(np.asarray(a, dtype=np.float64)[:, :2])[0]) for a in (xy, rest_xy))
+    return {n: now[n] - rest[n] for n in ORGAN_NAMES}
+
+
+def placements(xy, donor_xy, scales, rest_xy=None):
     """Where the patient's organs go in the donor's image: {name: (2, 3) matrix, patient -> condition pixels}.
 
-    boxes: the patient's organ boxes; xy, donor_xy: (478, 2) pixels; donor_boxes: the donor's;
-    scales: organ_scales(). Layout as in the module docstring.
+    xy, donor_xy, rest_xy: (478, 2) pixels (rest_xy: the patient's rest photo, or None); scales:
+    organ_scales(). Each organ's anchor lands on the donor's own, moved by as much (in face units)
+    as the patient's moved from their rest photo, so what the expression moves still moves while the
+    layout, an identity cue, is the donor's. Each organ turns with the pupil line from the patient's
+    tilt to the donor's, so that inside it every left/right measure read in the face frame is the patient's.
     """
     xy, donor_xy = (np.asarray(a, dtype=np.float64)[:, :2] for a in (xy, donor_xy))
-    face = _ipd(donor_xy) / _ipd(xy)
-    pupil = {s: xy[R.PUPIL[s]] for s in R.SIDES}
-    mid, donor_mid = (pupil["right"] + pupil["left"]) / 2.0, donor_xy[list(R.PUPIL.values())].mean(0)
-    out = {}
-    for s in R.SIDES:
-        to = np.array([donor_xy[R.PUPIL[s], 0], donor_mid[1] + face * (pupil[s][1] - mid[1])])
-        out[f"{s}_eye"] = _placed(to, pupil[s], scales[f"{s}_eye"])
-    out["nose"] = _placed(_centre(donor_boxes["nose"]), _centre(boxes["nose"]), scales["nose"])
-    mouth = _centre(boxes["mouth"])
-    out["mouth"] = _placed(donor_mid + scales["mouth"] * (mouth - mid), mouth, scales["mouth"])
-    return out
+    turn = _tilt(donor_xy) - _tilt(xy)
+    right, left = donor_xy[R.PUPIL["right"]], donor_xy[R.PUPIL["left"]]
+    ex = (left - right) / _ipd(donor_xy)
+    to_donor = _ipd(donor_xy) * np.stack([ex, [-ex[1], ex[0]]], axis=1)  # face frame -> donor pixels
+    anchors, donor_anchors, moves = organ_anchors(xy), organ_anchors(donor_xy), anchor_moves(xy, rest_xy)
+    return {n: _placed(donor_anchors[n] + to_donor @ moves[n], anchors[n], scales[n], turn) for n in ORGAN_NAMES}
+
+
+def separate(boxes, extents):
+    """Target boxes {name: (x0, y0, x1, y1)} trimmed so that no two overlap. Each overlapping pair is cut
+    in the middle of the overlap, moved where it can be to pass between the two organs' placed landmarks
+    (extents: {name: ((2,) min, (2,) max)}), so that the margins give way before any landmark does;
+    across an axis on which the landmarks leave a gap if there is one, else the thinner overlap."""
+    out = {n: list(b) for n, b in boxes.items()}
+    names = list(out)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            lo = [max(out[a][k], out[b][k]) for k in (0, 1)]
+            hi = [min(out[a][k + 2], out[b][k + 2]) for k in (0, 1)]
+            if hi[0] <= lo[0] or hi[1] <= lo[1]:
+                continue
+            order = [sorted((a, b), key=lambda n: extents[n][0][k] + extents[n][1][k]) for k in (0, 1)]
+            gaps = [(int(np.ceil(extents[f][1][k])), int(np.floor(extents[s][0][k]))) for k, (f, s) in enumerate(order)]
+            # an axis the landmarks leave a gap on first, then the thinner overlap
+            k = min((0, 1), key=lambda k: (gaps[k][0] > gaps[k][1], hi[k] - lo[k]))
+            cut = (lo[k] + hi[k]) // 2
+            if gaps[k][0] <= gaps[k][1]:
+                cut = min(max(cut, gaps[k][0]), gaps[k][1])
+            first, second = order[k]
+            out[first][k + 2], out[second][k] = cut, cut
+    return {n: tuple(int(v) for v in b) for n, b in out.items()}
 
 
 def _bounds(box, matrix):
     """Integer box holding box carried through matrix (its corners' floor and ceiling)."""
-    lo = transform_points([box[:2]], matrix)[0]
-    hi = transform_points([box[2:]], matrix)[0]
+    corners = transform_points([box[:2], box[2:], (box[0], box[3]), (box[2], box[1])], matrix)
+    lo, hi = corners.min(0), corners.max(0)
     x0, y0 = np.floor(lo + 1e-6).astype(int)
     x1, y1 = np.ceil(hi - 1e-6).astype(int)
     return (int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1)))
@@ -193,6 +254,7 @@ class Organ:
     target_box: tuple
     matrix: np.ndarray
     scale: float
+    anchor_offset: tuple  # (dx, dy) of the placed anchor from the donor's own, in donor IPD
 
 
 @dataclass(frozen=True)
@@ -214,7 +276,8 @@ class Organs:
         """What was done, per organ: patient box, donor box, scale and placed box (x0, y0, x1, y1 pixels)."""
         return {"size": list(self.size), "source_size": list(self.source_size),
                 "organs": {o.name: {"patient_box": list(o.source_box), "donor_box": list(self.donor_boxes[o.name]),
-                                    "scale": round(o.scale, 6), "placed_box": list(o.target_box)}
+                                    "scale": round(o.scale, 6), "placed_box": list(o.target_box),
+                                    "anchor_offset_ipd": [round(v, 6) for v in o.anchor_offset]}
                            for o in self.organs}}
 
     def map_landmarks(self, xy):
@@ -264,7 +327,7 @@ def _resample(image, box, size):
 
 def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, nose_margin=NOSE_MARGIN,
                       mouth_margin=MOUTH_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0,
-                      what="patient", donor_what="donor", rest_xy=None, convention=ANNOTATOR):
+                      what="patient", donor_what="donor", rest_xy=None, convention=ANNOTATOR, organ_size="face"):
     """Patient organs cropped, scaled to the donor's organ sizes, edged and given their place in the donor's image.
 
     image: patient (H, W, C); xy: its (478, 2) landmarks; donor_xy: the donor's (478, 2);
@@ -277,26 +340,33 @@ def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, no
     margins = dict(eye_margin=eye_margin, nose_margin=nose_margin, mouth_margin=mouth_margin)
     donor_boxes = organ_boxes(donor_xy, donor_size, what=donor_what, **margins)
     return _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, (low_threshold, high_threshold,
-                         blur_sigma, convention), what, rest_ratios(donor_xy, rest_xy, what))
+                         blur_sigma, convention), what, organ_ratios(donor_xy, rest_xy, organ_size, what),
+                         rest_xy)
 
 
-def _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, edge, what, ratios):
+def _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, edge, what, ratios, rest_xy=None):
     """organ_crop_resize once the donor's boxes and rest_ratios are known; edge: (low, high, blur_sigma, convention)."""
     low_threshold, high_threshold, blur_sigma, convention = edge
     rgb = to_rgb_uint8(image, what)
     boxes = organ_boxes(xy, rgb.shape[:2], what=what, **margins)
     scales = organ_scales(xy, donor_xy, ratios)
-    matrices = placements(boxes, xy, donor_xy, donor_boxes, scales)
+    matrices = placements(xy, donor_xy, scales, rest_xy)
+    anchors = {n: transform_points([a], matrices[n])[0] for n, a in organ_anchors(xy).items()}
+    placed = {n: transform_points(np.asarray(xy, dtype=np.float64)[_INDEX[n]], matrices[n]) for n in ORGAN_NAMES}
+    targets = separate({n: _bounds(boxes[n], matrices[n]) for n in ORGAN_NAMES},
+                       {n: (p.min(0), p.max(0)) for n, p in placed.items()})
+    donor_anchors, donor_ipd = organ_anchors(donor_xy), _ipd(np.asarray(donor_xy, dtype=np.float64)[:, :2])
     organs = []
     for n in ORGAN_NAMES:
-        target = _bounds(boxes[n], matrices[n])
+        target = targets[n]
         # Enlarging spreads each edge over more pixels and lowers its gradient by the scale, so
         # the thresholds follow: an edge is kept or dropped as it would be in the patient's photo.
         # Shrinking averages pixels, and the thresholds hold at the condition's resolution.
         gain = min(1.0, 1.0 / scales[n])
         edges = canny(_warp_into(rgb, matrices[n], target, boxes[n]), low_threshold * gain, high_threshold * gain,
                       blur_sigma, convention=convention)
-        organs.append(Organ(n, edges, boxes[n], target, matrices[n], scales[n]))
+        organs.append(Organ(n, edges, boxes[n], target, matrices[n], scales[n],
+                            tuple((anchors[n] - donor_anchors[n]) / donor_ipd)))
     return Organs(tuple(organs), tuple(donor_size[:2]), rgb.shape[:2], donor_boxes)
 
 
@@ -356,7 +426,7 @@ def codc_condition(image, xy, donor_image, donor_xy, contour="canny", low_thresh
 
 def codc_conditions(photos, donor_image, donor_xy, contour="canny", low_threshold=LOW, high_threshold=HIGH,
                     blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None, eye_margin=EYE_MARGIN,
-                    nose_margin=NOSE_MARGIN, mouth_margin=MOUTH_MARGIN):
+                    nose_margin=NOSE_MARGIN, mouth_margin=MOUTH_MARGIN, organ_size="face"):
     """codc_condition for many patient photos against one donor: [(image, xy), ...] -> [(condition, Organs), ...].
 
     The donor's organ boxes and contour edges are made once for all the photos (the contour's Canny
@@ -367,8 +437,8 @@ def codc_conditions(photos, donor_image, donor_xy, contour="canny", low_threshol
     margins = dict(eye_margin=eye_margin, nose_margin=nose_margin, mouth_margin=mouth_margin)
     donor_boxes = organ_boxes(donor_xy, donor.shape[:2], what="donor", **margins)
     edge = (low_threshold, high_threshold, blur_sigma, convention)
-    ratios = rest_ratios(donor_xy, rest_xy)
-    organs = [_place_organs(image, xy, donor_xy, donor_boxes, donor.shape[:2], margins, edge, "patient", ratios)
+    ratios = organ_ratios(donor_xy, rest_xy, organ_size)
+    organs = [_place_organs(image, xy, donor_xy, donor_boxes, donor.shape[:2], margins, edge, "patient", ratios, rest_xy)
               for image, xy in photos]
     edged = donor_contour(donor, donor_xy, donor_boxes, contour, low_threshold, high_threshold, blur_sigma, convention)
     return [(reposition(o, edged), o) for o in organs]

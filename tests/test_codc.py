@@ -94,30 +94,32 @@ def test_codc_keeps_patient_asymmetry_in_the_donor_layout(faces):
     assert condition.shape == donor.shape[:2] and condition.dtype == np.uint8
     assert set(np.unique(condition)) <= {0, 255}
 
-    face = codc._ipd(dxy) / codc._ipd(faces["patient_xy"])  # no rest photo: the face scale
-    donor_boxes = codc.organ_boxes(dxy)
-    for o in organs.organs:  # isotropic: the patient's box times the face scale
+    face = codc._ipd(dxy) / codc._ipd(faces["patient_xy"])  # the face scale, the paper's rule
+    for o in organs.organs:  # isotropic: every organ by the face scale
         size = np.subtract(o.target_box[2:], o.target_box[:2])
-        want = np.subtract(o.source_box[2:], o.source_box[:2]) * face
-        assert abs(o.scale - face) < 1e-6 and np.all(np.abs(size - want) <= 2), (o.name, size, want)
+        assert abs(o.scale - face) < 1e-6, o.name
         assert o.edges.shape == (size[1], size[0]) and (o.edges > 0).mean() > 0.005
     mapped = organs.map_landmarks(faces["patient_xy"])
-    for s in ("right", "left"):  # pupils on the donor's (across), the nose on the donor's nose
-        assert abs(mapped[codc.R.PUPIL[s], 0] - dxy[codc.R.PUPIL[s], 0]) < 0.5
-    assert np.abs(codc._centre(organs["nose"].target_box) - codc._centre(donor_boxes["nose"])).max() <= 1.5
+    placed, donor_anchors = codc.organ_anchors(mapped), codc.organ_anchors(dxy)
+    for n in codc.ORGAN_NAMES:  # no rest photo: each organ's anchor on the donor's own (pupils, nose tip, mouth)
+        assert np.abs(placed[n] - donor_anchors[n]).max() < 0.5, n
 
-    for o in organs.organs:  # mapped organ landmarks land inside their target boxes
+    def inside(pts, box):
+        x0, y0, x1, y1 = box
+        return (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+    # mapped organ landmarks land inside their target box, bar a few where boxes were trimmed apart
+    # (boxes never overlap; the nose's bridge points reach between the eyes and brows)
+    for o in organs.organs:
         from palsysim.regions import ORGANS
-        pts = mapped[list(ORGANS[o.name])]
-        x0, y0, x1, y1 = o.target_box
-        assert np.all((pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)), o.name
+        assert inside(mapped[list(ORGANS[o.name])], o.target_box).mean() > (0.6 if o.name == "nose" else 0.9), o.name
 
     own, moved = measure(faces["patient_xy"])["asymmetry"], measure(mapped)["asymmetry"]
     clear = [m for m in WITHIN_ORGAN + ("commissure_height",) if own[m]["percent"] >= CLEAR]
     assert len(clear) >= 4, f"the synthetic palsy should be clearly asymmetric: {own}"
-    for m in clear:  # commissure height too: the mouth hangs below the pupils at its own scale
-        assert abs(moved[m]["percent"] / own[m]["percent"] - 1) <= 0.15, (m, own[m], moved[m])
-        assert np.sign(moved[m]["difference"]) == np.sign(own[m]["difference"]), m
+    for m in clear:  # commissure height: its left/right difference; its percent follows the donor's mouth height
+        if m != "commissure_height":
+            assert abs(moved[m]["percent"] / own[m]["percent"] - 1) <= 0.15, (m, own[m], moved[m])
+        assert abs(moved[m]["difference"] / own[m]["difference"] - 1) <= 0.15, (m, own[m], moved[m])
 
 
 def test_condition_has_donor_contour_not_patient_outline(faces):
