@@ -286,10 +286,28 @@ def wait_until_up(url, proc, timeout):
 HOST_PREFIX = "palsysim_host_"
 
 
-def die_with_parent():
-    """preexec_fn for a child process: SIGKILL it when its parent dies, however the parent dies (Linux)."""
+def _parent_death_signal():
+    """die_with_parent: a preexec_fn that has the child SIGKILLed when its parent dies, however the parent
+    dies; None where the C library has no prctl (not Linux), and subprocess runs no preexec_fn."""
     import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError, TypeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+die_with_parent = _parent_death_signal()
+
+
+def posix_locks():
+    """fcntl, which the embedded host's folder locks use, or an InputError that says what to do instead."""
+    try:
+        import fcntl
+    except ImportError:
+        raise InputError("--embedded needs POSIX file locks (fcntl), which this system lacks: start ComfyUI "
+                         "yourself and give --server URL") from None
+    return fcntl
 
 
 def guard_host():
@@ -322,8 +340,8 @@ def guard_host():
 
 def remove_stale_hosts():
     """Delete what killed runs left: host folders whose lock no keeper holds any more."""
-    import fcntl
     import glob
+    fcntl = posix_locks()
     for folder in glob.glob(os.path.join(tempfile.gettempdir(), HOST_PREFIX + "*")):
         try:
             fd = os.open(os.path.join(folder, "lock"), os.O_RDONLY)
@@ -361,7 +379,7 @@ class EmbeddedHost:
         host = comfyui_dir()
         if not os.path.isdir(os.path.join(host, "custom_nodes", "palsysim")):
             raise InputError(f"{host}/custom_nodes/palsysim is missing: run `bash scripts/setup.sh`")
-        import fcntl
+        fcntl = posix_locks()
         remove_stale_hosts()
         self.tmp = tempfile.mkdtemp(prefix=HOST_PREFIX)
         # Locked from birth: a concurrent run's remove_stale_hosts never takes a live folder.

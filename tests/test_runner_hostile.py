@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 
@@ -128,3 +129,54 @@ def test_the_summary_counts_every_grid_image_the_gate_held_back(host, tmp_path):
     assert re.search(r"\b30 image\(s\) held back by the privacy gate", r.stdout), r.stdout
     job, = json.loads((out / "manifest.json").read_text())["jobs"].values()
     assert job["held_back"] == 30 and job["images"] == [f"{job['patient']}/grid_7920.png"]
+
+
+HIDE_LINUX_ONLY = '''
+import ctypes, sys
+
+class _NoFcntl:
+    def find_spec(self, name, path=None, target=None):
+        if name == "fcntl":
+            raise ImportError("no module named 'fcntl' (hidden by the test)")
+
+sys.modules.pop("fcntl", None)
+sys.meta_path.insert(0, _NoFcntl())
+
+class _NoPrctl(ctypes.CDLL):
+    def __getattr__(self, name):
+        if name == "prctl":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+ctypes.CDLL = _NoPrctl
+print("fcntl and prctl hidden", file=sys.stderr)
+'''
+
+
+def test_without_fcntl_and_prctl_the_nodes_register_and_the_runner_says_what_needs_them(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HIDE_LINUX_ONLY)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), REPO]))
+    probe = subprocess.run([sys.executable, "-c", "import palsysim.runner as r; import fcntl"], cwd=REPO,
+                           capture_output=True, text=True)
+    assert "hidden by the test" in probe.stderr, probe.stderr  # the hiding works
+    probe = subprocess.run([sys.executable, "-c", "import palsysim.runner as r; print(r.die_with_parent)"],
+                           cwd=REPO, capture_output=True, text=True)
+    assert probe.returncode == 0 and probe.stdout.strip() == "None", probe.stdout + probe.stderr
+
+    patients = make_patients(tmp_path / "p", ["rest"])
+    r = subprocess.run([sys.executable, "-m", "palsysim", "run", api("palsy_pf"), "--embedded", "--patients",
+                        str(patients), "--out", str(tmp_path / "out"), "--quiet"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "--embedded needs POSIX file locks (fcntl)" in r.stderr, r.stdout + r.stderr
+    assert "--server URL" in r.stderr and "Traceback" not in r.stderr
+
+    server = start_host(str(tmp_path / "server"))
+    try:
+        assert "fcntl and prctl hidden" in server.log()
+        names = set(server.object_info())
+        assert {"PalsyFaceLandmarks", "PalsyPrivacyGate", "PalsySaveAnonymized", "PalsyPreview"} <= names
+        assert requests.post(server.url + "/palsysim/uploads/delete", json={}).status_code == 400  # its route too
+    finally:
+        server.stop()
