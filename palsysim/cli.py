@@ -155,6 +155,9 @@ def cmd_bench(args):
     from . import bench
     if args.which == "codc-measures":
         bench.codc_measures(size=args.size)
+    elif args.which == "codc-layout":
+        from .codc_layout import yanagihara_table
+        yanagihara_table(size=args.size)
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
@@ -291,10 +294,11 @@ def parser():
 
     p = sub.add_parser("bench", help="benchmarks: preprocess (CODC vs landmark detection alone), "
                                       "codc-measures (expression kept over the 10 Yanagihara items), "
+                                      "codc-layout (per organ: anchor offset from the donor's, share near own edges), "
                                       "generate (s/image per ControlNet mode, images/s with 1..N hosts)")
-    p.add_argument("which", choices=["preprocess", "codc-measures", "generate"])
+    p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate"])
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures) or image size (generate)")
+    p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures, codc-layout) or image size (generate)")
     p.add_argument("--models-dir", help="generate: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")
     p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name")
     p.add_argument("--controlnet", help="generate: ControlNet file name")

@@ -144,3 +144,19 @@ def test_condition_json_reports_boxes_scale_anchor_offset_and_own_edge_share(tmp
         assert np.hypot(*o["anchor_offset_ipd"]) < 0.03 and 0.0 <= o["own_edge_share"] < 0.97
     scales = {entry["organs"][n]["scale"] for n in ORGAN_NAMES}
     assert len(scales) == 1  # the facial-scale ratio for every organ, the paper's rule
+
+
+def test_bench_codc_layout_rows_cover_pf_and_codc_over_the_ten_items():
+    from palsysim.codc_layout import yanagihara_table
+    lines = []
+    rows = yanagihara_table(log=lines.append, size=256)
+    assert len(rows) == 3 * len(EXPRESSIONS) and len(lines) == 2 + len(rows)
+    for r in rows:
+        offsets = {n: np.hypot(*r["organs"][n][0]) for n in ORGAN_NAMES}
+        shares = [r["organs"][n][1] for n in ORGAN_NAMES]
+        if r["condition"] == "PF":  # the patient's own layout and edges
+            assert shares == [1.0] * 4 and offsets["mouth"] > 0.1
+        else:
+            assert r["organs"]["mouth"][1] < 0.5
+            if r["condition"] == "CODC, no rest photo" or r["item"] == "rest":
+                assert max(offsets.values()) < 1e-6, r
