@@ -294,3 +294,18 @@ def test_an_ordinary_method_summary_is_written_as_the_description(host, photo, s
     (path,) = host.image_paths(result, "2")
     with Image.open(path) as im:
         assert im.text == ({"Description": summary.strip()} if summary else {})
+
+
+def test_models_table_says_an_installed_unverified_file_is_not_usable(tmp_path, capsys, task_bytes):
+    folder = tmp_path / "mediapipe"
+    folder.mkdir()
+    (folder / "face_landmarker.task").write_bytes(zip_of({"notes.txt": os.urandom(1 << 20)}))
+    with pytest.raises(SystemExit):
+        main(["models", "--models-dir", str(tmp_path)])
+    block = next(b for b in capsys.readouterr().out.split("\n\n") if b.startswith("face_landmarker.task"))
+    assert "NOT USABLE: it is a zip without face_detector.tflite" in block, block
+    (folder / "face_landmarker.task").write_bytes(task_bytes)
+    with pytest.raises(SystemExit):
+        main(["models", "--models-dir", str(tmp_path)])
+    block = next(b for b in capsys.readouterr().out.split("\n\n") if b.startswith("face_landmarker.task"))
+    assert "unverified" in block and "NOT USABLE" not in block, block

@@ -159,7 +159,9 @@ def status(model, dirs, check=True):
         if not check:
             row["digest"] = "not checked"
         elif model.sha256 is None:
-            row["digest"] = f"unverified (no public digest; this file's is {sha256_of(found)})"
+            problem = file_problem(model, found)
+            row["digest"] = (f"unverified (no public digest; this file's is {sha256_of(found)})"
+                             + (f"; NOT USABLE: {problem}: replace this file" if problem else ""))
         else:
             row["digest"] = "ok" if sha256_of(found) == model.sha256 else "MISMATCH: replace this file"
     return row
