@@ -12,9 +12,9 @@ from aiohttp import web
 
 from ..images import InputError
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
+from .folders import IMAGE_ID
 from .pages import CSP, STUDY, e, page, refuse
 from .questions import CRITERIA, ITEM_TITLES, SCALE, SCORE_WORDS, SCORES, YANAGIHARA
-from .folders import IMAGE_ID
 from .store import Study
 
 COOKIE = "palsysim_study"

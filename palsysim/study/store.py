@@ -336,10 +336,10 @@ class Study:
         except csv.Error as e:  # a NUL byte, an unclosed quote ...
             raise InputError(f"not a readable CSV file ({e}): export the scores again as CSV") from None
         labels = {r["label"]: r["id"] for r in self.conn.execute("SELECT id, label FROM patients")}
-        extra = [n for n, row in enumerate(rows, start=2) if None in row]
+        extra = [(n, len(row[None])) for n, row in enumerate(rows, start=2) if None in row]
         if extra:
-            raise InputError(f"nothing imported: line {extra[0]} has more cells than the header has columns "
-                             f"(patient,{','.join(ITEMS)}); remove the extra cells")
+            raise InputError(f"nothing imported: line {extra[0][0]} has {extra[0][1]} cell(s) more than the header row "
+                             "has columns; remove them or name their columns in the header")
         if not rows or "patient" not in rows[0]:
             raise InputError("the CSV needs a header row: patient," + ",".join(ITEMS))
         unknown = [c for c in rows[0] if c not in ITEMS and c != "patient"]
