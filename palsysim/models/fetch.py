@@ -40,7 +40,7 @@ def fetch(model, models_dir, url=None, progress=True, timeout=30, chunk=1 << 20)
     with r:
         if r.status_code not in (200, 206, 416):  # 416: the .partial already holds every byte
             raise FetchError(f"{model.key}: {url} answered HTTP {r.status_code}")
-        if r.status_code != 416:
+        if r.status_code != 416:  # a 200 to a Range request: the server sends the whole file, start over
             _download(model, r, part, 0 if r.status_code == 200 else have, url, progress, chunk)
     problem = file_problem(model, part)
     if problem:
