@@ -12,6 +12,15 @@ from .common import check_inputs, output, to_arrays, to_image
 
 
 LABEL_H = 28  # the label strip under each tile in draw.sheet
+# The items' names for the grid's columns: English as the dataset's folder names, Japanese as the
+# Yanagihara (40-point) grading system's own item names.
+ITEM_NAMES = {
+    "en": {item: item for item in ITEMS},
+    "ja": {"rest": "安静時", "raise_eyebrows": "額のしわ寄せ", "blink": "瞬目",
+           "gentle_eye_closure": "軽い閉眼", "tight_eye_closure": "強い閉眼", "wink": "片目つぶり",
+           "nose_wrinkle": "鼻翼を動かす", "whistle": "口笛", "grin": "イーと歯を見せる",
+           "lower_lip_depression": "口をへの字にまげる"},
+}
 # Fonts with Japanese glyphs that Debian ships: fonts-ipafont-gothic, fonts-noto-cjk.
 FONT_GLOBS = ("/usr/share/fonts/opentype/ipafont-gothic/*.ttf", "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
               "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -55,8 +64,10 @@ class YanagiharaBatch(io.ComfyNode):
             category="PalsySim",
             description="The patient's photo of each Yanagihara item, in the grading order, as one batch (each "
                         "photo letterboxed to the first one's size, never stretched); `items` names them, one "
-                        "per line, for the grid's columns.",
-            inputs=[io.Image.Input(item, tooltip=f"The patient doing '{item}' (one photo).") for item in ITEMS],
+                        "per line, for the grid's columns, in `language`.",
+            inputs=[io.Image.Input(item, tooltip=f"The patient doing '{item}' (one photo).") for item in ITEMS]
+            + [io.Combo.Input("language", options=list(ITEM_NAMES), default="en", optional=True,
+                              tooltip="The items' names: en (the folder names) or ja (柳原法の項目名).")],
             outputs=[output(io.Image, "images"), output(io.String, "items")],
         )
 
@@ -65,7 +76,7 @@ class YanagiharaBatch(io.ComfyNode):
         return check_inputs(cls, inputs)
 
     @classmethod
-    def execute(cls, **photos) -> io.NodeOutput:
+    def execute(cls, language="en", **photos) -> io.NodeOutput:
         firsts = [(item, to_arrays(photos[item], item)) for item in ITEMS]
         several = [f"{item} ({len(a)})" for item, a in firsts if len(a) != 1]
         if several:
@@ -73,7 +84,8 @@ class YanagiharaBatch(io.ComfyNode):
                              f"Load Image per item")
         rgbs = [to_rgb_uint8(a[0], item) for item, a in firsts]
         h, w = rgbs[0].shape[:2]
-        return io.NodeOutput(to_image([letterbox(r, h, w) for r in rgbs]), "\n".join(ITEMS))
+        names = "\n".join(ITEM_NAMES[language][item] for item in ITEMS)
+        return io.NodeOutput(to_image([letterbox(r, h, w) for r in rgbs]), names)
 
 
 class Lines(io.ComfyNode):

@@ -10,8 +10,11 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from host import PACK_NAME
+from palsysim.fidelity import ITEMS
+from real_faces import photo_paths
 from tiny_models import comfyui_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,3 +164,49 @@ def test_a_published_pack_leaves_out_tests_ci_scripts_and_locks():
             "LICENSE", "README.md"} <= kept
     assert any(f.startswith("example_workflows/") for f in kept) and any(f.startswith("workflows/api/") for f in kept)
     assert {f"requirements-{e}.txt" for e in ("run", "study", "evaluate", "train")} <= kept  # the extras' lines
+
+
+def our_nodes(host):
+    return {k: v for k, v in host.object_info().items() if v.get("python_module") == f"custom_nodes.{PACK_NAME}"}
+
+
+def test_every_node_has_help_pages_in_english_and_japanese(host):
+    nodes = our_nodes(host)
+    assert "PalsyPrivacyGate" in nodes
+    for node, spec in nodes.items():
+        names = [*spec["input"].get("required", {}), *spec["input"].get("optional", {}), *spec["output_name"]]
+        for lang, heads in (("en", ("## Inputs", "## Outputs", "## Example")), ("ja", ("## 入力", "## 出力", "## 使用例"))):
+            # Where frontend 1.32.9 fetches a custom node's help (getNodeHelpBaseUrl: /extensions/<pack>/docs/).
+            r = requests.get(f"{host.url}/extensions/{PACK_NAME}/docs/{node}/{lang}.md", timeout=30)
+            assert r.status_code == 200, (node, lang)
+            page = r.content.decode("utf-8")
+            assert all(h in page for h in heads), (node, lang)
+            missing = [n for n in names if f"**{n}**" not in page]
+            assert not missing, f"{node} {lang}.md does not describe {missing}"
+
+
+def test_every_node_has_a_japanese_name_and_description(host):
+    ja = host.get("/i18n")["ja"]["nodeDefs"]
+    for node, spec in our_nodes(host).items():
+        assert node in ja, node
+        entry = ja[node]
+        assert not entry["display_name"].isascii() and not entry["description"].isascii(), node
+        assert set(entry["inputs"]) == {*spec["input"].get("required", {}), *spec["input"].get("optional", {})}, node
+        assert len(entry.get("outputs", {})) == len(spec["output_name"]), node
+
+
+def yanagihara_items(host, photo, **language):
+    inputs = {item: ["1", 0] for item in ITEMS}
+    r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": photo}},
+                  "2": {"class_type": "PalsyYanagiharaBatch", "inputs": {**inputs, **language}},
+                  "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}}})
+    assert r.ok, r.error
+    return r.outputs["3"]["text"][0].splitlines()
+
+
+def test_the_grid_names_the_items_in_english_by_default_and_in_japanese(host):
+    photo = host.upload_image(photo_paths()["astronaut"])
+    assert yanagihara_items(host, photo) == list(ITEMS) == yanagihara_items(host, photo, language="en")
+    ja = yanagihara_items(host, photo, language="ja")
+    assert ja[0] == "安静時" and ja[-1] == "口をへの字にまげる" and len(set(ja)) == len(ITEMS)
+    assert all(not name.isascii() for name in ja)
