@@ -12,6 +12,7 @@ gradient checkpointing excluded) and the model FLOPs utilisation against the dev
     python -m training.bench --peer diffusers     # also the same step with diffusers' models; the ratio
     python -m training.bench --profile DIR        # torch.profiler trace of the timed steps + a summary
     python -m training.bench --tiny --resolution 64   # narrow models of the same layout (CPU, tests)
+    python -m training.bench --write-models DIR   # real-size random SD1.5 + Canny ControlNet files, fp16
 """
 import argparse
 import os
@@ -83,6 +84,46 @@ def build_sd15(device, dtype, tiny=False):
     control_model.to(device)
     patcher = comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=torch.device("cpu"))
     return Models(patcher, None, None, comfy.controlnet.ControlNet(control_model, load_device=device))
+
+
+# ComfyUI's default SD1.x VAE (comfy/sd.py), the first_stage_model of v1-5-pruned-emaonly.
+SD15_VAE = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=128, ch_mult=[1, 2, 4, 4],
+                num_res_blocks=2, attn_resolutions=[], dropout=0.0)
+MODEL_FILES = {"checkpoint": os.path.join("checkpoints", "sd15_random.safetensors"),
+               "controlnet": os.path.join("controlnet", "sd15_canny_random.safetensors")}
+
+
+def sd15_state_dicts(dtype=torch.float16):
+    """(checkpoint, ControlNet) {key: tensor} at real size with random weights: build_sd15's UNet and ControlNet,
+    ComfyUI's CLIP-L and SD VAE, in v1-5-pruned-emaonly's key layout and a `control_model.*` Canny ControlNet's."""
+    import comfy.ldm.models.autoencoder
+    import comfy.sd1_clip
+    models = build_sd15(torch.device("cpu"), dtype)
+    checkpoint = {f"model.diffusion_model.{k}": v for k, v in models.unet.state_dict().items()}
+    control = {f"control_model.{k}": v.to(dtype) for k, v in models.control_model.state_dict().items()}
+    del models
+    clip = init_weights(comfy.sd1_clip.SDClipModel(device="cpu", dtype=torch.float32), 2)
+    with torch.no_grad():  # small embeddings keep a random 12-layer text model's activations finite
+        for embedding in (clip.transformer.text_model.embeddings.token_embedding,
+                          clip.transformer.text_model.embeddings.position_embedding):
+            embedding.weight.mul_(0.02)
+    checkpoint.update({f"cond_stage_model.{k}": v.to(dtype) if v.is_floating_point() else v
+                       for k, v in clip.state_dict().items()
+                       if k.startswith("transformer.") and k != "transformer.text_projection.weight"})  # SD1.5 has none
+    vae = init_weights(comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=SD15_VAE, embed_dim=4), 3)
+    checkpoint.update({f"first_stage_model.{k}": v.to(dtype) for k, v in vae.state_dict().items()})
+    return ({k: v.contiguous() for k, v in checkpoint.items()}, {k: v.contiguous() for k, v in control.items()})
+
+
+def write_sd15_files(models_dir, dtype=torch.float16):
+    """Write sd15_state_dicts() as models_dir/MODEL_FILES (a ComfyUI models folder layout); returns their paths."""
+    from safetensors.torch import save_file
+
+    from palsysim.files import write_atomically
+    paths = {k: os.path.join(models_dir, v) for k, v in MODEL_FILES.items()}
+    for path, state_dict in zip(paths.values(), sd15_state_dicts(dtype)):
+        write_atomically(path, lambda tmp: save_file(state_dict, tmp))
+    return paths
 
 
 def build_diffusers_sd15(device, dtype, tiny=False):
@@ -203,11 +244,38 @@ def profile_steps(loss_fn, optimizer, args, device, t_window, out_dir, steps=3):
              and any(s in e.name for s in ("Synchronize", "cudaMemcpy", "aten::item", "aten::_local_scalar_dense"))]
     interval = lambda e: (e.time_range.start, e.time_range.end)
     sort_by = "self_cuda_time_total" if kernels else "self_cpu_time_total"
-    return dict(trace=trace, steps=steps, wall_s=wall,
+    return dict(trace=trace, steps=steps, wall_s=wall, shares=op_shares(prof.key_averages(), bool(kernels)),
                 gpu_busy_s=merged_length(map(interval, kernels)) / 1e6 if kernels else None,
                 cpu_busy_s=merged_length(map(interval, ops)) / 1e6,
                 kernels=len(kernels), top_level_ops=len(ops), host_syncs=len(syncs),
                 table=prof.key_averages().table(sort_by=sort_by, row_limit=12))
+
+
+# What the profile's time goes to, by aten op name (self time, so a composite op is not counted twice).
+OP_KINDS = (("matmul, conv, attention", ("mm", "conv", "attention", "linear")),
+            ("optimizer", ("_foreach", "_fused_adam")),
+            ("casts and copies", ("copy_", "_to_copy", "clone", "contiguous", "cat", "stack")),
+            ("norms", ("norm",)),
+            ("elementwise", ("mul", "add", "sub", "div", "silu", "gelu", "sigmoid", "neg", "pow", "sqrt", "fill_",
+                             "zero_", "where", "mse", "lerp")))
+
+
+def op_shares(averages, on_device):
+    """{kind: share of self time} of a profile's key_averages() over OP_KINDS (the first kind that matches), plus
+    "other": device time of the aten ops when kernels ran (kernel rows would count it twice), else CPU time of
+    every row (the autograd engine's own rows included)."""
+    attr = "self_cpu_time_total"
+    if on_device:
+        attr = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
+    times = {kind: 0.0 for kind, _ in OP_KINDS} | {"other": 0.0}
+    for e in averages:
+        aten = e.key.startswith("aten::")
+        if on_device and not aten:
+            continue
+        kind = next((k for k, words in OP_KINDS if aten and any(w in e.key[6:] for w in words)), "other")
+        times[kind] += getattr(e, attr)
+    total = sum(times.values()) or 1.0
+    return {k: t / total for k, t in times.items()}
 
 
 def print_profile(label, p):
@@ -218,6 +286,7 @@ def print_profile(label, p):
               f"{p['kernels'] // p['steps']} kernels/step")
     print(f"  CPU busy        {per(p['cpu_busy_s'])} in top-level aten ops ({100 * p['cpu_busy_s'] / p['wall_s']:.0f}% "
           f"of wall), {p['top_level_ops'] // p['steps']} ops/step, {p['host_syncs'] // p['steps']} host syncs/step")
+    print("  self time       " + ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in p["shares"].items()))
     print(p["table"])
 
 
@@ -262,7 +331,14 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help=f"models {TINY_CHANNELS} channels wide instead of 320 (CPU)")
     p.add_argument("--device")
     p.add_argument("--comfyui-dir")
+    p.add_argument("--write-models", metavar="DIR", help="only write a real-size random SD1.5 checkpoint and Canny "
+                   "ControlNet (fp16) as DIR/" + " and DIR/".join(MODEL_FILES.values()) + ", then exit")
     args = p.parse_args(argv)
+    if args.write_models:
+        use_comfyui(args.comfyui_dir)
+        for path in write_sd15_files(args.write_models).values():
+            print(path)
+        return 0
     if args.peer and args.mode not in ("partial", "full"):
         p.error(f"--peer trains the whole ControlNet: use --mode partial or full, not {args.mode}")
 
