@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from PIL import Image
 
@@ -44,6 +45,18 @@ def runner_cmd(workflow, server, patients, out, *extra, tiny=True):
 def run_runner(*args, timeout=600, **kw):
     """The real CLI in a subprocess -> CompletedProcess (text)."""
     return subprocess.run(runner_cmd(*args, **kw), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def kill_mid_run(proc, server, ready, timeout=300):
+    """SIGKILL `server` once ready() holds (polled) while the runner `proc` (Popen, text) runs, then let
+    the runner finish -> (stdout, stderr); asserts the run was still going at the kill."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline and not ready():
+        time.sleep(0.02)
+    server.proc.kill()
+    server.proc.wait()
+    assert proc.poll() is None, "the run ended before the kill:\n" + proc.stderr.read()[-2000:]
+    return proc.communicate(timeout=600)
 
 
 def pngs(folder):

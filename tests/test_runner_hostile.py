@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
@@ -17,7 +16,7 @@ from PIL import Image
 from host import start_host
 from palsysim.fidelity import ITEMS
 from palsysim.runner import content_name, photo_png
-from runner_helpers import NO_ARCFACE, REPO, api, make_patients, own_server, pngs, run_runner, runner_cmd
+from runner_helpers import NO_ARCFACE, REPO, api, kill_mid_run, make_patients, own_server, pngs, run_runner, runner_cmd
 from test_runner_servers import queued
 
 EXPRESSIONS = ["rest", "grin"]
@@ -95,15 +94,8 @@ def test_a_server_lost_mid_run_is_named_with_what_it_kept_and_holds_nothing_once
                          "--seeds", *[str(s) for s in range(7911, 7917)])
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         uploads = os.path.join(b.input_dir, "palsysim")
-        deadline = time.monotonic() + 300
         # Killed once it holds our photo and a prompt of ours.
-        while proc.poll() is None and time.monotonic() < deadline and not (
-                any(fs for _, _, fs in os.walk(uploads)) and queued(b)):
-            time.sleep(0.02)
-        b.proc.kill()
-        b.proc.wait()
-        assert proc.poll() is None, "the run ended before the kill:\n" + proc.stderr.read()[-2000:]
-        stdout, stderr = proc.communicate(timeout=600)
+        stdout, stderr = kill_mid_run(proc, b, lambda: any(fs for _, _, fs in os.walk(uploads)) and queued(b))
         assert proc.returncode == 0, stdout + stderr
         assert len(pngs(out)) == 12  # every job finished on A
         left = os.listdir(uploads)

@@ -4,11 +4,10 @@ one-server run writes."""
 import json
 import os
 import subprocess
-import time
 
 import requests
 
-from runner_helpers import NO_ARCFACE, REPO, api, make_patients, own_server, pngs, run_runner, runner_cmd
+from runner_helpers import NO_ARCFACE, REPO, api, kill_mid_run, make_patients, own_server, pngs, run_runner, runner_cmd
 from test_runner import history_seeds
 
 SEEDS = [str(s) for s in range(7601, 7609)]  # unique to this test
@@ -37,14 +36,8 @@ def test_three_servers_one_killed_mid_batch_every_job_once_same_images(host, tmp
             cmd += ["--server", s.url]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         victim = servers[1]
-        deadline = time.monotonic() + 300
         # Killed once the batch is under way and the victim holds a prompt of ours.
-        while proc.poll() is None and time.monotonic() < deadline and not (pngs(out) and queued(victim)):
-            time.sleep(0.02)
-        victim.proc.kill()
-        victim.proc.wait()
-        assert proc.poll() is None, "the batch ended before the kill:\n" + proc.stderr.read()[-2000:]
-        stdout, stderr = proc.communicate(timeout=600)
+        stdout, stderr = kill_mid_run(proc, victim, lambda: pngs(out) and queued(victim))
         assert proc.returncode == 0, stdout + stderr
         assert f"lost the ComfyUI server at {victim.url}" in stderr, stderr
 
