@@ -193,7 +193,7 @@ class Client:
             return
         folder = f"input/{UPLOAD_FOLDER}/{self.client_id}/"
         try:
-            requests.post(self.url + "/history", json={"delete": self.queued}, timeout=30).raise_for_status()
+            requests.post(self.url + "/history", json={"delete": self.queued}, timeout=30)
             r = requests.post(self.url + "/palsysim/uploads/delete",
                               json={"run": self.client_id, "names": sorted(self.uploaded)}, timeout=30)
         except requests.RequestException as e:
