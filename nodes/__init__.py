@@ -12,13 +12,15 @@ from .grid import LabelledGrid, Lines, YanagiharaBatch
 from .facecrop import FaceCrop
 from .routes import register_routes
 from .preview import Preview
+from .video import CrossFrameAttention, SameNoise, SaveAnonymizedVideo, SmoothLandmarks, VideoConditions
 
 
 class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [FaceLandmarks, OrganCropResize, ContourReposition, PFCondition, TimestepWindowControlNetLoader,
-                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, YanagiharaBatch, Lines, LabelledGrid, FaceCrop, Preview]
+                ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, YanagiharaBatch, Lines, LabelledGrid, FaceCrop, Preview,
+                SmoothLandmarks, VideoConditions, CrossFrameAttention, SameNoise, SaveAnonymizedVideo]
 
 
 async def comfy_entrypoint() -> PalsySimExtension:

@@ -485,14 +485,22 @@ def make_codc(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512,
         return pf_condition(image, xy, size, **edge), None
     if mode != "codc":
         raise InputError(f"unknown condition mode {mode!r}: use pf or codc")
-    if donor_image is None or donor_xy is None:
-        raise InputError("the codc condition needs a donor photo (a healthy, consenting non-patient face)")
+    donor_image, donor_xy = codc_donor(donor_image, donor_xy, size)
     if size:
         image, m = face_crop(image, xy, size)
         xy = transform_points(xy, m)
-        donor_image, m = face_crop(donor_image, donor_xy, size)
-        donor_xy = transform_points(donor_xy, m)
     return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, rest_xy=rest_xy, **margins)
+
+
+def codc_donor(donor_image, donor_xy, size):
+    """The donor as a CODC condition takes it: (image, (478, 2)) face-cropped to (size, size) like a dataset
+    image, or as it is for size 0; refused when missing."""
+    if donor_image is None or donor_xy is None:
+        raise InputError("the codc condition needs a donor photo (a healthy, consenting non-patient face)")
+    if not size:
+        return donor_image, donor_xy
+    donor_image, m = face_crop(donor_image, donor_xy, size)
+    return donor_image, transform_points(donor_xy, m)
 
 
 REST_NAMES = ("rest.png", "rest.jpg", "rest.jpeg")

@@ -185,3 +185,19 @@ def synth_expression(image, face, item, side="left", severity=0.6):
     idx, palsy = palsy_displacements(xy, side, severity)
     expression = expression_displacements(xy, item, side, severity)[1]  # the same anchors, in order
     return _warp(to_rgb_uint8(image), xy, idx, palsy + expression)
+
+
+def synth_expression_video(image, face, item, frames=30, side="left", severity=0.6):
+    """A palsy patient going from rest to one Yanagihara item and back: [(frame (H, W, 3) uint8, (478, 2)), ...].
+
+    The expression's displacement follows sin(pi t / (frames - 1)), so frames 0 and frames - 1 are the
+    palsy at rest and the middle one the item's apex (synth_expression's); the palsy itself stays.
+    Each frame's landmarks are where the warp carried the input landmarks: the sequence's ground truth.
+    """
+    _check(side, severity)
+    if not isinstance(frames, int) or frames < 2:
+        raise InputError(f"frames={frames!r}: a video needs at least 2 frames")
+    rgb, xy = to_rgb_uint8(image), face.xy.astype(np.float64)
+    idx, palsy = palsy_displacements(xy, side, severity)
+    expression = expression_displacements(xy, item, side, severity)[1]
+    return [_warp(rgb, xy, idx, palsy + np.sin(np.pi * t / (frames - 1)) * expression) for t in range(frames)]

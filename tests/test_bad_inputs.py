@@ -205,6 +205,41 @@ def patient_and_donor(g, u, patient_image, patient_lm_image=None):
     return patient_image, lm, donor, landmarks(g, donor)
 
 
+def video_conditions(g, frames, lm, mode="pf", **kw):
+    return [g.add("PalsyVideoConditions", frames=frames, landmarks=lm, mode=mode, size=256, contour="canny", **kw), 0]
+
+
+def smoothed(g, lm, **kw):
+    return [g.add("PalsySmoothLandmarks", landmarks=lm, **{"fps": 30.0, "min_cutoff": 1.0, "beta": 50.0,
+                                                            "d_cutoff": 1.0, **kw}), 0]
+
+
+def save_video(g, frames, **kw):
+    return g.add("PalsySaveAnonymizedVideo", frames=frames, **{"fps": 8.0, "filename_prefix": "bad_inputs/video",
+                                                               "format": "mp4", **kw})
+
+
+def sampled(g, model=None, latent=None):
+    """Two 64x64 frames of the tiny checkpoint through the cross-frame patch from one noise -> decoded IMAGE."""
+    ckpt = g.add("CheckpointLoaderSimple", ckpt_name="tiny_sd15.safetensors")
+    text = g.add("CLIPTextEncode", clip=[ckpt, 1], text="ID photo of a person")
+    model = model if model is not None else [g.add("PalsyCrossFrameAttention", model=[ckpt, 0]), 0]
+    latent = latent if latent is not None else [g.add("PalsySameNoise", latent=[g.add(
+        "EmptyLatentImage", width=64, height=64, batch_size=2), 0]), 0]
+    k = g.add("KSampler", model=model, positive=[text, 0], negative=[text, 0], latent_image=latent, seed=1, steps=1,
+              cfg=1.0, sampler_name="euler", scheduler="normal", denoise=1.0)
+    return [g.add("VAEDecode", samples=[k, 0], vae=[ckpt, 2]), 0]
+
+
+def saved_video(frames):
+    def check(host, result, g):
+        from palsysim.video import read_video
+        nid = next(k for k, v in g.nodes.items() if v["class_type"] == "PalsySaveAnonymizedVideo")
+        (v,) = result.outputs[nid]["palsysim_video"]
+        assert len(read_video(os.path.join(host.output_dir, v["subfolder"], v["filename"]))[0]) == frames
+    return check
+
+
 # --- the table -----------------------------------------------------------------------------------
 # Each case: (id, node type under test, build(g, u) adding the prompt's nodes, expectation).
 # Expectation: a list of words the message must hold (the node under test must be the one that
@@ -568,6 +603,34 @@ CASES = [
     # PalsyLines
     ("lines/no line", "PalsyLines", lambda g, u: save(g, load(g, u, "astro"), summary=[lines(g, " \n\n"), 1]),
      ["text has no line"]),
+    # The video nodes
+    ("smooth/NaN beta", "PalsySmoothLandmarks",
+     lambda g, u: save_image(g, video_conditions(g, load(g, u, "astro"), smoothed(g, landmarks(g, load(g, u, "astro")),
+                                                                               beta=math.nan))), ["beta is nan"]),
+    ("smooth/one frame", "PalsySmoothLandmarks",
+     lambda g, u: save_image(g, video_conditions(g, load(g, u, "astro"), smoothed(g, landmarks(g, load(g, u, "astro"))))),
+     ok(saved_one((256, 256)))),
+    ("video conditions/codc without a donor", "PalsyVideoConditions",
+     lambda g, u: save_image(g, video_conditions(g, load(g, u, "astro"), landmarks(g, load(g, u, "astro")), "codc")),
+     ["codc needs donor_image and donor_landmarks"]),
+    ("video conditions/2 frames, landmarks of 1", "PalsyVideoConditions",
+     lambda g, u: save_image(g, video_conditions(g, two_of("astro", "grace")(g, u), landmarks(g, load(g, u, "astro")))),
+     ["1 landmark sets for 2 frames"]),
+    ("video conditions/NaN frames", "PalsyVideoConditions",
+     lambda g, u: save_image(g, video_conditions(g, nan_image(g, u), landmarks(g, load(g, u, "astro")))), ["NaN"]),
+    ("cross-frame/model a typed value", "PalsyCrossFrameAttention",
+     lambda g, u: save_video(g, sampled(g, model=[g.add("PalsyCrossFrameAttention", model="x"), 0])),
+     ["model takes a link"]),
+    ("same noise/latent a typed value", "PalsySameNoise",
+     lambda g, u: save_video(g, sampled(g, latent=[g.add("PalsySameNoise", latent=3), 0])), ["latent takes a link"]),
+    ("video save/empty batch", "PalsySaveAnonymizedVideo", lambda g, u: save_video(g, empty(g)),
+     ["frames batch is empty"]),
+    ("video save/hidden file prefix", "PalsySaveAnonymizedVideo",
+     lambda g, u: save_video(g, load(g, u, "astro"), filename_prefix=".x"), ["hidden files"]),
+    ("video save/NaN pixels", "PalsySaveAnonymizedVideo", lambda g, u: save_video(g, nan_image(g, u)), ["NaN"]),
+    ("video save/two frames sampled with the patch", "PalsySaveAnonymizedVideo", lambda g, u: save_video(g, sampled(g)),
+     ok(saved_video(2))),
+
     ("lines/one run per line", "PalsyLines",
      lambda g, u: save(g, load(g, u, "astro"), summary=[lines(g, "a man\n\n  a woman \nan elder"), 0]),
      ok(saved_all(3, (512, 512)))),
@@ -575,7 +638,8 @@ CASES = [
 IDS = [c[0] for c in CASES]
 NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPFCondition",
          "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid",
-         "PalsyFaceCrop", "PalsyPreview", "PalsyYanagiharaBatch", "PalsyLines"]
+         "PalsyFaceCrop", "PalsyPreview", "PalsyYanagiharaBatch", "PalsyLines", "PalsySmoothLandmarks",
+         "PalsyVideoConditions", "PalsyCrossFrameAttention", "PalsySameNoise", "PalsySaveAnonymizedVideo"]
 
 
 def run_raw(host, prompt, timeout=300):
@@ -659,6 +723,8 @@ def every_node(g, u):
                                 row_labels=[lines(g, "a man"), 1]), 0], prefix="bad_inputs/final_grid")
     g.add("PalsyPreview", images=items(lambda g, u: patient)(g, u))
     loader(g, TINY_CONTROLNET)
+    g.add("PalsyPreview", images=video_conditions(g, patient, smoothed(g, plm)))
+    save_video(g, sampled(g))
     return saved, sheet
 
 

@@ -1,0 +1,155 @@
+"""Pseudo-palsy expression videos (issue 26), the core: a real face warped through rest -> grin -> rest with a
+left-sided palsy (30 frames, the landmark warp's own landmarks as ground truth), its landmarks smoothed,
+its PF and CODC conditions, the measures over time, and the video files written and read back."""
+import os
+
+import numpy as np
+import pytest
+
+from palsysim import regions as R
+from palsysim.codc import face_crop, transform_points
+from palsysim.images import InputError, read_image
+from palsysim.landmarks import face_landmarks
+from palsysim.sequence import sequence_conditions, sequence_landmarks
+from palsysim.smoothing import jitter, one_euro
+from palsysim.synth import synth_expression_video
+from palsysim.video import read_video, write_video
+from palsysim.video_measures import asymmetry_curves, dynamics, flicker
+from real_faces import photo_paths
+
+FPS = 30.0
+MOVING = ("commissure_height", "commissure_excursion", "smile_angle")  # what a grin moves
+
+
+@pytest.fixture(scope="module")
+def grin():
+    """(frames, ground-truth landmarks (30, 478, 2)) of Grace Hopper grinning with a left palsy."""
+    photo = read_image(photo_paths()["grace_hopper"])
+    seq = synth_expression_video(photo, face_landmarks(photo), "grin", frames=30, side="left", severity=0.6)
+    return [f for f, _ in seq], np.stack([xy for _, xy in seq]).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def detected(grin):
+    return sequence_landmarks(grin[0], FPS)
+
+
+@pytest.fixture(scope="module")
+def donor():
+    photo = read_image(photo_paths()["astronaut"])
+    return photo, face_landmarks(photo).xy
+
+
+def test_the_synthetic_video_goes_from_rest_to_the_grin_and_back(grin):
+    frames, truth = grin
+    curves = asymmetry_curves(truth)
+    excursion = curves["commissure_excursion"]
+    assert abs(excursion[0] - excursion[-1]) < 1e-3  # back at rest
+    assert excursion[15] > excursion[0] + 0.05  # the healthy corner reaches further at the apex
+    assert np.array_equal(frames[0], frames[0]) and not np.array_equal(frames[0], frames[15])
+
+
+def test_smoothing_removes_jitter_without_lagging_the_motion(detected):
+    raw, smooth = detected
+    assert jitter(smooth) < 0.5 * jitter(raw), (jitter(smooth), jitter(raw))
+    d = dynamics(smooth, raw)
+    for m in MOVING:
+        assert d[m]["lag"] == 0, (m, d[m])
+        assert d[m]["r"] >= 0.9, (m, d[m])
+    with pytest.raises(InputError, match="min_cutoff=nan"):
+        one_euro(raw, FPS, min_cutoff=float("nan"))
+
+
+def _organ_steps(organs, xys, donor_xy):
+    """Per organ and frame step: (the largest move of its placed landmarks, read in the donor's face frame,
+    the largest move of its landmarks in the patient's own face frame), both (T - 1,) in IPD units.
+
+    Face frames (pupil axis, IPD units) because CODC anchors each organ on the donor's face: a head that
+    turns or a pupil that shifts moves the patient's pixels, and the organ follows only what moved in the face.
+    """
+    out = {}
+    step = lambda a: np.linalg.norm(np.diff(a, axis=0), axis=2).max(1)  # noqa: E731
+    for name in ("right_eye", "left_eye", "nose", "mouth"):
+        idx = list(R.ORGANS[name])
+        placed = np.stack([_in_frame(transform_points(xy[idx], o[name].matrix), donor_xy) for o, xy in zip(organs, xys)])
+        source = np.stack([_in_frame(xy[idx], xy) for xy in xys])
+        out[name] = (step(placed), step(source))
+    return out
+
+
+def _in_frame(points, xy):
+    """points (K, 2) pixels -> the face frame of landmarks xy (478, 2): origin mid-pupils, IPD units."""
+    right, left = xy[R.PUPIL["right"]], xy[R.PUPIL["left"]]
+    ipd = np.hypot(*(left - right))
+    ex = (left - right) / ipd
+    rel = points - (right + left) / 2
+    return np.stack([rel @ ex, rel @ np.array([-ex[1], ex[0]])], axis=1) / ipd
+
+
+@pytest.mark.parametrize("mode", ["codc", "pf"])
+def test_sequence_conditions_move_only_as_the_face_moves(grin, detected, donor, mode):
+    frames, _ = grin
+    smooth = detected[1]
+    conditions, organs = sequence_conditions(frames, smooth, mode, *donor)
+    assert len(conditions) == 30 and all(c.shape == (512, 512) for c in conditions)
+    # Frame 0 is the still-photo condition of the rest frame: the sequence adds nothing at rest.
+    crop, m = face_crop(frames[0], smooth[0], 512)
+    if mode == "pf":
+        from palsysim.edges import canny
+        assert np.array_equal(conditions[0], canny(crop))
+        return
+    xys = np.stack([transform_points(xy, m) for xy in smooth])  # every frame in frame 0's crop
+    donor_xy = transform_points(donor[1], face_crop(*donor, 512)[1])
+    for name, (jump, moved) in _organ_steps(organs, xys, donor_xy).items():
+        assert (jump <= moved + 1e-3).all(), (name, (jump - moved).max())
+        assert moved.max() > 0.005  # the test sees motion: the grin moves every organ a little
+    # The expression's dynamics survive: the condition's landmarks move as the source's.
+    placed = np.stack([o.map_landmarks(xy) for o, xy in zip(organs, xys)])
+    d = dynamics(placed, xys)
+    for m_ in MOVING:
+        assert d[m_]["r"] >= 0.95, (m_, d[m_])
+        assert d[m_]["lag"] == 0
+
+
+def test_flicker_is_low_for_a_smooth_video_and_high_for_noise(grin):
+    frames = grin[0][:8]
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(f.astype(np.int16) + rng.integers(-40, 41, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    assert flicker(frames) * 3 < flicker(noisy), (flicker(frames), flicker(noisy))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webm"])
+def test_a_saved_video_decodes_to_its_frames_and_names_nobody(tmp_path, grin, ext):
+    frames = [f[:301, :401] for f in grin[0][:12]]  # odd sides: padded to even for 4:2:0
+    path = str(tmp_path / f"KOBAYASHI_1987{ext}")
+    write_video(path, frames, 24.0)
+    back, fps = read_video(path)
+    assert len(back) == 12 and fps == pytest.approx(24.0)
+    assert back[0].shape == (302, 402, 3)
+    err = np.abs(back[5][:301, :401].astype(float) - frames[5]).mean()
+    assert err < 6, err  # lossy, but the same picture
+    data = open(path, "rb").read()
+    assert b"KOBAYASHI" not in data and b"1987" not in data
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []  # no temporary file left
+
+
+def test_a_folder_of_frames_is_read_in_natural_order(tmp_path, grin):
+    from palsysim.images import write_image
+    for t in (0, 1, 2, 10):
+        write_image(str(tmp_path / f"frame_{t}.png"), grin[0][t])
+    frames, fps = read_video(str(tmp_path))
+    assert [np.array_equal(a, grin[0][t]) for a, t in zip(frames, (0, 1, 2, 10))] == [True] * 4
+    assert fps == 30.0
+
+
+def test_bad_videos_get_a_message(tmp_path):
+    empty = tmp_path / "cut.mp4"
+    empty.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 50)
+    with pytest.raises(InputError, match="not a readable video"):
+        read_video(str(empty))
+    with pytest.raises(InputError, match="holds no frames"):
+        read_video(str(tmp_path.joinpath("none").mkdir() or tmp_path / "none"))
+    with pytest.raises(InputError, match="fps=nan"):
+        write_video(str(tmp_path / "x.mp4"), [np.zeros((64, 64, 3), np.uint8)], float("nan"))
+    with pytest.raises(InputError, match=r"\.mp4 or \.webm"):
+        write_video(str(tmp_path / "x.gif"), [np.zeros((64, 64, 3), np.uint8)], 30)
