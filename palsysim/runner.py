@@ -47,7 +47,7 @@ import requests
 
 from .fidelity import ITEMS
 from .files import write_bytes
-from .images import InputError
+from .images import InputError, read_image, refuse_unreadable
 from .outputs import folder_out, refuse_overlap, unique_names
 from . import workflow as wf
 
@@ -496,15 +496,13 @@ def identity_names(identities, known):
 
 
 def photo_png(path):
-    """A photo file -> PNG bytes with no metadata (EXIF, text, ICC): pixels only, upright."""
-    from PIL import Image, ImageOps
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path} is not a readable photo: {e}") from None
+    """A photo file -> PNG bytes with no metadata (EXIF, text, ICC): pixels only, upright.
+
+    Decoded by the one photo reader, so an upload holds the pixels the CLI and training see (its
+    size limit and messages included)."""
+    from PIL import Image
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    Image.fromarray(read_image(path)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -1011,6 +1009,8 @@ def main(args):
     if args.donor and not os.path.isfile(args.donor):
         raise InputError(f"--donor {args.donor}: no such file")
     refuse_overlap(args.out, [args.patients] + [args.donor] * bool(args.donor))
+    # Every photo read once before any server starts or folder is made: an unreadable or oversized one is named now.
+    refuse_unreadable(sorted({p for photos in patients.values() for p in photos.values()}) + [args.donor] * bool(args.donor))
     folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
     with servers(args.server, args.embedded, args.models_dir) as urls:
         clients = [Client(url) for url in urls]

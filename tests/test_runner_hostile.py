@@ -16,7 +16,7 @@ from PIL import Image
 from host import start_host
 from palsysim.fidelity import ITEMS
 from palsysim.runner import content_name, photo_png
-from runner_helpers import NO_ARCFACE, REPO, api, kill_mid_run, make_patients, own_server, pngs, run_runner, runner_cmd
+from runner_helpers import NO_ARCFACE, PATIENT, REPO, api, kill_mid_run, make_patients, own_server, pngs, run_runner, runner_cmd
 from test_runner_servers import queued
 
 EXPRESSIONS = ["rest", "grin"]
@@ -172,3 +172,21 @@ def test_without_fcntl_and_prctl_the_nodes_register_and_the_runner_says_what_nee
         assert requests.post(server.url + "/palsysim/uploads/delete", json={}).status_code == 400  # its route too
     finally:
         server.stop()
+
+
+def test_an_oversized_photo_is_named_before_any_server_starts(tmp_path):
+    """The runner decodes uploads with the one photo reader: a 40000x40000 PNG header (a decompression
+    bomb) is refused by name with the limit, before a server is reached (the URL here answers nothing)."""
+    import struct
+    import zlib
+    patients = make_patients(tmp_path / "p", EXPRESSIONS, size=236)
+    bomb = next(p for p in (patients / PATIENT).iterdir() if p.stem == "grin")
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    r = run_runner(api("palsy_pf"), "http://127.0.0.1:9", patients, tmp_path / "out", timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "grin.png is 1,600,000,000 pixels, over the 80,000,000" in r.stderr and "Traceback" not in r.stderr
+    assert "127.0.0.1:9" not in r.stderr and not (tmp_path / "out").exists()
