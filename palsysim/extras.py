@@ -21,8 +21,13 @@ def requirements(extra):
         return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 
+def distribution(requirement):
+    """The distribution a requirement line names: 'lpips>=0.1.4' -> 'lpips'."""
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+
+
 def _installed(requirement):
-    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+    name = distribution(requirement)
     module = MODULES.get(name, name.replace("-", "_"))
     if module in sys.modules:  # None there: imports of it are blocked
         return sys.modules[module] is not None

@@ -5,7 +5,6 @@ import glob
 import importlib.metadata
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -13,8 +12,10 @@ import pytest
 import requests
 
 from host import PACK_NAME
+from palsysim import extras
 from palsysim.fidelity import ITEMS
 from real_faces import photo_paths
+from test_requirements import requirement_lines
 from tiny_models import comfyui_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,12 +78,7 @@ def imported_modules(path):
 
 
 def distribution(requirement):
-    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
-
-
-def requirement_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    return extras.distribution(requirement).lower().replace("_", "-")
 
 
 def is_network_or_process(module):
@@ -142,9 +138,9 @@ def test_requirements_txt_is_what_the_loaded_modules_import(loaded):
     ours = {distribution(line) for line in requirement_lines(os.path.join(REPO, "requirements.txt"))}
     host = {distribution(line) for line in requirement_lines(os.path.join(comfyui_dir(), "requirements.txt"))}
     assert ours - needed == set(), "requirements.txt installs what the nodes never import"
-    extras = {distribution(line) for f in glob.glob(os.path.join(REPO, "requirements-*.txt")) for line in
-              requirement_lines(f) if not f.endswith("-dev.txt")}
-    assert needed - ours - host - extras == set(), "the nodes import what requirements.txt does not install"
+    optional = {distribution(line) for f in glob.glob(os.path.join(REPO, "requirements-*.txt")) for line in
+                requirement_lines(f) if not f.endswith("-dev.txt")}
+    assert needed - ours - host - optional == set(), "the nodes import what requirements.txt does not install"
 
 
 def published_files():
