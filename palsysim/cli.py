@@ -158,6 +158,9 @@ def cmd_bench(args):
     elif args.which == "codc-layout":
         from .codc_layout import yanagihara_table
         yanagihara_table(size=args.size)
+    elif args.which == "video":
+        from .video_bench import video
+        video()
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
@@ -295,8 +298,9 @@ def parser():
     p = sub.add_parser("bench", help="benchmarks: preprocess (CODC vs landmark detection alone), "
                                       "codc-measures (expression kept over the 10 Yanagihara items), "
                                       "codc-layout (per organ: anchor offset from the donor's, share near own edges), "
-                                      "generate (s/image per ControlNet mode, images/s with 1..N hosts)")
-    p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate"])
+                                      "generate (s/image per ControlNet mode, images/s with 1..N hosts), "
+                                      "video (per-frame seconds of the video pipeline, smoothing jitter and lag)")
+    p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate", "video"])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures, codc-layout) or image size (generate)")
     p.add_argument("--models-dir", help="generate: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")

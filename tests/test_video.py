@@ -153,3 +153,12 @@ def test_bad_videos_get_a_message(tmp_path):
         write_video(str(tmp_path / "x.mp4"), [np.zeros((64, 64, 3), np.uint8)], float("nan"))
     with pytest.raises(InputError, match=r"\.mp4 or \.webm"):
         write_video(str(tmp_path / "x.gif"), [np.zeros((64, 64, 3), np.uint8)], 30)
+
+
+def test_bench_video_prints_per_frame_figures():
+    from palsysim.video_bench import video
+    lines = []
+    figures = video(frames=8, log=lines.append)
+    assert all(figures[k] > 0 for k in ("landmarks_s_per_frame", "pf_s_per_frame", "codc_s_per_frame"))
+    assert figures["jitter_smoothed"] < figures["jitter_raw"]
+    assert lines[0].startswith("8 frames of a synthetic grin") and "ms" in lines[1]
