@@ -6,7 +6,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -69,23 +68,6 @@ def test_annotator_canny_gives_opencvs_own_bytes_on_photos_organs_and_odd_sizes(
             assert np.array_equal(edges.canny(image, low, high), cv2.Canny(image, low, high)), (image.shape, low, high)
             compared += 1
     assert compared >= 4 * 90
-
-
-def test_annotator_canny_takes_at_most_0_8_of_opencvs_time_on_a_colour_photo():
-    donor = bench.sample_faces(512)[1]
-    ours, theirs = [], []
-    threads = cv2.getNumThreads()
-    # The work itself, in one thread's CPU time: wall times on a shared machine measure the other processes.
-    cv2.setNumThreads(1)
-    try:
-        for _ in range(60):
-            for fn, times in ((lambda: edges.canny(donor), ours), (lambda: cv2.Canny(donor, 100.0, 200.0), theirs)):
-                start = time.thread_time()
-                fn()
-                times.append(time.thread_time() - start)
-    finally:
-        cv2.setNumThreads(threads)
-    assert np.median(ours) <= 0.8 * np.median(theirs), (np.median(ours), np.median(theirs))
 
 
 def test_a_batch_against_one_donor_gives_each_photos_own_condition_byte_for_byte(expression_photos):
