@@ -394,13 +394,22 @@ def face_crop(image, xy, size=512, margin=FACE_MARGIN):
     return _resample(rgb, shifted, (size, size)), _affine(box, (0, 0, size, size))
 
 
+def crop_points(xy, matrix):
+    """(N, 2) photo points -> (N, 2) float32 points in a face_crop's pixels, as a Face holds them.
+
+    float32 like crop_face's, so that the CLI and the nodes (which pass Faces) place organs on the
+    same sub-pixel and give the same condition bytes.
+    """
+    return transform_points(xy, matrix).astype(np.float32)
+
+
 def crop_face(face, matrix, size):
     """A Face carried through a face_crop: same points in the crop's pixels (depth scaled alike)."""
     from .landmarks import Face
-    pts = np.asarray(face.points, dtype=np.float64).copy()
-    pts[:, :2] = transform_points(pts, matrix)
+    pts = np.asarray(face.points, dtype=np.float32).copy()
+    pts[:, :2] = crop_points(pts, matrix)
     pts[:, 2] *= matrix[0][0]
-    return Face(pts.astype(np.float32), (int(size), int(size)), face.face_index, face.faces_found)
+    return Face(pts, (int(size), int(size)), face.face_index, face.faces_found)
 
 
 def pf_photo(image, xy, size=512, margin=FACE_MARGIN):
@@ -488,7 +497,7 @@ def make_codc(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512,
     donor_image, donor_xy = codc_donor(donor_image, donor_xy, size)
     if size:
         image, m = face_crop(image, xy, size)
-        xy = transform_points(xy, m)
+        xy = crop_points(xy, m)
     return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, rest_xy=rest_xy, **margins)
 
 
@@ -500,7 +509,7 @@ def codc_donor(donor_image, donor_xy, size):
     if not size:
         return donor_image, donor_xy
     donor_image, m = face_crop(donor_image, donor_xy, size)
-    return donor_image, transform_points(donor_xy, m)
+    return donor_image, crop_points(donor_xy, m)
 
 
 REST_NAMES = ("rest.png", "rest.jpg", "rest.jpeg")
