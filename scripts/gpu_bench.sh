@@ -54,7 +54,7 @@ if [ $tiny = 1 ]; then
   train=(--tiny --resolution 64 --batch-size 1 --steps 1 --warmup 0 --device cpu)
   gen=(--size 64 --steps 2 --jobs 1)
   checkpoint=tiny_sd15.safetensors controlnet=tiny_canny.safetensors
-  step models "$PY" -c "import sys; sys.path.insert(0, 'tests'); import tiny_models as t
+  step models "$PY" -c "import sys; sys.path.insert(0, 'tests/support'); import tiny_models as t
 t.write_tiny_checkpoint('$models/checkpoints/$checkpoint'); t.write_tiny_controlnet('$models/controlnet/$controlnet')"
 else
   train=(--resolution 512 --batch-size 4 --steps 10 --warmup 2 --precision bf16)

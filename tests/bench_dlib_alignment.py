@@ -16,7 +16,7 @@ import dlib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 from palsysim import identity_dlib as D  # noqa: E402
 from palsysim.landmarks import face_landmarks  # noqa: E402
 from palsysim.synth import synth_palsy  # noqa: E402

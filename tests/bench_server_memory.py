@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench_server_memory.py [N]
 
-Starts the real host with the pack (tests/host.py), runs one good PalsyFaceLandmarks prompt, then N
+Starts the real host with the pack (tests/support/host.py), runs one good PalsyFaceLandmarks prompt, then N
 (default 30) prompts with a bare NaN min_confidence, then N good prompts each with its own
 min_confidence (0.30, 0.31, ...: every value a new detector setting). Prints the server's resident
 memory after each phase. A NaN must be refused at validation (no detector built) and the detector
@@ -18,7 +18,8 @@ import uuid
 import psutil
 import requests
 
-sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "support"), os.path.dirname(HERE)]
 from host import start_host  # noqa: E402
 from test_host import ASTRONAUT, landmarks_graph  # noqa: E402
 

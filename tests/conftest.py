@@ -1,14 +1,20 @@
-"""Shared pytest fixtures. The real ComfyUI host with the pack: see host.py and the `host` fixture."""
+"""Shared pytest fixtures. The real ComfyUI host with the pack: see support/host.py and the `host` fixture.
+
+Helper modules (no tests in them) live in tests/support/, put on sys.path here, so test files import
+them by name (`from host import ...`, `from real_faces import ...`).
+"""
 import os
 import shutil
 import sys
 
 import pytest
 
-from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
-from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
-from palsysim.landmarks import has_legacy_api
+from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host  # noqa: E402
+from tiny_models import write_tiny_checkpoint, write_tiny_controlnet  # noqa: E402
+
+from palsysim.landmarks import has_legacy_api  # noqa: E402
 
 # Without mediapipe's legacy API (the "current" environment: make test-current) every landmark call,
 # in this process, its subprocesses and the host, uses the Tasks API with the face_landmarker.task

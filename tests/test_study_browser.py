@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from test_study_helpers import (assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa,
+from study_helpers import (assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa,
                                       make_inputs)
 
 webdriver = pytest.importorskip("selenium.webdriver")

@@ -17,7 +17,7 @@ import zlib
 import pytest
 import requests
 
-from test_study_helpers import make_inputs
+from study_helpers import make_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

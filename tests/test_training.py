@@ -1,6 +1,6 @@
 """Training on ComfyUI's own model code: windowed timesteps, what changes, loss, and the output file.
 
-Tiny SD1.5-shaped models (tests/tiny_models.py) and a one-photo dataset (a real face with a
+Tiny SD1.5-shaped models (tests/support/tiny_models.py) and a one-photo dataset (a real face with a
 synthetic palsy) at 64x64 keep every run to seconds on a CPU.
 """
 import json

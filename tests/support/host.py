@@ -30,7 +30,7 @@ from PIL import Image
 from palsysim.runner import wait_until_up
 from tiny_models import comfyui_dir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
 MODEL_FOLDERS = ("checkpoints", "controlnet", "mediapipe", "insightface")
 PACK_NAME = "palsysim"  # the link scripts/setup.sh makes in the host's custom_nodes
 # File names of the tiny models the `host` fixture (conftest.py) puts in its model folders.
