@@ -19,9 +19,9 @@ import psutil
 import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.join(HERE, "support"), os.path.dirname(HERE)]
+sys.path[:0] = [os.path.join(HERE, "support"), os.path.dirname(HERE)]
 from host import start_host  # noqa: E402
-from test_host import ASTRONAUT, landmarks_graph  # noqa: E402
+from host_graphs import ASTRONAUT, landmarks_graph  # noqa: E402
 
 
 def post_raw(host, prompt):

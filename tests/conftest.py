@@ -1,7 +1,8 @@
 """Shared pytest fixtures. The real ComfyUI host with the pack: see support/host.py and the `host` fixture.
 
 Helper modules (no tests in them) live in tests/support/, put on sys.path here, so test files import
-them by name (`from host import ...`, `from real_faces import ...`).
+them by name (`from host import ...`, `from real_faces import ...`). What several test files share
+is there or here, never imported from another test file.
 """
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
+from file_server import Server  # noqa: E402
 from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host  # noqa: E402
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet  # noqa: E402
 
@@ -80,3 +82,13 @@ def host(tmp_path_factory):
     server.stop()
     # pytest keeps the last few runs' temp folders; the log and outputs are small, the models not.
     shutil.rmtree(models, ignore_errors=True)
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP file server (support/file_server.py): put bytes in server.files[name], fetch
+    server.url(name); it records each request's Range header in server.ranges."""
+    s = Server()
+    yield s
+    s.shutdown()
+    s.server_close()

@@ -34,10 +34,9 @@ import requests
 import torch
 from safetensors.torch import save_file
 
-import host as host_mod
 from palsysim.fidelity import ITEMS
-from host import TINY_CONTROLNET, read_image
-from test_host import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
+from host import TINY_CONTROLNET, read_image, run_raw
+from host_graphs import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
 from tiny_arcface import write_tiny_arcface
 from tiny_models import comfyui_dir, tiny_controlnet_state_dict
 
@@ -640,25 +639,6 @@ NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition",
          "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid",
          "PalsyFaceCrop", "PalsyPreview", "PalsyYanagiharaBatch", "PalsyLines", "PalsySmoothLandmarks",
          "PalsyVideoConditions", "PalsyCrossFrameAttention", "PalsySameNoise", "PalsySaveAnonymizedVideo"]
-
-
-def run_raw(host, prompt, timeout=300):
-    """host.run, but the prompt JSON is sent as Python writes it, so NaN travels as a bare NaN
-    (requests' json= refuses NaN)."""
-    prompt_id = uuid.uuid4().hex
-    body = json.dumps({"prompt": prompt, "client_id": host.client_id, "prompt_id": prompt_id})
-    r = requests.post(host.url + "/prompt", data=body, headers={"Content-Type": "application/json"}, timeout=60)
-    if r.status_code == 400:
-        return host_mod._invalid(r.json(), prompt_id)
-    r.raise_for_status()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entry = host.get(f"/history/{prompt_id}").get(prompt_id)
-        if entry:
-            return host_mod._finished(entry, prompt_id)
-        assert host.alive(), host.log()[-3000:]
-        time.sleep(0.05)
-    raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
 
 
 def test_every_pack_node_has_rows_in_the_table(host):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from cli_helpers import experiment_cli as cli
 from palsysim.images import read_image, write_image
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import synth_expression, synth_palsy
@@ -38,11 +39,6 @@ def make_inputs(root):
     write_image(os.path.join(root, "donors", "donor.png"), donor)
     write_tiny_checkpoint(os.path.join(root, "sd", "tiny_sd15.safetensors"))
     write_tiny_controlnet(os.path.join(root, "sd", "tiny_canny.safetensors"))
-
-
-def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "palsysim", "experiment", *args], cwd=REPO, capture_output=True,
-                          text=True, **kw)
 
 
 def init(root, exp):

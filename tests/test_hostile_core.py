@@ -7,9 +7,9 @@ import zlib
 
 import pytest
 
+from host import run_raw
 from palsysim.cli import main
 from palsysim.images import MAX_PIXELS
-from test_models import server  # noqa: F401  (the loopback HTTP server fixture)
 from real_faces import photo_paths
 
 
@@ -222,7 +222,6 @@ def output_files(host):
 def refused(host, prompt, node, *words):
     """The prompt is refused (at validation, or by the node's own InputError) naming `words`; the server
     stays up; no output file appears; the message shows no path of the server's."""
-    from test_bad_inputs import run_raw
     before = output_files(host)
     result = run_raw(host, prompt)
     assert host.alive(), host.log()[-3000:]

@@ -15,7 +15,7 @@ from host import PACK_NAME
 from palsysim import extras
 from palsysim.fidelity import ITEMS
 from real_faces import photo_paths
-from test_requirements import requirement_lines
+from requirement_files import requirement_lines
 from tiny_models import comfyui_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,10 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from test_training import config as training_config
-from test_training_safety import files  # noqa: F401 (the fixture: tiny models and one real photo)
 from training import checkpointing as ckpt
 from training.recipe import train
+from training_helpers import one_photo_files, training_config
+
+
+@pytest.fixture(scope="module")
+def files(module_tmp):
+    """Tiny models and one real photo."""
+    return one_photo_files(module_tmp("reid_resume"))
 
 
 def config(files, out, **kw):

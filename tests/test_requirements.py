@@ -8,16 +8,13 @@ import tomllib
 
 import pytest
 
+from requirement_files import requirement_lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELD = ("numpy", "protobuf", "opencv-python", "opencv-contrib-python")
 
 
 EXTRAS = ("run", "study", "evaluate", "train")
-
-
-def requirement_lines(name="requirements.txt"):
-    with open(os.path.join(ROOT, name)) as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 
 def pyproject():

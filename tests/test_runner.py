@@ -14,16 +14,8 @@ from PIL import Image
 from palsysim import workflow as wf
 from palsysim.fidelity import ITEMS
 from palsysim.images import InputError
-from runner_helpers import NO_ARCFACE, PATIENT, REPO, api, make_patients, pngs, run_runner, runner_cmd
-
-
-def history_seeds(host):
-    """Seed of every prompt the server has run (the KSampler's), as a list with repeats."""
-    seeds = []
-    for entry in host.get("/history").values():
-        graph = entry["prompt"][2]
-        seeds += [n["inputs"]["seed"] for n in graph.values() if n["class_type"] == "KSampler"]
-    return seeds
+from runner_helpers import (NO_ARCFACE, PATIENT, REPO, api, history_seeds, make_patients, pngs, run_runner,
+                            runner_cmd)
 
 
 def test_a_killed_batch_resumes_without_requeuing_done_images(host, tmp_path):

@@ -7,8 +7,7 @@ import subprocess
 import time
 
 from host import start_host
-from runner_helpers import NO_ARCFACE, REPO, api, make_patients, own_server, pngs, runner_cmd
-from test_runner import history_seeds
+from runner_helpers import NO_ARCFACE, REPO, api, history_seeds, make_patients, own_server, pngs, runner_cmd
 
 
 def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):

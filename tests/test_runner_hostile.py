@@ -16,8 +16,8 @@ from PIL import Image
 from host import start_host
 from palsysim.fidelity import ITEMS
 from palsysim.runner import content_name, photo_png
-from runner_helpers import NO_ARCFACE, PATIENT, REPO, api, kill_mid_run, make_patients, own_server, pngs, run_runner, runner_cmd
-from test_runner_servers import queued
+from runner_helpers import (NO_ARCFACE, PATIENT, REPO, api, kill_mid_run, make_patients, own_server, pngs, queued,
+                            run_runner, runner_cmd)
 
 EXPRESSIONS = ["rest", "grin"]
 

@@ -5,20 +5,11 @@ import json
 import os
 import subprocess
 
-import requests
-
-from runner_helpers import NO_ARCFACE, REPO, api, kill_mid_run, make_patients, own_server, pngs, run_runner, runner_cmd
-from test_runner import history_seeds
+from runner_helpers import (NO_ARCFACE, REPO, api, history_seeds, kill_mid_run, make_patients, own_server, pngs, queued,
+                            run_runner, runner_cmd)
 
 SEEDS = [str(s) for s in range(7601, 7609)]  # unique to this test
 EXPRESSIONS = ["rest", "grin"]
-
-
-def queued(server):
-    try:
-        return requests.get(server.url + "/prompt", timeout=5).json()["exec_info"]["queue_remaining"]
-    except requests.RequestException:
-        return 0
 
 
 def test_three_servers_one_killed_mid_batch_every_job_once_same_images(host, tmp_path):

@@ -17,6 +17,7 @@ from training.dataset import DatasetError, load_dataset
 from training.host import load_models, use_comfyui
 from training.modes import MODES, freeze_trainable, innermost_block_indices
 from training.recipe import Config, TrainingStopped, draws, run_dir, train
+from training_helpers import read_log, training_config as config
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +33,6 @@ def files(module_tmp):
     return {"checkpoint": write_tiny_checkpoint(str(root / "tiny_sd15.safetensors")),
             "controlnet": write_tiny_controlnet(str(root / "tiny_cn.safetensors")),
             "data": str(root / "data"), "root": root}
-
-
-def config(files, out, **kw):
-    kw = {"resolution": 64, "batch_size": 4, "steps": 3, "lr": 1e-4, "progress": False, **kw}
-    return Config(checkpoint=files["checkpoint"], controlnet=files["controlnet"], data=files["data"],
-                  out=str(files["root"] / out), **kw)
-
-
-def read_log(cfg):
-    with open(os.path.join(run_dir(cfg.out), "train.json")) as f:
-        return json.load(f)
 
 
 def bit_identical(a, b):

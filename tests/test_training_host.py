@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import TINY_CHECKPOINT, TINY_CONTROLNET
+from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photos
 from training.recipe import Config, train
 

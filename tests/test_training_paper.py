@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from real_faces import photos
-from test_training import config as training_config, read_log
 from tiny_models import _init_weights, import_comfy, write_tiny_checkpoint, write_tiny_controlnet
 from training.__main__ import parse_args
 from training.host import load_models, use_comfyui
 from training.latents import NO_POSTERIOR, POSTERIOR, draw_latents, encode_posterior
 from training.recipe import Config, train
 from training import checkpointing as ckpt
+from training_helpers import read_log, training_config
 
 PAPER = ("ID photo of person wearing light-blue surgical cap and top, frontal headshot centered, even lighting, "
          "light-blue background, ultra-realistic, sharp focus")

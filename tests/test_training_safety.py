@@ -14,11 +14,12 @@ from safetensors.torch import save_file
 
 from palsysim.images import InputError
 from real_faces import photos
-from tiny_models import tiny_controlnet_state_dict, write_tiny_checkpoint, write_tiny_controlnet
+from tiny_models import tiny_controlnet_state_dict
 from training.dataset import DatasetError, load_dataset
 from training.host import HostError, load_models, use_comfyui
 from training.recipe import Config, run_dir, train
 from training.report import read_log
+from training_helpers import one_photo_files
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,11 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def files(module_tmp):
-    from palsysim.images import write_image
-    root = module_tmp("safety")
-    write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
-    return {"checkpoint": write_tiny_checkpoint(str(root / "sd.safetensors")),
-            "controlnet": write_tiny_controlnet(str(root / "cn.safetensors")), "data": str(root / "data"), "root": root}
+    return one_photo_files(module_tmp("safety"))
 
 
 def config(files, out, **kw):

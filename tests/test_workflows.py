@@ -12,12 +12,11 @@ import requests
 from palsysim import workflow as wf
 from palsysim.fidelity import ITEMS
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
+from shipped_workflows import NAMES, TITLES
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-from build_workflows import TITLES  # noqa: E402
 from workflow_to_api import twins  # noqa: E402
 
-NAMES = ["palsy_codc", "palsy_pf", "palsy_yanagihara_grid", "palsy_zero_shot"]
 UI = {n: os.path.join(REPO, "example_workflows", TITLES[n] + ".json") for n in NAMES}
 
 

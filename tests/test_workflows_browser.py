@@ -19,7 +19,7 @@ import pytest
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths
 from runner_helpers import REPO, api
-from test_workflows import NAMES, TITLES
+from shipped_workflows import NAMES, TITLES
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = os.path.join(REPO, "out", "test-artifacts")

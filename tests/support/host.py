@@ -246,6 +246,25 @@ def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True, port
     return host
 
 
+def run_raw(host, prompt, timeout=300):
+    """host.run, but the prompt JSON is sent as Python writes it, so NaN travels as a bare NaN
+    (requests' json= refuses NaN)."""
+    prompt_id = uuid.uuid4().hex
+    body = json.dumps({"prompt": prompt, "client_id": host.client_id, "prompt_id": prompt_id})
+    r = requests.post(host.url + "/prompt", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+    if r.status_code == 400:
+        return _invalid(r.json(), prompt_id)
+    r.raise_for_status()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = host.get(f"/history/{prompt_id}").get(prompt_id)
+        if entry:
+            return _finished(entry, prompt_id)
+        assert host.alive(), host.log()[-3000:]
+        time.sleep(0.05)
+    raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
+
+
 def _invalid(body, prompt_id):
     """A 400 from POST /prompt -> Result with the messages the UI would show, node by node."""
     err = body.get("error") or {}

@@ -1,10 +1,12 @@
-"""Shared by test_workflows.py and test_runner.py: patient folders and the runner's real CLI."""
+"""Shared by test_workflows.py and the test_runner*.py files: patient folders, the runner's real CLI, and
+what a server has run and has queued."""
 import os
 import shutil
 import subprocess
 import sys
 import time
 
+import requests
 from PIL import Image
 
 from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
@@ -87,3 +89,20 @@ def own_server(host, workdir):
         except OSError:
             shutil.copyfile(src, dst)
     return server
+
+
+def history_seeds(host):
+    """Seed of every prompt the server has run (the KSampler's), as a list with repeats."""
+    seeds = []
+    for entry in host.get("/history").values():
+        graph = entry["prompt"][2]
+        seeds += [n["inputs"]["seed"] for n in graph.values() if n["class_type"] == "KSampler"]
+    return seeds
+
+
+def queued(server):
+    """The server's queue_remaining (prompts queued or running; 0 when it does not answer)."""
+    try:
+        return requests.get(server.url + "/prompt", timeout=5).json()["exec_info"]["queue_remaining"]
+    except requests.RequestException:
+        return 0

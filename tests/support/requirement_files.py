@@ -1,0 +1,10 @@
+"""Requirements files read as pip reads their lines (test_requirements.py, test_pack_surface.py)."""
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
+
+
+def requirement_lines(name="requirements.txt"):
+    """The requirement lines of a file in the repo (or at an absolute path), without blanks and comments."""
+    with open(os.path.join(REPO, name)) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
