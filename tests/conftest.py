@@ -6,6 +6,7 @@ is there or here, never imported from another test file.
 """
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -17,6 +18,10 @@ from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host  # noqa: E402
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet  # noqa: E402
 
 from palsysim.landmarks import has_legacy_api  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Builds a face_landmarker.task offline from the legacy models of mediapipe <= 0.10.21.
+BUILD_TASK = os.path.join(REPO, "..", "shared", "tools", "face_landmarker_task", "build.sh")
 
 # Without mediapipe's legacy API (the "current" environment: make test-current) every landmark call,
 # in this process, its subprocesses and the host, uses the Tasks API with the face_landmarker.task
@@ -57,6 +62,20 @@ def module_tmp(request, tmp_path_factory):
     if request.session.testsfailed == failed:
         for path in made:
             shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def task_file(tmp_path_factory):
+    """A working MediaPipe face_landmarker.task: the one set-up builds beside a venv whose mediapipe has
+    no legacy models (scripts/setup.sh, the "current" environment), else one built once from this
+    mediapipe's legacy models (BUILD_TASK)."""
+    beside = os.path.join(sys.prefix, "face_landmarker.task")
+    if os.path.isfile(beside):
+        return beside
+    out = str(tmp_path_factory.mktemp("mediapipe") / "face_landmarker.task")
+    r = subprocess.run(["bash", BUILD_TASK, out, sys.executable], capture_output=True, text=True)
+    assert r.returncode == 0, f"{BUILD_TASK} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}"
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -17,19 +17,11 @@ from palsysim.landmarks import N_POINTS, face_landmarks
 from palsysim.synth import synth_palsy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD_TASK = os.path.join(ROOT, "..", "shared", "tools", "face_landmarker_task", "build.sh")
 
 
 @pytest.fixture(scope="module")
 def photos():
     return {name: read_image(path) for name, path in photo_paths().items() if name != "tom_hanks"}
-
-
-@pytest.fixture(scope="module")
-def task_file(module_tmp):
-    out = str(module_tmp("mediapipe") / "face_landmarker.task")
-    subprocess.run(["bash", BUILD_TASK, out, sys.executable], check=True, capture_output=True)
-    return out
 
 
 def test_478_landmarks_inside_the_face(photos):

@@ -103,18 +103,11 @@ def test_identity_of_one_photo_twice_is_one_person(capsys):
 
 # --- 6, 7. models --fetch from a mirror: files that are not what they claim, downloads cut short -------
 
-BUILD_TASK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "tools",
-                          "face_landmarker_task", "build.sh")
-
-
 @pytest.fixture(scope="module")
-def task_bytes(module_tmp):
-    """A working face_landmarker.task (built offline from mediapipe 0.10.21's own models)."""
-    import subprocess
-    import sys
-    out = str(module_tmp("task") / "face_landmarker.task")
-    subprocess.run(["bash", BUILD_TASK, out, sys.executable], check=True, capture_output=True)
-    return open(out, "rb").read()
+def task_bytes(task_file):
+    """The bytes of a working face_landmarker.task (the `task_file` fixture, conftest.py)."""
+    with open(task_file, "rb") as f:
+        return f.read()
 
 
 def zip_of(members):
