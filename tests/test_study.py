@@ -10,8 +10,7 @@ import pytest
 from palsysim.images import InputError
 from palsysim.study import stats
 from palsysim.study.store import Study, create_study, natural_key
-from study_helpers import (assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa,
-                                      make_inputs)
+from study_helpers import assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa, make_inputs
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ import urllib.request
 
 import pytest
 
-from study_helpers import (assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa,
-                                      make_inputs)
+from study_helpers import assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa, make_inputs
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
