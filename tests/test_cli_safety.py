@@ -7,6 +7,7 @@ import os
 import pytest
 from PIL import Image
 
+from cli_helpers import run_main
 from palsysim.cli import main
 from real_faces import photo_paths
 
@@ -26,11 +27,6 @@ def digests(root):
             for d, _, fs in os.walk(root) for f in fs}
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("argv", [
     ["condition", "--mode", "pf", "--patient", "{a}", "--out", "{a}"],
     ["condition", "--mode", "pf", "--patient", "{a}", "--out", "{link}"],
@@ -46,7 +42,7 @@ def test_an_output_never_overwrites_an_input(tmp_path, capsys, argv):
     os.symlink(tmp_path / "data", tmp_path / "linkdir")
     before = digests(tmp_path / "data")
     names = {"a": a, "link": tmp_path / "link.png", "dir": tmp_path / "data", "linkdir": tmp_path / "linkdir"}
-    code, err = run(capsys, *(x.format(**names) for x in argv))
+    code, err = run_main(capsys, *(x.format(**names) for x in argv))
     assert code == 2 and "--out" in err and "input" in err, err
     assert digests(tmp_path / "data") == before
 
@@ -54,7 +50,7 @@ def test_an_output_never_overwrites_an_input(tmp_path, capsys, argv):
 def test_landmarks_of_two_photos_with_one_name_give_two_results(tmp_path, capsys):
     a = photo(tmp_path / "a" / "face.png")
     b = photo(tmp_path / "b" / "face.png", size=200)
-    code, err = run(capsys, "landmarks", a, b, "--out", tmp_path / "lm")
+    code, err = run_main(capsys, "landmarks", a, b, "--out", tmp_path / "lm")
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "lm")) == ["face_2_landmarks.json", "face_2_landmarks.png",
                                                    "face_landmarks.json", "face_landmarks.png"]
@@ -65,7 +61,7 @@ def test_landmarks_of_two_photos_with_one_name_give_two_results(tmp_path, capsys
 def test_condition_of_face_jpg_and_face_png_writes_both(tmp_path, capsys):
     photo(tmp_path / "data" / "p1" / "face.jpg")
     photo(tmp_path / "data" / "p1" / "face.png", size=200)
-    code, err = run(capsys, "condition", "--mode", "pf", "--size", "0", "--patient", tmp_path / "data",
+    code, err = run_main(capsys, "condition", "--mode", "pf", "--size", "0", "--patient", tmp_path / "data",
                     "--out", tmp_path / "out")
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "out" / "p1")) == ["face.png", "face_2.png"]
@@ -78,7 +74,7 @@ def test_unreadable_photos_in_a_folder_are_listed_in_one_message_before_any_work
     (tmp_path / "data" / "p1" / "grin.png").write_bytes(b"")
     (tmp_path / "data" / "p2").mkdir()
     (tmp_path / "data" / "p2" / "rest.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
-    code, err = run(capsys, "condition", "--mode", "pf", "--patient", tmp_path / "data", "--out", tmp_path / "out")
+    code, err = run_main(capsys, "condition", "--mode", "pf", "--patient", tmp_path / "data", "--out", tmp_path / "out")
     assert code == 2 and "2 photo(s) cannot be read" in err, err
     assert "p1/grin.png" in err and "p2/rest.jpg" in err
     assert not os.path.exists(tmp_path / "out" / "p1")  # nothing half done
@@ -95,7 +91,7 @@ def test_bad_out_is_a_message(tmp_path, capsys, argv, message):
     a = photo(tmp_path / "data" / "p1" / "rest.png")
     (tmp_path / "file.txt").write_text("not a folder")
     names = {"a": a, "tmp": tmp_path, "data": tmp_path / "data", "file": tmp_path / "file.txt"}
-    code, err = run(capsys, *(x.format(**names) for x in argv))
+    code, err = run_main(capsys, *(x.format(**names) for x in argv))
     assert code == 2 and message in err, err
     assert "Traceback" not in err
 

@@ -1,13 +1,12 @@
 """CODC preprocessing and the PF condition on real photographs (astronaut as patient, Grace Hopper as donor)."""
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from cli_helpers import palsysim_cli
 from palsysim import codc
 from palsysim.asymmetry import measure
 from palsysim.edges import canny
@@ -16,7 +15,6 @@ from palsysim.landmarks import face_landmarks
 from palsysim.synth import synth_palsy
 from real_faces import photo_paths, photos as real_photos
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Measures read inside one organ box: both sides share the box's scale, so their percent asymmetry survives.
 WITHIN_ORGAN = ("brow_height", "palpebral_fissure_height", "commissure_excursion", "smile_angle")
 CLEAR = 8.0  # percent: an asymmetry a clinician would call clear (the healthy photo shows at most 6)
@@ -178,15 +176,10 @@ def test_mismatched_batches_and_sizes_are_refused(faces):
         codc.reposition(organs, np.zeros((512, 512), np.uint8))
 
 
-def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "palsysim", *args], capture_output=True, text=True, env=env, cwd=ROOT)
-
-
 def test_cli_condition_file_and_folder(tmp_path, faces):
     paths = photo_paths()
     out = tmp_path / "codc.png"
-    r = _cli("condition", "--patient", paths["astronaut"], "--donor", paths["grace_hopper"], "--mode", "codc",
+    r = palsysim_cli("condition", "--patient", paths["astronaut"], "--donor", paths["grace_hopper"], "--mode", "codc",
              "--out", str(out))
     assert r.returncode == 0, r.stderr
     cond = read_image(str(out))
@@ -196,15 +189,15 @@ def test_cli_condition_file_and_folder(tmp_path, faces):
     ds.mkdir(parents=True)
     (ds / "a.png").write_bytes(open(paths["astronaut"], "rb").read())
     (ds / "broken.jpg").write_bytes(b"not a jpeg")
-    r = _cli("condition", "--patient", str(tmp_path / "data"), "--mode", "pf", "--out", str(tmp_path / "pf"))
+    r = palsysim_cli("condition", "--patient", str(tmp_path / "data"), "--mode", "pf", "--out", str(tmp_path / "pf"))
     assert r.returncode == 2 and "1 photo(s) cannot be read" in r.stderr and "broken.jpg" in r.stderr
     assert not [f for _, _, fs in os.walk(tmp_path / "pf") for f in fs]  # nothing written
     (ds / "broken.jpg").unlink()
-    r = _cli("condition", "--patient", str(tmp_path / "data"), "--mode", "pf", "--out", str(tmp_path / "pf"))
+    r = palsysim_cli("condition", "--patient", str(tmp_path / "data"), "--mode", "pf", "--out", str(tmp_path / "pf"))
     assert r.returncode == 0, r.stderr
     assert read_image(str(tmp_path / "pf" / "p1" / "rest" / "a.png")).shape == (512, 512, 3)
     # a donor without a face
     coffee = os.path.join(os.path.dirname(paths["astronaut"]), "coffee.png")
-    r = _cli("condition", "--patient", paths["astronaut"], "--donor", coffee, "--out", str(tmp_path / "x.png"))
+    r = palsysim_cli("condition", "--patient", paths["astronaut"], "--donor", coffee, "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "no face found in donor coffee.png" in r.stderr
     assert not (tmp_path / "x.png").exists()

@@ -6,13 +6,12 @@ lips from the landmarks, as synth_palsy warps the palsy); donor: the other one, 
 """
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from cli_helpers import palsysim_cli
 from palsysim import codc
 from palsysim.asymmetry import MEASURES, face_frame, measure
 from palsysim.bench import organ_aspect
@@ -21,8 +20,6 @@ from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import EXPRESSIONS, synth_expression
 from real_faces import photo_paths, photos
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ASPECT_TOL, ASYMMETRY_TOL = 0.05, 0.15
 
@@ -137,11 +134,6 @@ def test_to_json_says_what_was_done(people):
         assert o["donor_box"] == list(codc.organ_boxes(d_xy)[n]) and o["scale"] > 0
 
 
-def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "palsysim", *args], capture_output=True, text=True, env=env, cwd=ROOT)
-
-
 def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
     from palsysim.images import write_image
     p, paths = photos(), photo_paths()
@@ -151,7 +143,7 @@ def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
     for item in ("rest", "grin"):
         write_image(str(data / f"{item}.png"), synth_expression(p["astronaut"], face, item)[0])
     out, report = tmp_path / "codc", tmp_path / "codc.json"
-    r = _cli("condition", "--patient", str(tmp_path / "patients"), "--donor", paths["grace_hopper"],
+    r = palsysim_cli("condition", "--patient", str(tmp_path / "patients"), "--donor", paths["grace_hopper"],
              "--out", str(out), "--json", str(report))
     assert r.returncode == 0, r.stderr
     j = json.load(open(report))
@@ -170,7 +162,7 @@ def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
                                face_landmarks(p["grace_hopper"]).xy, rest_xy=face_landmarks(rest_img).xy)
     assert np.array_equal(read_image(str(out / "p1" / "grin.png"))[..., 0], want)
     # one photo: --rest gives the same; without it, the face scale
-    r = _cli("condition", "--patient", str(data / "grin.png"), "--rest", str(data / "rest.png"),
+    r = palsysim_cli("condition", "--patient", str(data / "grin.png"), "--rest", str(data / "rest.png"),
              "--donor", paths["grace_hopper"], "--out", str(tmp_path / "one.png"), "--json", str(tmp_path / "one.json"))
     assert r.returncode == 0, r.stderr
     assert np.array_equal(read_image(str(tmp_path / "one.png"))[..., 0], want)

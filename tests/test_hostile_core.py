@@ -2,30 +2,15 @@
 ends in a clear message naming the problem and the fix (exit 2 for the CLI, a refusal for the host),
 nothing half written, nothing installed that is not what it claims. Real photos, the real host."""
 import os
-import struct
-import zlib
 
 import pytest
 
+from cli_helpers import run_main
 from host import run_raw
+from hostile_files import png_claiming
 from palsysim.cli import main
 from palsysim.images import MAX_PIXELS
 from real_faces import photo_paths
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def png_claiming(path, width, height):
-    """A small PNG file whose header claims width x height grey pixels (its first rows all there is)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = zlib.compress(b"\0" * (width + 1) * 4)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-    return str(path)
 
 
 # --- 1. a photo too large to decode -------------------------------------------------------------
@@ -41,7 +26,7 @@ def test_a_photo_too_large_to_decode_is_refused_by_every_command(tmp_path, capsy
             "measure": lambda: ["measure", big],
             "synth": lambda: ["synth", big, "--out", tmp_path / "out.png"],
             "evaluate": lambda: evaluation_folders(tmp_path, open(big, "rb").read())}[command]()
-    code, err = run(capsys, *argv)
+    code, err = run_main(capsys, *argv)
     assert code == 2, err
     name = "rest.jpg" if command == "evaluate" else "big.png"
     assert name in err and f"{MAX_PIXELS:,} pixels" in err and "downscale" in err, err
@@ -75,7 +60,7 @@ def cut_short_jpeg():
 
 @pytest.mark.parametrize("broken", [b"", cut_short_jpeg()], ids=["0 bytes", "cut short"])
 def test_evaluate_refuses_an_unreadable_patient_photo_by_name_before_any_work(tmp_path, capsys, broken):
-    code, err = run(capsys, *evaluation_folders(tmp_path, broken))
+    code, err = run_main(capsys, *evaluation_folders(tmp_path, broken))
     assert code == 2, err
     assert "1 photo(s) cannot be read" in err and os.path.join("p1", "rest.jpg") in err, err
     assert not os.path.exists(tmp_path / "evaluation")
@@ -89,7 +74,7 @@ def test_thresholds_must_be_finite_numbers_in_range(tmp_path, capsys, command, f
     face = photo_paths()["astronaut"]
     argv = (["identity", face, face, "--backend", "dlib"] if command == "identity"
             else evaluation_folders(tmp_path, open(face, "rb").read()))
-    code, err = run(capsys, *argv, flag, value)
+    code, err = run_main(capsys, *argv, flag, value)
     assert code == 2, err
     assert f"{flag} {value}" in err and "give a number from" in err, err
     assert not os.path.exists(tmp_path / "evaluation")

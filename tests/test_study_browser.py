@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from host import free_port
 from study_helpers import assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa, make_inputs
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -39,12 +40,6 @@ def cli(*args):
 
 def links(text):
     return re.findall(r"http://\S+/start/\S+", text)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -8,15 +8,14 @@ import shutil
 import signal
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import pytest
 import requests
 
+from hostile_files import png_claiming
 from study_helpers import make_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,21 +253,12 @@ def test_reference_scores_malformed_are_400(inputs, tmp_path):
 
 # --- a decompression bomb among the photos ------------------------------------------------------
 
-def bomb_png(path, side=40000):
-    """A PNG whose header claims side x side pixels (a few hundred bytes on disk)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(b"\x00" * (side + 1) * 4)) + chunk(b"IEND", b""))
-
-
 def test_create_with_a_decompression_bomb_photo_exits_2(inputs, tmp_path):
     images = tmp_path / "images"
     shutil.copytree(inputs[0], images)
     patient = sorted(os.listdir(images / "codc_window"))[0]
     expression = os.listdir(images / "codc_window" / patient)[0]
-    bomb_png(images / "codc_window" / patient / expression / "huge.png")
+    png_claiming(images / "codc_window" / patient / expression / "huge.png", 40000, 40000)
     out = str(tmp_path / "S")
     refused(study_cli("create", "--images", str(images), "--patients", inputs[1], "--out", out), "huge.png", "pixels")
     assert not os.path.exists(out) and not os.path.exists(out + ".partial")

@@ -1,7 +1,10 @@
-"""The command-line apps run as a user runs them, shared by several test files."""
+"""The palsysim command line as several test files run it: in a subprocess, as a user runs it, or its
+main() in the test's own process."""
 import os
 import subprocess
 import sys
+
+from palsysim.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
 
@@ -10,3 +13,15 @@ def experiment_cli(*args, **kw):
     """`python -m palsysim experiment ARGS` in a subprocess from the repo -> CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "palsysim", "experiment", *args], cwd=REPO, capture_output=True,
                           text=True, **kw)
+
+
+def palsysim_cli(*args):
+    """`python -m palsysim ARGS` in a subprocess from the repo, the repo on PYTHONPATH -> CompletedProcess (text)."""
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, "-m", "palsysim", *args], capture_output=True, text=True, env=env, cwd=REPO)
+
+
+def run_main(capsys, *argv):
+    """palsysim.cli.main(argv, each as a string) in this process -> (exit code, what it wrote to stderr)."""
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
