@@ -16,7 +16,7 @@ import shutil
 import folder_paths
 from aiohttp import web
 
-UPLOAD_FOLDER = "palsysim"  # palsysim.runner.UPLOAD_FOLDER; the core never imports comfy, so not shared
+UPLOAD_FOLDER = "palsysim"  # palsysim.comfy.client.UPLOAD_FOLDER, not imported: the nodes never load the HTTP client
 CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.png")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 

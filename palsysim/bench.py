@@ -173,7 +173,10 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
     sharing one batch. Every host is warmed up (models loaded) before it is timed. Returns the figures."""
     import tempfile
 
-    from . import runner
+    from .comfy import host
+    from .comfy.batch import run_batch
+    from .comfy.client import Client
+    from .comfy.plan import find_patients, prepare_graph
     from .fidelity import ITEMS
     from .images import write_image
     workflow = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "api",
@@ -185,18 +188,18 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
     with tempfile.TemporaryDirectory() as tmp:
         patients = os.path.join(tmp, "patients")
         write_image(os.path.join(patients, "sample", f"{ITEMS[0]}.png"), sample_faces(256)[0])
-        found = runner.find_patients(patients)
+        found = find_patients(patients)
 
         def batch(urls, overrides, bypasses, seeds):
-            clients = [runner.Client(u) for u in urls]
-            graph = runner.prepare_graph(workflow, clients[0], common + overrides, ["privacy gate"] + bypasses)
+            clients = [Client(u) for u in urls]
+            graph = prepare_graph(workflow, clients[0], common + overrides, ["privacy gate"] + bypasses)
             start = time.perf_counter()
-            summary = runner.run_batch(clients, graph, found, tempfile.mkdtemp(dir=tmp), seeds=seeds, progress=False)
+            summary = run_batch(clients, graph, found, tempfile.mkdtemp(dir=tmp), seeds=seeds, progress=False)
             if summary["failed"] or summary["done"] != len(seeds):
                 raise RuntimeError("generation failed: " + "; ".join(summary["failed"]))
             return time.perf_counter() - start
 
-        with runner.servers(embedded=1, models_dir=models_dir) as urls:
+        with host.servers(embedded=1, models_dir=models_dir) as urls:
             for mode, (overrides, bypasses) in CONTROLNET_MODES.items():
                 overrides = [o.format(controlnet=controlnet) for o in overrides]
                 batch(urls, overrides, bypasses, [0])
@@ -205,7 +208,7 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
         for mode, s in res["modes"].items():
             log(f"  {mode:16s} {s:8.3f} s/image  ({s / res['modes']['everywhere']:.2f}x everywhere)")
         for n in servers:
-            with runner.servers(embedded=n, models_dir=models_dir) as urls:
+            with host.servers(embedded=n, models_dir=models_dir) as urls:
                 for k, url in enumerate(urls):
                     batch([url], [], [], [k])
                 res["servers"][n] = jobs / batch(urls, [], [], list(range(1, jobs + 1)))

@@ -135,7 +135,10 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         print(f"demo: no {DEMO_ARCFACE[0]}/{DEMO_ARCFACE[1]} under {where} and no dlib: the privacy gate is "
               f"bypassed and no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
     import tempfile
-    from . import runner
+    from .comfy.batch import run_batch
+    from .comfy.client import Client
+    from .comfy.host import EmbeddedHost
+    from .comfy.plan import find_patients, prepare_graph, slug
     gen_dir = os.path.join(out, "generated")
     with tempfile.TemporaryDirectory() as tmp:
         patients = os.path.join(tmp, "patients", "sample_patient")
@@ -146,12 +149,12 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
                                 "palsy_codc.json")
         bypass = [] if backend else ["privacy gate"]
         try:
-            with runner.EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
-                client = runner.Client(host.url)
-                graph = runner.prepare_graph(workflow, client, bypasses=bypass)
-                summary = runner.run_batch([client], graph, runner.find_patients(os.path.join(tmp, "patients")),
-                                           gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
-                                           "palsy_codc.json", {"bypassed": bypass})
+            with EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
+                client = Client(host.url)
+                graph = prepare_graph(workflow, client, bypasses=bypass)
+                summary = run_batch([client], graph, find_patients(os.path.join(tmp, "patients")),
+                                    gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
+                                    "palsy_codc.json", {"bypassed": bypass})
         except (InputError, RuntimeError) as e:
             print(f"demo: generation failed: {e}")
             return
@@ -159,7 +162,7 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         print("demo: some generations failed:\n  " + "\n  ".join(summary["failed"]))
     results = {}
     for identity in DEMO_IDENTITIES:
-        rel = f"sample_patient/rest/{runner.slug(identity)}_1.png"
+        rel = f"sample_patient/rest/{slug(identity)}_1.png"
         path = os.path.join(gen_dir, rel)
         if not os.path.isfile(path):
             continue  # held back by the privacy gate, or failed (the manifest says which)

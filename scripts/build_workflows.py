@@ -345,7 +345,7 @@ def main(argv=None):
     where.add_argument("--embedded", action="store_true")
     args = ap.parse_args(argv)
     if args.embedded:
-        from palsysim.runner import EmbeddedHost
+        from palsysim.comfy.host import EmbeddedHost
         with EmbeddedHost() as host:
             info = requests.get(host.url + "/object_info", timeout=60).json()
     else:

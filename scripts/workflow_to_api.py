@@ -52,7 +52,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     files = args.files or sorted(glob.glob(os.path.join(TEMPLATES_DIR, "*.json")))
     if args.embedded:
-        from palsysim.runner import EmbeddedHost
+        from palsysim.comfy.host import EmbeddedHost
         with EmbeddedHost() as host:
             info = requests.get(host.url + "/object_info", timeout=60).json()
     else:

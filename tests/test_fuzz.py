@@ -3,7 +3,7 @@
 - safetensors metadata and garbage model files (palsysim.controlnet_file: read_window, resolve_window,
   load_controlnet_weights);
 - the headless runner's `--set NODE.INPUT=VALUE` overrides (palsysim.workflow.parse_override and
-  set_input, which palsysim.runner.prepare_graph applies to every --set);
+  set_input, which palsysim.comfy.plan.prepare_graph applies to every --set);
 - dataset folders for training (training.dataset: find_photos, load_dataset) with arbitrary folder
   and file names and empty files;
 - the landmark detector's settings (palsysim.landmarks.detector): any float for min_confidence, NaN

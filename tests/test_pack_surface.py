@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # server (the pack's route is served by it), so it is not among them.
 NETWORK_OR_PROCESS = {"subprocess", "socket", "urllib", "requests", "http", "websocket", "websockets", "pip",
                       "ftplib", "smtplib", "multiprocessing", "asyncio.subprocess", "aiohttp.client"}
-CLI_APPS = ("runner", "cli", "demo", "bench", "study", "experiment", "evaluate", "models.fetch", "models.command")
+CLI_APPS = ("runner", "comfy", "cli", "demo", "bench", "study", "experiment", "evaluate", "models.fetch", "models.command")
 
 # The host's own main.py, run to the point where --quick-test-for-ci exits (after every custom node is
 # loaded and registered), then what the interpreter holds.

@@ -119,7 +119,7 @@ def upload_names(host):
 
 
 def test_the_runner_deletes_its_uploads_from_the_server_unless_asked_to_keep_them(host, tmp_path):
-    from palsysim.runner import content_name, photo_png
+    from palsysim.comfy.plan import content_name, photo_png
     patients = make_patients(tmp_path / "p", ["wink"], size=232)  # a size no other test uploads
     ours = content_name(photo_png(str(patients / PATIENT / "wink.png")))
     r = run_runner(api("palsy_pf"), host.url, patients, tmp_path / "out", *NO_ARCFACE, "--seeds", "7310")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from host import start_host
 from palsysim.fidelity import ITEMS
-from palsysim.runner import content_name, photo_png
+from palsysim.comfy.plan import content_name, photo_png
 from runner_helpers import (NO_ARCFACE, PATIENT, REPO, api, kill_mid_run, make_patients, own_server, pngs, queued,
                             run_runner, runner_cmd)
 
@@ -150,10 +150,10 @@ def test_without_fcntl_and_prctl_the_nodes_register_and_the_runner_says_what_nee
     site.mkdir()
     (site / "sitecustomize.py").write_text(HIDE_LINUX_ONLY)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), REPO]))
-    probe = subprocess.run([sys.executable, "-c", "import palsysim.runner as r; import fcntl"], cwd=REPO,
+    probe = subprocess.run([sys.executable, "-c", "import palsysim.runner, palsysim.comfy.host as r; import fcntl"], cwd=REPO,
                            capture_output=True, text=True)
     assert "hidden by the test" in probe.stderr, probe.stderr  # the hiding works
-    probe = subprocess.run([sys.executable, "-c", "import palsysim.runner as r; print(r.die_with_parent)"],
+    probe = subprocess.run([sys.executable, "-c", "import palsysim.runner, palsysim.comfy.host as r; print(r.die_with_parent)"],
                            cwd=REPO, capture_output=True, text=True)
     assert probe.returncode == 0 and probe.stdout.strip() == "None", probe.stdout + probe.stderr
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from palsysim.comfy.host import comfyui_dir
 from palsysim.controlnet_file import CONTROL_PREFIX, load_controlnet_weights
-from palsysim.runner import comfyui_dir
 
 from .checkpointing import model_digest
 

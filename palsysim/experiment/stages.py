@@ -23,7 +23,10 @@ import shutil
 import subprocess
 import sys
 
-from .. import runner
+from ..comfy import host
+from ..comfy.batch import run_batch
+from ..comfy.client import Client
+from ..comfy.plan import MANIFEST, find_patients, prepare_graph
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
@@ -97,7 +100,7 @@ class State:
 
 def patients(exp):
     """{"patient_k": {expression: source photo path}}: the patients in sorted folder order, renamed."""
-    found = runner.find_patients(exp.patients)
+    found = find_patients(exp.patients)
     return {f"patient_{i + 1}": {e: photos[e] for e in ITEMS if e in photos}  # the Yanagihara order
             for i, (_, photos) in enumerate(sorted(found.items()))}
 
@@ -213,7 +216,7 @@ def train(exp, state, found, bar, quiet=False):
         cmd += ["--lr", repr(t["lr"])] if t["lr"] else []
         cmd += ["--resume", "--overwrite"] if resume else []  # the net may be written already, its record not
         cmd += ["--no-progress"] if quiet else []
-        proc = subprocess.run(cmd, cwd=REPO, preexec_fn=runner.die_with_parent, stdout=subprocess.PIPE,
+        proc = subprocess.run(cmd, cwd=REPO, preexec_fn=host.die_with_parent, stdout=subprocess.PIPE,
                               stderr=None if not quiet else subprocess.PIPE, text=True)
         if proc.returncode != 0:
             raise InputError(f"training {name} stopped (exit {proc.returncode}): "
@@ -230,7 +233,7 @@ def run_graph(exp, client, workflow, net, condition):
     """The shipped API workflow with the experiment's models and sampling settings, privacy gate bypassed
     (every image is scored: the gate's threshold would bias the privacy numbers)."""
     from .. import workflow as wf
-    graph = runner.prepare_graph(os.path.join(REPO, "workflows", "api", f"{workflow}.json"), client)
+    graph = prepare_graph(os.path.join(REPO, "workflows", "api", f"{workflow}.json"), client)
     g = exp.generate
     values = {
         "CheckpointLoaderSimple": {"ckpt_name": os.path.basename(exp.checkpoint)},
@@ -265,23 +268,23 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
                          file_digest(exp.checkpoint), exp.generate,
                          sorted((k, e, file_digest(p)) for k, ps in photos.items() for e, p in ps.items()),
                          condition == "codc" and file_digest(donors[0]))
-        if not state.done(f"generate/{name}", fp, exp.path("generated", name, runner.MANIFEST)):
+        if not state.done(f"generate/{name}", fp, exp.path("generated", name, MANIFEST)):
             todo[name] = fp
     if not todo:
         for name in runs:
             bar.step(f"generate/{name}")
         return
     link_models(exp)
-    with runner.servers(servers, embedded, exp.path("models")) as urls:
+    with host.servers(servers, embedded, exp.path("models")) as urls:
         for name, (workflow, net, condition) in runs.items():
             bar.step(f"generate/{name}")
             if name not in todo:
                 continue
-            clients = [runner.Client(url) for url in urls]
+            clients = [Client(url) for url in urls]
             graph = run_graph(exp, clients[0], workflow, net, condition)
-            summary = runner.run_batch(clients, graph, photos, exp.path("generated", name), exp.generate["identities"],
-                                       exp.generate["seeds"], donors[0] if condition == "codc" else None,
-                                       name=workflow, settings={"run": name}, progress=False)
+            summary = run_batch(clients, graph, photos, exp.path("generated", name), exp.generate["identities"],
+                                exp.generate["seeds"], donors[0] if condition == "codc" else None,
+                                name=workflow, settings={"run": name}, progress=False)
             if summary["failed"]:
                 raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(summary["failed"]))
             state.record(f"generate/{name}", todo[name])

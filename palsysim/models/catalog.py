@@ -99,7 +99,7 @@ def missing_hint(name):
 
 def model_dirs():
     """Where the embedded ComfyUI looks for models: $MODELS_DIR (if set), then its own models/."""
-    from ..runner import comfyui_dir
+    from ..comfy.host import comfyui_dir
     dirs = [os.environ["MODELS_DIR"]] if os.environ.get("MODELS_DIR") else []
     try:
         dirs.append(os.path.join(comfyui_dir(), "models"))

@@ -9,8 +9,8 @@ import secrets
 import shutil
 import sqlite3
 
+from ..comfy.plan import find_patients
 from ..images import InputError, read_image, write_image
-from ..runner import find_patients
 from .folders import DB, IMAGES, new_study_folder
 from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
 

@@ -27,7 +27,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from palsysim.runner import wait_until_up
+from palsysim.comfy.host import wait_until_up
 from tiny_models import comfyui_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo

@@ -27,7 +27,7 @@ import sys
 import torch
 
 from palsysim.files import write_atomically
-from palsysim.runner import comfyui_dir
+from palsysim.comfy.host import comfyui_dir
 
 
 def import_comfy():

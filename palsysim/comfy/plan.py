@@ -1,0 +1,279 @@
+"""What a batch runs, decided before any server is asked: the patients' photos found on disk, the
+jobs (patient x expression x identity x seed, or patient x seed for a grid workflow), each job's
+prompt filled in by node titles, where each returned image is written, and the manifest that
+records what is done.
+
+The runner fills in nodes by their titles (the API file's _meta.title; the UI shows the same):
+`patient` / `patient <expression>` (LoadImage), `donor` (LoadImage), `identity` (PrimitiveString),
+`identities` (PalsyLines, a grid's), `output` and `grid output` (the save nodes); every
+`seed`/`noise_seed` input gets the job's seed. Photos are re-encoded to PNG without metadata and
+named by their content hash, so nothing here hands a server a patient's file name or EXIF.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+
+from .. import workflow as wf
+from ..fidelity import ITEMS
+from ..files import write_bytes
+from ..images import InputError, read_image
+from ..outputs import unique_names
+
+PHOTO_EXTS = (".png", ".jpg", ".jpeg")
+SEED_INPUTS = ("seed", "noise_seed")
+DISPLAY_ONLY = ("PalsyPreview", "PreviewImage", "MaskPreview")  # nodes that only show images in the UI
+MANIFEST = "manifest.json"
+
+
+def slug(text):
+    """A readable file-name part: letters and digits of any script kept (男性 stays 男性), the rest _."""
+    return re.sub(r"\W+", "_", text).strip("_").lower() or "identity"
+
+
+def content_name(png):
+    """The name an upload has on the server: its content hash (so the same photo is one file)."""
+    return hashlib.sha256(png).hexdigest()[:24] + ".png"
+
+
+def identity_names(identities, known):
+    """{identity: file-name part}: `known` (from the manifest) kept, new identities given slugs that
+    no known or other new name repeats, ignoring case ("A man", "a-man" -> a_man, a_man_2)."""
+    names = dict(known)
+    new = [i for i in dict.fromkeys(identities) if i not in names]
+    unique = unique_names(list(names.values()) + [slug(i) for i in new])[len(names):]
+    names.update(zip(new, unique))
+    return names
+
+
+def photo_png(path):
+    """A photo file -> PNG bytes with no metadata (EXIF, text, ICC): pixels only, upright.
+
+    Decoded by the one photo reader, so an upload holds the pixels the CLI and training see (its
+    size limit and messages included)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(read_image(path)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def find_patients(root, expressions=None):
+    """{patient: {expression: photo path}} from root/<patient>/<expression>.<ext>."""
+    if not root or not os.path.isdir(root):
+        raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png)")
+    for e in expressions or ():
+        if e not in ITEMS:
+            raise InputError(f"unknown expression {e!r}: use the Yanagihara items {', '.join(ITEMS)}")
+    patients = {}
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder) or name.startswith("."):
+            continue
+        photos = {}
+        for f in sorted(os.listdir(folder)):
+            stem, ext = os.path.splitext(f)
+            if ext.lower() not in PHOTO_EXTS:
+                continue
+            if stem not in ITEMS:
+                raise InputError(f"{name}/{f}: name each photo after its Yanagihara item ({', '.join(ITEMS)})")
+            if stem in photos:
+                raise InputError(f"{name}: two photos for {stem}")
+            if expressions is None or stem in expressions:
+                photos[stem] = os.path.join(folder, f)
+        if photos:
+            patients[name] = photos
+    if not patients:
+        raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png)")
+    return patients
+
+
+def titled(graph, prefix, kind=None):
+    """{suffix: node id} of nodes (of class_type kind) titled `prefix` (suffix "") or `prefix <suffix>`."""
+    out = {}
+    for nid in graph:
+        t = wf.title(graph, nid)
+        if kind and graph[nid]["class_type"] != kind:
+            continue
+        if t == prefix:
+            out[""] = nid
+        elif t.startswith(prefix + " "):
+            out[t[len(prefix) + 1:]] = nid
+    return out
+
+
+class Plan:
+    """The prompts a batch needs: one per job (patient x expression x identity x seed), or for a
+    grid workflow (LoadImage nodes titled `patient <expression>`) one per patient x seed."""
+
+    def __init__(self, graph, patients, identities=None, seeds=None, known_names=None):
+        # Image previews write what they show (the patient's face crop) into the server's temp/, which
+        # /view serves to anyone; a headless run shows nothing, so it runs none.
+        self.graph = {nid: n for nid, n in graph.items() if n["class_type"] not in DISPLAY_ONLY}
+        self.slots = titled(graph, "patient", "LoadImage")
+        self.grid = "" not in self.slots
+        if not self.slots or (self.grid and set(self.slots) - set(ITEMS)):
+            raise InputError("the workflow has no LoadImage titled 'patient' (or 'patient <expression>' with "
+                             f"expressions from {', '.join(ITEMS)}): title the node the runner should fill")
+        self.grid_items = [e for e in ITEMS if e in self.slots] if self.grid else []
+        self.ident = titled(graph, "identity", "PrimitiveString").get("")
+        self.lines = titled(graph, "identities", "PalsyLines").get("")
+        if self.grid:
+            if self.lines is None:
+                raise InputError("this grid workflow has no Lines node titled 'identities' (one identity per line): "
+                                 "title the node the runner should fill")
+            own = [t.strip() for t in graph[self.lines]["inputs"]["text"].splitlines() if t.strip()]
+        else:
+            own = [graph[self.ident]["inputs"]["value"]] if self.ident else []
+        self.identities = list(identities or own or ["person"])
+        seed_values = [v for n in graph.values() for k, v in n["inputs"].items() if k in SEED_INPUTS and not isinstance(v, list)]
+        self.seeds = list(seeds) if seeds else seed_values[:1] or [0]
+        self.names = identity_names(self.identities, known_names or {})
+        self.output = titled(self.graph, "output").get("")
+        self.grid_output = titled(self.graph, "grid output").get("")
+        if self.output is None:
+            raise InputError("the workflow has no save node titled 'output'")
+        self.jobs = []
+        for patient, photos in patients.items():
+            for seed in self.seeds:
+                if self.grid:
+                    missing = [e for e in self.grid_items if e not in photos]
+                    if missing:
+                        raise InputError(f"patient {patient}: the grid needs a photo of every item; missing "
+                                         f"{', '.join(missing)}")
+                    self.jobs.append({"key": f"{patient}/grid/{seed}", "patient": patient, "seed": seed,
+                                      "photos": photos})
+                    continue
+                for expression, path in photos.items():
+                    for identity in self.identities:
+                        self.jobs.append({"key": f"{patient}/{expression}/{self.names[identity]}_{seed}",
+                                          "patient": patient, "expression": expression, "identity": identity,
+                                          "seed": seed, "photos": {expression: path}})
+
+    def prompt(self, job, upload):
+        """The graph for one job; upload(path) -> the name the server knows the photo by."""
+        g = json.loads(json.dumps(self.graph))
+        for suffix, nid in self.slots.items():
+            g[nid]["inputs"]["image"] = upload(job["photos"][suffix or job["expression"]])
+        if self.grid:
+            g[self.lines]["inputs"]["text"] = "\n".join(self.identities)
+        elif self.ident:
+            g[self.ident]["inputs"]["value"] = job["identity"]
+        for n in g.values():
+            for k in SEED_INPUTS:
+                if k in n["inputs"] and not isinstance(n["inputs"][k], list):
+                    n["inputs"][k] = job["seed"]
+        return g
+
+    def targets(self, job, outputs):
+        """[(relative path, image ref, record)] for a finished job's /history outputs."""
+        out, p, seed = [], job["patient"], job["seed"]
+        images = outputs.get(self.output, {}).get("images", [])
+        for (row, i, batch), ref in zip(self.places(self.output, outputs, len(images)), images):
+            if self.grid:
+                e, identity, extra = self.grid_items[i], self.identities[row], ""
+            else:
+                e, identity = job["expression"], job["identity"]
+                extra = f"_{row * batch + i + 1}" if batch > 1 or row else ""
+            out.append((f"{p}/{e}/{self.names[identity]}_{seed}{extra}.png", ref,
+                        {"patient": p, "expression": e, "identity": identity, "seed": seed}))
+        if self.grid and self.grid_output:
+            for ref in outputs.get(self.grid_output, {}).get("images", [])[:1]:
+                out.append((f"{p}/grid_{seed}.png", ref, {"patient": p, "seed": seed, "grid": self.identities}))
+        return out
+
+    def places(self, nid, outputs, n):
+        """[(run, index in its batch, batch size)] of each of the n images save node nid wrote: from the
+        privacy gate's record where the gate feeds it (held-back images leave gaps), else in order, a
+        grid's run being one identity's batch of every item."""
+        records = self.gate_records(nid, outputs)
+        if records is not None:
+            places = [(r, i, rec["batch"]) for r, rec in enumerate(records) for i in rec["kept"]]
+        elif self.grid:
+            places = [(*divmod(k, len(self.grid_items)), len(self.grid_items)) for k in range(n)]
+        else:
+            places = [(0, k, n) for k in range(n)]
+        rows = 1 + max((r for r, _, _ in places), default=0)
+        if len(places) != n or (self.grid and (rows > len(self.identities) or
+                                               any(b != len(self.grid_items) for _, _, b in places))):
+            raise InputError(f"{wf.describe(self.graph, nid)} gave {n} images, which do not match "
+                             f"{len(self.identities)} identities x {len(self.grid_items) or 1} photos"
+                             f"{' (the gate kept ' + str(len(places)) + ')' if records is not None else ''}")
+        return places
+
+    def gate_records(self, nid, outputs):
+        """The privacy gate's records [{"batch", "kept"}] where a gate feeds node nid, else None."""
+        src = self.graph[nid]["inputs"].get("images")
+        if isinstance(src, list) and self.graph[src[0]]["class_type"] == "PalsyPrivacyGate":
+            return outputs.get(src[0], {}).get(wf.KEPT_KEY)
+        return None
+
+    def held_back(self, outputs):
+        """How many images the privacy gate held back from the output node in a job's /history outputs."""
+        return sum(r["batch"] - len(r["kept"]) for r in self.gate_records(self.output, outputs) or [])
+
+
+class Manifest:
+    """OUT/manifest.json: what was asked and, per job, its status, images and reports. Rewritten
+    whole after every job, so a killed run leaves the last complete state."""
+
+    def __init__(self, out, settings):
+        self.path = os.path.join(out, MANIFEST)
+        self.data = {"settings": settings, "names": {}, "jobs": {}}
+        if os.path.exists(self.path):
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    old = json.load(f)
+            except (OSError, ValueError) as e:
+                old = e
+            if not (isinstance(old, dict) and isinstance(old.get("jobs"), dict)
+                    and all(isinstance(j, dict) for j in old["jobs"].values())):
+                why = f"{old.__class__.__name__}: {old}"[:200] if isinstance(old, Exception) else "not a runner manifest"
+                raise InputError(f"{self.path} cannot be read ({why}): move it away to start afresh, or give "
+                                 f"another --out") from None
+            self.data["jobs"] = old["jobs"]
+            self.data["names"] = old.get("names") if isinstance(old.get("names"), dict) else {}
+
+    def stale(self, key, made_from, out):
+        """None if the job is done from exactly these inputs and its images are on disk; else why not
+        ("" for a job never done)."""
+        job = self.data["jobs"].get(key)
+        if not job or job.get("status") not in ("done", "held_back"):
+            return ""
+        if not all(os.path.isfile(os.path.join(out, p)) for p in job.get("images", [])):
+            return "image missing"
+        old = job.get("made_from") or {}
+        changed = [REASONS[k] for k in REASONS if old.get(k) != made_from.get(k)]
+        return ", ".join(changed) or None
+
+    def record(self, key, **entry):
+        self.data["jobs"][key] = entry
+        write_bytes(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
+
+
+# What a job is made from, and how a change in each is reported when the job is redone.
+REASONS = {"workflow": "workflow or --set/--bypass changed", "photos": "photo changed",
+           "donor": "donor changed", "identity": "identity changed", "seed": "seed changed"}
+
+
+def graph_hash(graph):
+    return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def check_donor_face(donor):
+    """A donor photo without a face would fail every job, one by one: refuse it once, up front."""
+    from ..landmarks import face_landmarks
+    face_landmarks(read_image(donor), what=f"--donor {os.path.basename(donor)}")
+
+
+def prepare_graph(path, client, overrides=(), bypasses=()):
+    """Load a workflow file (API or UI format) and apply --bypass and --set."""
+    data = wf.load_json(path)
+    graph = wf.to_api(data, client.object_info) if wf.is_ui_format(data) else data
+    if not isinstance(graph, dict) or not all(isinstance(n, dict) and "class_type" in n for n in graph.values()):
+        raise InputError(f"{path} is neither an API-format nor a UI-format ComfyUI workflow")
+    for ref in bypasses:
+        wf.bypass(graph, ref, client.object_info)
+    for text in overrides:
+        wf.set_input(graph, *wf.parse_override(text), client.object_info)
+    return graph
