@@ -22,7 +22,11 @@ Why each part is shaped as it is:
 ComfyUI's layers skip weight initialisation (`comfy.ops.disable_weight_init`), so every layer is
 reset here with torch's own initialiser under a fixed seed.
 """
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 
 import torch
 
@@ -112,11 +116,26 @@ def tiny_checkpoint_state_dict(seed=0):
     return {k: v.detach().contiguous() for k, v in sd.items()}
 
 
-def write_tiny_checkpoint(path, seed=0):
-    """Write a tiny SD1.5 checkpoint (.safetensors) to path and return path (about 0.3 GB, 2-4 s)."""
-    from safetensors.torch import save_file
-    write_atomically(path, lambda tmp: save_file(tiny_checkpoint_state_dict(seed), tmp))
+_built = {}  # (kind, seed, extension) -> the file as first built in this process
+
+
+def _write_once(path, key, build):
+    """Copy to path the file that build(tmp) writes for key, built once per process: the same bytes,
+    and the seconds of building a 0.3 GB checkpoint spent once per test session, not per test."""
+    if key not in _built or not os.path.isfile(_built[key]):
+        folder = tempfile.mkdtemp(prefix="palsysim_tiny_")
+        atexit.register(shutil.rmtree, folder, True)
+        _built[key] = os.path.join(folder, "model" + key[-1])
+        build(_built[key])
+    write_atomically(path, lambda tmp: shutil.copyfile(_built[key], tmp))
     return path
+
+
+def write_tiny_checkpoint(path, seed=0):
+    """Write a tiny SD1.5 checkpoint (.safetensors) to path and return path (about 0.3 GB, 2-4 s the first time)."""
+    from safetensors.torch import save_file
+    return _write_once(path, ("checkpoint", seed, ".safetensors"),
+                       lambda out: save_file(tiny_checkpoint_state_dict(seed), out))
 
 
 def tiny_controlnet_state_dict(seed=0):
@@ -134,10 +153,11 @@ def tiny_controlnet_state_dict(seed=0):
 
 def write_tiny_controlnet(path, seed=0):
     """Write a tiny ControlNet to path (.safetensors, or .ckpt/.pt/.pth as a torch pickle); returns path."""
-    sd = tiny_controlnet_state_dict(seed)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import save_file
-        write_atomically(path, lambda tmp: save_file(sd, tmp))
-    else:
-        write_atomically(path, lambda tmp: torch.save({"state_dict": sd}, tmp))
-    return path
+    def build(out):
+        sd = tiny_controlnet_state_dict(seed)
+        if path.endswith(".safetensors"):
+            from safetensors.torch import save_file
+            save_file(sd, out)
+        else:
+            torch.save({"state_dict": sd}, out)
+    return _write_once(path, ("controlnet", seed, ".safetensors" if path.endswith(".safetensors") else ".pt"), build)
