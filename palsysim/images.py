@@ -102,12 +102,15 @@ def too_large(path, size):
                       f"(a face needs about 1000x1000 pixels) and give the smaller copy")
 
 
-def refuse_unreadable(paths):
-    """Read every photo once, before any work: one InputError listing each that cannot be read, and why."""
+def refuse_unreadable(paths, read=None):
+    """Read every photo once, before any work: one InputError listing each that cannot be read, and why.
+
+    read: what reading means (default read_image); e.g. the runner's cached PNG re-encoding.
+    """
     problems = []
     for path in paths:
         try:
-            read_image(path)
+            (read or read_image)(path)
         except InputError as e:
             problems.append(str(e))
     if problems:

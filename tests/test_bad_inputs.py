@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import save_file
 
 from palsysim.fidelity import ITEMS
-from host import TINY_CONTROLNET, read_image, run_raw
+from host import TINY_CONTROLNET, read_image
 from host_graphs import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
 from tiny_arcface import write_tiny_arcface
 from tiny_models import comfyui_dir, tiny_controlnet_state_dict
@@ -658,7 +658,7 @@ def test_bad_input(host, u, case, node, build, expect):
             f.write(b"not a zip archive, not a model")
     try:
         t0 = time.monotonic()
-        result = run_raw(host, g.nodes)
+        result = host.run(g.nodes)
         took = time.monotonic() - t0
     finally:
         if corrupt_task:
@@ -711,7 +711,7 @@ def every_node(g, u):
 def test_after_the_table_a_good_prompt_through_every_node(host, u):
     g = G()
     saved, sheet = every_node(g, u)
-    result = run_raw(host, g.nodes)
+    result = host.run(g.nodes)
     assert result.ok, result.error
     assert len(host.images(result, saved)) == 1 and host.images(result, saved)[0].shape == (512, 512, 3)
     assert host.images(result, sheet)[0].shape[1:] == (192, 3)

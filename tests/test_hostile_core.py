@@ -6,7 +6,6 @@ import os
 import pytest
 
 from cli_helpers import run_main
-from host import run_raw
 from hostile_files import png_claiming
 from palsysim.cli import main
 from palsysim.images import MAX_PIXELS
@@ -201,7 +200,7 @@ def refused(host, prompt, node, *words):
     """The prompt is refused (at validation, or by the node's own InputError) naming `words`; the server
     stays up; no output file appears; the message shows no path of the server's."""
     before = output_files(host)
-    result = run_raw(host, prompt)
+    result = host.run(prompt)
     assert host.alive(), host.log()[-3000:]
     assert result.status in ("invalid", "error"), result.status
     if result.status == "error":

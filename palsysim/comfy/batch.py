@@ -14,7 +14,7 @@ from collections import Counter
 
 from .. import workflow as wf
 from ..files import write_bytes
-from ..images import InputError
+from ..images import InputError, refuse_unreadable
 from .client import SERVER_GONE, execution_error
 from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, photo_png, titled
 
@@ -91,15 +91,7 @@ class Batch:
     def read_photos(self):
         """Every job's photo decoded up front: the unreadable ones are named together, before any job,
         not one by one mid-batch."""
-        unreadable = []
-        for path in sorted({p for job in self.plan.jobs for p in job["photos"].values()}):
-            try:
-                self.png(path)
-            except InputError as e:
-                unreadable.append(str(e))
-        if unreadable:
-            raise InputError(f"{len(unreadable)} photo(s) cannot be read: replace them or move them away:\n  "
-                             + "\n  ".join(unreadable))
+        refuse_unreadable(sorted({p for job in self.plan.jobs for p in job["photos"].values()}), read=self.png)
 
     def made_from(self, job):
         """What the job's images depend on (the manifest's record, compared on the next run)."""

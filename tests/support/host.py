@@ -105,10 +105,11 @@ class Host:
 
     def run(self, prompt, timeout=300):
         """POST an API-format prompt and wait for it to finish; returns a Result (never raises for a
-        failed node or a refused prompt: tests assert on the message)."""
+        failed node or a refused prompt: tests assert on the message). The JSON is sent as Python
+        writes it, so a NaN input travels as a bare NaN (requests' json= would refuse it)."""
         prompt_id = uuid.uuid4().hex
-        r = requests.post(self.url + "/prompt", json={"prompt": prompt, "client_id": self.client_id,
-                                                      "prompt_id": prompt_id}, timeout=60)
+        body = json.dumps({"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id})
+        r = requests.post(self.url + "/prompt", data=body, headers={"Content-Type": "application/json"}, timeout=60)
         if r.status_code == 400:
             return _invalid(r.json(), prompt_id)
         r.raise_for_status()
@@ -244,25 +245,6 @@ def start_host(workdir, python=None, timeout=180, extra_args=(), wait=True, port
     if wait:
         host.wait_ready(timeout)
     return host
-
-
-def run_raw(host, prompt, timeout=300):
-    """host.run, but the prompt JSON is sent as Python writes it, so NaN travels as a bare NaN
-    (requests' json= refuses NaN)."""
-    prompt_id = uuid.uuid4().hex
-    body = json.dumps({"prompt": prompt, "client_id": host.client_id, "prompt_id": prompt_id})
-    r = requests.post(host.url + "/prompt", data=body, headers={"Content-Type": "application/json"}, timeout=60)
-    if r.status_code == 400:
-        return _invalid(r.json(), prompt_id)
-    r.raise_for_status()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entry = host.get(f"/history/{prompt_id}").get(prompt_id)
-        if entry:
-            return _finished(entry, prompt_id)
-        assert host.alive(), host.log()[-3000:]
-        time.sleep(0.05)
-    raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
 
 
 def _invalid(body, prompt_id):
