@@ -13,10 +13,10 @@ demo: setup
 	$(PY) -m palsysim demo --out out/demo
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 test-current: setup-current
-	$(PY_CURRENT) -m pytest -q tests
+	$(PY_CURRENT) -m pytest -q --durations=20 tests
 
 bench: setup
 	$(PY) -m palsysim bench preprocess
