@@ -30,6 +30,7 @@ from ..comfy.plan import MANIFEST, find_patients, prepare_graph
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
+from ..layout import photos_in
 from .config import METHODS
 
 STATE = "state.json"
@@ -109,8 +110,7 @@ def donor_paths(exp):
     if not exp.donors:
         return []
     if os.path.isdir(exp.donors):
-        return sorted(os.path.join(exp.donors, f) for f in os.listdir(exp.donors)
-                      if f.lower().endswith((".png", ".jpg", ".jpeg")) and not f.startswith("."))
+        return photos_in(exp.donors)
     return [exp.donors]
 
 
