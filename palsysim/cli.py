@@ -7,6 +7,7 @@ import sys
 from .edges import ANNOTATOR, CONVENTIONS
 from .extras import require_extras
 from .images import InputError, read_image, refuse_unreadable, write_image
+from .layout import is_photo
 from .outputs import folder_out, image_file_out, refuse_overlap, unique_names
 
 
@@ -66,14 +67,13 @@ def cmd_condition(args):
     from .codc import find_rest_photo, make_codc
     from .files import write_bytes
     from .landmarks import face_landmarks
-    exts = (".png", ".jpg", ".jpeg")
 
     def files(root):
         if os.path.isfile(root):
             return [(root, None)]
         if not os.path.isdir(root):
             raise InputError(f"no such image file or folder: {root}")
-        found = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.lower().endswith(exts))
+        found = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if is_photo(f))
         if not found:
             raise InputError(f"no PNG or JPEG images under {root}")
         return [(p, os.path.relpath(p, root)) for p in found]

@@ -31,6 +31,7 @@ from . import regions as R
 from .draw import COLOURS
 from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
 from .images import InputError, to_rgb_uint8
+from .layout import PHOTO_EXTS, photos_in
 from .placement import organ_anchors, placements, separate
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
@@ -512,7 +513,7 @@ def codc_donor(donor_image, donor_xy, size):
     return donor_image, crop_points(donor_xy, m)
 
 
-REST_NAMES = ("rest.png", "rest.jpg", "rest.jpeg")
+REST_NAMES = tuple("rest" + ext for ext in PHOTO_EXTS)
 
 
 def find_rest_photo(patient_dir):
@@ -523,7 +524,7 @@ def find_rest_photo(patient_dir):
             return os.path.join(patient_dir, name)
     folder = os.path.join(patient_dir, "rest")
     if os.path.isdir(folder):
-        found = sorted(f for f in os.listdir(folder) if f.lower().endswith((".png", ".jpg", ".jpeg")) and f[0] != ".")
+        found = photos_in(folder)
         if found:
-            return os.path.join(folder, found[0])
+            return found[0]
     return None

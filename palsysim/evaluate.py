@@ -1,6 +1,6 @@
 """`python -m palsysim evaluate`: privacy, fidelity and quality of generated images, per method (Table II).
 
-Layouts (image files: .png .jpg .jpeg .webp .bmp), as the headless runner reads and writes them:
+Layouts (image files: palsysim.layout.PHOTO_EXTS, .png .jpg .jpeg), as the headless runner reads and writes them:
 
     PATIENTS/<patient>/<expression>.png           the runner's input (the patients' photos)
     OUT/<patient>/<expression>/<identity>_<seed>.png   the runner's output: one such tree per method
@@ -38,17 +38,12 @@ from .codc import face_crop
 from .files import write_bytes
 from .images import InputError, read_image, refuse_unreadable
 from .landmarks import face_landmarks
+from .layout import is_photo, photos_in
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LPIPS_SIZE = 512
 METRICS = ["lpips", "arcface", "arcface_max", "dlib", "dlib_min", "serfiq", "serfiq_raw", "fidelity"]
 COLUMNS = (["method", "images", "patients", "skipped", "unpaired"]
            + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["pass_rate"])
-
-
-def _images_in(folder):
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(folder, f)))
 
 
 def _stem(path):
@@ -63,9 +58,9 @@ def find_patients(patients_dir):
     found = {}
     for name in sorted(os.listdir(patients_dir)):
         path = os.path.join(patients_dir, name)
-        if os.path.isdir(path) and _images_in(path):
-            found[name] = _images_in(path)
-        elif os.path.isfile(path) and name.lower().endswith(IMAGE_EXTS):
+        if os.path.isdir(path) and photos_in(path):
+            found[name] = photos_in(path)
+        elif os.path.isfile(path) and is_photo(name):
             found[_stem(name)] = [path]
     if not found:
         raise InputError(f"--patients {patients_dir} holds no patient photos: put each patient's photos "
@@ -105,14 +100,14 @@ def find_generated(trees, patient_keys):
         for name in sorted(os.listdir(tree)):
             path = os.path.join(tree, name)
             if os.path.isdir(path):
-                files = [(_stem(f), f) for f in _images_in(path)]
+                files = [(_stem(f), f) for f in photos_in(path)]
                 files += [(e, f) for e in sorted(os.listdir(path)) if os.path.isdir(os.path.join(path, e))
-                          for f in _images_in(os.path.join(path, e))]
+                          for f in photos_in(os.path.join(path, e))]
                 if name in patient_keys:
                     found += [(name, e, f) for e, f in files]
                 else:
                     stray += len(files)
-            elif name.lower().endswith(IMAGE_EXTS):
+            elif is_photo(name):
                 stem = _stem(name)
                 key = next((k for k in by_length if stem == k or stem.startswith(k + "_")), None)
                 if key is None:
@@ -276,10 +271,10 @@ def _distractors(folder, used, arcface_path):
     """[{backend: features}] of the distractor faces in folder (each image a person of its own), or []."""
     if folder is None:
         return []
-    if not os.path.isdir(folder) or not _images_in(folder):
+    if not os.path.isdir(folder) or not photos_in(folder):
         raise InputError(f"--distractors {folder} is not a folder of face photos: give a folder of images, "
                          f"one person each")
-    faces = {p: _Face(p, used, arcface_path) for p in _images_in(folder)}
+    faces = {p: _Face(p, used, arcface_path) for p in photos_in(folder)}
     for path, face in faces.items():  # public faces, not patients': the name helps find the one to remove
         if face.problem:
             raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "

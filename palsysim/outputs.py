@@ -2,8 +2,7 @@
 import os
 
 from .images import InputError
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+from .layout import PHOTO_EXTS
 
 
 def _inside(path, folder):
@@ -31,7 +30,7 @@ def refuse_overlap(out, inputs, flag="--out"):
 
 def image_file_out(out, flag="--out"):
     """Check an output image path before any work: a PNG or JPEG name, not a folder."""
-    if os.path.splitext(out)[1].lower() not in IMAGE_EXTS:
+    if os.path.splitext(out)[1].lower() not in PHOTO_EXTS:
         raise InputError(f"{flag} {out}: name a .png or .jpg file")
     if os.path.isdir(out):
         raise InputError(f"{flag} {out} is a folder; name the image file to write")

@@ -12,7 +12,7 @@ import numpy as np
 
 from .files import write_atomically
 from .images import MAX_PIXELS, InputError, read_image, to_rgb_uint8
-from .outputs import IMAGE_EXTS
+from .layout import PHOTO_EXTS, is_photo
 
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
 CODECS = {".mp4": ("libx264", "yuv420p", {"crf": "18", "preset": "medium"}),
@@ -28,10 +28,10 @@ def _natural(name):
 
 def frame_files(folder):
     """The photos of a folder of frames, in natural order; refused when it holds none."""
-    names = sorted((f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")),
+    names = sorted((f for f in os.listdir(folder) if is_photo(f)),
                    key=_natural)
     if not names:
-        raise InputError(f"{folder} holds no frames ({', '.join(IMAGE_EXTS)}): put the expression's frames there, "
+        raise InputError(f"{folder} holds no frames ({', '.join(PHOTO_EXTS)}): put the expression's frames there, "
                          f"named in order (frame_001.png, frame_002.png, ...)")
     return [os.path.join(folder, n) for n in names]
 

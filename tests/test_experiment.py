@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import cv2
 import pytest
 
 from cli_helpers import experiment_cli as cli
+from palsysim.comfy.plan import content_name, photo_png
 from palsysim.images import read_image, write_image
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import synth_expression, synth_palsy
@@ -27,7 +29,7 @@ FAST = {"[train]": {"steps = 0": "steps = 3", "batch_size = 4": "batch_size = 2"
 
 
 def make_inputs(root):
-    """Two patients (a real photo, a synthetic palsy of another) x rest and grin, a donor, tiny SD1.5 files."""
+    """Two patients (a real photo, a synthetic palsy of another) x rest and grin, two donors, tiny SD1.5 files."""
     faces = {k: read_image(p) for k, p in photo_paths().items()}
     for name, photo in zip(PATIENT_NAMES, ("grace_hopper", "astronaut")):
         image = faces[photo]
@@ -37,6 +39,10 @@ def make_inputs(root):
         write_image(os.path.join(root, "patients", name, "grin.jpg"), synth_expression(image, face, "grin")[0])
     donor = faces["astronaut"][:, ::-1]
     write_image(os.path.join(root, "donors", "donor.png"), donor)
+    # a second person, so that patient_2 gets a donor of their own (patient k: donor k mod n)
+    hanks = cv2.copyMakeBorder(cv2.resize(faces["tom_hanks"], (448, 448), interpolation=cv2.INTER_CUBIC),
+                               56, 56, 56, 56, cv2.BORDER_REPLICATE)
+    write_image(os.path.join(root, "donors", "donor_2.png"), hanks)
     write_tiny_checkpoint(os.path.join(root, "sd", "tiny_sd15.safetensors"))
     write_tiny_controlnet(os.path.join(root, "sd", "tiny_canny.safetensors"))
 
@@ -127,6 +133,18 @@ def test_no_patient_folder_or_file_name_in_any_output(experiments):
             data = open(os.path.join(d, f), "rb").read()
             for n in PATIENT_NAMES + (os.path.join(root, "patients"),):
                 assert n.encode() not in data, (os.path.join(d, f), n)
+
+
+def test_each_patient_is_generated_on_the_donor_prepare_gave_them(experiments):
+    root, plain, _, _ = experiments
+    donors = [content_name(photo_png(p)) for p in sorted(os.path.join(root, "donors", f)
+                                                           for f in os.listdir(os.path.join(root, "donors")))]
+    with open(os.path.join(plain, "generated", "partial_codc", "manifest.json")) as f:
+        jobs = json.load(f)["jobs"]
+    assert len(donors) == 2 and len(jobs) == 4
+    for key, job in jobs.items():
+        k = int(key.split("/")[0].split("_")[1]) - 1
+        assert job["made_from"]["donor"] == donors[k % len(donors)], key
 
 
 def test_killed_in_training_and_generation_then_rerun_gives_the_unbroken_report(experiments):

@@ -14,9 +14,9 @@ from palsysim.codc import codc_condition, crop_face, face_crop, pf_condition
 from palsysim.fidelity import ITEMS
 from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks
+from palsysim.layout import is_photo
 
 EXPRESSIONS = ITEMS  # the 10 Yanagihara grading items, as folder names
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CONDITIONS = ("pf", "codc")
 
 
@@ -79,7 +79,7 @@ def find_photos(data_dir):
             for name in sorted(n for n in os.listdir(folder) if not _hidden(n)):
                 if leaves_dataset(os.path.join(folder, name), os.path.join(rel, name)):
                     continue
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                if is_photo(name):
                     photos.append((p, expression, os.path.join(folder, name)))
                 else:
                     problems.append(f"{os.path.join(rel, name)}: not a PNG or JPEG photo")
@@ -141,7 +141,7 @@ def _load_donors(donors_dir, resolution):
     donors, problems = [], []
     for name in sorted(n for n in os.listdir(donors_dir) if not _hidden(n)):
         path = os.path.join(donors_dir, name)
-        if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+        if not is_photo(name):
             problems.append(f"donor {name}: not a PNG or JPEG photo")
             continue
         try:

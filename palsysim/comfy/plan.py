@@ -19,9 +19,9 @@ from .. import workflow as wf
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image
+from ..layout import is_photo
 from ..outputs import unique_names
 
-PHOTO_EXTS = (".png", ".jpg", ".jpeg")
 SEED_INPUTS = ("seed", "noise_seed")
 DISPLAY_ONLY = ("PalsyPreview", "PreviewImage", "MaskPreview")  # nodes that only show images in the UI
 MANIFEST = "manifest.json"
@@ -73,7 +73,7 @@ def find_patients(root, expressions=None):
         photos = {}
         for f in sorted(os.listdir(folder)):
             stem, ext = os.path.splitext(f)
-            if ext.lower() not in PHOTO_EXTS:
+            if not is_photo(f):
                 continue
             if stem not in ITEMS:
                 raise InputError(f"{name}/{f}: name each photo after its Yanagihara item ({', '.join(ITEMS)})")

@@ -30,6 +30,7 @@ from ..comfy.plan import MANIFEST, find_patients, prepare_graph
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
+from ..layout import photos_in
 from .config import METHODS
 
 STATE = "state.json"
@@ -109,9 +110,15 @@ def donor_paths(exp):
     if not exp.donors:
         return []
     if os.path.isdir(exp.donors):
-        return sorted(os.path.join(exp.donors, f) for f in os.listdir(exp.donors)
-                      if f.lower().endswith((".png", ".jpg", ".jpeg")) and not f.startswith("."))
+        return photos_in(exp.donors)
     return [exp.donors]
+
+
+def patient_donors(exp, found):
+    """{patient key: donor photo, or None without donors}: the k-th patient gets donor k mod n of the
+    sorted donors, in prepare and in generation alike."""
+    donors = donor_paths(exp)
+    return {key: donors[k % len(donors)] if donors else None for k, key in enumerate(found)}
 
 
 def needs_codc(exp):
@@ -125,10 +132,10 @@ def prepare(exp, state, found, bar):
     from ..codc import face_crop, make_condition
     from ..landmarks import face_landmarks
     size = exp.train["resolution"]
-    donors = donor_paths(exp)
+    donor_of = patient_donors(exp, found)
     donor_faces = {}
-    for k, (key, photos) in enumerate(found.items()):
-        donor = donors[k % len(donors)] if donors and needs_codc(exp) else None
+    for key, photos in found.items():
+        donor = donor_of[key] if needs_codc(exp) else None
         rest_xy = None  # CODC organ scales come from the rest photo (check() made sure there is one)
         for expression, path in photos.items():
             out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops", "pf", "codc")}
@@ -260,14 +267,14 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
     or on `embedded` hosts started for it."""
     runs = exp.runs()
     photos = {k: {e: exp.path("prepared", "photos", k, f"{e}.png") for e in p} for k, p in found.items()}
-    donors = donor_paths(exp)
+    donor_of = patient_donors(exp, found)
     todo = {}
     for name, (workflow, net, condition) in runs.items():
         fp = fingerprint(file_digest(os.path.join(REPO, "workflows", "api", f"{workflow}.json")),
                          file_digest(net_path(exp, net) if net else exp.controlnet),
                          file_digest(exp.checkpoint), exp.generate,
                          sorted((k, e, file_digest(p)) for k, ps in photos.items() for e, p in ps.items()),
-                         condition == "codc" and file_digest(donors[0]))
+                         condition == "codc" and sorted((k, file_digest(d)) for k, d in donor_of.items()))
         if not state.done(f"generate/{name}", fp, exp.path("generated", name, MANIFEST)):
             todo[name] = fp
     if not todo:
@@ -282,11 +289,17 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
                 continue
             clients = [Client(url) for url in urls]
             graph = run_graph(exp, clients[0], workflow, net, condition)
-            summary = run_batch(clients, graph, photos, exp.path("generated", name), exp.generate["identities"],
-                                exp.generate["seeds"], donors[0] if condition == "codc" else None,
-                                name=workflow, settings={"run": name}, progress=False)
-            if summary["failed"]:
-                raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(summary["failed"]))
+            # One batch per donor (CODC): each patient's images on the donor prepare gave them.
+            groups = {}
+            for key, donor in donor_of.items():
+                groups.setdefault(donor if condition == "codc" else None, {})[key] = photos[key]
+            failed = []
+            for donor, group in groups.items():
+                failed += run_batch(clients, graph, group, exp.path("generated", name), exp.generate["identities"],
+                                    exp.generate["seeds"], donor, name=workflow, settings={"run": name},
+                                    progress=False)["failed"]
+            if failed:
+                raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(failed))
             state.record(f"generate/{name}", todo[name])
 
 
