@@ -58,8 +58,9 @@ def find_patients(patients_dir):
     found = {}
     for name in sorted(os.listdir(patients_dir)):
         path = os.path.join(patients_dir, name)
-        if os.path.isdir(path) and photos_in(path):
-            found[name] = photos_in(path)
+        photos = photos_in(path) if os.path.isdir(path) else []
+        if photos:
+            found[name] = photos
         elif os.path.isfile(path) and is_photo(name):
             found[_stem(name)] = [path]
     if not found:

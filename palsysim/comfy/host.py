@@ -21,10 +21,10 @@ import time
 
 import requests
 
+from ..extras import REPO
 from ..images import InputError
 
 # The repository (the folder above the palsysim package): .host/ and the keeper's PYTHONPATH.
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def comfyui_dir(explicit=None):

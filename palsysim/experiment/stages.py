@@ -27,6 +27,7 @@ from ..comfy import host
 from ..comfy.batch import run_batch
 from ..comfy.client import Client
 from ..comfy.plan import MANIFEST, find_patients, prepare_graph
+from ..extras import REPO
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
@@ -230,8 +231,6 @@ def train(exp, state, found, bar, quiet=False):
                              f"{(proc.stderr or '').strip()[-2000:] or 'see the messages above'}")
         state.record(item, fp)
 
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --- generate --------------------------------------------------------------------------------------

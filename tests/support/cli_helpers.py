@@ -6,7 +6,7 @@ import sys
 
 from palsysim.cli import main
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
+from palsysim.extras import REPO  # the checkout under test
 
 
 def experiment_cli(*args, **kw):

@@ -28,9 +28,9 @@ import requests
 from PIL import Image
 
 from palsysim.comfy.host import wait_until_up
+from palsysim.extras import REPO  # the checkout under test
 from tiny_models import comfyui_dir
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
 MODEL_FOLDERS = ("checkpoints", "controlnet", "mediapipe", "insightface")
 PACK_NAME = "palsysim"  # the link scripts/setup.sh makes in the host's custom_nodes
 # File names of the tiny models the `host` fixture (conftest.py) puts in its model folders.

@@ -1,7 +1,7 @@
 """Requirements files read as pip reads their lines (test_requirements.py, test_pack_surface.py)."""
 import os
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
+from palsysim.extras import REPO  # the checkout under test
 
 
 def requirement_lines(name="requirements.txt"):

@@ -12,7 +12,7 @@ from PIL import Image
 from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
 from real_faces import photo_paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/support/ -> the repo
+from palsysim.extras import REPO  # the checkout under test
 WORKFLOWS = os.path.join(REPO, "workflows")
 # The shipped model names mapped to the tiny models, and a tiny, fast sampling (64x64, 1 step).
 TINY = ["--set", f"checkpoint.ckpt_name={TINY_CHECKPOINT}", "--set", f"controlnet.control_net_name={TINY_CONTROLNET}",
