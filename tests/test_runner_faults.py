@@ -1,13 +1,17 @@
 """The headless runner (python -m palsysim run) when its server goes away mid-batch: a private real
 server is killed after the first image is written and started again on the same port; the runner
-waits, queues the lost job again, and finishes without redoing written images."""
+waits, queues the lost job again, and finishes without redoing written images. And a photo that two
+jobs share is sent once, never rewritten under a prompt that is reading it."""
 import json
 import os
 import subprocess
 import time
 
 from host import start_host
-from runner_helpers import NO_ARCFACE, REPO, api, history_seeds, make_patients, own_server, pngs, runner_cmd
+from palsysim.comfy.batch import run_batch
+from palsysim.comfy.client import Client
+from palsysim.comfy.plan import find_patients, prepare_graph
+from runner_helpers import NO_ARCFACE, REPO, TINY, api, history_seeds, make_patients, own_server, pngs, runner_cmd
 
 
 def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):
@@ -45,3 +49,27 @@ def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):
     finally:
         server.stop()
 
+
+
+class CountingClient(Client):
+    """A real client that also counts the uploads it sends."""
+
+    def __init__(self, url):
+        super().__init__(url)
+        self.sent = []
+
+    def upload(self, data):
+        self.sent.append(data)
+        return super().upload(data)
+
+
+def test_a_photo_two_expressions_share_is_uploaded_once(host, tmp_path):
+    # Uploads overwrite by content name: sending the same photo again while the server's LoadImage reads
+    # the first copy gave "broken PNG file" in CI. Same bytes, two paths: one upload per server.
+    patients = make_patients(tmp_path / "p", ["rest", "grin", "whistle"])
+    client = CountingClient(host.url)
+    graph = prepare_graph(api("palsy_pf"), client, TINY[1::2], [NO_ARCFACE[1]])
+    summary = run_batch([client], graph, find_patients(str(patients), None), str(tmp_path / "out"),
+                        seeds=[7411, 7412], progress=False)
+    assert summary["done"] == 6 and not summary["failed"], summary
+    assert len(client.sent) == 1

@@ -27,10 +27,13 @@ class Server:
         self.client, self.uploads, self.pending, self.lost, self.down = client, {}, [], {}, None
         self.queue_length = 0  # the server's own count, other users' prompts included
 
-    def upload(self, path, png):
-        if path not in self.uploads:
-            self.uploads[path] = self.client.upload(png(path))
-        return self.uploads[path]
+    def upload(self, png):
+        """PNG bytes -> LoadImage's name for them on this server. Keyed by content: an upload overwrites
+        the file of the same name, which a prompt of ours may be reading (a broken PNG to LoadImage)."""
+        name = content_name(png)
+        if name not in self.uploads:
+            self.uploads[name] = self.client.upload(png)
+        return self.uploads[name]
 
 
 PENDING_PER_SERVER = 2  # one running, one waiting: the server never idles between our prompts
@@ -101,9 +104,9 @@ class Batch:
                 "identity": job.get("identity", self.plan.identities), "seed": job["seed"]}
 
     def prompt_for(self, server, job):
-        prompt = self.plan.prompt(job, lambda path: server.upload(path, self.png))
+        prompt = self.plan.prompt(job, lambda path: server.upload(self.png(path)))
         for nid in self.donors.values():
-            prompt[nid]["inputs"]["image"] = server.upload(self.donor, self.png)
+            prompt[nid]["inputs"]["image"] = server.upload(self.png(self.donor))
         return prompt
 
     def on_progress(self, kind, data):
