@@ -11,6 +11,7 @@ with OUT/manifest.json; a second run with the same OUT skips what is done.
 
 The runner fills in nodes by their titles (the API file's _meta.title; the UI shows the same):
   patient            LoadImage: the job's photo           patient <expression>  LoadImage (grid)
+  patient rest       LoadImage: the patient's rest photo (CODC: each organ moves as far as it moved from rest)
   donor              LoadImage: --donor                    identities   PalsyLines (grid): one per line
   identity           PrimitiveString: the job's identity   grid output  the grid sheet
   output             the save node: the job's images (grid: every identity's batch, in item order)
@@ -88,7 +89,8 @@ def main(args):
         settings = {"overrides": args.overrides, "bypassed": args.bypass}
         summary = run_batch(clients, graph, patients, args.out, args.identities, args.seeds, args.donor,
                             os.path.basename(args.workflow), settings, progress=not args.quiet,
-                            keep_uploads=args.keep_uploads, reconnect_s=args.reconnect_timeout)
+                            keep_uploads=args.keep_uploads, reconnect_s=args.reconnect_timeout,
+                            expressions=args.expressions)
     redone = summary["redone"]
     why = f" ({sum(redone.values())} redone: " + "; ".join(f"{k}: {n}" for k, n in sorted(redone.items())) + ")"
     print(f"{summary['done']} job(s) done{why if redone else ''}, {summary['skipped']} already done, "

@@ -33,7 +33,7 @@ TITLES = {"palsy_pf": "PalsySim PF - synthetic palsy face from a patient photo",
           "palsy_zero_shot": "PalsySim zero-shot baseline - stock Canny ControlNet",
           "palsy_yanagihara_grid": "PalsySim Yanagihara grid - ten items for each identity"}
 
-WIDTH, GAP, TITLE_H = 240, 20, 30          # node width, space between nodes, node title bar (above pos)
+WIDTH, GAP, TITLE_H = 220, 20, 30          # node width, space between nodes, node title bar (above pos)
 GROUP_PAD, GROUP_TITLE = 12, 40
 # Room for what a node shows under its widgets: a photo, an image preview, a report.
 # LoadImage: the frontend makes it 314 px tall (102 of widgets) once a photo is loaded, whatever its size.
@@ -262,18 +262,23 @@ def gate_and_save(g, prefix):
 
 def single(info, mode):
     g = Graph(info)
-    g.add("patient", "LoadImage", "patient", INPUTS, image="patient.png")
+    photo_w = 180 if mode == "codc" else WIDTH  # three photos in two columns: CODC still fits one screen
+    g.add("patient", "LoadImage", "patient", INPUTS, node_w=photo_w, image="patient.png")
     if mode == "codc":
-        g.add("donor", "LoadImage", "donor", INPUTS, image="donor.png")
+        g.add("rest", "LoadImage", "patient rest", INPUTS, 1, node_w=photo_w, image="rest.png")
+        g.add("donor", "LoadImage", "donor", INPUTS, 1, node_w=photo_w, image="donor.png")
     g.add("identity", "PrimitiveString", "identity", INPUTS, value="a man")
     crop = face(g, "patient", "patient", 0)
     if mode == "codc":
-        g.note_at = (CONDITIONS, 0)  # the inputs' column is full with two photos
+        g.note_at = (INPUTS, 0)  # under the identity: the photos' column is full
         face(g, "donor", "donor", 0)
         g.add("organs", "PalsyOrganCropResize", "organ crop + resize", CONDITIONS, 1)
         g.link("organs", "image", crop, "crop")
         g.link("organs", "landmarks", crop, "crop_landmarks")
         g.link("organs", "donor_landmarks", "donor crop", "crop_landmarks")
+        g.add("rest landmarks", "PalsyFaceLandmarks", "patient rest landmarks", CONDITIONS, 0)
+        g.link("rest landmarks", "image", "rest", "IMAGE")
+        g.link("organs", "rest_landmarks", "rest landmarks", "landmarks")
         g.add("condition", "PalsyContourReposition", "CODC condition", CONDITIONS, 1)
         g.link("condition", "organs", "organs", "organs")
         g.link("condition", "donor_image", "donor crop", "crop")
@@ -326,8 +331,9 @@ WORKFLOWS = {
                  "of the crop) -> SD1.5 + ControlNet -> privacy gate -> save."),
     "palsy_codc": (lambda info: single(info, "codc"),
                    "**CODC**: the patient's eyes, nose and mouth edges, scaled to the donor, on the donor's "
-                   "face contour (both face-cropped) -> SD1.5 + ControlNet -> privacy gate -> save. The donor is "
-                   "a healthy, consenting non-patient."),
+                   "face contour (both face-cropped): each organ where the donor has it, moved as far as the "
+                   "patient's moved from their *rest* photo (the same photo at rest) -> SD1.5 + ControlNet -> "
+                   "privacy gate -> save. The donor is a healthy, consenting non-patient."),
     "palsy_zero_shot": (lambda info: single(info, "zero_shot"),
                         "**Zero-shot baseline**: the PF condition with the stock `control_sd15_canny` (no "
                         "fine-tuning); the saved summary says so."),

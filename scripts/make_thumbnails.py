@@ -33,7 +33,7 @@ def main():
     xy = face_landmarks(patient).xy
     crop = face_crop(patient, xy, 256)[0]
     pf = make_condition(patient, xy, "pf", size=256)
-    codc = make_condition(patient, xy, "codc", donor, d_xy, size=256)
+    codc = make_condition(patient, xy, "codc", donor, d_xy, size=256, rest_xy=xy)  # the patient's rest photo
     sheets = {
         "palsy_pf": ([crop, pf], ["patient", "PF condition"]),
         "palsy_zero_shot": ([crop, pf], ["patient", "stock canny"]),

@@ -58,8 +58,10 @@ def test_a_failing_node_is_reported_with_its_id_and_message(host, tmp_path):
     os.makedirs(patients / PATIENT)
     coffee = os.path.join(os.path.dirname(skimage.__file__), "data", "coffee.png")  # no face in it
     Image.open(coffee).convert("RGB").save(patients / PATIENT / "grin.png")
+    Image.open(photo_paths()["grace_hopper"]).save(patients / PATIENT / "rest.png")  # the workflow's 'patient rest'
     out = tmp_path / "out"
-    r = run_runner(api("palsy_codc"), host.url, patients, out, *NO_ARCFACE, "--donor", photo_paths()["astronaut"])
+    r = run_runner(api("palsy_codc"), host.url, patients, out, *NO_ARCFACE, "--donor", photo_paths()["astronaut"],
+                   "--expressions", "grin")
     assert r.returncode == 1, r.stdout + r.stderr
     graph = json.loads(open(api("palsy_codc")).read())
     nid = next(k for k, n in graph.items() if n["_meta"]["title"] == "patient landmarks")

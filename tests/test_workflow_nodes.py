@@ -40,18 +40,24 @@ def _condition_graph(name, photos):
 
 @pytest.mark.parametrize("name, mode", [("palsy_codc", "codc"), ("palsy_pf", "pf")])
 def test_workflow_condition_equals_the_cli(host, tmp_path, name, mode):
+    from palsysim.images import read_image, write_image
+    from palsysim.landmarks import face_landmarks
+    from palsysim.synth import synth_expression
     paths = photo_paths()
-    patient, donor = paths["grace_hopper"], paths["astronaut"]
-    photos = {"patient": host.upload_image(patient), "donor": host.upload_image(donor)}
+    rest, donor = paths["grace_hopper"], paths["astronaut"]
+    patient = str(tmp_path / "grin.png")  # an expression photo: CODC moves each organ as far as it moved from rest
+    image = read_image(rest)
+    write_image(patient, synth_expression(image, face_landmarks(image), "grin")[0])
+    photos = {"patient": host.upload_image(patient), "donor": host.upload_image(donor),
+              "patient rest": host.upload_image(rest)}
     r = host.run(_condition_graph(name, photos))
     assert r.ok, r.error
     (got,) = host.images(r, "save")
     cli_out = tmp_path / "cli.png"
     cmd = [sys.executable, "-m", "palsysim", "condition", "--patient", patient, "--mode", mode, "--out", str(cli_out)]
-    cmd += ["--donor", donor] if mode == "codc" else []
+    cmd += ["--donor", donor, "--rest", rest] if mode == "codc" else []
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
-    from palsysim.images import read_image
     want = read_image(str(cli_out))
     assert got.shape == want.shape == (512, 512, 3)
     assert (got[..., 0] > 0).sum() > 1000  # a real edge map, not an empty one

@@ -169,8 +169,36 @@ def test_single_workflows_give_one_image_per_job(host, tmp_path, name):
 
 def test_codc_workflow_with_a_donor(host, tmp_path):
     from real_faces import photo_paths
-    run_and_check(host, tmp_path, "palsy_codc", ["wink"], [f"{PATIENT}/wink/a_man_1.png"],
+    run_and_check(host, tmp_path, "palsy_codc", ["rest", "wink"], [f"{PATIENT}/{e}/a_man_1.png" for e in ("rest", "wink")],
                   "--donor", photo_paths()["grace_hopper"])
+
+
+def test_each_codc_job_gets_its_patients_rest_photo(host, tmp_path):
+    from palsysim.comfy.plan import content_name, photo_png
+    from palsysim.images import read_image, write_image
+    from palsysim.landmarks import face_landmarks
+    from palsysim.synth import synth_expression
+    from real_faces import photo_paths
+    rest = read_image(photo_paths()["grace_hopper"])
+    folder = tmp_path / "p" / PATIENT
+    write_image(str(folder / "rest.png"), rest)
+    write_image(str(folder / "wink.jpg"), synth_expression(rest, face_landmarks(rest), "wink")[0])
+    donor = photo_paths()["astronaut"]
+    # Only the wink is generated; its prompt still takes the rest photo, which must be read, not skipped.
+    r = run_runner(api("palsy_codc"), host.url, tmp_path / "p", tmp_path / "out", *NO_ARCFACE, "--donor", donor,
+                   "--expressions", "wink", "--seeds", "7421", "--keep-uploads")  # /history read below
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [os.path.relpath(p, tmp_path / "out") for p in pngs(tmp_path / "out")] == [f"{PATIENT}/wink/a_man_7421.png"]
+    (graph,) = [e["prompt"][2] for e in host.get("/history").values()
+                if any(n["inputs"].get("seed") == 7421 for n in e["prompt"][2].values())]
+    loads = {wf.title(graph, n): node["inputs"]["image"] for n, node in graph.items() if node["class_type"] == "LoadImage"}
+    want = {"patient": folder / "wink.jpg", "patient rest": folder / "rest.png", "donor": donor}
+    assert {t: os.path.basename(v) for t, v in loads.items()} == {t: content_name(photo_png(str(p))) for t, p in want.items()}
+
+    os.unlink(folder / "rest.png")  # a patient without one is refused before any job, naming the fix
+    r = run_runner(api("palsy_codc"), host.url, tmp_path / "p", tmp_path / "out2", *NO_ARCFACE, "--donor", donor)
+    assert r.returncode != 0 and f"{PATIENT} has no rest photo" in r.stderr and f"add <patient>/rest.png" in r.stderr, r.stderr
+    assert not pngs(tmp_path / "out2")
 
 
 def test_grid_gives_ten_images_per_identity_and_the_sheet(host, tmp_path):

@@ -50,12 +50,12 @@ class Batch:
     """
 
     def __init__(self, clients, graph, patients, out, identities, seeds, donor, name, settings, progress,
-                 keep_uploads, reconnect_s):
+                 keep_uploads, reconnect_s, expressions):
         from tqdm import tqdm
         self.graph, self.out, self.donor = graph, out, donor
         self.keep_uploads, self.reconnect_s = keep_uploads, reconnect_s
         self.manifest = Manifest(out, {"workflow": name, **(settings or {})})
-        self.plan = Plan(graph, patients, identities, seeds, self.manifest.data["names"])
+        self.plan = Plan(graph, patients, identities, seeds, self.manifest.data["names"], expressions)
         self.manifest.data["settings"].update(identities=self.plan.identities, seeds=self.plan.seeds)
         self.manifest.data["names"] = self.plan.names
         self.pngs = {}
@@ -267,9 +267,10 @@ class Batch:
 
 
 def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
-              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0):
+              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0, expressions=None):
     """Run every job not already done in OUT from the same inputs, spread over `clients` (one or more
     servers); returns {"done", "skipped", "redone": {why: n}, "held_back": images, "failed": [messages]}.
+    expressions: the items to make images of (default: every photo of each patient).
 
     Each server gets at most PENDING_PER_SERVER of our prompts; a job goes to the server with the
     shortest queue. A server that stops answering has its prompts queued again on the others (or on
@@ -277,4 +278,4 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
     reconnect_s. Images depend on the job alone (its seed), not on which server made them.
     """
     return Batch(clients, graph, patients, out, identities, seeds, donor, name, settings, progress,
-                 keep_uploads, reconnect_s).run()
+                 keep_uploads, reconnect_s, expressions).run()

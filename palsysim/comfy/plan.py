@@ -59,7 +59,8 @@ def photo_png(path):
 
 
 def find_patients(root, expressions=None):
-    """{patient: {expression: photo path}} from root/<patient>/<expression>.<ext>."""
+    """{patient: {expression: photo path}} from root/<patient>/<expression>.<ext>: every photo of each
+    patient who has one of `expressions` (all patients if None); Plan picks the jobs' photos."""
     if not root or not os.path.isdir(root):
         raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png)")
     for e in expressions or ():
@@ -79,9 +80,8 @@ def find_patients(root, expressions=None):
                 raise InputError(f"{name}/{f}: name each photo after its Yanagihara item ({', '.join(ITEMS)})")
             if stem in photos:
                 raise InputError(f"{name}: two photos for {stem}")
-            if expressions is None or stem in expressions:
-                photos[stem] = os.path.join(folder, f)
-        if photos:
+            photos[stem] = os.path.join(folder, f)
+        if expressions is None and photos or set(photos) & set(expressions or ()):
             patients[name] = photos
     if not patients:
         raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png)")
@@ -104,9 +104,11 @@ def titled(graph, prefix, kind=None):
 
 class Plan:
     """The prompts a batch needs: one per job (patient x expression x identity x seed), or for a
-    grid workflow (LoadImage nodes titled `patient <expression>`) one per patient x seed."""
+    grid workflow (LoadImage nodes titled `patient <expression>`) one per patient x seed. A single
+    workflow may also have a LoadImage titled `patient <item>` (CODC's `patient rest`): each job
+    fills it with that item's photo of the same patient."""
 
-    def __init__(self, graph, patients, identities=None, seeds=None, known_names=None):
+    def __init__(self, graph, patients, identities=None, seeds=None, known_names=None, expressions=None):
         # Image previews write what they show (the patient's face crop) into the server's temp/, which
         # /view serves to anyone; a headless run shows nothing, so it runs none.
         self.graph = {nid: n for nid, n in graph.items() if n["class_type"] not in DISPLAY_ONLY}
@@ -134,7 +136,14 @@ class Plan:
         if self.output is None:
             raise InputError("the workflow has no save node titled 'output'")
         self.jobs = []
-        for patient, photos in patients.items():
+        extra = [] if self.grid else sorted(set(self.slots) - {""})
+        lacking = [f"{patient} has no {e} photo" for e in extra for patient, photos in patients.items()
+                   if e not in photos]
+        if lacking:
+            raise InputError(f"the workflow's {', '.join(repr('patient ' + e) for e in extra)} takes each patient's "
+                             f"photo of that item: {'; '.join(lacking)}: add <patient>/{extra[0]}.png")
+        for patient, every in patients.items():
+            photos = {e: p for e, p in every.items() if expressions is None or e in expressions}
             for seed in self.seeds:
                 if self.grid:
                     missing = [e for e in self.grid_items if e not in photos]
@@ -148,7 +157,8 @@ class Plan:
                     for identity in self.identities:
                         self.jobs.append({"key": f"{patient}/{expression}/{self.names[identity]}_{seed}",
                                           "patient": patient, "expression": expression, "identity": identity,
-                                          "seed": seed, "photos": {expression: path}})
+                                          "seed": seed,
+                                          "photos": {expression: path, **{e: every[e] for e in extra}}})
 
     def prompt(self, job, upload):
         """The graph for one job; upload(path) -> the name the server knows the photo by."""

@@ -163,8 +163,8 @@ def patient_problems(exp):
         return found, problems
     for key, photos in found.items():
         if "rest" not in photos:
-            problems.append(f"{key} has no rest photo: CODC scales the organs from the rest photo "
-                            f"(add <patient>/rest.png or drop partial_codc)")
+            problems.append(f"{key} has no rest photo: the CODC workflow moves each organ as far as it moved "
+                            f"from rest (add <patient>/rest.png or drop partial_codc)")
     donors = stages.donor_paths(exp) if os.path.exists(exp.donors) else []
     if not donors:
         problems.append("[data] donors: CODC (partial_codc) needs a donor photo (a healthy, consenting "

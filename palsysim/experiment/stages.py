@@ -10,7 +10,7 @@ EXP/
   state.json                      fingerprints of finished items, and the paths the experiment owns
   prepared/photos/patient_k/<expression>.png       upright, metadata-free copies (runner layout)
   prepared/train/patient_k/<expression>/photo.png  the same photos in the training layout
-  prepared/crops|pf|codc/patient_k/<expression>.png  face crop and its two conditions
+  prepared/crops/patient_k/<expression>.png        face crops (the report's figures)
   models/checkpoints, models/controlnet            links to your files, and the trained nets
   generated/<run>/patient_k/<expression>/<identity>_<seed>.png   one runner tree per method / window
   evaluation/<run>/                                per-run scores
@@ -129,23 +129,16 @@ def needs_codc(exp):
 # --- prepare ---------------------------------------------------------------------------------------
 
 def prepare(exp, state, found, bar):
-    """Upright copies of every photo, in both layouts, and the face crop with its PF and CODC conditions."""
-    from ..codc import face_crop, make_condition
+    """Upright copies of every photo, in both layouts, and the face crop the report's figures show.
+    The conditions are made in generation, by the workflows, from these copies (CODC's with the rest photo)."""
+    from ..codc import face_crop
     from ..landmarks import face_landmarks
     size = exp.train["resolution"]
-    donor_of = patient_donors(exp, found)
-    donor_faces = {}
     for key, photos in found.items():
-        donor = donor_of[key] if needs_codc(exp) else None
-        rest_xy = None  # CODC organ scales come from the rest photo (check() made sure there is one)
         for expression, path in photos.items():
-            out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops", "pf", "codc")}
+            out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops")}
             out["train"] = exp.path("prepared", "train", key, expression, "photo.png")
-            if not donor:
-                out.pop("codc")
-            fp = fingerprint(file_digest(path), donor and file_digest(donor), donor and file_digest(photos["rest"]),
-                             size)
-            item = f"prepare/{key}/{expression}"
+            item, fp = f"prepare/{key}/{expression}", fingerprint(file_digest(path), size)
             bar.step(item)
             if state.done(item, fp, *out.values()):
                 continue
@@ -154,15 +147,6 @@ def prepare(exp, state, found, bar):
             write_image(out["photos"], image)
             write_image(out["train"], image)
             write_image(out["crops"], face_crop(image, face.xy, size)[0])
-            write_image(out["pf"], make_condition(image, face.xy, "pf", size=size))
-            if donor:
-                if donor not in donor_faces:
-                    d_image = read_image(donor)
-                    donor_faces[donor] = (d_image, face_landmarks(d_image, what="donor").xy)
-                if rest_xy is None:
-                    rest_xy = face_landmarks(read_image(photos["rest"]), what=f"{key} rest").xy
-                write_image(out["codc"], make_condition(image, face.xy, "codc", *donor_faces[donor], size=size,
-                                                        rest_xy=rest_xy))
             state.record(item, fp)
 
 
