@@ -1,7 +1,7 @@
 from comfy_api.latest import io
 from comfy.utils import ProgressBar
 
-from ..palsysim import codc
+from ..palsysim import codc, facecrop
 from ..palsysim.edges import HIGH, LOW
 from ..palsysim.images import InputError
 from .common import Landmarks, check_inputs, output, to_arrays, to_image
@@ -131,7 +131,7 @@ class PFCondition(io.ComfyNode):
                 io.Image.Input("image"), Landmarks.Input("landmarks"),
                 io.Int.Input("size", default=512, min=0, max=4096, step=8,
                              tooltip="Side of the square face crop (512: the paper's); 0 = the whole photo as it is."),
-                io.Float.Input("margin", default=codc.FACE_MARGIN, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("margin", default=facecrop.FACE_MARGIN, min=0.0, max=1.0, step=0.01,
                                tooltip="Added on each side of the face oval, as a fraction of its larger side."),
                 *_edge_inputs(),
             ],
@@ -148,8 +148,8 @@ class PFCondition(io.ComfyNode):
         _check_faces(landmarks, arrays)
         bar, conditions, previews = ProgressBar(len(arrays)), [], []
         for a, face in zip(arrays, landmarks):
-            cond = codc.pf_condition(a, face.xy, size, margin, low_threshold, high_threshold, blur_sigma)
+            cond = facecrop.pf_condition(a, face.xy, size, margin, low_threshold, high_threshold, blur_sigma)
             conditions.append(cond[..., None].repeat(3, axis=2))
-            previews.append(codc.pf_preview(a, face.xy, cond, size, margin))
+            previews.append(facecrop.pf_preview(a, face.xy, cond, size, margin))
             bar.update(1)
         return io.NodeOutput(to_image(conditions), to_image(previews))

@@ -6,7 +6,7 @@ and ComfyUI gets a square hint at the sampling size instead of centre-cropping a
 from comfy.utils import ProgressBar
 from comfy_api.latest import io
 
-from ..palsysim import codc
+from ..palsysim import facecrop
 from .codc import _check_faces
 from .common import Landmarks, check_inputs, output, to_arrays, to_image
 
@@ -23,7 +23,7 @@ class FaceCrop(io.ComfyNode):
             inputs=[
                 io.Image.Input("image"), Landmarks.Input("landmarks"),
                 io.Int.Input("size", default=512, min=64, max=4096, step=8, tooltip="Side of the square crop."),
-                io.Float.Input("margin", default=codc.FACE_MARGIN, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("margin", default=facecrop.FACE_MARGIN, min=0.0, max=1.0, step=0.01,
                                tooltip="Added on each side of the face oval, as a fraction of its larger side."),
             ],
             outputs=[output(io.Image, "crop"), output(Landmarks, "crop_landmarks")],
@@ -39,8 +39,8 @@ class FaceCrop(io.ComfyNode):
         _check_faces(landmarks, arrays)
         bar, crops, faces = ProgressBar(len(arrays)), [], []
         for a, face in zip(arrays, landmarks):
-            crop, matrix = codc.face_crop(a, face.xy, size, margin)
+            crop, matrix = facecrop.face_crop(a, face.xy, size, margin)
             crops.append(crop)
-            faces.append(codc.crop_face(face, matrix, size))
+            faces.append(facecrop.crop_face(face, matrix, size))
             bar.update(1)
         return io.NodeOutput(to_image(crops), faces)

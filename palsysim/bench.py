@@ -24,7 +24,7 @@ def sample_photos():
 
 def sample_faces(size=512):
     """Patient and donor photos as (size, size, 3) uint8 face crops (astronaut, Grace Hopper)."""
-    from .codc import face_crop
+    from .facecrop import face_crop
     from .landmarks import face_landmarks
     return [face_crop(image, face_landmarks(image).xy, size)[0] for image in sample_photos()]
 
@@ -87,7 +87,7 @@ def preprocess(repeats=30, size=512, log=print):
 def expression_photos(size=512, severity=0.6, side="left"):
     """A synthetic patient's ten Yanagihara photos (astronaut + palsy) and a donor (Grace Hopper), cropped as in
     training -> (donor crop, donor (478, 2), {item: (crop (size, size, 3) uint8, (478, 2))}), rest first."""
-    from .codc import face_crop, transform_points
+    from .facecrop import face_crop, transform_points
     from .landmarks import face_landmarks
     from .synth import EXPRESSIONS, synth_expression
     astronaut, donor = sample_photos()
@@ -119,7 +119,8 @@ def codc_expressions(severity=0.6, side="left", size=512):
     "asymmetry": {measure: (patient percent, condition percent)}, "own_edges_iou"}.
     """
     from .asymmetry import MEASURES, measure
-    from .codc import ORGAN_NAMES, codc_condition, pf_condition
+    from .codc import ORGAN_NAMES, codc_condition
+    from .facecrop import pf_condition
     d_img, d_xy, photos = expression_photos(size, severity, side)
     rest_img, rest_xy = photos["rest"]
     rest_mapped = codc_condition(rest_img, rest_xy, d_img, d_xy, rest_xy=rest_xy)[1].map_landmarks(rest_xy)

@@ -64,7 +64,8 @@ def cmd_demo(args):
 
 def cmd_condition(args):
     from . import codc_layout
-    from .codc import find_rest_photo, make_codc
+    from .conditions import make_codc
+    from .layout import find_rest_photo
     from .files import write_bytes
     from .landmarks import face_landmarks
 

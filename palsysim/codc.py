@@ -1,4 +1,5 @@
-"""CODC: contour-guided and organ-size deformation conditioning, and the plain PF condition.
+"""CODC: contour-guided and organ-size deformation conditioning (the plain PF condition and the face
+crop both share are facecrop.py's; a whole condition from photos is conditions.py's).
 
 The privacy step of the method: boxes around each eye with its brow, the nose and the mouth of the
 patient are cropped, scaled, Canny-edged at their new size and placed on the donor's face contour.
@@ -21,7 +22,6 @@ overlap: where two would, both are cut back to a shared edge (placement.py).
 All coordinates are pixels, x right and y down, continuous (pixel i spans [i, i + 1)); boxes are
 integer (x0, y0, x1, y1) with x1, y1 exclusive. Sides are the subject's (regions.py).
 """
-import os
 from dataclasses import dataclass
 
 import cv2
@@ -30,12 +30,11 @@ import numpy as np
 from . import regions as R
 from .draw import COLOURS
 from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
+from .facecrop import box_at, edges_over, transform_points
 from .images import InputError, to_rgb_uint8
-from .layout import PHOTO_EXTS, photos_in
 from .placement import organ_anchors, placements, separate
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
-FACE_MARGIN = 0.25  # face crop: fraction of the face oval's larger side added on each side
 ORGAN_NAMES = ("right_eye", "left_eye", "nose", "mouth")
 CONTOURS = ("canny", "oval")
 # Organ sizes: "face" scales every organ by the facial-scale ratio (donor IPD / patient IPD, the
@@ -48,19 +47,6 @@ _INDEX = {n: np.array(R.ORGANS[n]) for n in ORGAN_NAMES}
 
 def _ipd(xy):
     return float(np.hypot(*(xy[R.PUPIL["left"]] - xy[R.PUPIL["right"]])))
-
-
-def _box(centre, size):
-    x0, y0 = int(round(centre[0] - size[0] / 2.0)), int(round(centre[1] - size[1] / 2.0))
-    return (x0, y0, x0 + int(size[0]), y0 + int(size[1]))
-
-
-def _centre(box):
-    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-
-
-def _size(box):
-    return np.array([box[2] - box[0], box[3] - box[1]], dtype=np.float64)
 
 
 def organ_boxes(xy, image_size=None, eye_margin=EYE_MARGIN, nose_margin=NOSE_MARGIN,
@@ -78,9 +64,9 @@ def organ_boxes(xy, image_size=None, eye_margin=EYE_MARGIN, nose_margin=NOSE_MAR
         raise InputError(f"the landmarks of {what} are degenerate (pupils {ipd:.2f} px apart): detect the face again")
     ext = {n: (xy[_INDEX[n]].min(0), xy[_INDEX[n]].max(0)) for n in ORGAN_NAMES}
     eye_size = np.maximum(*(ext[n][1] - ext[n][0] for n in ("right_eye", "left_eye"))) + 2 * eye_margin * ipd
-    boxes = {n: _box((ext[n][0] + ext[n][1]) / 2.0, np.ceil(eye_size)) for n in ("right_eye", "left_eye")}
+    boxes = {n: box_at((ext[n][0] + ext[n][1]) / 2.0, np.ceil(eye_size)) for n in ("right_eye", "left_eye")}
     for n, m in (("nose", nose_margin), ("mouth", mouth_margin)):
-        boxes[n] = _box((ext[n][0] + ext[n][1]) / 2.0, np.ceil(ext[n][1] - ext[n][0] + 2 * m * ipd))
+        boxes[n] = box_at((ext[n][0] + ext[n][1]) / 2.0, np.ceil(ext[n][1] - ext[n][0] + 2 * m * ipd))
     if image_size is not None:
         h, w = image_size[:2]
         for n, (x0, y0, x1, y1) in boxes.items():
@@ -90,18 +76,6 @@ def organ_boxes(xy, image_size=None, eye_margin=EYE_MARGIN, nose_margin=NOSE_MAR
                     f"image: the face is at the border; use a photo with the whole face and some space around "
                     f"it, or smaller margins")
     return boxes
-
-
-def _affine(src, dst):
-    """(2, 3) matrix taking box src onto box dst (per-axis scale, then shift)."""
-    s = _size(dst) / _size(src)
-    return np.array([[s[0], 0.0, dst[0] - src[0] * s[0]], [0.0, s[1], dst[1] - src[1] * s[1]]])
-
-
-def transform_points(xy, matrix):
-    """(N, 2) points through a (2, 3) affine matrix -> (N, 2)."""
-    xy = np.asarray(xy, dtype=np.float64)[:, :2]
-    return xy @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
 def organ_sizes(xy):
@@ -245,13 +219,6 @@ def _warp_into(image, matrix, box, source_box):
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def _resample(image, box, size):
-    """Crop box of image and resize it to size (w, h): area averaging down, bilinear up."""
-    crop = image[box[1]:box[3], box[0]:box[2]]
-    shrink = size[0] < crop.shape[1] or size[1] < crop.shape[0]
-    return cv2.resize(crop, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def organ_crop_resize(image, xy, donor_xy, donor_size, eye_margin=EYE_MARGIN, nose_margin=NOSE_MARGIN,
                       mouth_margin=MOUTH_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0,
                       what="patient", donor_what="donor", rest_xy=None, convention=ANNOTATOR, organ_size="face"):
@@ -371,64 +338,6 @@ def codc_conditions(photos, donor_image, donor_xy, contour="canny", low_threshol
     return [(reposition(o, edged), o) for o in organs]
 
 
-def face_box(xy, margin=FACE_MARGIN):
-    """Square (x0, y0, x1, y1) around the face oval, centred on it, its larger side grown by margin each side."""
-    pts = np.asarray(xy, dtype=np.float64)[list(R.FACE_OVAL), :2]
-    lo, hi = pts.min(0), pts.max(0)
-    side = int(np.ceil((hi - lo).max() * (1 + 2 * margin)))
-    return _box((lo + hi) / 2.0, (side, side))
-
-
-def face_crop(image, xy, size=512, margin=FACE_MARGIN):
-    """Landmark-based square face crop, the dataset convention: (H, W, C) -> ((size, size, 3) uint8, (2, 3) matrix).
-
-    The matrix takes the photo's pixels to the crop's (see transform_points). Parts of the square
-    beyond the photo repeat its border pixels, which adds no edges.
-    """
-    rgb = to_rgb_uint8(image)
-    box = face_box(xy, margin)
-    h, w = rgb.shape[:2]
-    pad = max(0, -box[0], -box[1], box[2] - w, box[3] - h)
-    if pad:
-        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    shifted = (box[0] + pad, box[1] + pad, box[2] + pad, box[3] + pad)
-    return _resample(rgb, shifted, (size, size)), _affine(box, (0, 0, size, size))
-
-
-def crop_points(xy, matrix):
-    """(N, 2) photo points -> (N, 2) float32 points in a face_crop's pixels, as a Face holds them.
-
-    float32 like crop_face's, so that the CLI and the nodes (which pass Faces) place organs on the
-    same sub-pixel and give the same condition bytes.
-    """
-    return transform_points(xy, matrix).astype(np.float32)
-
-
-def crop_face(face, matrix, size):
-    """A Face carried through a face_crop: same points in the crop's pixels (depth scaled alike)."""
-    from .landmarks import Face
-    pts = np.asarray(face.points, dtype=np.float32).copy()
-    pts[:, :2] = crop_points(pts, matrix)
-    pts[:, 2] *= matrix[0][0]
-    return Face(pts, (int(size), int(size)), face.face_index, face.faces_found)
-
-
-def pf_photo(image, xy, size=512, margin=FACE_MARGIN):
-    """What the PF condition edges: the (size, size, 3) face crop; size 0: the whole photo (H, W, 3). uint8."""
-    return face_crop(image, xy, size, margin)[0] if size else to_rgb_uint8(image)
-
-
-def pf_condition(image, xy, size=512, margin=FACE_MARGIN, low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0,
-                 convention=ANNOTATOR):
-    """The PF condition: Canny of the patient's face crop -> (size, size) uint8 0/255; size 0: the whole photo."""
-    return canny(pf_photo(image, xy, size, margin), low_threshold, high_threshold, blur_sigma, convention=convention)
-
-
-def pf_preview(image, xy, condition, size=512, margin=FACE_MARGIN):
-    """The PF condition's edges over the dimmed photo they came from -> uint8 (condition's size, 3)."""
-    return edges_over(pf_photo(image, xy, size, margin), condition)
-
-
 def pair_batches(n_patients, n_donors, what="donor"):
     """Donor index for each patient: one donor serves all, or one per patient; else a clear InputError."""
     if n_donors == 1:
@@ -457,13 +366,6 @@ def organs_preview(image, organs):
     return _draw_boxes(canvas, {o.name: o.source_box for o in organs.organs}, t)
 
 
-def edges_over(photo, edges):
-    """White edges over the dimmed photo of the same size -> (H, W, 3) uint8."""
-    canvas = (to_rgb_uint8(photo).astype(np.float32) * 0.45).astype(np.uint8)
-    canvas[edges > 0] = (255, 255, 255)
-    return canvas
-
-
 def condition_preview(donor_image, condition, organs):
     """Condition edges over the dimmed donor photo, target boxes drawn -> (H, W, 3) uint8."""
     canvas = edges_over(donor_image, condition)
@@ -471,60 +373,3 @@ def condition_preview(donor_image, condition, organs):
     return _draw_boxes(canvas, {o.name: o.target_box for o in organs.organs}, t)
 
 
-def make_condition(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512, contour="canny",
-                   low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None,
-                   **margins):
-    """One condition image, the form training caches and the CLI writes -> (S, S) uint8 0/255.
-
-    mode "pf": Canny of the patient's face crop; "codc": the patient's organs on the donor's
-    contour, both faces first cropped like a dataset image. size: the square crop's side S;
-    0 keeps the photos as they are (PF then edges the whole photo, CODC takes the donor's size).
-    rest_xy (codc): the patient's (478, 2) landmarks on their rest photo, in that photo's pixels
-    (uncropped is fine), so that every expression of the patient gets the same organ scales.
-    """
-    return make_codc(image, xy, mode, donor_image, donor_xy, size, contour, low_threshold, high_threshold,
-                     blur_sigma, convention, rest_xy, **margins)[0]
-
-
-def make_codc(image, xy, mode="codc", donor_image=None, donor_xy=None, size=512, contour="canny",
-              low_threshold=LOW, high_threshold=HIGH, blur_sigma=0.0, convention=ANNOTATOR, rest_xy=None, **margins):
-    """make_condition, also returning what was done: -> (condition (S, S) uint8, Organs or None for pf)."""
-    edge = dict(low_threshold=low_threshold, high_threshold=high_threshold, blur_sigma=blur_sigma,
-                convention=convention)
-    if mode == "pf":
-        return pf_condition(image, xy, size, **edge), None
-    if mode != "codc":
-        raise InputError(f"unknown condition mode {mode!r}: use pf or codc")
-    donor_image, donor_xy = codc_donor(donor_image, donor_xy, size)
-    if size:
-        image, m = face_crop(image, xy, size)
-        xy = crop_points(xy, m)
-    return codc_condition(image, xy, donor_image, donor_xy, contour, **edge, rest_xy=rest_xy, **margins)
-
-
-def codc_donor(donor_image, donor_xy, size):
-    """The donor as a CODC condition takes it: (image, (478, 2)) face-cropped to (size, size) like a dataset
-    image, or as it is for size 0; refused when missing."""
-    if donor_image is None or donor_xy is None:
-        raise InputError("the codc condition needs a donor photo (a healthy, consenting non-patient face)")
-    if not size:
-        return donor_image, donor_xy
-    donor_image, m = face_crop(donor_image, donor_xy, size)
-    return donor_image, crop_points(donor_xy, m)
-
-
-REST_NAMES = tuple("rest" + ext for ext in PHOTO_EXTS)
-
-
-def find_rest_photo(patient_dir):
-    """The patient's rest photo in a dataset folder, or None: patient_dir/rest.png|jpg|jpeg (the runner's
-    layout), else the first photo in patient_dir/rest/ (the training layout)."""
-    for name in REST_NAMES:
-        if os.path.isfile(os.path.join(patient_dir, name)):
-            return os.path.join(patient_dir, name)
-    folder = os.path.join(patient_dir, "rest")
-    if os.path.isdir(folder):
-        found = photos_in(folder)
-        if found:
-            return found[0]
-    return None

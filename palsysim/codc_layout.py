@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 
 from . import regions as R
-from .codc import ORGAN_NAMES, codc_condition, organ_anchors, organ_boxes, pf_condition
+from .codc import ORGAN_NAMES, codc_condition, organ_anchors, organ_boxes
+from .facecrop import pf_condition
 
 NEAR_PX = 2
 

@@ -3,7 +3,8 @@ import json
 import os
 
 from .asymmetry import MEASURES, measure
-from .codc import face_crop, make_condition
+from .facecrop import face_crop
+from .conditions import make_condition
 from .draw import landmarks_preview, sheet
 from .files import write_bytes
 from .images import read_image, write_image

@@ -12,7 +12,7 @@ expression.
 
 Per generated image, against its SOURCE photo (same patient, same Yanagihara item = the photo whose
 stem is the expression folder's name):
-- LPIPS (AlexNet) of the two 512 landmark face crops (codc.face_crop), at 512;
+- LPIPS (AlexNet) of the two 512 landmark face crops (facecrop.face_crop), at 512;
 - ArcFace similarity to the source photo (Table II's column) and the maximum over all the
   patient's photos (the privacy gate's rule, a second column); dlib's distance to the source and
   the minimum over all photos, by `backend` (auto: ArcFace when its ONNX is given, else dlib; both);
@@ -34,7 +34,7 @@ import os
 import numpy as np
 
 from . import fidelity, identity, identity_dlib, reid, serfiq
-from .codc import face_crop
+from .facecrop import face_crop
 from .files import write_bytes
 from .images import InputError, read_image, refuse_unreadable
 from .landmarks import face_landmarks

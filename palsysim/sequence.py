@@ -10,7 +10,9 @@ how the landmarks moved.
 """
 import numpy as np
 
-from .codc import codc_conditions, codc_donor, face_crop, transform_points
+from .codc import codc_conditions
+from .facecrop import face_crop, transform_points
+from .conditions import codc_donor
 from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
 from .images import InputError
 from .landmarks import face_landmarks

@@ -3,8 +3,6 @@ photo) through the video pipeline: seconds per frame for landmarks + smoothing, 
 flicker, and what the One-Euro filter does to jitter and lag against the detector's raw landmarks."""
 import time
 
-import numpy as np
-
 
 def video(frames=30, item="grin", log=print):
     """Time each stage per frame and measure the filter; returns the figures as a dict."""

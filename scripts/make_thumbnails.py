@@ -15,7 +15,8 @@ import cv2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from palsysim.codc import face_crop, make_condition  # noqa: E402
+from palsysim.facecrop import face_crop  # noqa: E402
+from palsysim.conditions import make_condition  # noqa: E402
 from palsysim.demo import sample_photos  # noqa: E402
 from palsysim.draw import sheet  # noqa: E402
 from palsysim.images import read_image  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cli_helpers import palsysim_cli
-from palsysim import codc
+from palsysim import codc, conditions, facecrop
 from palsysim.asymmetry import measure
 from palsysim.edges import canny
 from palsysim.images import InputError, read_image
@@ -65,11 +65,11 @@ def test_kornia_edges_match_opencv(faces, device, sigma):
 
 def test_default_canny_is_the_stock_annotators(faces):
     # lllyasviel's annotator for control_sd15_canny: cv2.Canny(rgb, 100, 200), L1 gradient
-    crop = codc.face_crop(faces["healthy"], faces["healthy_xy"], 512)[0]
+    crop = facecrop.face_crop(faces["healthy"], faces["healthy_xy"], 512)[0]
     annotator = cv2.Canny(crop, 100, 200)
     assert np.array_equal(canny(crop), annotator)
-    assert np.array_equal(codc.pf_condition(faces["healthy"], faces["healthy_xy"]), annotator)
-    assert np.array_equal(codc.make_condition(faces["healthy"], faces["healthy_xy"], "pf"), annotator)
+    assert np.array_equal(facecrop.pf_condition(faces["healthy"], faces["healthy_xy"]), annotator)
+    assert np.array_equal(conditions.make_condition(faces["healthy"], faces["healthy_xy"], "pf"), annotator)
     grey = canny(crop, convention="grey_l2")  # the option: grey luma, L2
     assert np.array_equal(grey, cv2.Canny(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), 100, 200, L2gradient=True))
     iou = ((grey > 0) & (annotator > 0)).sum() / ((grey > 0) | (annotator > 0)).sum()
@@ -122,9 +122,9 @@ def test_codc_keeps_patient_asymmetry_in_the_donor_layout(faces):
 
 def test_condition_has_donor_contour_not_patient_outline(faces):
     # Dataset convention: both faces cropped to 512x512, so the two edge maps share their pixel grid.
-    p_img, pm = codc.face_crop(faces["patient"], faces["patient_xy"], 512)
-    d_img, dm = codc.face_crop(faces["donor"], faces["donor_face"].xy, 512)
-    p_xy, d_xy = codc.transform_points(faces["patient_xy"], pm), codc.transform_points(faces["donor_face"].xy, dm)
+    p_img, pm = facecrop.face_crop(faces["patient"], faces["patient_xy"], 512)
+    d_img, dm = facecrop.face_crop(faces["donor"], faces["donor_face"].xy, 512)
+    p_xy, d_xy = facecrop.transform_points(faces["patient_xy"], pm), facecrop.transform_points(faces["donor_face"].xy, dm)
     condition, organs = codc.codc_condition(p_img, p_xy, d_img, d_xy)
     inside = np.zeros(condition.shape, bool)
     for o in organs.organs:  # the donor's own organ boxes are cleared too
@@ -142,18 +142,18 @@ def test_condition_has_donor_contour_not_patient_outline(faces):
 
 def test_face_crop_and_pf_condition(faces):
     image, xy = faces["donor"], faces["donor_face"].xy
-    crop, m = codc.face_crop(image, xy, 512)
+    crop, m = facecrop.face_crop(image, xy, 512)
     assert crop.shape == (512, 512, 3)
-    mapped = codc.crop_face(faces["donor_face"], m, 512)
+    mapped = facecrop.crop_face(faces["donor_face"], m, 512)
     again = face_landmarks(crop, what="crop")
     err = np.linalg.norm(again.xy - mapped.xy, axis=1)
     assert np.median(err) < 3.0, "the crop's matrix does not carry the landmarks where the face is"
-    pf = codc.pf_condition(image, xy, 512)
+    pf = facecrop.pf_condition(image, xy, 512)
     assert pf.shape == (512, 512) and np.array_equal(pf, canny(crop))
-    assert np.array_equal(codc.make_condition(image, xy, "pf", size=512), pf)
+    assert np.array_equal(conditions.make_condition(image, xy, "pf", size=512), pf)
     # a face near the border: the crop repeats border pixels instead of failing
     small = image[:, 60:]
-    assert codc.face_crop(small, xy - [60, 0], 256)[0].shape == (256, 256, 3)
+    assert facecrop.face_crop(small, xy - [60, 0], 256)[0].shape == (256, 256, 3)
 
 
 # ---- bad input ---------------------------------------------------------------------------------

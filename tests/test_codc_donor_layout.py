@@ -11,7 +11,8 @@ import pytest
 
 from palsysim.asymmetry import MEASURES, face_frame, measure
 from palsysim.bench import organ_aspect
-from palsysim.codc import ORGAN_NAMES, codc_condition, face_crop, organ_anchors, pf_condition, transform_points
+from palsysim.codc import ORGAN_NAMES, codc_condition, organ_anchors
+from palsysim.facecrop import face_crop, pf_condition, transform_points
 from palsysim.codc_layout import organ_shares
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import EXPRESSIONS, synth_expression

@@ -4,7 +4,7 @@ the PF condition: LoadImage -> PalsyFaceLandmarks -> PalsyPFCondition -> SaveIma
 import numpy as np
 import pytest
 
-from palsysim import codc
+from palsysim import codc, facecrop
 from palsysim.landmarks import face_landmarks
 from palsysim.synth import synth_palsy
 from real_faces import photos
@@ -92,7 +92,7 @@ def test_pf_condition_graph_is_the_cores(host, uploaded, size):
     assert len(conditions) == 2 and len(previews) == 2
     for got, preview, key in zip(conditions, previews, ("patient", "healthy")):
         # margin 0.3, not the default: the node must pass its own on
-        want = codc.pf_condition(images[key], face_landmarks(images[key]).xy, size, 0.3, **EDGE)
+        want = facecrop.pf_condition(images[key], face_landmarks(images[key]).xy, size, 0.3, **EDGE)
         assert want.shape == ((512, 512) if size else images[key].shape[:2])
         assert np.array_equal(got, np.repeat(want[..., None], 3, axis=2)), "the node's condition is not the core's"
         assert preview.shape == got.shape and (preview[want > 0] == 255).all()

@@ -138,7 +138,7 @@ def test_a_bad_setting_is_named_with_its_fix_beside_the_file_problems(case, file
     exp = str(tmp_path / "exp")
     edits = [(old.format(**files), new) for old, new in edits]
     write_settings(exp, files, edits + [('lpips_weights = ""', f'lpips_weights = "{absent(files)}"')])
-    refused(exp, files, *needles, f"[models] lpips_weights", ABSENT)
+    refused(exp, files, *needles, "[models] lpips_weights", ABSENT)
 
 
 # --- 4. the files: exist and are what they claim ------------------------------------------------------

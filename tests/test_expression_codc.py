@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import palsysim_cli
-from palsysim import codc
+from palsysim import codc, conditions, facecrop
 from palsysim.asymmetry import MEASURES, face_frame, measure
 from palsysim.bench import organ_aspect
 from palsysim.edges import canny
@@ -25,8 +25,8 @@ ASPECT_TOL, ASYMMETRY_TOL = 0.05, 0.15
 
 
 def _crop(image, xy):
-    crop, m = codc.face_crop(image, xy, 512)
-    return crop, codc.transform_points(xy, m)
+    crop, m = facecrop.face_crop(image, xy, 512)
+    return crop, facecrop.transform_points(xy, m)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_codc_keeps_each_expression(people, name, donor):
             f = np.array(scaled.shape[1::-1]) / np.array(img.shape[1::-1])
             in_photo = (own_px + 0.5) / f - 0.5  # resize's pixel-centre convention
             placed = np.zeros(np.subtract(o.target_box[2:], o.target_box[:2])[::-1], np.uint8)
-            pts = np.round(codc.transform_points(in_photo, o.matrix) - o.target_box[:2]).astype(int)
+            pts = np.round(facecrop.transform_points(in_photo, o.matrix) - o.target_box[:2]).astype(int)
             ok = (pts >= 0).all(1) & (pts[:, 0] < placed.shape[1]) & (pts[:, 1] < placed.shape[0])
             placed[pts[ok, 1], pts[ok, 0]] = 1
             near = cv2.dilate(placed, np.ones((5, 5), np.uint8)) > 0
@@ -85,7 +85,7 @@ def test_codc_keeps_each_expression(people, name, donor):
             # a handful of weak edges (a smooth nose) may be kept or dropped otherwise once the organ turns
             assert (o.edges > 0).sum() > 10 and (share > 0.7 or (o.edges > 0).sum() < 50), (item, o.name, share)
         # ...and the condition is not the patient's own edge map: donor contour, donor organ sizes
-        own_edges = codc.pf_condition(img, xy) > 0
+        own_edges = facecrop.pf_condition(img, xy) > 0
         iou = (own_edges & (cond > 0)).sum() / (own_edges | (cond > 0)).sum()
         assert iou < 0.2, (item, iou)
     assert np.median(shares) > 0.9  # Canny keeps a weak edge or not by the sub-pixel sampling: a few differ
@@ -158,7 +158,7 @@ def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
         assert abs(grin["organs"][n]["scale"] / rest["organs"][n]["scale"] - 1) < 0.03, n
     # the written condition is the core's for the same photos and rest landmarks
     img, rest_img = (read_image(str(data / f)) for f in ("grin.png", "rest.png"))
-    want = codc.make_condition(img, face_landmarks(img).xy, "codc", p["grace_hopper"],
+    want = conditions.make_condition(img, face_landmarks(img).xy, "codc", p["grace_hopper"],
                                face_landmarks(p["grace_hopper"]).xy, rest_xy=face_landmarks(rest_img).xy)
     assert np.array_equal(read_image(str(out / "p1" / "grin.png"))[..., 0], want)
     # one photo: --rest gives the same; without it, the face scale

@@ -1,7 +1,7 @@
 """One list of photo file types: every command that reads a folder of photos sees the same photos."""
 import shutil
 
-from palsysim.codc import find_rest_photo
+from palsysim.layout import find_rest_photo
 from palsysim.comfy.plan import find_patients as runner_patients
 from palsysim.evaluate import find_patients as evaluate_patients
 from palsysim.video import frame_files

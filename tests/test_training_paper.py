@@ -58,7 +58,7 @@ def test_the_prompt_is_the_papers_word_for_word(files):
 
 
 def test_posterior_moments_of_comfyuis_vae_and_a_draw_per_step(files):
-    from palsysim.codc import face_crop
+    from palsysim.facecrop import face_crop
     from palsysim.landmarks import face_landmarks
     vae = tiny_kl_vae()
     face = photos()["astronaut"]

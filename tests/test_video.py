@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from palsysim import regions as R
-from palsysim.codc import face_crop, transform_points
+from palsysim.facecrop import face_crop, transform_points
 from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks
 from palsysim.sequence import sequence_conditions, sequence_landmarks

@@ -197,7 +197,7 @@ def test_each_codc_job_gets_its_patients_rest_photo(host, tmp_path):
 
     os.unlink(folder / "rest.png")  # a patient without one is refused before any job, naming the fix
     r = run_runner(api("palsy_codc"), host.url, tmp_path / "p", tmp_path / "out2", *NO_ARCFACE, "--donor", donor)
-    assert r.returncode != 0 and f"{PATIENT} has no rest photo" in r.stderr and f"add <patient>/rest.png" in r.stderr, r.stderr
+    assert r.returncode != 0 and f"{PATIENT} has no rest photo" in r.stderr and "add <patient>/rest.png" in r.stderr, r.stderr
     assert not pngs(tmp_path / "out2")
 
 

@@ -11,7 +11,6 @@ Needs Debian's chromium and chromium-driver (apt-get install -y chromium chromiu
 """
 import json
 import os
-import shutil
 import time
 
 import pytest
@@ -85,9 +84,9 @@ def open_template(driver, title, url):
         time.sleep(0.25)
     else:
         raise AssertionError(f"no template card titled {title!r} in the Templates dialog")
-    wait(driver, f"return app.graph._nodes.length > 0 && "
-                 f"app.graph._nodes.some(n => n.type === 'PalsySaveAnonymized') && "
-                 f"!document.querySelector('.p-dialog-mask')", 60)
+    wait(driver, "return app.graph._nodes.length > 0 && "
+                 "app.graph._nodes.some(n => n.type === 'PalsySaveAnonymized') && "
+                 "!document.querySelector('.p-dialog-mask')", 60)
     time.sleep(1)  # let the canvas draw
 
 

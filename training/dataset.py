@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from palsysim.codc import codc_condition, crop_face, face_crop, pf_condition
+from palsysim.codc import codc_condition
+from palsysim.facecrop import crop_face, face_crop, pf_condition
 from palsysim.fidelity import ITEMS
 from palsysim.images import InputError, read_image
 from palsysim.landmarks import face_landmarks

@@ -139,7 +139,7 @@ def write_report(exp, methods_rows, window_rows, figures, settings):
         md += [f"## {title}", "", f"![{title}](figures/{os.path.basename(path)})", ""]
     write_bytes(exp.path("report.md"), "\n".join(md))
 
-    body = [f"<h1>PalsySim experiment report</h1><p>Patients appear as \"patient k\".</p>",
+    body = ["<h1>PalsySim experiment report</h1><p>Patients appear as \"patient k\".</p>",
             "<h2>Settings</h2><pre>" + html.escape(json.dumps(settings, indent=1, sort_keys=True)) + "</pre>",
             "<h2>Table II: methods</h2>" + html_table(methods_rows)]
     if window_rows:

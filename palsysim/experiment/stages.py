@@ -131,7 +131,7 @@ def needs_codc(exp):
 def prepare(exp, state, found, bar):
     """Upright copies of every photo, in both layouts, and the face crop the report's figures show.
     The conditions are made in generation, by the workflows, from these copies (CODC's with the rest photo)."""
-    from ..codc import face_crop
+    from ..facecrop import face_crop
     from ..landmarks import face_landmarks
     size = exp.train["resolution"]
     for key, photos in found.items():

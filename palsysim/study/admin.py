@@ -15,7 +15,7 @@ async def admin(request):
     trainer = ""
     if study.mode == "trainer":
         missing = study.missing_reference()
-        trainer = (f'<p><a class="button" href="/admin/reference">Reference scores</a> '
+        trainer = ('<p><a class="button" href="/admin/reference">Reference scores</a> '
                    + (f'<span class="need">{len(missing)} still needed before trainees can start</span>' if missing
                       else '<span class="good">complete</span>') + "</p>")
     return page("Study admin", f"<h1>Study administration ({e(study.mode)} study)</h1>"
