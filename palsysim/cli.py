@@ -316,7 +316,7 @@ def parser():
     p.add_argument("--generated", required=True, action="append",
                    help="METHOD=OUT: one method's runner output (OUT/<patient>/<expression>/<image>); repeat per "
                         "method. Or DIR holding one such tree per method (DIR/<method>/...)")
-    p.add_argument("--patients", required=True, help="the runner's --patients folder: <patient>/<expression>.png")
+    p.add_argument("--patients", required=True, help="the runner's --patients folder: <patient>/<expression>.png or <expression>/*.png")
     p.add_argument("--arcface", help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")
     p.add_argument("--backend", choices=["auto", "arcface", "dlib", "both"], default="auto",
                    help="identity backend (auto: ArcFace when --arcface names a file, else dlib)")

@@ -2,16 +2,17 @@
 
 Layouts (image files: palsysim.layout.PHOTO_EXTS, .png .jpg .jpeg), as the headless runner reads and writes them:
 
-    PATIENTS/<patient>/<expression>.png           the runner's input (the patients' photos)
-    OUT/<patient>/<expression>/<identity>_<seed>.png   the runner's output: one such tree per method
+    PATIENTS/<patient>/<expression>.png           the runner's input (the patients' photos), or
+    PATIENTS/<patient>/<expression>/*.png         many photos of the item (sources <expression>/photo<k>)
+    OUT/<patient>/<source>/<identity>_<seed>.png   the runner's output: one such tree per method
 
 `--generated METHOD=OUT` (repeatable) names one method's tree; `--generated DIR` a folder holding
 one such tree per method (DIR/<method>/<patient>/...). In a tree, `<patient>/<expression>.png`
 (one image per expression) is read too, and `<patient>.png` / `<patient>_<anything>.png` with no
 expression.
 
-Per generated image, against its SOURCE photo (same patient, same Yanagihara item = the photo whose
-stem is the expression folder's name):
+Per generated image, against its SOURCE photo (same patient, same source: the photo whose stem is
+the expression folder's name, or the k-th photo of the expression's folder for <expression>/photo<k>/):
 - LPIPS (AlexNet) of the two 512 landmark face crops (facecrop.face_crop), at 512;
 - ArcFace similarity to the source photo (Table II's column) and the maximum over all the
   patient's photos (the privacy gate's rule, a second column); dlib's distance to the source and
@@ -38,7 +39,7 @@ from .facecrop import face_crop
 from .files import write_bytes
 from .images import InputError, read_image, refuse_unreadable
 from .landmarks import face_landmarks
-from .layout import is_photo, photos_in
+from .layout import generated_sources, is_photo, photos_in, source_item, sources_in
 
 LPIPS_SIZE = 512
 METRICS = ["lpips", "arcface", "arcface_max", "dlib", "dlib_min", "serfiq", "serfiq_raw", "fidelity"]
@@ -51,18 +52,19 @@ def _stem(path):
 
 
 def find_patients(patients_dir):
-    """patients_dir -> {patient key: [photo paths]} in sorted key order."""
+    """patients_dir -> {patient key: {source: photo path}} in sorted key order (layout.sources_in; a photo
+    directly in patients_dir is a patient of that one photo)."""
     if not os.path.isdir(patients_dir):
         raise InputError(f"--patients {patients_dir} is not a folder: give the folder that holds one "
                          f"sub-folder (or one image) per patient")
     found = {}
     for name in sorted(os.listdir(patients_dir)):
         path = os.path.join(patients_dir, name)
-        photos = photos_in(path) if os.path.isdir(path) else []
+        photos = sources_in(path) if os.path.isdir(path) else {}
         if photos:
             found[name] = photos
         elif os.path.isfile(path) and is_photo(name):
-            found[_stem(name)] = [path]
+            found[_stem(name)] = {_stem(name): path}
     if not found:
         raise InputError(f"--patients {patients_dir} holds no patient photos: put each patient's photos "
                          f"in a sub-folder of their own")
@@ -101,9 +103,7 @@ def find_generated(trees, patient_keys):
         for name in sorted(os.listdir(tree)):
             path = os.path.join(tree, name)
             if os.path.isdir(path):
-                files = [(_stem(f), f) for f in photos_in(path)]
-                files += [(e, f) for e in sorted(os.listdir(path)) if os.path.isdir(os.path.join(path, e))
-                          for f in photos_in(os.path.join(path, e))]
+                files = [(_stem(f), f) for f in photos_in(path)] + generated_sources(path)
                 if name in patient_keys:
                     found += [(name, e, f) for e, f in files]
                 else:
@@ -181,12 +181,12 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     trees = method_trees([generated] if isinstance(generated, str) else list(generated))
     methods, unmatched = find_generated(trees, set(patients))
     # An unreadable patient photo would silently drop out of the references (and raise the pass rate).
-    refuse_unreadable([p for paths in patients.values() for p in paths]
+    refuse_unreadable([p for paths in patients.values() for p in paths.values()]
                       + [p for images in methods.values() for _, _, p in images])
 
     patient_faces, refs = {}, {}
     for index, (key, paths) in enumerate(patients.items(), 1):
-        faces = {_stem(p): _Face(p, used, arcface_path) for p in paths}
+        faces = {s: _Face(p, used, arcface_path) for s, p in paths.items()}
         usable = {k: f for k, f in faces.items() if f.problem is None}
         if not usable:
             raise InputError(f"patient {index} (of {len(patients)}, folders in sorted order) has no photo with a "
@@ -234,7 +234,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
                     rec["dlib"] = float(identity_dlib.distances(face.features["dlib"][None],
                                                                 source.features["dlib"][None])[0, 0])
             if source is not None:
-                this_item = expression if expression in fidelity.ITEM_WEIGHTS else item
+                this_item = source_item(expression) if source_item(expression) in fidelity.ITEM_WEIGHTS else item
                 rec["fidelity"] = fidelity.expression_fidelity(face.xy, source.xy, this_item)["score"]
                 if lpips:
                     rec["lpips"] = fidelity.lpips_distance([face.crop512()], [source.crop512()], lpips_weights,

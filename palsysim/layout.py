@@ -1,8 +1,14 @@
-"""The one list of photo file types, which files of a folder are photos, and where a patient's rest photo is.
+"""The one list of photo file types, which files of a folder are photos, and the patients layout.
 
 Every command that reads patients, donors, frames or generated images asks here, so that no command
 sees a photo another refuses. Hidden files (editors' and macOS's "._" copies, our own atomic-write
 temporaries) are never photos.
+
+A patient folder holds one photo per item, <item>.png, or many, <item>/*.png (the paper's 60 frames
+per expression), or both forms for different items. Each photo is a *source*: "<item>" for the
+one-photo form, "<item>/photo<k>" for the k-th photo of a folder (file-name order, k zero-padded to
+the folder's count). Generated images are written under <patient>/<source>/ and paired with their
+source by it; the index, not the user's file name, names the folder, so no file name reaches an output.
 """
 import os
 
@@ -20,18 +26,52 @@ def photos_in(folder):
                   if is_photo(f) and os.path.isfile(os.path.join(folder, f)))
 
 
-REST_NAMES = tuple("rest" + ext for ext in PHOTO_EXTS)
-
-
 def find_rest_photo(patient_dir):
-    """The patient's rest photo in a dataset folder, or None: patient_dir/rest.png|jpg|jpeg (the runner's
-    layout), else the first photo in patient_dir/rest/ (the training layout)."""
-    for name in REST_NAMES:
-        if os.path.isfile(os.path.join(patient_dir, name)):
-            return os.path.join(patient_dir, name)
-    folder = os.path.join(patient_dir, "rest")
-    if os.path.isdir(folder):
-        found = photos_in(folder)
-        if found:
-            return found[0]
-    return None
+    """The patient's rest photo in a patients folder, or None: rest.png|jpg|jpeg, else the first photo in rest/."""
+    return first_photo(sources_in(patient_dir), "rest")
+
+
+def sources_in(patient_dir):
+    """{source: photo path} of one patient folder, sorted by source (see the module docstring).
+    An item given in both forms is refused by the caller (items_in_both)."""
+    out = {}
+    for name in sorted(os.listdir(patient_dir)):
+        path = os.path.join(patient_dir, name)
+        if os.path.isfile(path) and is_photo(name):
+            out[os.path.splitext(name)[0]] = path
+        elif os.path.isdir(path) and not name.startswith("."):
+            photos = photos_in(path)
+            width = len(str(len(photos)))
+            out.update({f"{name}/photo{k:0{width}d}": p for k, p in enumerate(photos, 1)})
+    return dict(sorted(out.items()))
+
+
+def items_in_both(sources):
+    """The items a patient gives as a file and as a folder (one form per item, so that a source is one photo)."""
+    files = {s for s in sources if "/" not in s}
+    return sorted(files & {source_item(s) for s in sources if "/" in s})
+
+
+def source_item(source):
+    """The Yanagihara item (or other name) a source is a photo of: "grin/photo07" -> "grin"."""
+    return source.split("/", 1)[0]
+
+
+def first_photo(sources, item):
+    """The item's photo where one photo stands for the item (CODC's rest photo, a grid's tile): the
+    one-photo form, else the folder's first; None without one."""
+    return next((p for s, p in sources.items() if source_item(s) == item), None)
+
+
+def generated_sources(patient_dir):
+    """[(source, image path)] under one patient's folder of a generated tree: <patient>/<item>/*.png and
+    <patient>/<item>/photo<k>/*.png, the runner's output layout."""
+    out = []
+    for item in sorted(d for d in os.listdir(patient_dir) if os.path.isdir(os.path.join(patient_dir, d))
+                       and not d.startswith(".")):
+        folder = os.path.join(patient_dir, item)
+        out += [(item, p) for p in photos_in(folder)]
+        for sub in sorted(d for d in os.listdir(folder) if d.startswith("photo") and os.path.isdir(os.path.join(folder, d))):
+            out += [(f"{item}/{sub}", p) for p in photos_in(os.path.join(folder, sub))]
+    return out
+

@@ -6,12 +6,15 @@
         [--reconnect-timeout 120]
 
 PATIENTS holds one folder per patient, one photo per Yanagihara item in it, named after the item:
-PATIENTS/<patient>/<expression>.png|.jpg. Results go to OUT/<patient>/<expression>/<identity>_<seed>.png
-with OUT/manifest.json; a second run with the same OUT skips what is done.
+PATIENTS/<patient>/<expression>.png|.jpg, or a folder of many: PATIENTS/<patient>/<expression>/*.png|.jpg.
+Results go to OUT/<patient>/<expression>/<identity>_<seed>.png (for the k-th photo of a folder:
+OUT/<patient>/<expression>/photo<k>/...) with OUT/manifest.json; a second run with the same OUT skips
+what is done.
 
 The runner fills in nodes by their titles (the API file's _meta.title; the UI shows the same):
   patient            LoadImage: the job's photo           patient <expression>  LoadImage (grid)
-  patient rest       LoadImage: the patient's rest photo (CODC: each organ moves as far as it moved from rest)
+  patient rest       LoadImage: the patient's rest photo, the first of a rest/ folder (CODC: each organ
+                     moves as far as it moved from rest)
   donor              LoadImage: --donor                    identities   PalsyLines (grid): one per line
   identity           PrimitiveString: the job's identity   grid output  the grid sheet
   output             the save node: the job's images (grid: every identity's batch, in item order)

@@ -21,22 +21,28 @@ from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATIENT_NAMES = ("zq_patient_alpha", "zq_patient_beta")  # must never appear in any output
-FAST = {"[train]": {"steps = 0": "steps = 3", "batch_size = 4": "batch_size = 2", "resolution = 512": "resolution = 64",
-                    "checkpoint_every = 100": "checkpoint_every = 1"},
-        "[generate]": {'identities = ["man", "woman"]': 'identities = ["man"]', "steps = 20": "steps = 2",
-                       "resolution = 512": "resolution = 64"},
+# Training keeps the paper's two epochs at batch 4 (6 photos: 3 steps); generation starts from each item's first 2.
+FAST = {"[train]": {"resolution = 512": "resolution = 64", "checkpoint_every = 100": "checkpoint_every = 1"},
+        "[generate]": {"photos = 0": "photos = 2", 'identities = ["man", "woman"]': 'identities = ["man"]',
+                       "steps = 20": "steps = 2", "resolution = 512": "resolution = 64"},
         "[ablation]": {"windows = [[0, 200], [800, 999], [0, 999], [500, 700]]": "windows = [[0, 200], [500, 700]]"}}
 
 
 def make_inputs(root):
-    """Two patients (a real photo, a synthetic palsy of another) x rest and grin, two donors, tiny SD1.5 files."""
+    """Two patients (a real photo, a synthetic palsy of another) x rest and grin, the first with three grin
+    photos in a grin/ folder (the paper's many frames per expression), two donors, tiny SD1.5 files."""
     faces = {k: read_image(p) for k, p in photo_paths().items()}
     for name, photo in zip(PATIENT_NAMES, ("grace_hopper", "astronaut")):
         image = faces[photo]
         face = face_landmarks(image)
         rest = synth_palsy(image, face, "left", 0.6)[0] if name.endswith("beta") else image
         write_image(os.path.join(root, "patients", name, "rest.png"), rest)
-        write_image(os.path.join(root, "patients", name, "grin.jpg"), synth_expression(image, face, "grin")[0])
+        if name.endswith("beta"):
+            write_image(os.path.join(root, "patients", name, "grin.jpg"), synth_expression(image, face, "grin")[0])
+            continue
+        for k, severity in enumerate((0.4, 0.6, 0.8), 1):  # file names carrying the patient's: none may reach an output
+            write_image(os.path.join(root, "patients", name, "grin", f"{name}_grin_{k}.jpg"),
+                        synth_expression(image, face, "grin", severity=severity)[0])
     donor = faces["astronaut"][:, ::-1]
     write_image(os.path.join(root, "donors", "donor.png"), donor)
     # a second person, so that patient_2 gets a donor of their own (patient k: donor k mod n)
@@ -108,14 +114,18 @@ def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
     root, plain, _, _ = experiments
     text = open(os.path.join(plain, "report.md"), encoding="utf-8").read()
     for run in ("zero_shot", "full", "partial", "partial_codc", "freeze", "lora", "window_0_200", "window_500_700"):
-        assert any(line.startswith(f"| {run} | 4 |") for line in text.splitlines()), run
+        assert any(line.startswith(f"| {run} | 5 |") for line in text.splitlines()), run
         with open(os.path.join(plain, "evaluation", run, "row.json")) as f:
             row = json.load(f)
-        # 2 patients x 2 expressions x 1 identity x 1 seed, each scored or listed as faceless (tiny models
-        # sample noise: the face metrics are n/a there, and finite wherever a face was found)
-        assert row["generated"] == 4 and row["images"] + row["no_face"] == 4, row
+        # 5 source photos (patient 1: rest and the first 2 of 3 grins; patient 2: rest, grin) x 1 identity x
+        # 1 seed, each scored against its own source photo or listed as faceless (tiny models sample noise:
+        # the face metrics are n/a there, and finite wherever a face was found)
+        assert row["generated"] == 5 and row["images"] + row["no_face"] == 5 and row["unpaired"] == 0, row
         assert all(v is None or isinstance(v, str) or math.isfinite(v) for v in row.values()), row
-        assert len(pngs(os.path.join(plain, "generated", run))) == 4
+        tree = os.path.join(plain, "generated", run)
+        assert sorted(os.path.relpath(p, tree) for p in pngs(tree)) == [
+            "patient_1/grin/photo1/man_1.png", "patient_1/grin/photo2/man_1.png", "patient_1/rest/man_1.png",
+            "patient_2/grin/man_1.png", "patient_2/rest/man_1.png"]
     for name in ("fig6.png", "fig7.png", "fig8.png", "privacy_fidelity.png", "loss.png"):
         image = read_image(os.path.join(plain, "figures", name))
         assert image.std() > 5, name  # not blank
@@ -141,10 +151,23 @@ def test_each_patient_is_generated_on_the_donor_prepare_gave_them(experiments):
                                                            for f in os.listdir(os.path.join(root, "donors")))]
     with open(os.path.join(plain, "generated", "partial_codc", "manifest.json")) as f:
         jobs = json.load(f)["jobs"]
-    assert len(donors) == 2 and len(jobs) == 4
+    assert len(donors) == 2 and len(jobs) == 5
     for key, job in jobs.items():
         k = int(key.split("/")[0].split("_")[1]) - 1
         assert job["made_from"]["donor"] == donors[k % len(donors)], key
+
+
+def test_every_net_trains_two_epochs_at_batch_4_over_every_photo(experiments):
+    _, plain, _, _ = experiments
+    folder = os.path.join(plain, "models", "controlnet")
+    runs = sorted(f for f in os.listdir(folder) if f.endswith("_training"))
+    assert runs, os.listdir(folder)
+    for run in runs:
+        with open(os.path.join(folder, run, "train.json")) as f:
+            log = json.load(f)
+        # 2 patients: rest + 3 grins, rest + 1 grin = 6 photos; 2 epochs at batch 4 = ceil(12 / 4) steps
+        assert log["dataset"]["photos"] == 6 and log["settings"]["batch_size"] == 4, (run, log["dataset"])
+        assert log["settings"]["steps"] == 3 and len(log["steps"]) == 3, run
 
 
 def test_killed_in_training_and_generation_then_rerun_gives_the_unbroken_report(experiments):
@@ -167,7 +190,8 @@ def test_a_second_run_redoes_nothing_and_a_new_seed_only_generates_and_scores(ex
     open(path, "w").write(text)
     r = cli("run", plain, "--quiet", timeout=900)
     assert r.returncode == 0, r.stderr
-    assert os.path.isfile(os.path.join(plain, "generated", "partial", "patient_1", "grin", "man_2.png"))
+    assert os.path.isfile(os.path.join(plain, "generated", "partial", "patient_2", "grin", "man_2.png"))
+    assert os.path.isfile(os.path.join(plain, "generated", "partial", "patient_1", "grin", "photo2", "man_2.png"))
     assert nets == {f: os.stat(os.path.join(plain, "models", "controlnet", f)).st_mtime_ns for f in nets}
 
 

@@ -158,3 +158,37 @@ def test_create_from_an_experiment_folder(inputs, tmp_path):
     r = subprocess.run([sys.executable, "-m", "palsysim", "study", "create", "--from", str(tmp_path / "none"),
                         "--out", str(tmp_path / "t")], capture_output=True, text=True)
     assert r.returncode == 2 and "no generated/ folder" in r.stderr
+
+
+def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_path):
+    from palsysim.images import read_image, write_image
+    patients, generated = tmp_path / "patients", tmp_path / "generated"
+    rest = read_image(os.path.join(inputs[1], sorted(os.listdir(inputs[1]))[0], "rest.png"))
+    grins = [rest[:, ::-1], np.ascontiguousarray(rest[::-1])]  # two photos of one item, told apart by pixels
+    for k, grin in enumerate(grins, 1):
+        write_image(str(patients / "Doe_Jane_MRN4711" / "grin" / f"Doe_Jane_grin_{k}.png"), grin)
+        write_image(str(generated / "m" / "Doe_Jane_MRN4711" / "grin" / f"photo{k}" / "a_man_7.png"), grin[::2, ::2])
+    out = str(tmp_path / "s")
+    create_study(out, str(generated), str(patients), mode="rating")
+    study = Study(out)
+    study.add_raters(1)
+    shown = {(t["image_id"], t["source_id"]) for t in study.tasks(1) if t["source_id"]}
+    assert len(shown) == 2
+    for image_id, source_id in shown:
+        image, source = (read_image(os.path.join(out, "images", i + ".png")) for i in (image_id, source_id))
+        assert np.array_equal(image, source[::2, ::2]), "an image shown beside another photo of its item"
+    assert [r[0] for r in study.conn.execute("SELECT DISTINCT expression FROM images")] == ["grin"]
+    study.close()
+
+    # A study made before images had sources opens with each image's source its item, as it was.
+    import sqlite3
+    old = str(tmp_path / "old")
+    create_study(old, *inputs, mode="rating")
+    conn = sqlite3.connect(os.path.join(old, "study.sqlite"))
+    conn.execute("ALTER TABLE images DROP COLUMN source")
+    conn.commit()
+    conn.close()
+    study = Study(old)
+    study.add_raters(1)
+    assert all(t["source_id"] for t in study.tasks(1) if t["criterion"] != "naturalness")
+    study.close()

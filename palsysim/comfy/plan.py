@@ -19,7 +19,7 @@ from .. import workflow as wf
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image
-from ..layout import is_photo
+from ..layout import first_photo, items_in_both, source_item, sources_in
 from ..outputs import unique_names
 
 SEED_INPUTS = ("seed", "noise_seed")
@@ -59,10 +59,12 @@ def photo_png(path):
 
 
 def find_patients(root, expressions=None):
-    """{patient: {expression: photo path}} from root/<patient>/<expression>.<ext>: every photo of each
-    patient who has one of `expressions` (all patients if None); Plan picks the jobs' photos."""
+    """{patient: {source: photo path}} from root/<patient>/<item>.<ext> or <item>/*.<ext> (layout.py's
+    sources): every photo of each patient who has one of `expressions` (all patients if None); Plan
+    picks the jobs' photos."""
     if not root or not os.path.isdir(root):
-        raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png)")
+        raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png "
+                         f"or PATIENTS/<patient>/<expression>/*.png)")
     for e in expressions or ():
         if e not in ITEMS:
             raise InputError(f"unknown expression {e!r}: use the Yanagihara items {', '.join(ITEMS)}")
@@ -71,20 +73,19 @@ def find_patients(root, expressions=None):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder) or name.startswith("."):
             continue
-        photos = {}
-        for f in sorted(os.listdir(folder)):
-            stem, ext = os.path.splitext(f)
-            if not is_photo(f):
-                continue
-            if stem not in ITEMS:
-                raise InputError(f"{name}/{f}: name each photo after its Yanagihara item ({', '.join(ITEMS)})")
-            if stem in photos:
-                raise InputError(f"{name}: two photos for {stem}")
-            photos[stem] = os.path.join(folder, f)
-        if expressions is None and photos or set(photos) & set(expressions or ()):
+        photos = sources_in(folder)
+        strange = sorted({source_item(s) for s in photos} - set(ITEMS))
+        if strange:
+            raise InputError(f"{name}/{strange[0]}: name each photo (or folder of photos) after its Yanagihara item "
+                             f"({', '.join(ITEMS)})")
+        both = items_in_both(photos)
+        if both:
+            raise InputError(f"{name}: {both[0]} is both a photo and a folder of photos: keep one of the two")
+        if expressions is None and photos or {source_item(s) for s in photos} & set(expressions or ()):
             patients[name] = photos
     if not patients:
-        raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png)")
+        raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png or "
+                         f"{root}/<patient>/<expression>/*.png)")
     return patients
 
 
@@ -136,35 +137,37 @@ class Plan:
         if self.output is None:
             raise InputError("the workflow has no save node titled 'output'")
         self.jobs = []
-        extra = [] if self.grid else sorted(set(self.slots) - {""})
-        lacking = [f"{patient} has no {e} photo" for e in extra for patient, photos in patients.items()
-                   if e not in photos]
+        if self.grid and expressions:
+            raise InputError("a grid workflow takes a photo of every item in one job: leave out --expressions")
+        # One photo fills each other slot: a grid's items, a single workflow's `patient rest`.
+        slots = self.grid_items if self.grid else sorted(set(self.slots) - {""})
+        firsts = {p: {e: first_photo(every, e) for e in slots} for p, every in patients.items()}
+        lacking = [(p, e) for p, f in firsts.items() for e, path in f.items() if path is None]
         if lacking:
-            raise InputError(f"the workflow's {', '.join(repr('patient ' + e) for e in extra)} takes each patient's "
-                             f"photo of that item: {'; '.join(lacking)}: add <patient>/{extra[0]}.png")
+            raise InputError(f"the workflow's LoadImage {', '.join(repr('patient ' + e) for e in slots)} takes each "
+                             f"patient's photo of that item: {'; '.join(f'{p} has no {e} photo' for p, e in lacking)}: "
+                             f"add <patient>/{lacking[0][1]}.png (or a {lacking[0][1]}/ folder of photos)")
         for patient, every in patients.items():
-            photos = {e: p for e, p in every.items() if expressions is None or e in expressions}
             for seed in self.seeds:
                 if self.grid:
-                    missing = [e for e in self.grid_items if e not in photos]
-                    if missing:
-                        raise InputError(f"patient {patient}: the grid needs a photo of every item; missing "
-                                         f"{', '.join(missing)}")
                     self.jobs.append({"key": f"{patient}/grid/{seed}", "patient": patient, "seed": seed,
-                                      "photos": photos})
+                                      "photos": firsts[patient]})
                     continue
-                for expression, path in photos.items():
+                for source, path in every.items():
+                    expression = source_item(source)
+                    if expressions is not None and expression not in expressions:
+                        continue
                     for identity in self.identities:
-                        self.jobs.append({"key": f"{patient}/{expression}/{self.names[identity]}_{seed}",
-                                          "patient": patient, "expression": expression, "identity": identity,
-                                          "seed": seed,
-                                          "photos": {expression: path, **{e: every[e] for e in extra}}})
+                        self.jobs.append({"key": f"{patient}/{source}/{self.names[identity]}_{seed}",
+                                          "patient": patient, "expression": expression, "source": source,
+                                          "identity": identity, "seed": seed,
+                                          "photos": {source: path, **firsts[patient]}})
 
     def prompt(self, job, upload):
         """The graph for one job; upload(path) -> the name the server knows the photo by."""
         g = json.loads(json.dumps(self.graph))
         for suffix, nid in self.slots.items():
-            g[nid]["inputs"]["image"] = upload(job["photos"][suffix or job["expression"]])
+            g[nid]["inputs"]["image"] = upload(job["photos"][suffix or job["source"]])
         if self.grid:
             g[self.lines]["inputs"]["text"] = "\n".join(self.identities)
         elif self.ident:
@@ -183,10 +186,10 @@ class Plan:
             if self.grid:
                 e, identity, extra = self.grid_items[i], self.identities[row], ""
             else:
-                e, identity = job["expression"], job["identity"]
+                e, identity = job["source"], job["identity"]
                 extra = f"_{row * batch + i + 1}" if batch > 1 or row else ""
             out.append((f"{p}/{e}/{self.names[identity]}_{seed}{extra}.png", ref,
-                        {"patient": p, "expression": e, "identity": identity, "seed": seed}))
+                        {"patient": p, "expression": source_item(e), "identity": identity, "seed": seed}))
         if self.grid and self.grid_output:
             for ref in outputs.get(self.grid_output, {}).get("images", [])[:1]:
                 out.append((f"{p}/grid_{seed}.png", ref, {"patient": p, "seed": seed, "grid": self.identities}))

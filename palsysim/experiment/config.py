@@ -65,6 +65,7 @@ lr = 0.0                      # 0: the training default for each mode
 checkpoint_every = 100        # steps between saved training states (what a killed run resumes from)
 
 [generate]
+photos = 0                    # photos of each expression to generate from: 0 all (training uses all), N the first N
 # "ID photo of <identity> wearing light-blue surgical cap and top, ..."
 identities = ["man", "woman"]
 seeds = [1]
@@ -207,12 +208,13 @@ SETTINGS = {
               "resolution": (512, whole(64, 4096, 8)), "seed": (0, whole(0)),
               "lr": (0.0, number(0, 1, " (0: the training default for each mode)")),
               "checkpoint_every": (100, whole(1, 10 ** 7))},
-    "generate": {"identities": (["man"], list_of(text, '["man", "woman"]')),
+    "generate": {"photos": (0, whole(0, 10 ** 6)), "identities": (["man"], list_of(text, '["man", "woman"]')),
                  "seeds": ([1], list_of(whole(0), "[1, 2]")), "steps": (20, whole(1, 10000)),
                  "sampler": ("euler", text), "scheduler": ("normal", text), "cfg": (7.5, number(0, 100)),
                  "resolution": (512, whole(64, 4096, 8))},
 }
-REQUIRED = {("data", "patients"): "the folder of patients' photos (PATIENTS/<patient>/<expression>.png)",
+REQUIRED = {("data", "patients"): "the folder of patients' photos (PATIENTS/<patient>/<expression>.png, or "
+                                  "<expression>/ folders of many photos)",
             ("models", "checkpoint"): "the SD1.5 checkpoint file",
             ("models", "controlnet"): "the stock Canny ControlNet file (control_sd15_canny)"}
 PATHS = ("patients", "donors", "checkpoint", "controlnet", "arcface", "lpips_weights")

@@ -10,6 +10,7 @@ import zipfile
 
 from ..controlnet_file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
 from ..images import InputError, read_image
+from ..layout import first_photo
 from ..models import missing_hint
 from ..outputs import overlap
 from . import stages
@@ -162,7 +163,7 @@ def patient_problems(exp):
     if not stages.needs_codc(exp):
         return found, problems
     for key, photos in found.items():
-        if "rest" not in photos:
+        if first_photo(photos, "rest") is None:
             problems.append(f"{key} has no rest photo: the CODC workflow moves each organ as far as it moved "
                             f"from rest (add <patient>/rest.png or drop partial_codc)")
     donors = stages.donor_paths(exp) if os.path.exists(exp.donors) else []

@@ -14,29 +14,33 @@ import numpy as np
 from ..draw import sheet
 from ..files import write_bytes
 from ..images import read_image, write_image
+from ..layout import source_item
 
 TILE = 192
 
 
 def _first_images(exp, run):
-    """{(patient, expression): first generated image path} of one run (first identity, first seed)."""
+    """{(patient, source): first generated image path} of one run (first identity, first seed)."""
     from .stages import generated_images
     out = {}
-    for patient, expression, _, path in generated_images(exp, run):
-        out.setdefault((patient, expression), path)
+    for patient, source, _, path in generated_images(exp, run):
+        out.setdefault((patient, source), path)
     return out
 
 
 def comparison_sheet(exp, found, runs, path):
-    """Rows = (patient, expression), columns = patient photo | each run's image: Figs. 6, 7 and 8."""
+    """Rows = (patient, source photo), columns = patient photo | each run's image: Figs. 6, 7 and 8."""
     images = {run: _first_images(exp, run) for run in runs}
     tiles, labels = [], []
     for patient, photos in found.items():
-        for expression in photos:
-            tiles.append(read_image(exp.path("prepared", "crops", patient, f"{expression}.png")))
+        shown = {}  # each item's first photo: one row per item, however many photos it has
+        for source in photos:
+            shown.setdefault(source_item(source), source)
+        for expression, source in shown.items():
+            tiles.append(read_image(exp.path("prepared", "crops", patient, f"{source}.png")))
             labels.append(f"{patient.replace('_', ' ')} {expression}")
             for run in runs:
-                p = images[run].get((patient, expression))
+                p = images[run].get((patient, source))
                 tiles.append(read_image(p) if p else np.full((TILE, TILE, 3), 24, np.uint8))
                 labels.append(run if p else f"{run}: none")
     if not tiles:

@@ -8,11 +8,12 @@ the old file or the new one, and a state entry is written only after its files.
 EXP/
   experiment.toml
   state.json                      fingerprints of finished items, and the paths the experiment owns
-  prepared/photos/patient_k/<expression>.png       upright, metadata-free copies (runner layout)
-  prepared/train/patient_k/<expression>/photo.png  the same photos in the training layout
-  prepared/crops/patient_k/<expression>.png        face crops (the report's figures)
+  prepared/photos/patient_k/<source>.png           upright, metadata-free copies (runner layout; a source is
+                                                   <expression>, or <expression>/photo<k> for many photos)
+  prepared/train/patient_k/<expression>/<photo>.png  the same photos in the training layout
+  prepared/crops/patient_k/<source>.png            face crops (the report's figures)
   models/checkpoints, models/controlnet            links to your files, and the trained nets
-  generated/<run>/patient_k/<expression>/<identity>_<seed>.png   one runner tree per method / window
+  generated/<run>/patient_k/<source>/<identity>_<seed>.png   one runner tree per method / window
   evaluation/<run>/                                per-run scores
   figures/*.png, report.md, report.html
 """
@@ -31,7 +32,7 @@ from ..extras import REPO
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image, write_image
-from ..layout import photos_in
+from ..layout import generated_sources, photos_in, source_item
 from .config import METHODS
 
 STATE = "state.json"
@@ -101,10 +102,27 @@ class State:
 # --- what the stages read --------------------------------------------------------------------------
 
 def patients(exp):
-    """{"patient_k": {expression: source photo path}}: the patients in sorted folder order, renamed."""
+    """{"patient_k": {source: photo path}}: the patients in sorted folder order, renamed; sources in the
+    Yanagihara order, each item's photos in order (layout.py)."""
     found = find_patients(exp.patients)
-    return {f"patient_{i + 1}": {e: photos[e] for e in ITEMS if e in photos}  # the Yanagihara order
+    return {f"patient_{i + 1}": {s: photos[s] for e in ITEMS for s in photos if source_item(s) == e}
             for i, (_, photos) in enumerate(sorted(found.items()))}
+
+
+def train_photo(exp, key, source):
+    """The training layout's copy of a source: <patient>/<expression>/photo.png, or .../photo<k>.png."""
+    item, _, photo = source.partition("/")
+    return exp.path("prepared", "train", key, item, f"{photo or 'photo'}.png")
+
+
+def generated_from(exp, sources):
+    """The sources generation starts from: [generate] photos = N keeps each item's first N (0: all)."""
+    n, counts, out = exp.generate["photos"], {}, {}
+    for source, path in sources.items():
+        counts[source_item(source)] = counts.get(source_item(source), 0) + 1
+        if not n or counts[source_item(source)] <= n:
+            out[source] = path
+    return out
 
 
 def donor_paths(exp):
@@ -137,7 +155,7 @@ def prepare(exp, state, found, bar):
     for key, photos in found.items():
         for expression, path in photos.items():
             out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops")}
-            out["train"] = exp.path("prepared", "train", key, expression, "photo.png")
+            out["train"] = train_photo(exp, key, expression)
             item, fp = f"prepare/{key}/{expression}", fingerprint(file_digest(path), size)
             bar.step(item)
             if state.done(item, fp, *out.values()):
@@ -153,8 +171,7 @@ def prepare(exp, state, found, bar):
 # --- train -----------------------------------------------------------------------------------------
 
 def dataset_digest(exp, found):
-    return fingerprint(sorted((k, e, file_digest(exp.path("prepared", "train", k, e, "photo.png")))
-                              for k, photos in found.items() for e in photos))
+    return fingerprint(sorted((k, s, file_digest(train_photo(exp, k, s))) for k, photos in found.items() for s in photos))
 
 
 def net_path(exp, name):
@@ -249,7 +266,8 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
     """Every run (method and ablation window) through the headless runner, on the given servers (URLs)
     or on `embedded` hosts started for it."""
     runs = exp.runs()
-    photos = {k: {e: exp.path("prepared", "photos", k, f"{e}.png") for e in p} for k, p in found.items()}
+    photos = {k: {s: exp.path("prepared", "photos", k, f"{s}.png") for s in generated_from(exp, p)}
+              for k, p in found.items()}
     donor_of = patient_donors(exp, found)
     todo = {}
     for name, (workflow, net, condition) in runs.items():
@@ -287,14 +305,13 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
 
 
 def generated_images(exp, run):
-    """[(patient key, expression, identity_seed stem, path)] of one run's images, in sorted order."""
+    """[(patient key, source, identity_seed stem, path)] of one run's images, in sorted order."""
     root = exp.path("generated", run)
     out = []
-    for d, _, files in os.walk(root):
-        rel = os.path.relpath(d, root).split(os.sep)
-        for f in sorted(files):
-            if len(rel) == 2 and f.endswith(".png") and not f.startswith("."):
-                out.append((rel[0], rel[1], f[:-4], os.path.join(d, f)))
+    for patient in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        if os.path.isdir(os.path.join(root, patient)) and not patient.startswith("."):
+            out += [(patient, source, os.path.splitext(os.path.basename(p))[0], p)
+                    for source, p in generated_sources(os.path.join(root, patient)) if p.endswith(".png")]
     return sorted(out)
 
 

@@ -10,7 +10,7 @@
 
 Inputs, as the runner and the experiment write them:
   --images DIR     DIR/<method>/<patient>/<expression>/*.png  (one runner tree per method)
-  --patients DIR   DIR/<patient>/<expression>.png|jpg          (the source photos)
+  --patients DIR   DIR/<patient>/<expression>.png|jpg or <expression>/*  (the source photos)
   --from EXP       EXP/generated/<method>/... and EXP/prepared/photos/... (palsysim/experiment's layout)
 No patient folder or file name reaches the database, a page or an export: patients become
 "patient 1..K" in natural sort order of their folder names (patient_2 before patient_10).

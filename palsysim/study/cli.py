@@ -58,7 +58,7 @@ def add_arguments(p):
     c = sub.add_parser("create", help="a new study folder from generated images and the source photos")
     c.add_argument("--from", dest="from_exp", metavar="EXP", help="an experiment folder (EXP/generated, EXP/prepared/photos)")
     c.add_argument("--images", help="DIR/<method>/<patient>/<expression>/*.png (one runner tree per method)")
-    c.add_argument("--patients", help="DIR/<patient>/<expression>.png|jpg, the source photos")
+    c.add_argument("--patients", help="DIR/<patient>/<expression>.png|jpg (or <expression>/ folders of many), the source photos")
     c.add_argument("--mode", choices=["rating", "trainer"], default="rating")
     c.add_argument("--feedback", choices=["image", "end"], default="image", help="trainer: feedback per image or at the end")
     c.add_argument("--seed", type=int, default=0, help="seeds every rater's task order (recorded in the study)")

@@ -11,6 +11,7 @@ import sqlite3
 
 from ..comfy.plan import find_patients
 from ..images import InputError, read_image, write_image
+from ..layout import generated_sources, source_item
 from .folders import DB, IMAGES, new_study_folder
 from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
 
@@ -22,9 +23,10 @@ CREATE TABLE methods(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
 CREATE TABLE patients(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL);
 -- kind 'source': a patient's photo; 'generated': a method's image of that patient and expression.
 -- variant numbers the generated images of one method (one synthetic person = one trainer case).
+-- source pairs a generated image with the photo it was made from: the item, or <item>/photo<k> (layout.py).
 CREATE TABLE images(id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('source', 'generated')),
                     method_id INTEGER REFERENCES methods(id), patient_id INTEGER NOT NULL REFERENCES patients(id),
-                    expression TEXT NOT NULL, variant INTEGER);
+                    expression TEXT NOT NULL, variant INTEGER, source TEXT NOT NULL);
 CREATE TABLE raters(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL, token_hash TEXT UNIQUE NOT NULL,
                     seed TEXT NOT NULL, finished_at TEXT);
 CREATE TABLE tasks(rater_id INTEGER NOT NULL REFERENCES raters(id), position INTEGER NOT NULL,
@@ -52,22 +54,22 @@ def now():
 
 
 def find_generated(root):
-    """[(method, patient, expression, path)] of root/<method>/<patient>/<expression>/*.png, sorted."""
+    """[(method, patient, source, path)] of root/<method>/<patient>/<source>/*.png, sorted (layout.py's sources:
+    <expression>, or <expression>/photo<k> for the k-th of many photos)."""
     if not root or not os.path.isdir(root):
         raise InputError(f"--images {root!r} is not a folder (expected DIR/<method>/<patient>/<expression>/*.png)")
     found = []
     for method in sorted(os.listdir(root)):
         for patient in _dirs(os.path.join(root, method)):
-            for expression in _dirs(os.path.join(root, method, patient)):
-                folder = os.path.join(root, method, patient, expression)
-                pngs = sorted(f for f in os.listdir(folder) if f.lower().endswith(".png") and not f.startswith("."))
-                if pngs and expression not in ITEMS:
-                    raise InputError(f"{method}/{patient}/{expression}: name expression folders after the Yanagihara "
-                                     f"items ({', '.join(ITEMS)})")
-                found += [(method, patient, expression, os.path.join(folder, f)) for f in pngs]
+            for source, path in generated_sources(os.path.join(root, method, patient)):
+                if source_item(source) not in ITEMS:
+                    raise InputError(f"{method}/{patient}/{source_item(source)}: name expression folders after the "
+                                     f"Yanagihara items ({', '.join(ITEMS)})")
+                if path.lower().endswith(".png"):
+                    found.append((method, patient, source, path))
     if not found:
         raise InputError(f"no generated images under {root} (expected {root}/<method>/<patient>/<expression>/*.png)")
-    return found
+    return sorted(found)
 
 
 def _dirs(folder):
@@ -156,12 +158,12 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method):
     return admin
 
 
-def _add_image(conn, folder, path, kind, method_id, patient_id, expression, variant):
+def _add_image(conn, folder, path, kind, method_id, patient_id, source, variant):
     image_id = secrets.token_hex(16)
     # re-encoded pixels only: a runner PNG's text chunks carry the workflow, which names the patient's file
     write_image(os.path.join(folder, IMAGES, image_id + ".png"), read_image(path))
-    conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)",
-                 (image_id, kind, method_id, patient_id, expression, variant))
+    conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (image_id, kind, method_id, patient_id, source_item(source), variant, source))
 
 
 class Study:
@@ -177,6 +179,10 @@ class Study:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # an answer acknowledged is an answer on disk
         self.conn.execute("PRAGMA foreign_keys=ON")
+        if "source" not in [r["name"] for r in self.conn.execute("PRAGMA table_info(images)")]:
+            # a study made before photos had sources: each image's source is its item, as it was
+            self.conn.execute("ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+            self.conn.execute("UPDATE images SET source = expression")
         self.meta = {r["key"]: r["value"] for r in self.conn.execute("SELECT key, value FROM meta")}
         self.mode = self.meta["mode"]
 
@@ -246,7 +252,7 @@ class Study:
         return [dict(r) for r in self.conn.execute(
             """SELECT t.position, t.image_id, t.criterion, i.expression, s.id AS source_id, a.value
                FROM tasks t JOIN images i ON i.id = t.image_id
-               LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.expression = i.expression
+               LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.source = i.source
                LEFT JOIN answers a ON a.rater_id = t.rater_id AND a.position = t.position
                WHERE t.rater_id = ? ORDER BY t.position""", (rater_id,))]
 
@@ -275,7 +281,7 @@ class Study:
             return self.conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is not None
         return self.conn.execute(
             """SELECT 1 FROM tasks t JOIN images i ON i.id = t.image_id
-               LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.expression = i.expression
+               LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.source = i.source
                WHERE t.rater_id = ? AND (i.id = ? OR (s.id = ? AND ? = 'rating')) LIMIT 1""",
             (who[1]["id"], image_id, image_id, self.mode)).fetchone() is not None
 
@@ -296,8 +302,10 @@ class Study:
         """[{id, label, photos: {expression: source image id}}]."""
         out = []
         for p in self.conn.execute("SELECT id, label FROM patients ORDER BY id"):
-            photos = {r["expression"]: r["id"] for r in self.conn.execute(
-                "SELECT id, expression FROM images WHERE kind = 'source' AND patient_id = ?", (p["id"],))}
+            photos = {}  # an item's first photo where it has many
+            for r in self.conn.execute("SELECT id, expression FROM images WHERE kind = 'source' AND patient_id = ? "
+                                       "ORDER BY source", (p["id"],)):
+                photos.setdefault(r["expression"], r["id"])
             out.append({"id": p["id"], "label": p["label"], "photos": photos})
         return out
 
