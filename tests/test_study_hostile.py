@@ -171,6 +171,20 @@ def test_a_new_admin_link_revokes_the_old_one_while_serving(inputs, tmp_path):
         assert server.session(new).get(server.url + "/admin", timeout=10).status_code == 200
 
 
+def test_opening_a_wrong_link_logs_out_whoever_was_logged_in(inputs, tmp_path):
+    # A shared ward computer: rater 1's cookie must not answer for the next person, whose link was mistyped.
+    study = str(tmp_path / "S")
+    created(inputs, study)
+    token = re.search(r"/start/(\S+)", study_cli("invite", study, "--raters", "1").stdout).group(1)
+    with Served(study) as server:
+        browser = server.session(token)
+        assert browser.get(server.url + "/task/1", timeout=10).status_code == 200
+        r = browser.get(f"{server.url}/start/{token[:-2]}xx", allow_redirects=False, timeout=10)
+        assert r.status_code == 403 and "not valid" in r.text
+        r = browser.get(server.url + "/task/1", timeout=10)
+        assert r.status_code == 403 and "personal link" in r.text, "the previous rater is still logged in"
+
+
 # --- malformed requests: 400, database untouched, server serving -------------------------------
 
 def multipart(fields, boundary="palsysimboundary"):

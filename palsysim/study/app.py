@@ -80,7 +80,11 @@ async def start(request):
     token = request.match_info["token"]
     who = study.who(token)
     if who is None:
-        return refuse(403, "This link is not valid for this study.")
+        # whoever used this browser before is logged out: the next person must not answer as them
+        response = refuse(403, "This link is not valid for this study; whoever was using the study in this "
+                               "browser is now logged out. Open your own personal link.")
+        response.del_cookie(COOKIE, path="/")
+        return response
     response = web.HTTPSeeOther("/admin" if who[0] == "admin" else "/")
     response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", path="/")
     raise response
