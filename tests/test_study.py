@@ -155,6 +155,19 @@ def test_create_from_an_experiment_folder(inputs, tmp_path):
     kinds = dict(study.conn.execute("SELECT kind, COUNT(*) FROM images GROUP BY kind"))
     assert kinds == {"generated": 2, "source": 2}
     study.close()
+    # The Fig. 8 run on partial's own window is partial's images again: not rated by default, refused if chosen.
+    shutil.copytree(exp / "generated" / "codc_window", exp / "generated" / "window_500_700")
+    r = subprocess.run([sys.executable, "-m", "palsysim", "study", "create", "--from", str(exp), "--out",
+                        str(tmp_path / "s2")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    study = Study(str(tmp_path / "s2"))
+    assert [m for (m,) in study.conn.execute("SELECT name FROM methods")] == ["codc_window"]
+    study.close()
+    for methods, message in ((["codc_window", "window_500_700"], "hold identical images"), (["nope"], "no such method")):
+        r = subprocess.run([sys.executable, "-m", "palsysim", "study", "create", "--from", str(exp), "--methods",
+                            *methods, "--out", str(tmp_path / "s3")], capture_output=True, text=True)
+        assert r.returncode == 2 and message in r.stderr and "--methods" in r.stderr, r.stderr
+        assert not os.path.exists(tmp_path / "s3")
     r = subprocess.run([sys.executable, "-m", "palsysim", "study", "create", "--from", str(tmp_path / "none"),
                         "--out", str(tmp_path / "t")], capture_output=True, text=True)
     assert r.returncode == 2 and "no generated/ folder" in r.stderr

@@ -3,12 +3,13 @@ from ..images import InputError
 
 
 def cmd_create(args):
-    from .store import create_study, experiment_inputs
+    from .inputs import experiment_inputs
+    from .store import create_study
     if bool(args.from_exp) == bool(args.images):
         raise InputError("give one of --from EXP (an experiment folder) or --images DIR (DIR/<method>/<patient>/...)")
-    images, patients = experiment_inputs(args.from_exp) if args.from_exp else (args.images, None)
+    images, patients, methods = experiment_inputs(args.from_exp) if args.from_exp else (args.images, None, None)
     admin = create_study(args.out, images, args.patients or patients, args.mode, args.feedback, args.seed,
-                         args.per_method)
+                         args.per_method, args.methods or methods)
     print(f"study written to {args.out}")
     print(f"admin link (keep it to yourself; it shows results{' and takes the reference scores' if args.mode == 'trainer' else ''}):")
     print(f"  {args.url.rstrip('/')}/start/{admin}")
@@ -59,6 +60,9 @@ def add_arguments(p):
     c.add_argument("--from", dest="from_exp", metavar="EXP", help="an experiment folder (EXP/generated, EXP/prepared/photos)")
     c.add_argument("--images", help="DIR/<method>/<patient>/<expression>/*.png (one runner tree per method)")
     c.add_argument("--patients", help="DIR/<patient>/<expression>.png|jpg (or <expression>/ folders of many), the source photos")
+    c.add_argument("--methods", nargs="+", metavar="METHOD",
+                   help="the method folders to rate (default: all; with --from, the experiment's methods without "
+                        "its Fig. 8 ablation windows)")
     c.add_argument("--mode", choices=["rating", "trainer"], default="rating")
     c.add_argument("--feedback", choices=["image", "end"], default="image", help="trainer: feedback per image or at the end")
     c.add_argument("--seed", type=int, default=0, help="seeds every rater's task order (recorded in the study)")

@@ -11,8 +11,9 @@ import sqlite3
 
 from ..comfy.plan import find_patients
 from ..images import InputError, read_image, write_image
-from ..layout import generated_sources, source_item
+from ..layout import source_item
 from .folders import DB, IMAGES, new_study_folder
+from .inputs import chosen_methods, find_generated
 from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # secrets.token_urlsafe's alphabet
@@ -53,40 +54,7 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def find_generated(root):
-    """[(method, patient, source, path)] of root/<method>/<patient>/<source>/*.png, sorted (layout.py's sources:
-    <expression>, or <expression>/photo<k> for the k-th of many photos)."""
-    if not root or not os.path.isdir(root):
-        raise InputError(f"--images {root!r} is not a folder (expected DIR/<method>/<patient>/<expression>/*.png)")
-    found = []
-    for method in sorted(os.listdir(root)):
-        for patient in _dirs(os.path.join(root, method)):
-            for source, path in generated_sources(os.path.join(root, method, patient)):
-                if source_item(source) not in ITEMS:
-                    raise InputError(f"{method}/{patient}/{source_item(source)}: name expression folders after the "
-                                     f"Yanagihara items ({', '.join(ITEMS)})")
-                if path.lower().endswith(".png"):
-                    found.append((method, patient, source, path))
-    if not found:
-        raise InputError(f"no generated images under {root} (expected {root}/<method>/<patient>/<expression>/*.png)")
-    return sorted(found)
-
-
-def _dirs(folder):
-    if not os.path.isdir(folder):
-        return []
-    return sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
-
-
-def experiment_inputs(exp):
-    """EXP (palsysim/experiment's folder) -> (images DIR, patients DIR) in the runner layouts."""
-    images, patients = os.path.join(exp, "generated"), os.path.join(exp, "prepared", "photos")
-    if not os.path.isdir(images):
-        raise InputError(f"--from {exp}: no generated/ folder (run `python -m palsysim experiment run {exp}` first)")
-    return images, patients if os.path.isdir(patients) else None
-
-
-def create_study(out, images, patients=None, mode="rating", feedback="image", seed=0, per_method=None):
+def create_study(out, images, patients=None, mode="rating", feedback="image", seed=0, per_method=None, methods=None):
     """Copy the images under opaque ids into a new study folder `out`; returns the admin token.
 
     Built in out + ".partial" and renamed at the end: a failed create leaves no half study, a killed one
@@ -100,7 +68,7 @@ def create_study(out, images, patients=None, mode="rating", feedback="image", se
         raise InputError(f"--per-method {per_method}: give at least 1 (images per method), or leave it out for all")
     tmp = new_study_folder(out, [images, patients])
     try:
-        admin = _build(tmp, images, patients, mode, feedback, seed, per_method)
+        admin = _build(tmp, images, patients, mode, feedback, seed, per_method, methods)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,9 +76,9 @@ def create_study(out, images, patients=None, mode="rating", feedback="image", se
     return admin
 
 
-def _build(tmp, images, patients, mode, feedback, seed, per_method):
+def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
     """The study's database and image copies, written into the folder tmp; returns the admin token."""
-    generated = find_generated(images)
+    generated = chosen_methods(find_generated(images), methods)
     if not patients:
         raise InputError(f"--mode {mode} needs --patients DIR (the source photos, DIR/<patient>/<expression>.png): "
                          + ("raters compare the generated images with them" if mode == "rating"
