@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from hostile_files import png_claiming
+from palsysim.images import read_image, write_image
 from study_helpers import make_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,7 +104,12 @@ def test_create_removes_only_its_own_leftovers(inputs, tmp_path):
     """A create killed midway leaves S.partial; the next create removes it, unless a user's file is in it."""
     images = tmp_path / "many"
     for k in range(60):  # enough images that the kill lands while the copies are being written
-        shutil.copytree(os.path.join(inputs[0], "codc_window"), images / f"m{k}")
+        tree = os.path.join(inputs[0], "codc_window")
+        for d, _, files in os.walk(tree):
+            for f in files:  # each method's own pixels: identical images in two methods are refused
+                image = read_image(os.path.join(d, f)).copy()
+                image[0, 0] = (k, k, k)
+                write_image(str(images / f"m{k}" / os.path.relpath(os.path.join(d, f), tree)), image)
     out = str(tmp_path / "S")
     p = subprocess.Popen([sys.executable, "-m", "palsysim", "study", "create", "--images", str(images), "--patients",
                           inputs[1], "--out", out], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
