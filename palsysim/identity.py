@@ -262,7 +262,12 @@ def report(used, rows, threshold=THRESHOLD, dlib_threshold=None):
     heads = {"arcface": ["similarity", "dissimilarity", "closest reference"],
              "dlib": ["dlib distance", "closest reference (dlib)"]}
     cols = [h for b in used for h in heads[b]]
-    lines = [f"Identity check, {' and '.join(used)} (pass: {'; '.join(rules[b] for b in used)})", "",
+    held = sum(not r["passed"] for r in rows)
+    faceless = sum(r["problem"] == "no face" for r in rows)
+    no_face = f" ({faceless} with no face: {'its' if faceless == 1 else 'their'} identity cannot be checked)" * bool(faceless)
+    # The outcome first: a node's text box shows the top lines without scrolling.
+    lines = [f"{len(rows) - held} of {len(rows)} passed, {held} held back{no_face}.",
+             f"Identity check, {' and '.join(used)} (pass: {'; '.join(rules[b] for b in used)})", "",
              "| image | " + " | ".join(cols) + " | result |", "|---:|" + "---:|" * len(cols) + "---|"]
     for i, r in enumerate(rows):
         cells = []
@@ -277,9 +282,4 @@ def report(used, rows, threshold=THRESHOLD, dlib_threshold=None):
         result = ("pass" if r["passed"] else f"HELD: {r['problem']}: held back" if r["problem"]
                   else "HELD: resembles the patient")
         lines.append(f"| {i + 1} | " + " | ".join(cells) + f" | {result} |")
-    held = sum(not r["passed"] for r in rows)
-    faceless = sum(r["problem"] == "no face" for r in rows)
-    lines += ["", f"{len(rows) - held} of {len(rows)} passed, {held} held back."]
-    if faceless:
-        lines.append(f"{faceless} with no face: held back (their identity cannot be checked).")
     return "\n".join(lines)
