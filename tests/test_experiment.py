@@ -1,4 +1,5 @@
 """The experiment pipeline end to end on tiny models: every method and window, figures, report, resume after SIGKILL."""
+import hashlib
 import json
 import math
 import os
@@ -131,6 +132,24 @@ def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
         assert image.std() > 5, name  # not blank
     html = open(os.path.join(plain, "report.html"), encoding="utf-8").read()
     assert html.count("data:image/png;base64,") == 5 and "http" not in html.replace("http-equiv", "")
+    assert "embeds face crops of your patients' photos" in html.split("<h1>")[0]  # said before anything else
+
+
+def test_the_report_says_what_made_it(experiments):
+    root, plain, _, _ = experiments
+    text = open(os.path.join(plain, "report.md"), encoding="utf-8").read()
+    head = text.split("## Table II")[0]
+    assert "with PalsySim 0.1.0, Python " in head and "ComfyUI 0.3.75" in head and " UTC " in head, head
+    for key, name in (("checkpoint", "tiny_sd15.safetensors"), ("controlnet", "tiny_canny.safetensors")):
+        digest = hashlib.sha256(open(os.path.join(root, "sd", name), "rb").read()).hexdigest()
+        assert f"| {key} | {name} | {digest} | unverified: not a published file PalsySim lists |" in head, head
+    # the values training used, read from each net's train.json: 2 epochs at batch 4 over 6 photos = 3 steps
+    for net in ("full_0_999", "partial_500_700", "partial_0_200", "freeze_0_999", "lora_0_999"):
+        assert any(line.startswith(f"| {net} | ") and "| 3 | 4 |" in line and "| 6 |" in line
+                   for line in head.splitlines()), (net, head)
+    rows = [json.load(open(os.path.join(plain, "evaluation", run, "row.json"))) for run in os.listdir(
+        os.path.join(plain, "evaluation"))]
+    assert ("No image was scored" in head) == (not any(r["images"] for r in rows)), head
 
 
 def test_no_patient_folder_or_file_name_in_any_output(experiments):
@@ -193,6 +212,28 @@ def test_a_second_run_redoes_nothing_and_a_new_seed_only_generates_and_scores(ex
     assert os.path.isfile(os.path.join(plain, "generated", "partial", "patient_2", "grin", "man_2.png"))
     assert os.path.isfile(os.path.join(plain, "generated", "partial", "patient_1", "grin", "photo2", "man_2.png"))
     assert nets == {f: os.stat(os.path.join(plain, "models", "controlnet", f)).st_mtime_ns for f in nets}
+
+
+def test_a_model_file_named_like_a_published_one_with_other_bytes_is_refused_unless_accepted(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "patients", "p1"))
+    write_image(os.path.join(root, "patients", "p1", "grin.png"), read_image(photo_paths()["astronaut"]))
+    write_tiny_checkpoint(os.path.join(root, "v1-5-pruned-emaonly.safetensors"))  # a wrong download, say
+    write_tiny_controlnet(os.path.join(root, "tiny_canny.safetensors"))
+    exp = os.path.join(root, "exp")
+    assert cli("init", exp, "--patients", os.path.join(root, "patients"), "--checkpoint",
+               os.path.join(root, "v1-5-pruned-emaonly.safetensors"), "--controlnet",
+               os.path.join(root, "tiny_canny.safetensors")).returncode == 0
+    path = os.path.join(exp, "experiment.toml")
+    text = open(path).read().replace('"partial_codc", ', "")  # no donors: CODC's problems aside
+    open(path, "w").write(text.replace("windows = [[0, 200], [800, 999], [0, 999], [500, 700]]", "windows = []"))
+    r = cli("run", exp)
+    assert r.returncode == 2 and "v1-5-pruned-emaonly.safetensors: its SHA-256 is not the published file's" in r.stderr
+    assert "accept_mismatch = true" in r.stderr and "models --fetch v1-5-pruned-emaonly.safetensors" in r.stderr
+    text = open(path).read().replace("accept_mismatch = false", "accept_mismatch = true")
+    open(path, "w").write(text.replace("seed = 0", "seed = -1"))  # another problem: the run stops at the checks
+    r = cli("run", exp)
+    assert r.returncode == 2 and "seed = -1" in r.stderr and "SHA-256" not in r.stderr, r.stderr
 
 
 def test_every_problem_is_listed_before_any_work(tmp_path):

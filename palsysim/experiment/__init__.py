@@ -64,10 +64,7 @@ def run(exp_dir, servers=None, quiet=False, embedded=1):
         windows = [r for r in rows if r["run"] not in exp.methods]
         figures = figures_of(exp, found, methods, windows)
         bar.step("report")
-        settings = {"methods": exp.methods, "windows": exp.windows, "train": exp.train, "generate": exp.generate,
-                    "identity_backend": exp.identity_backend, "patients": len(found),
-                    "photos": sum(len(p) for p in found.values())}
-        files = report.write_report(exp, methods, windows, figures, settings)
+        files = report.write_report(exp, methods, windows, figures, found)
     finally:
         bar.close()
     return files

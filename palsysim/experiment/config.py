@@ -44,6 +44,9 @@ controlnet = "{controlnet}"   # the stock control_sd15_canny.pth: zero-shot, and
 identity_backend = "auto"
 arcface = ""                  # optional: buffalo_l/w600k_r50.onnx
 lpips_weights = ""            # optional: alexnet-owt-7be5be79.pth (LPIPS needs it)
+# A file named like a published one (v1-5-pruned-emaonly.safetensors, ...) whose SHA-256 differs is refused;
+# true runs on it anyway, and the report says so.
+accept_mismatch = false
 
 [methods]
 # zero_shot: stock ControlNet; full: t 0..999; partial: t 500..700; partial_codc: the partial net
@@ -87,6 +90,7 @@ class Experiment:
     identity_backend: str = "auto"
     arcface: str = ""
     lpips_weights: str = ""
+    accept_mismatch: bool = False
     methods: list = field(default_factory=lambda: list(METHODS))
     windows: list = field(default_factory=list)
     train: dict = field(default_factory=dict)
@@ -161,6 +165,10 @@ def text(v):
     return None if isinstance(v, str) and v.strip() and v.isprintable() else "give a non-empty name in quotes"
 
 
+def truth(v):
+    return None if isinstance(v, bool) else "give true or false"
+
+
 def path(v):
     return None if isinstance(v, str) and "\0" not in v else "give a path in quotes (\"\" for none)"
 
@@ -201,7 +209,7 @@ def did_you_mean(value, options, form="{}"):
 SETTINGS = {
     "data": {"patients": ("", path), "donors": ("", path)},
     "models": {"checkpoint": ("", path), "controlnet": ("", path), "identity_backend": ("auto", choice(BACKENDS)),
-               "arcface": ("", path), "lpips_weights": ("", path)},
+               "arcface": ("", path), "lpips_weights": ("", path), "accept_mismatch": (False, truth)},
     "methods": {"run": ([], list_of(choice(METHODS), '["zero_shot", "partial"]', empty=True))},
     "ablation": {"windows": ([], list_of(window, "[[0, 200], [500, 700]]", empty=True))},
     "train": {"steps": (0, whole(0, 10 ** 7)), "epochs": (2, whole(1, 10 ** 5)), "batch_size": (4, whole(1, 4096)),
@@ -265,7 +273,7 @@ def load(root):
     here = os.path.dirname(os.path.abspath(path))
     for key in PATHS:  # relative to the file, as its reader sees them
         values[key] = values[key] and os.path.normpath(os.path.join(here, os.path.expanduser(values[key])))
-    exp = Experiment(root=os.path.abspath(root), **{k: values[k] for k in PATHS + ("identity_backend",)},
+    exp = Experiment(root=os.path.abspath(root), **{k: values[k] for k in PATHS + ("identity_backend", "accept_mismatch")},
                      methods=list(dict.fromkeys(values["methods", "run"])),
                      windows=list(dict.fromkeys(tuple(w) for w in values["ablation", "windows"])),
                      train={k: values["train", k] for k in SETTINGS["train"]},

@@ -11,7 +11,7 @@ import zipfile
 from ..controlnet_file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
 from ..images import InputError, read_image
 from ..layout import first_photo
-from ..models import missing_hint
+from ..models import digest_state, missing_hint
 from ..outputs import overlap
 from . import stages
 
@@ -136,6 +136,12 @@ def model_problems(exp):
             why = str(e)
         if why:
             problems.append(f"[models] {key} {path}: {why}")
+            continue
+        state, what = digest_state(path, stages.file_digest(path))
+        if state == "MISMATCH" and not exp.accept_mismatch:
+            problems.append(f"[models] {key} {path}: its SHA-256 is not the published file's ({what}): a wrong "
+                            f"or damaged download; fetch it again{missing_hint(path)}, or set [models] "
+                            f"accept_mismatch = true to run on it (the report says so)")
     backend = exp.identity_backend
     if backend in ("arcface", "both") and not exp.arcface:
         problems.append(f"[models] identity_backend = {backend!r} needs ArcFace's model: give [models] arcface, an "

@@ -126,15 +126,46 @@ COLUMNS = [("run", "method"), ("generated", "generated"), ("images", "scored"), 
            ("lpips", "LPIPS"), ("serfiq", "SER-FIQ"), ("fidelity", "expression fidelity")]
 
 
-def write_report(exp, methods_rows, window_rows, figures, settings):
-    """EXP/report.md and EXP/report.html from the tables and figure files."""
-    md = ["# PalsySim experiment report", "",
-          "The paper's comparison on your patients (patients appear as \"patient k\", in sorted folder order).", "",
-          "## Settings", "", "```", json.dumps(settings, indent=1, sort_keys=True), "```", "",
-          "## Table II: methods", "", table(methods_rows, COLUMNS)]
+PHOTO_NOTICE = ("This page embeds face crops of your patients' photos (Figs. 6-8): keep it where the photos "
+                "themselves may be kept.")
+
+
+def nothing_scored(rows):
+    """The plain word when no generated image had a face to measure, rather than a table of n/a."""
+    if rows and not any(r["images"] for r in rows):
+        return (f"No image was scored: none of the {sum(r['generated'] for r in rows)} generated images had a face "
+                f"every identity backend finds, so every measure below is n/a (untrained or tiny models draw no faces).")
+    return None
+
+
+def plain_md(headers, rows):
+    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+                     + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
+
+
+def plain_html(headers, rows):
+    cells = lambda tag, r: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in r)  # noqa: E731
+    return f"<table><tr>{cells('th', headers)}</tr>" + "".join(f"<tr>{cells('td', r)}</tr>" for r in rows) + "</table>"
+
+
+def write_report(exp, methods_rows, window_rows, figures, found):
+    """EXP/report.md and EXP/report.html from the tables and figure files, opening with what made them."""
+    from . import provenance as pv
+    made = f"Made {pv.made()} with {pv.software()}."
+    empty = nothing_scored(methods_rows + window_rows)
+    sections = [("Model files", ["setting", "file", "SHA-256", "state"], pv.model_rows(exp)),
+                ("Settings", ["setting", "value"], pv.settings_rows(exp, found)),
+                ("Training (each net's own train.json)", ["net", "mode", "timesteps", "steps", "batch",
+                                                          "learning rate", "photos", "latents"], pv.training_rows(exp))]
+    md = ["# PalsySim experiment report", "", made,
+          "The paper's comparison on your patients (patients appear as \"patient k\", in sorted folder order).", ""]
+    md += [f"**{empty}**", ""] if empty else []
+    for title, headers, rows in sections:
+        md += [f"## {title}", "", plain_md(headers, rows)] if rows else []
+    md += ["## Table II: methods", "", table(methods_rows, COLUMNS)]
     if window_rows:
         md += ["## Timestep ablation (Fig. 8)", "", table(window_rows, COLUMNS)]
-    md += ["Identity to source: each image against its own source photo (same patient, same expression): ArcFace's "
+    md += ["Identity to source: each image against its own source photo (same patient, same photo): ArcFace's "
            "cosine similarity (lower = more private) or, without ArcFace, dlib's distance (higher = more private); "
            "private share: images that pass every backend's same-person threshold against all the patient's photos. "
            "LPIPS: against the source photo, both through the 512 landmark crop. SER-FIQ: the calibrated score. "
@@ -143,9 +174,12 @@ def write_report(exp, methods_rows, window_rows, figures, settings):
         md += [f"## {title}", "", f"![{title}](figures/{os.path.basename(path)})", ""]
     write_bytes(exp.path("report.md"), "\n".join(md))
 
-    body = ["<h1>PalsySim experiment report</h1><p>Patients appear as \"patient k\".</p>",
-            "<h2>Settings</h2><pre>" + html.escape(json.dumps(settings, indent=1, sort_keys=True)) + "</pre>",
-            "<h2>Table II: methods</h2>" + html_table(methods_rows)]
+    body = [f"<p class=\"notice\">{html.escape(PHOTO_NOTICE)}</p>", "<h1>PalsySim experiment report</h1>",
+            f"<p>{html.escape(made)} Patients appear as \"patient k\".</p>"]
+    body += [f"<p class=\"notice\">{html.escape(empty)}</p>"] if empty else []
+    for title, headers, rows in sections:
+        body += [f"<h2>{html.escape(title)}</h2>" + plain_html(headers, rows)] if rows else []
+    body.append("<h2>Table II: methods</h2>" + html_table(methods_rows))
     if window_rows:
         body.append("<h2>Timestep ablation (Fig. 8)</h2>" + html_table(window_rows))
     for title, path in figures:
@@ -154,6 +188,7 @@ def write_report(exp, methods_rows, window_rows, figures, settings):
     page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>PalsySim experiment</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
+            ".notice{border:2px solid #b60;background:#fff4e0;padding:8px}"
             "img{max-width:100%}</style></head><body>" + "".join(body) + "</body></html>\n")
     write_bytes(exp.path("report.html"), page)
     return [exp.path("report.md"), exp.path("report.html")]

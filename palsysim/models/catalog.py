@@ -147,6 +147,20 @@ def file_problem(model, path):
     return model.check(path) if model.check else None
 
 
+def digest_state(path, digest):
+    """What a user's model file is, by its name and SHA-256: "verified" (the published file), "MISMATCH"
+    (named like a published file, other bytes: a wrong or damaged download), or "unverified" (no public
+    digest, or a file this catalog does not list, such as a trained net) -> (state, why)."""
+    model = next((m for m in MODELS if m.key == os.path.basename(path)), None)
+    if model is None:
+        return "unverified", "not a published file PalsySim lists"
+    if model.sha256 is None:
+        return "unverified", "no public digest"
+    if digest == model.sha256:
+        return "verified", f"the published {model.key}"
+    return "MISMATCH", f"named like the published {model.key}, whose SHA-256 is {model.sha256[:16]}..."
+
+
 def status(model, dirs, check=True):
     """One row of `models`: where it was found (first of dirs), its size and digest verdict."""
     paths = ([target(model, None)] if model.folder == TORCH_HUB
