@@ -46,6 +46,10 @@ def test_an_expression_may_be_a_folder_of_many_photos(tmp_path):
     shutil.copyfile(photo, folder / "grin.png")  # one item in both forms: which photo is "grin" is unclear
     with pytest.raises(InputError, match="p1: grin is both a photo and a folder of photos: keep one"):
         runner_patients(str(tmp_path / "patients"))
+    shutil.rmtree(folder / "grin")
+    shutil.copyfile(photo, folder / "grin.jpg")  # two files of one item: neither may be dropped unsaid
+    with pytest.raises(InputError, match="p1: two photos for grin"):
+        runner_patients(str(tmp_path / "patients"))
 
 
 def test_each_image_of_many_photos_is_generated_under_and_scored_against_its_own_photo(host, tmp_path):

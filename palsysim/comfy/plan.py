@@ -19,7 +19,7 @@ from .. import workflow as wf
 from ..fidelity import ITEMS
 from ..files import write_bytes
 from ..images import InputError, read_image
-from ..layout import first_photo, items_in_both, source_item, sources_in
+from ..layout import first_photo, is_photo, items_in_both, source_item, sources_in
 from ..outputs import unique_names
 
 SEED_INPUTS = ("seed", "noise_seed")
@@ -73,6 +73,10 @@ def find_patients(root, expressions=None):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder) or name.startswith("."):
             continue
+        stems = [os.path.splitext(f)[0] for f in os.listdir(folder) if is_photo(f)]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:
+            raise InputError(f"{name}: two photos for {twice[0]}: keep one, or put them in a {twice[0]}/ folder")
         photos = sources_in(folder)
         strange = sorted({source_item(s) for s in photos} - set(ITEMS))
         if strange:
