@@ -106,19 +106,13 @@ def _fmt(mean, std):
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def table(rows, columns):
-    """Markdown table of rows (dicts) with columns [(key, header)]; key_mean/key_std pairs shown as m ± s."""
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for key, _ in columns:
-            if f"{key}_mean" in row:
-                cells.append(_fmt(row[f"{key}_mean"], row.get(f"{key}_std")))
-            else:
-                v = row.get(key)
-                cells.append("n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def result_cells(row):
+    """One Table II row's cells in COLUMNS order: key_mean/key_std pairs shown as m ± s, n/a where None."""
+    cells = []
+    for key, _ in COLUMNS:
+        v = _fmt(row[f"{key}_mean"], row.get(f"{key}_std")) if f"{key}_mean" in row else row.get(key)
+        cells.append("n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+    return cells
 
 
 COLUMNS = [("run", "method"), ("generated", "generated"), ("images", "scored"), ("no_face", "no face"),
@@ -162,9 +156,10 @@ def write_report(exp, methods_rows, window_rows, figures, found):
     md += [f"**{empty}**", ""] if empty else []
     for title, headers, rows in sections:
         md += [f"## {title}", "", plain_md(headers, rows)] if rows else []
-    md += ["## Table II: methods", "", table(methods_rows, COLUMNS)]
+    heads = [h for _, h in COLUMNS]
+    md += ["## Table II: methods", "", plain_md(heads, map(result_cells, methods_rows))]
     if window_rows:
-        md += ["## Timestep ablation (Fig. 8)", "", table(window_rows, COLUMNS)]
+        md += ["## Timestep ablation (Fig. 8)", "", plain_md(heads, map(result_cells, window_rows))]
     md += ["Identity to source: each image against its own source photo (same patient, same photo): ArcFace's "
            "cosine similarity (lower = more private) or, without ArcFace, dlib's distance (higher = more private); "
            "private share: images that pass every backend's same-person threshold against all the patient's photos. "
@@ -179,9 +174,9 @@ def write_report(exp, methods_rows, window_rows, figures, found):
     body += [f"<p class=\"notice\">{html.escape(empty)}</p>"] if empty else []
     for title, headers, rows in sections:
         body += [f"<h2>{html.escape(title)}</h2>" + plain_html(headers, rows)] if rows else []
-    body.append("<h2>Table II: methods</h2>" + html_table(methods_rows))
+    body.append("<h2>Table II: methods</h2>" + plain_html(heads, map(result_cells, methods_rows)))
     if window_rows:
-        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + html_table(window_rows))
+        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + plain_html(heads, map(result_cells, window_rows)))
     for title, path in figures:
         data = base64.b64encode(open(path, "rb").read()).decode()
         body.append(f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">")
@@ -192,15 +187,3 @@ def write_report(exp, methods_rows, window_rows, figures, found):
             "img{max-width:100%}</style></head><body>" + "".join(body) + "</body></html>\n")
     write_bytes(exp.path("report.html"), page)
     return [exp.path("report.md"), exp.path("report.html")]
-
-
-def html_table(rows):
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in COLUMNS)
-    out = []
-    for row in rows:
-        cells = []
-        for key, _ in COLUMNS:
-            v = _fmt(row[f"{key}_mean"], row.get(f"{key}_std")) if f"{key}_mean" in row else row.get(key)
-            cells.append(f"<td>{html.escape('n/a' if v is None else f'{v:.3f}' if isinstance(v, float) else str(v))}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(out)}</table>"
