@@ -27,10 +27,10 @@ class Server:
         self.client, self.uploads, self.pending, self.lost, self.down = client, {}, [], {}, None
         self.queue_length = 0  # the server's own count, other users' prompts included
 
-    def upload(self, png):
-        """PNG bytes -> LoadImage's name for them on this server. Keyed by content: an upload overwrites
-        the file of the same name, which a prompt of ours may be reading (a broken PNG to LoadImage)."""
-        name = content_name(png)
+    def upload(self, name, png):
+        """A photo's content name and PNG bytes -> LoadImage's name for it on this server. Keyed by content:
+        an upload overwrites the file of the same name, which a prompt of ours may be reading (a broken PNG
+        to LoadImage)."""
         if name not in self.uploads:
             self.uploads[name] = self.client.upload(png)
         return self.uploads[name]
@@ -58,7 +58,7 @@ class Batch:
         self.plan = Plan(graph, patients, identities, seeds, self.manifest.data["names"], expressions)
         self.manifest.data["settings"].update(identities=self.plan.identities, seeds=self.plan.seeds)
         self.manifest.data["names"] = self.plan.names
-        self.pngs = {}
+        self.pngs, self.names = {}, {}
         self.read_photos()
         self.donors = titled(graph, "donor", "LoadImage")
         if self.donors and not donor:
@@ -91,6 +91,15 @@ class Batch:
             self.pngs[path] = photo_png(path)
         return self.pngs[path]
 
+    def content(self, path):
+        """The photo's content name (plan.content_name of its PNG), hashed once per batch."""
+        if path not in self.names:
+            self.names[path] = content_name(self.png(path))
+        return self.names[path]
+
+    def upload(self, server, path):
+        return server.upload(self.content(path), self.png(path))
+
     def read_photos(self):
         """Every job's photo decoded up front: the unreadable ones are named together, before any job,
         not one by one mid-batch."""
@@ -99,14 +108,14 @@ class Batch:
     def made_from(self, job):
         """What the job's images depend on (the manifest's record, compared on the next run)."""
         return {"workflow": self.workflow_hash,
-                "photos": {k: content_name(self.png(p)) for k, p in sorted(job["photos"].items())},
-                "donor": content_name(self.png(self.donor)) if self.donors else None,
+                "photos": {k: self.content(p) for k, p in sorted(job["photos"].items())},
+                "donor": self.content(self.donor) if self.donors else None,
                 "identity": job.get("identity", self.plan.identities), "seed": job["seed"]}
 
     def prompt_for(self, server, job):
-        prompt = self.plan.prompt(job, lambda path: server.upload(self.png(path)))
+        prompt = self.plan.prompt(job, lambda path: self.upload(server, path))
         for nid in self.donors.values():
-            prompt[nid]["inputs"]["image"] = server.upload(self.png(self.donor))
+            prompt[nid]["inputs"]["image"] = self.upload(server, self.donor)
         return prompt
 
     def on_progress(self, kind, data):
