@@ -34,6 +34,13 @@ def created(inputs, out, *more):
     return re.search(r"/start/(\S+)", r.stdout).group(1)
 
 
+def invited(study):
+    """One new rater's token for the study folder."""
+    r = study_cli("invite", study, "--raters", "1")
+    assert r.returncode == 0, r.stderr
+    return re.search(r"/start/(\S+)", r.stdout).group(1)
+
+
 def refused(r, *names):
     """A CLI run that refused with exit 2, a one-line message naming each of names, no traceback."""
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
@@ -181,7 +188,7 @@ def test_opening_a_wrong_link_logs_out_whoever_was_logged_in(inputs, tmp_path):
     # A shared ward computer: rater 1's cookie must not answer for the next person, whose link was mistyped.
     study = str(tmp_path / "S")
     created(inputs, study)
-    token = re.search(r"/start/(\S+)", study_cli("invite", study, "--raters", "1").stdout).group(1)
+    token = invited(study)
     with Served(study) as server:
         browser = server.session(token)
         assert browser.get(server.url + "/task/1", timeout=10).status_code == 200
@@ -225,7 +232,7 @@ def assert_bad_requests_refused(server, folder, session, page, cases):
 def test_rating_answers_malformed_are_400(inputs, tmp_path):
     study = str(tmp_path / "S")
     created(inputs, study)
-    token = re.search(r"/start/(\S+)", study_cli("invite", study, "--raters", "1").stdout).group(1)
+    token = invited(study)
     with Served(study) as server:
         rater = server.session(token)
         csrf = csrf_of(rater, server.url + "/task/1").encode()
