@@ -3,9 +3,9 @@ import json
 import os
 
 from .asymmetry import MEASURES, measure
-from .facecrop import face_crop
 from .conditions import make_condition
 from .draw import landmarks_preview, sheet
+from .facecrop import face_crop
 from .files import write_bytes
 from .images import read_image, write_image
 from .landmarks import face_landmarks

@@ -24,8 +24,6 @@ import requests
 from ..extras import REPO
 from ..images import InputError
 
-# The repository (the folder above the palsysim package): .host/ and the keeper's PYTHONPATH.
-
 
 def comfyui_dir(explicit=None):
     """The ComfyUI folder: `explicit`, else $COMFYUI_DIR, else the one scripts/setup.sh recorded in .host/comfyui_dir."""
