@@ -1,9 +1,9 @@
-from comfy_api.latest import io
 from comfy.utils import ProgressBar
+from comfy_api.latest import io
 
-from ..palsysim import codc, facecrop
-from ..palsysim.edges import HIGH, LOW
-from ..palsysim.images import InputError
+from ..palsysim.base.errors import InputError
+from ..palsysim.condition import codc, facecrop
+from ..palsysim.condition.edges import HIGH, LOW
 from .common import Landmarks, check_inputs, output, to_arrays, to_image
 
 Organs = io.Custom("PALSY_ORGANS")

@@ -3,14 +3,13 @@ the input check every node's validate_inputs makes."""
 import math
 import os
 
+import folder_paths
 import numpy as np
 import torch
-
-import folder_paths
 from comfy_api.latest import io
 
-from ..palsysim.images import InputError
-from ..palsysim.models import missing_hint
+from ..palsysim.base.errors import InputError
+from ..palsysim.base.model_files import missing_hint
 
 Landmarks = io.Custom("PALSY_LANDMARKS")
 

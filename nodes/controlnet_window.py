@@ -13,9 +13,10 @@ import torch
 from comfy.model_sampling import ModelSamplingDiscrete
 from comfy_api.latest import io
 
-from ..palsysim.controlnet_file import (CONTROL_PREFIX, check_complete, check_lora_base, is_lora, load_controlnet_weights,
-                                       load_lora_factors, merge_lora, read_window, resolve_window)
-from ..palsysim.schedule import describe_window, window_percents
+from ..palsysim.controlnet.file import (CONTROL_PREFIX, check_complete, check_lora_base, is_lora,
+                                        load_controlnet_weights, load_lora_factors, merge_lora, read_window,
+                                        resolve_window)
+from ..palsysim.controlnet.schedule import describe_window, window_percents
 from .common import InputError, check_inputs, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]

@@ -6,7 +6,7 @@ and ComfyUI gets a square hint at the sampling size instead of centre-cropping a
 from comfy.utils import ProgressBar
 from comfy_api.latest import io
 
-from ..palsysim import facecrop
+from ..palsysim.condition import facecrop
 from .codc import _check_faces
 from .common import Landmarks, check_inputs, output, to_arrays, to_image
 

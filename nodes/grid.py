@@ -5,11 +5,11 @@ import glob
 import numpy as np
 from comfy_api.latest import io
 
-from ..palsysim.draw import sheet
-from ..palsysim.fidelity import ITEMS
-from ..palsysim.images import InputError, letterbox, to_rgb_uint8
+from ..palsysim.base.errors import InputError
+from ..palsysim.base.photos import letterbox, to_rgb_uint8
+from ..palsysim.base.vocabulary import ITEMS
+from ..palsysim.face.draw import sheet
 from .common import check_inputs, output, to_arrays, to_image
-
 
 LABEL_H = 28  # the label strip under each tile in draw.sheet
 # The items' names for the grid's columns: English as the dataset's folder names, Japanese as the

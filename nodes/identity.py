@@ -4,9 +4,9 @@ import torch
 from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..palsysim import identity, identity_dlib
-from ..palsysim.draw import held_back_tile
-from ..palsysim.workflow import KEPT_KEY
+from ..palsysim.face.draw import held_back_tile
+from ..palsysim.identity import check as identity
+from ..palsysim.identity import dlib_face as identity_dlib
 from .common import check_inputs, model_file, output, to_arrays, to_image
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
@@ -135,5 +135,5 @@ class PrivacyGate(io.ComfyNode):
             slots[i, ..., :3] = tile
         # Which of the batch passed, for the headless runner to name each saved image by its place in the
         # batch; one record per run of the node (ComfyUI joins a list-mapped node's records in run order).
-        shown = {**ui.PreviewText(text).as_dict(), KEPT_KEY: [{"batch": len(rows), "kept": keep}]}
+        shown = {**ui.PreviewText(text).as_dict(), identity.KEPT_KEY: [{"batch": len(rows), "kept": keep}]}
         return io.NodeOutput(images, held, text, slots, ui=shown)

@@ -1,10 +1,9 @@
-from comfy_api.latest import io
-from comfy.utils import ProgressBar
-
 import folder_paths
+from comfy.utils import ProgressBar
+from comfy_api.latest import io
 
-from ..palsysim import draw
-from ..palsysim.landmarks import TASK_FILE, face_landmarks
+from ..palsysim.face import draw
+from ..palsysim.face.landmarks import TASK_FILE, face_landmarks
 from .common import Landmarks, check_inputs, output, to_arrays, to_image
 
 

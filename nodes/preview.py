@@ -10,7 +10,7 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
-from ..palsysim.images import to_rgb_uint8
+from ..palsysim.base.photos import to_rgb_uint8
 from .common import check_inputs, to_arrays
 from .save import save_png
 

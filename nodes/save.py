@@ -10,12 +10,13 @@ import unicodedata
 
 import folder_paths
 import numpy as np
+from comfy_api.latest import io, ui
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from comfy_api.latest import io, ui
 
-from ..palsysim.files import write_atomically
-from ..palsysim.images import InputError, to_rgb_uint8
+from ..palsysim.base.errors import InputError
+from ..palsysim.base.files import write_atomically
+from ..palsysim.base.photos import to_rgb_uint8
 from .common import check_inputs, to_arrays
 
 SUMMARY_KEY = "Description"  # a registered PNG keyword, shown by ordinary image viewers

@@ -7,11 +7,13 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
-from ..palsysim import codc, sequence, smoothing
-from ..palsysim.crossframe import first_frame_attention
-from ..palsysim.images import InputError, to_rgb_uint8
-from ..palsysim.landmarks import Face
-from ..palsysim.video import write_video
+from ..palsysim.base.errors import InputError
+from ..palsysim.base.photos import to_rgb_uint8
+from ..palsysim.base.video_files import write_video
+from ..palsysim.condition import codc, sequence
+from ..palsysim.controlnet.crossframe import first_frame_attention
+from ..palsysim.face import smoothing
+from ..palsysim.face.landmarks import Face
 from .common import Landmarks, check_inputs, output, to_arrays, to_image
 from .save import check_prefix
 

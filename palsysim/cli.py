@@ -4,23 +4,24 @@ import json
 import os
 import sys
 
-from .edges import ANNOTATOR, CONVENTIONS
-from .extras import require_extras
-from .images import InputError, read_image, refuse_unreadable, write_image
-from .layout import is_photo
-from .outputs import folder_out, image_file_out, refuse_overlap, unique_names
+from .base.errors import InputError
+from .base.extras import require_extras
+from .base.layout import is_photo
+from .base.outputs import folder_out, image_file_out, refuse_overlap, unique_names
+from .base.photos import read_image, refuse_unreadable, write_image
+from .condition.edges import ANNOTATOR, CONVENTIONS
 
 
 def _face(path, args):
-    from .landmarks import face_landmarks
+    from .face.landmarks import face_landmarks
     return face_landmarks(read_image(path), max_faces=args.max_faces, min_confidence=args.min_confidence,
                           backend=args.backend, task_file=args.task_file, what=os.path.basename(path))
 
 
 def cmd_landmarks(args):
-    from .asymmetry import measure
-    from .draw import landmarks_preview
-    from .files import write_bytes
+    from .base.files import write_bytes
+    from .face.asymmetry import measure
+    from .face.draw import landmarks_preview
     refuse_unreadable(args.images)
     folder_out(args.out)
     # a/face.png and b/face.png: one stem, two results (face_landmarks, face_2_landmarks).
@@ -36,7 +37,7 @@ def cmd_landmarks(args):
 
 
 def cmd_measure(args):
-    from .asymmetry import MEASURES, measure
+    from .face.asymmetry import MEASURES, measure
     m = measure(_face(args.image, args).xy)
     if args.json:
         print(json.dumps(m, indent=2))
@@ -48,7 +49,7 @@ def cmd_measure(args):
 
 
 def cmd_synth(args):
-    from .synth import synth_palsy
+    from .face.synth import synth_palsy
     image_file_out(args.out)
     refuse_overlap(args.out, [args.image])
     image = read_image(args.image)
@@ -63,11 +64,11 @@ def cmd_demo(args):
 
 
 def cmd_condition(args):
-    from . import codc_layout
-    from .conditions import make_codc
-    from .layout import find_rest_photo
-    from .files import write_bytes
-    from .landmarks import face_landmarks
+    from .base.files import write_bytes
+    from .base.layout import find_rest_photo
+    from .bench import codc_layout
+    from .condition.make import make_codc
+    from .face.landmarks import face_landmarks
 
     def files(root):
         if os.path.isfile(root):
@@ -153,14 +154,14 @@ def cmd_experiment(args):
 
 
 def cmd_bench(args):
-    from . import bench
+    from .bench import pipeline as bench
     if args.which == "codc-measures":
         bench.codc_measures(size=args.size)
     elif args.which == "codc-layout":
-        from .codc_layout import yanagihara_table
+        from .bench.codc_layout import yanagihara_table
         yanagihara_table(size=args.size)
     elif args.which == "video":
-        from .video_bench import video
+        from .bench.video import video
         video()
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
@@ -172,8 +173,8 @@ def cmd_bench(args):
 
 
 def cmd_evaluate(args):
-    from .evaluate import evaluate
-    from .identity import check_thresholds
+    from .identity.check import check_thresholds
+    from .measure.evaluate import evaluate
     check_thresholds(args.threshold, args.dlib_threshold, THRESHOLD_FLAGS)
     result = evaluate(args.generated, args.patients, args.arcface, args.out, lpips=args.lpips,
                       lpips_weights=args.lpips_weights, threshold=args.threshold, item=args.item,
@@ -202,7 +203,8 @@ def _at_least(low):
 def cmd_identity(args):
     import itertools
 
-    from . import identity, identity_dlib
+    from .identity import check as identity
+    from .identity import dlib_face as identity_dlib
     if len(args.images) < 2:
         raise InputError("identity compares photos pairwise: give two or more")
     identity.check_thresholds(args.threshold, args.dlib_threshold, THRESHOLD_FLAGS)

@@ -2,15 +2,16 @@
 import json
 import os
 
-from .asymmetry import MEASURES, measure
-from .conditions import make_condition
-from .draw import landmarks_preview, sheet
-from .facecrop import face_crop
-from .files import write_bytes
-from .images import read_image, write_image
-from .landmarks import face_landmarks
-from .models import fetch_hint, find_model, model_dirs
-from .synth import synth_palsy
+from .base.files import write_bytes
+from .base.model_files import fetch_hint, find_model, model_dirs
+from .base.paths import API_DIR
+from .base.photos import read_image, write_image
+from .condition.facecrop import face_crop
+from .condition.make import make_condition
+from .face.asymmetry import MEASURES, measure
+from .face.draw import landmarks_preview, sheet
+from .face.landmarks import face_landmarks
+from .face.synth import synth_palsy
 
 
 def sample_photos():
@@ -38,8 +39,8 @@ def identity_numbers(photos, backend, arcface):
     """The identity check on the sample photos: the healthy sample patient against her synthetic palsy
     (one person: must be recognisable) and against the donor (another person).
     Returns (backends used, {pair label: check() row}) or (None, reason) when no backend can run."""
-    from . import identity
-    from .images import InputError
+    from .base.errors import InputError
+    from .identity import check as identity
     pairs = {"grace_hopper vs patient_left_palsy (same person)": "patient_left_palsy",
              "grace_hopper vs astronaut donor (different person)": "astronaut"}
     try:
@@ -120,8 +121,8 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
     """Generate with palsy_codc.json; yields (name, image, label) for the sheet. Writes generated/
     (images + manifest) and generated.json / generated.md (privacy and fidelity per image).
     backend: the identity backend for the privacy measure; None when none can run."""
-    from .fidelity import expression_fidelity
-    from .images import InputError
+    from .base.errors import InputError
+    from .measure.fidelity import expression_fidelity
     dirs = model_dirs()
     where = " or ".join(dirs) if dirs else "ComfyUI/models (set MODELS_DIR)"
     lacking = [(folder, name) for folder, name in DEMO_MODELS.items() if not find_model(folder, name)]
@@ -136,6 +137,7 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         print(f"demo: no {DEMO_ARCFACE[0]}/{DEMO_ARCFACE[1]} under {where} and no dlib: the privacy gate is "
               f"bypassed and no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
     import tempfile
+
     from .comfy.batch import run_batch
     from .comfy.client import Client
     from .comfy.host import EmbeddedHost
@@ -146,8 +148,7 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         os.makedirs(patients)
         write_image(os.path.join(patients, "rest.png"), patient)
         write_image(os.path.join(tmp, "donor.png"), donor)
-        workflow = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "api",
-                                "palsy_codc.json")
+        workflow = os.path.join(API_DIR, "palsy_codc.json")
         bypass = [] if backend else ["privacy gate"]
         try:
             with EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
@@ -174,7 +175,7 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         except InputError as e:
             row["fidelity_at_rest"] = f"n/a: {e}"
         if backend:
-            from .identity import check
+            from .identity.check import check
             row["privacy"] = check([image], [patient], backend, arcface)[1][0]
         results[rel] = row
         score = row["fidelity_at_rest"]

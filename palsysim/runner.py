@@ -34,13 +34,14 @@ redone, and a job's images depend on its seed alone, not on which server made th
 import os
 import sys
 
+from .base.errors import InputError
+from .base.outputs import folder_out, refuse_overlap
+from .base.photos import refuse_unreadable
+from .base.vocabulary import ITEMS
 from .comfy.batch import run_batch
 from .comfy.client import UPLOAD_FOLDER, Client
 from .comfy.host import servers
 from .comfy.plan import find_patients, prepare_graph
-from .fidelity import ITEMS
-from .images import InputError, refuse_unreadable
-from .outputs import folder_out, refuse_overlap
 
 
 def add_server_arguments(p, default="http://127.0.0.1:8188"):

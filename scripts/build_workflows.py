@@ -20,8 +20,9 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from palsysim.fidelity import ITEMS  # noqa: E402
-from palsysim.workflow import FRONTEND_WIDGETS, TEMPLATES_DIR, _frontend_extras, _is_widget  # noqa: E402
+from palsysim.base.paths import TEMPLATES_DIR  # noqa: E402
+from palsysim.base.vocabulary import ITEMS  # noqa: E402
+from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
 
 PROMPT = ("ID photo of <identity> wearing light-blue surgical cap and top, frontal headshot centered, even "
           "lighting, light-blue background, ultra-realistic, sharp focus")

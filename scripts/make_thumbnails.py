@@ -15,15 +15,16 @@ import cv2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from palsysim.facecrop import face_crop  # noqa: E402
-from palsysim.conditions import make_condition  # noqa: E402
-from palsysim.demo import sample_photos  # noqa: E402
-from palsysim.draw import sheet  # noqa: E402
-from palsysim.images import read_image  # noqa: E402
-from palsysim.landmarks import face_landmarks  # noqa: E402
-from palsysim.synth import synth_palsy  # noqa: E402
-from palsysim.workflow import TEMPLATES_DIR  # noqa: E402
 from build_workflows import TITLES  # noqa: E402
+
+from palsysim.base.paths import TEMPLATES_DIR  # noqa: E402
+from palsysim.base.photos import read_image  # noqa: E402
+from palsysim.condition.facecrop import face_crop  # noqa: E402
+from palsysim.condition.make import make_condition  # noqa: E402
+from palsysim.demo import sample_photos  # noqa: E402
+from palsysim.face.draw import sheet  # noqa: E402
+from palsysim.face.landmarks import face_landmarks  # noqa: E402
+from palsysim.face.synth import synth_palsy  # noqa: E402
 
 
 def main():

@@ -94,7 +94,7 @@ fi
 # face_landmarker.task offline from 0.10.21's models (../shared/tools/face_landmarker_task);
 # tests/conftest.py finds it here. Users put the official file in models/mediapipe/.
 task=$venv/face_landmarker.task
-if ! "$venv/bin/python" -c 'import sys, palsysim.landmarks as l; sys.exit(not l.has_legacy_api())' 2>/dev/null \
+if ! "$venv/bin/python" -c 'import sys, palsysim.face.landmarks as l; sys.exit(not l.has_legacy_api())' 2>/dev/null \
     && [ ! -f "$task" ]; then
   echo "setup: building a test face_landmarker.task from mediapipe 0.10.21's models"
   tmp=$(mktemp -d)

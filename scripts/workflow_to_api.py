@@ -20,9 +20,11 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from palsysim.images import InputError  # noqa: E402
-from palsysim.workflow import API_DIR, TEMPLATES_DIR, dumps, load_json, to_api  # noqa: E402
 from build_workflows import TITLES  # noqa: E402
+
+from palsysim.base.errors import InputError  # noqa: E402
+from palsysim.base.paths import API_DIR, TEMPLATES_DIR
+from palsysim.comfy.workflow import dumps, load_json, to_api  # noqa: E402
 
 
 def twins(object_info, files):

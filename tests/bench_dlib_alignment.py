@@ -17,10 +17,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
-from palsysim import identity_dlib as D  # noqa: E402
-from palsysim.landmarks import face_landmarks  # noqa: E402
-from palsysim.synth import synth_palsy  # noqa: E402
 from real_faces import photos  # noqa: E402
+
+from palsysim.face.landmarks import face_landmarks  # noqa: E402
+from palsysim.face.synth import synth_palsy  # noqa: E402
+from palsysim.identity import dlib_face as D  # noqa: E402
 
 # dlib's 5-point order: image-left eye's outer/inner corner... measured nearest MediaPipe points (< 2 px)
 MEDIAPIPE_FOR_DLIB5 = [263, 362, 33, 133, 2]

@@ -17,8 +17,8 @@ from file_server import Server  # noqa: E402
 from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host  # noqa: E402
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet  # noqa: E402
 
-from palsysim.extras import REPO  # noqa: E402
-from palsysim.landmarks import has_legacy_api  # noqa: E402
+from palsysim.base.paths import REPO  # noqa: E402
+from palsysim.face.landmarks import has_legacy_api  # noqa: E402
 
 # Builds a face_landmarker.task offline from the legacy models of mediapipe <= 0.10.21.
 BUILD_TASK = os.path.join(REPO, "..", "shared", "tools", "face_landmarker_task", "build.sh")

@@ -9,6 +9,7 @@ import re
 import torch
 
 from training import bench
+from training import sd15_files
 from training.host import use_comfyui
 from training.modes import PAPER_WINDOW
 
@@ -26,7 +27,7 @@ def backward_once(loss_fn, control_parameters):
 def test_both_steps_give_finite_losses_and_gradients_reaching_the_controlnet():
     use_comfyui()
     cpu = torch.device("cpu")
-    models = bench.build_sd15(cpu, torch.float32, tiny=True)
+    models = sd15_files.build_sd15(cpu, torch.float32, tiny=True)
     alpha_bar = bench.alpha_bars(models.patcher.model.model_sampling)
     unet, controlnet = bench.build_diffusers_sd15(cpu, torch.float32, tiny=True)
     models.control_model.requires_grad_(True)

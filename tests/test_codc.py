@@ -5,15 +5,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from cli_helpers import palsysim_cli
-from palsysim import codc, conditions, facecrop
-from palsysim.asymmetry import measure
-from palsysim.edges import canny
-from palsysim.images import InputError, read_image
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_palsy
-from real_faces import photo_paths, photos as real_photos
+from real_faces import photo_paths
+from real_faces import photos as real_photos
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import read_image
+from palsysim.condition import codc, facecrop
+from palsysim.condition import make as conditions
+from palsysim.condition.edges import canny
+from palsysim.face.asymmetry import measure
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_palsy
 
 # Measures read inside one organ box: both sides share the box's scale, so their percent asymmetry survives.
 WITHIN_ORGAN = ("brow_height", "palpebral_fissure_height", "commissure_excursion", "smile_angle")
@@ -108,7 +111,7 @@ def test_codc_keeps_patient_asymmetry_in_the_donor_layout(faces):
     # mapped organ landmarks land inside their target box, bar a few where boxes were trimmed apart
     # (boxes never overlap; the nose's bridge points reach between the eyes and brows)
     for o in organs.organs:
-        from palsysim.regions import ORGANS
+        from palsysim.face.regions import ORGANS
         assert inside(mapped[list(ORGANS[o.name])], o.target_box).mean() > (0.6 if o.name == "nose" else 0.9), o.name
 
     own, moved = measure(faces["patient_xy"])["asymmetry"], measure(mapped)["asymmetry"]

@@ -8,15 +8,15 @@ import sys
 
 import numpy as np
 import pytest
-
-from palsysim.asymmetry import MEASURES, face_frame, measure
-from palsysim.bench import organ_aspect
-from palsysim.codc import ORGAN_NAMES, codc_condition, organ_anchors
-from palsysim.facecrop import face_crop, pf_condition, transform_points
-from palsysim.codc_layout import organ_shares
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import EXPRESSIONS, synth_expression
 from real_faces import photo_paths, photos
+
+from palsysim.bench.codc_layout import organ_shares
+from palsysim.bench.pipeline import organ_aspect
+from palsysim.condition.codc import ORGAN_NAMES, codc_condition, organ_anchors
+from palsysim.condition.facecrop import face_crop, pf_condition, transform_points
+from palsysim.face.asymmetry import MEASURES, face_frame, measure
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import EXPRESSIONS, synth_expression
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = (("grace_hopper", "astronaut"), ("astronaut", "grace_hopper"))
@@ -148,7 +148,7 @@ def test_condition_json_reports_boxes_scale_anchor_offset_and_own_edge_share(tmp
 
 
 def test_bench_codc_layout_rows_cover_pf_and_codc_over_the_ten_items():
-    from palsysim.codc_layout import yanagihara_table
+    from palsysim.bench.codc_layout import yanagihara_table
     lines = []
     rows = yanagihara_table(log=lines.append, size=256)
     assert len(rows) == 3 * len(EXPRESSIONS) and len(lines) == 2 + len(rows)

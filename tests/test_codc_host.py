@@ -3,11 +3,11 @@ PalsyContourReposition -> SaveImage, a batch of two patients, and a mismatched b
 the PF condition: LoadImage -> PalsyFaceLandmarks -> PalsyPFCondition -> SaveImage, a batch of two."""
 import numpy as np
 import pytest
-
-from palsysim import codc, facecrop
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_palsy
 from real_faces import photos
+
+from palsysim.condition import codc, facecrop
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_palsy
 
 EDGE = {"low_threshold": 100.0, "high_threshold": 200.0, "blur_sigma": 0.0}
 
@@ -100,7 +100,7 @@ def test_pf_condition_graph_is_the_cores(host, uploaded, size):
 
 
 def test_rest_landmarks_reach_the_core(host, uploaded):
-    from palsysim.synth import synth_expression
+    from palsysim.face.synth import synth_expression
     healthy = photos()["astronaut"]
     face = face_landmarks(healthy)
     shots = {item: synth_expression(healthy, face, item)[0] for item in ("grin", "rest")}

@@ -1,4 +1,4 @@
-"""Window ControlNet files (palsysim.controlnet_file) and PalsyTimestepWindowControlNetLoader in a real host.
+"""Window ControlNet files (palsysim.controlnet.file) and PalsyTimestepWindowControlNetLoader in a real host.
 
 How the host tests count ControlNet forward calls: this module starts its own ComfyUI server
 (host.start_host) with one extra custom-node folder holding PROBE_SOURCE, a test-only module that
@@ -17,13 +17,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from host import start_host
-from palsysim import schedule
-from palsysim.controlnet_file import load_controlnet_weights, read_window, resolve_window, save_controlnet
-from palsysim.images import InputError
+from safetensors.torch import save_file
 from tiny_models import import_comfy, tiny_checkpoint_state_dict, tiny_controlnet_state_dict, write_tiny_checkpoint
+
+from palsysim.base.errors import InputError
+from palsysim.controlnet import schedule
+from palsysim.controlnet.file import load_controlnet_weights, read_window, resolve_window, save_controlnet
 
 import_comfy()
 import comfy.controlnet  # noqa: E402

@@ -8,13 +8,14 @@ import cv2
 import numpy as np
 import pytest
 import skimage
-
-from palsysim import regions as R
-from palsysim.asymmetry import MEASURES, measure
 from real_faces import photo_paths
-from palsysim.images import InputError, read_image
-from palsysim.landmarks import N_POINTS, face_landmarks
-from palsysim.synth import synth_palsy
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import read_image
+from palsysim.face import regions as R
+from palsysim.face.asymmetry import MEASURES, measure
+from palsysim.face.landmarks import N_POINTS, face_landmarks
+from palsysim.face.synth import synth_palsy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from palsysim import identity_dlib
+from palsysim.identity import dlib_face as identity_dlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,14 +8,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from palsysim import evaluate as ev
-from palsysim import identity_dlib
-from palsysim.images import InputError, write_image
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_palsy
 from real_faces import photos
 from tiny_arcface import write_tiny_arcface
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import write_image
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_palsy
+from palsysim.identity import dlib_face as identity_dlib
+from palsysim.measure import evaluate as ev
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATIENT_NAMES = ("Jane_Roe_MRN4471", "John_Doe_MRN9923")  # stand-ins for real names: must not leak

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-
-from palsysim import identity_dlib
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, TINY, make_patients, pngs
+
+from palsysim.identity import dlib_face as identity_dlib
 
 
 def readme_lines(*starts):

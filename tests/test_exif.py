@@ -7,10 +7,11 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
-from palsysim.images import InputError, read_image
-from palsysim.landmarks import face_landmarks
 from real_faces import photos
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import read_image
+from palsysim.face.landmarks import face_landmarks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROTATE_90_CW = 6  # EXIF Orientation: the stored pixels must be turned 90 degrees clockwise to show

@@ -10,15 +10,15 @@ import time
 
 import cv2
 import pytest
-
 from cli_helpers import experiment_cli as cli
-from palsysim.comfy.plan import content_name, photo_png
-from palsysim.images import read_image, write_image
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_expression, synth_palsy
 from real_faces import photo_paths
 from runner_helpers import pngs
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
+
+from palsysim.base.photos import read_image, write_image
+from palsysim.comfy.plan import content_name, photo_png
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_expression, synth_palsy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATIENT_NAMES = ("zq_patient_alpha", "zq_patient_beta")  # must never appear in any output

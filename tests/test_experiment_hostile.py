@@ -12,12 +12,12 @@ import shutil
 
 import numpy as np
 import pytest
-
 from cli_helpers import experiment_cli as cli
-from palsysim.experiment import config
-from palsysim.images import read_image, write_image
 from real_faces import photo_paths
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
+
+from palsysim.base.photos import read_image, write_image
+from palsysim.experiment import config
 
 BASE = '''\
 [data]

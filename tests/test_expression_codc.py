@@ -10,16 +10,18 @@ import os
 import cv2
 import numpy as np
 import pytest
-
 from cli_helpers import palsysim_cli
-from palsysim import codc, conditions, facecrop
-from palsysim.asymmetry import MEASURES, face_frame, measure
-from palsysim.bench import organ_aspect
-from palsysim.edges import canny
-from palsysim.images import InputError, read_image
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import EXPRESSIONS, synth_expression
 from real_faces import photo_paths, photos
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import read_image
+from palsysim.bench.pipeline import organ_aspect
+from palsysim.condition import codc, facecrop
+from palsysim.condition import make as conditions
+from palsysim.condition.edges import canny
+from palsysim.face.asymmetry import MEASURES, face_frame, measure
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import EXPRESSIONS, synth_expression
 
 ASPECT_TOL, ASYMMETRY_TOL = 0.05, 0.15
 
@@ -135,7 +137,7 @@ def test_to_json_says_what_was_done(people):
 
 
 def test_cli_condition_json_and_rest_photo_of_a_folder(tmp_path):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     p, paths = photos(), photo_paths()
     face = face_landmarks(p["astronaut"])
     data = tmp_path / "patients" / "p1"

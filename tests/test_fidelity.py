@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 import torch
-
-from palsysim import fidelity
-from palsysim.asymmetry import MEASURES
-from palsysim.images import InputError
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_palsy
 from real_faces import photos
+
+from palsysim.base.errors import InputError
+from palsysim.face.asymmetry import MEASURES
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_palsy
+from palsysim.measure import fidelity
 
 
 @pytest.fixture(scope="module")

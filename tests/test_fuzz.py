@@ -1,12 +1,12 @@
 """Fuzzing the parsers of what users hand in (issue 8, item 5), with hypothesis.
 
-- safetensors metadata and garbage model files (palsysim.controlnet_file: read_window, resolve_window,
+- safetensors metadata and garbage model files (palsysim.controlnet.file: read_window, resolve_window,
   load_controlnet_weights);
-- the headless runner's `--set NODE.INPUT=VALUE` overrides (palsysim.workflow.parse_override and
+- the headless runner's `--set NODE.INPUT=VALUE` overrides (palsysim.comfy.workflow.parse_override and
   set_input, which palsysim.comfy.plan.prepare_graph applies to every --set);
 - dataset folders for training (training.dataset: find_photos, load_dataset) with arbitrary folder
   and file names and empty files;
-- the landmark detector's settings (palsysim.landmarks.detector): any float for min_confidence, NaN
+- the landmark detector's settings (palsysim.face.landmarks.detector): any float for min_confidence, NaN
   and infinities included, keeps its cache bounded, with keys that equal themselves.
 
 The only exception allowed out is the project's clear one, InputError (DatasetError is one); every
@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from palsysim import landmarks as lm
-from palsysim import workflow as wf
-from palsysim.controlnet_file import PREFIX, load_controlnet_weights, read_window, resolve_window
-from palsysim.images import InputError
+from palsysim.base.errors import InputError
+from palsysim.comfy import workflow as wf
+from palsysim.controlnet.file import PREFIX, load_controlnet_weights, read_window, resolve_window
+from palsysim.face import landmarks as lm
 from training.dataset import EXPRESSIONS, DatasetError, find_photos, load_dataset
 
 FUZZ = settings(max_examples=60, derandomize=True, database=None, deadline=None,

@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from palsysim import bench, codc, edges
 from real_faces import photos as real_photos
+
+from palsysim.bench import pipeline as bench
+from palsysim.condition import codc, edges
 from training import bench as training_bench
-from training.sd15_files import MODEL_FILES
 from training.host import use_comfyui
+from training.sd15_files import MODEL_FILES, build_sd15
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Published layout of the real files: v1-5-pruned-emaonly-fp16.safetensors (UNet 859.52 M, CLIP-L text
@@ -185,7 +186,7 @@ def test_training_step_passes_the_residuals_as_control_merge_does_without_its_mu
     from training.objective import control_residuals, denoising_loss
     use_comfyui()
     cpu = torch.device("cpu")
-    models = training_bench.build_sd15(cpu, torch.float32, tiny=True)
+    models = build_sd15(cpu, torch.float32, tiny=True)
     models.control_model.requires_grad_(True)
     batch = training_bench.make_batch(1, 64, torch.Generator().manual_seed(0), cpu, 500, 700)
     alpha_bar = training_bench.alpha_bars(models.patcher.model.model_sampling)

@@ -4,13 +4,12 @@ nothing half written, nothing installed that is not what it claims. Real photos,
 import os
 
 import pytest
-
 from cli_helpers import run_main
 from hostile_files import png_claiming
-from palsysim.cli import main
-from palsysim.images import MAX_PIXELS
 from real_faces import photo_paths
 
+from palsysim.base.photos import MAX_PIXELS
+from palsysim.cli import main
 
 # --- 1. a photo too large to decode -------------------------------------------------------------
 
@@ -51,6 +50,7 @@ def evaluation_folders(tmp_path, broken):
 
 def cut_short_jpeg():
     import io
+
     from PIL import Image
     buf = io.BytesIO()
     Image.open(photo_paths()["astronaut"]).convert("RGB").save(buf, format="JPEG", quality=90)
@@ -113,8 +113,8 @@ def fetch_task(server, tmp_path, monkeypatch, capsys):
 
 
 def not_a_task(task_bytes):
-    import zipfile
     import io
+    import zipfile
     names = zipfile.ZipFile(io.BytesIO(task_bytes)).namelist()
     good = {n: zipfile.ZipFile(io.BytesIO(task_bytes)).read(n) for n in names}
     pad = os.urandom(1 << 20)

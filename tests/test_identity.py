@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.utils.face_align import arcface_dst
-
-from palsysim import identity
-from palsysim.images import InputError
-from palsysim.landmarks import face_landmarks
 from real_faces import photos
 from tiny_arcface import write_tiny_arcface
+
+from palsysim.base.errors import InputError
+from palsysim.face.landmarks import face_landmarks
+from palsysim.identity import check as identity
 
 
 def arcface_rows(images, references, arcface, threshold=identity.THRESHOLD):

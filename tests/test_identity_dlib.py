@@ -8,12 +8,14 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
-from palsysim import identity, identity_dlib
-from palsysim.images import InputError, read_image, write_image
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_palsy
 from real_faces import photos
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import read_image, write_image
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_palsy
+from palsysim.identity import check as identity
+from palsysim.identity import dlib_face as identity_dlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(identity_dlib.unavailable() is not None, reason=str(identity_dlib.unavailable()))
@@ -97,7 +99,7 @@ def test_missing_dlib_is_reported_and_auto_falls_back_to_arcface(tmp_path):
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "dlib.py").write_text("raise ImportError('no dlib wheel for this platform')\n")
-    code = ("import json, sys; from palsysim import identity, identity_dlib; "
+    code = ("import json, sys; from palsysim.identity import check as identity, dlib_face as identity_dlib; "
             "print(json.dumps([identity_dlib.unavailable(), identity.resolve_backend('auto', sys.argv[1])]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), REPO])}
     proc = subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True, env=env, timeout=120)

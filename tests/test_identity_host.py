@@ -4,12 +4,12 @@ import re
 import cv2
 import numpy as np
 import pytest
-
-from palsysim import identity_dlib
-from palsysim.landmarks import face_landmarks
-from palsysim.synth import synth_palsy
 from real_faces import photos
 from tiny_arcface import write_tiny_arcface
+
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.synth import synth_palsy
+from palsysim.identity import dlib_face as identity_dlib
 
 MODEL = "buffalo_l/tiny_arcface.onnx"  # in a subfolder, as insightface's packs are laid out
 

@@ -5,14 +5,14 @@ import os
 import shutil
 
 import pytest
-
-from palsysim.images import InputError
-from palsysim.layout import find_rest_photo, generated_sources
-from palsysim.comfy.plan import find_patients as runner_patients
-from palsysim.evaluate import find_patients as evaluate_patients
-from palsysim.video import frame_files
 from real_faces import photo_paths
 from runner_helpers import NO_ARCFACE, api, pngs, run_runner
+
+from palsysim.base.errors import InputError
+from palsysim.base.layout import find_rest_photo, generated_sources
+from palsysim.base.video_files import frame_files
+from palsysim.comfy.plan import find_patients as runner_patients
+from palsysim.measure.evaluate import find_patients as evaluate_patients
 
 
 def test_the_runner_evaluate_the_rest_finder_and_the_frame_reader_see_the_same_photos(tmp_path):
@@ -53,10 +53,10 @@ def test_an_expression_may_be_a_folder_of_many_photos(tmp_path):
 
 
 def test_each_image_of_many_photos_is_generated_under_and_scored_against_its_own_photo(host, tmp_path):
-    from palsysim.evaluate import evaluate
-    from palsysim.images import read_image, write_image
-    from palsysim.landmarks import face_landmarks
-    from palsysim.synth import synth_expression
+    from palsysim.base.photos import read_image, write_image
+    from palsysim.face.landmarks import face_landmarks
+    from palsysim.face.synth import synth_expression
+    from palsysim.measure.evaluate import evaluate
     image = read_image(photo_paths()["grace_hopper"])
     face = face_landmarks(image)
     folder = tmp_path / "patients" / "zq_patient_7731"

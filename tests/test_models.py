@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from palsysim.models import MODELS, Model, fetch_hint
+from palsysim.base.model_files import MODELS, Model, fetch_hint
 from palsysim.models.fetch import FetchError, Unreachable, fetch, manual_download_message
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,10 +100,10 @@ def test_models_lists_what_a_fresh_models_folder_has_and_lacks(tmp_path):
 
 
 def test_missing_model_messages_name_the_fetch_line(tmp_path):
-    from palsysim.fidelity import alexnet_weights
-    from palsysim.identity import load_model
-    from palsysim.images import InputError
-    from palsysim.landmarks import detector
+    from palsysim.base.errors import InputError
+    from palsysim.face.landmarks import detector
+    from palsysim.identity.check import load_model
+    from palsysim.measure.fidelity import alexnet_weights
     cases = [(lambda: load_model(str(tmp_path / "w600k_r50.onnx")), "w600k_r50.onnx"),
              (lambda: alexnet_weights(str(tmp_path / "alexnet.pth")), "alexnet-owt-7be5be79.pth"),
              (lambda: detector(backend="tasks", task_file=str(tmp_path / "none.task")), "face_landmarker.task")]

@@ -10,20 +10,20 @@ import sys
 
 import pytest
 import requests
-
 from host import PACK_NAME
-from palsysim import extras
-from palsysim.fidelity import ITEMS
 from real_faces import photo_paths
 from requirement_files import requirement_lines
 from tiny_models import comfyui_dir
+
+from palsysim.base import extras
+from palsysim.base.vocabulary import ITEMS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Module roots whose import means process, socket or HTTP client code. aiohttp.web is the host's own
 # server (the pack's route is served by it), so it is not among them.
 NETWORK_OR_PROCESS = {"subprocess", "socket", "urllib", "requests", "http", "websocket", "websockets", "pip",
                       "ftplib", "smtplib", "multiprocessing", "asyncio.subprocess", "aiohttp.client"}
-CLI_APPS = ("runner", "comfy", "cli", "demo", "bench", "study", "experiment", "evaluate", "models.fetch", "models.command")
+CLI_APPS = ("runner", "comfy", "cli", "demo", "bench", "study", "experiment", "measure.evaluate", "models")
 
 # The host's own main.py, run to the point where --quick-test-for-ci exits (after every custom node is
 # loaded and registered), then what the interpreter holds.

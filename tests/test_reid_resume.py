@@ -9,10 +9,10 @@ import struct
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from training_helpers import one_photo_files, training_config
 
 from training import checkpointing as ckpt
 from training.recipe import train
-from training_helpers import one_photo_files, training_config
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +102,11 @@ def gallery_tree(module_tmp):
     """Two patients (Grace Hopper, the astronaut), Tom Hanks as a distractor, and one method whose three
     images for patient 1 show: her own synthetic palsy, the other patient's, and the distractor's."""
     import cv2
-    from palsysim.images import write_image
-    from palsysim.landmarks import face_landmarks
-    from palsysim.synth import synth_palsy
     from real_faces import photos
+
+    from palsysim.base.photos import write_image
+    from palsysim.face.landmarks import face_landmarks
+    from palsysim.face.synth import synth_palsy
     root = module_tmp("reid")
     f = photos()
     tom = cv2.resize(f["tom_hanks"], (336, 336), interpolation=cv2.INTER_CUBIC)  # a 112 px crop: dlib needs more
@@ -119,8 +120,8 @@ def gallery_tree(module_tmp):
 
 
 def test_a_synthetic_palsy_of_a_gallery_face_is_reidentified_by_dlib_and_other_people_are_not(gallery_tree):
-    from palsysim import reid
-    from palsysim.evaluate import evaluate
+    from palsysim.measure import reid
+    from palsysim.measure.evaluate import evaluate
     root = gallery_tree
     result = evaluate(str(root / "generated"), str(root / "patients"), None, str(root / "out"), backend="dlib",
                       distractors=str(root / "distractors"))
@@ -135,8 +136,8 @@ def test_a_synthetic_palsy_of_a_gallery_face_is_reidentified_by_dlib_and_other_p
     assert stranger == "patient 1, rest, image 3" and stranger_d > 0.6  # far from every training photo
 
     # the same decisions straight from the functions, on the descriptors themselves
-    from palsysim import identity_dlib
-    from palsysim.images import read_image
+    from palsysim.base.photos import read_image
+    from palsysim.identity import dlib_face as identity_dlib
     gallery = identity_dlib.descriptors([read_image(str(root / "patients" / p / "rest.png")) for p in PATIENTS]
                                         + [read_image(str(root / "distractors" / "tom.png"))])
     probes = identity_dlib.descriptors([read_image(str(root / "generated" / "method" / PATIENTS[0] / "rest" / f"{i}.png"))
@@ -155,8 +156,10 @@ def test_a_synthetic_palsy_of_a_gallery_face_is_reidentified_by_dlib_and_other_p
 def test_a_distractor_without_a_face_is_refused_by_name_before_any_report(gallery_tree, tmp_path):
     import subprocess
     import sys
+
     import numpy as np
-    from palsysim.images import write_image
+
+    from palsysim.base.photos import write_image
     root = gallery_tree
     shutil.copytree(root / "distractors", tmp_path / "distractors")
     write_image(str(tmp_path / "distractors" / "wall.png"), np.full((200, 200, 3), 120, np.uint8))

@@ -10,12 +10,11 @@ import time
 import pytest
 import requests
 from PIL import Image
+from runner_helpers import NO_ARCFACE, PATIENT, REPO, api, history_seeds, make_patients, pngs, run_runner, runner_cmd
 
-from palsysim import workflow as wf
-from palsysim.fidelity import ITEMS
-from palsysim.images import InputError
-from runner_helpers import (NO_ARCFACE, PATIENT, REPO, api, history_seeds, make_patients, pngs, run_runner,
-                            runner_cmd)
+from palsysim.base.errors import InputError
+from palsysim.base.vocabulary import ITEMS
+from palsysim.comfy import workflow as wf
 
 
 def test_a_killed_batch_resumes_without_requeuing_done_images(host, tmp_path):
@@ -52,8 +51,8 @@ def test_a_killed_batch_resumes_without_requeuing_done_images(host, tmp_path):
 
 
 def test_a_failing_node_is_reported_with_its_id_and_message(host, tmp_path):
-    from real_faces import photo_paths
     import skimage
+    from real_faces import photo_paths
     patients = tmp_path / "p"
     os.makedirs(patients / PATIENT)
     coffee = os.path.join(os.path.dirname(skimage.__file__), "data", "coffee.png")  # no face in it
@@ -340,8 +339,9 @@ def gated_grid(path):
 
 def test_a_grid_row_the_gate_partly_holds_back_keeps_each_image_under_its_item(host, tmp_path):
     import numpy as np
-    from palsysim.images import letterbox, read_image
     from real_faces import photo_paths
+
+    from palsysim.base.photos import letterbox, read_image
     who = ["grace_hopper", "astronaut", "tom_hanks", "grace_hopper", "noise", "astronaut", "tom_hanks",
            "grace_hopper", "astronaut", "tom_hanks"]
     folder = tmp_path / "patients" / PATIENT
@@ -369,7 +369,7 @@ def test_a_grid_row_the_gate_partly_holds_back_keeps_each_image_under_its_item(h
         assert np.abs(got - want).max() <= 1, rel  # the photo of that very item
     # The sheet keeps every place: a kept image's tile is drawn from it, a held-back one's is the grey
     # "held back" tile, with no pixel of the photo it stands for.
-    from palsysim.draw import held_back_tile
+    from palsysim.face.draw import held_back_tile
     grey = letterbox(held_back_tile(*first.shape[:2]), 64, 64, fill=24).astype(int)
     sheet = np.asarray(Image.open(out / PATIENT / "grid_0.png").convert("RGB")).astype(int)
     assert sheet.shape == (2 * (64 + 28), 10 * 64, 3)

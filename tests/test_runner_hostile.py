@@ -11,13 +11,13 @@ import uuid
 
 import numpy as np
 import requests
-from PIL import Image
-
 from host import start_host
-from palsysim.fidelity import ITEMS
-from palsysim.comfy.plan import content_name, photo_png
+from PIL import Image
 from runner_helpers import (NO_ARCFACE, PATIENT, REPO, api, kill_mid_run, make_patients, own_server, pngs, queued,
                             run_runner, runner_cmd)
+
+from palsysim.base.vocabulary import ITEMS
+from palsysim.comfy.plan import content_name, photo_png
 
 EXPRESSIONS = ["rest", "grin"]
 

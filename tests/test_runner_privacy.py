@@ -13,10 +13,11 @@ import uuid
 import numpy as np
 import pytest
 from PIL import Image
-
-from palsysim.comfy.host import HOST_PREFIX, comfyui_dir
-from palsysim.comfy.plan import photo_png
 from runner_helpers import NO_ARCFACE, REPO, TINY, api, make_patients
+
+from palsysim.base.paths import comfyui_dir
+from palsysim.comfy.host import HOST_PREFIX
+from palsysim.comfy.plan import photo_png
 
 
 def host_folders():
@@ -100,6 +101,7 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
 
 def test_a_new_run_removes_what_a_killed_keeper_left_and_spares_live_runs(tmp_path):
     import fcntl
+
     from palsysim.comfy.host import remove_stale_hosts
     left, live = (tempfile.mkdtemp(prefix=HOST_PREFIX) for _ in range(2))
     for folder in (left, live):

@@ -52,7 +52,8 @@ def test_three_servers_one_killed_mid_batch_every_job_once_same_images(host, tmp
 
 def test_bench_generate_times_every_mode_and_host_count(host):
     from host import TINY_CHECKPOINT, TINY_CONTROLNET
-    from palsysim import bench
+
+    from palsysim.bench import pipeline as bench
     lines = []
     res = bench.generate(host.models_dir, TINY_CHECKPOINT, TINY_CONTROLNET, servers=(2,), jobs=2, size=64, steps=1,
                          log=lines.append)

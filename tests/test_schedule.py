@@ -1,9 +1,9 @@
-"""palsysim.schedule against ComfyUI's own schedule code (imported in-process, CPU)."""
+"""palsysim.controlnet.schedule against ComfyUI's own schedule code (imported in-process, CPU)."""
 import pytest
 import torch
-
-from palsysim import schedule
 from tiny_models import import_comfy
+
+from palsysim.controlnet import schedule
 
 import_comfy()
 import comfy.samplers  # noqa: E402

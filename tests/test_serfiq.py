@@ -3,11 +3,12 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-
-from palsysim import identity, serfiq
-from palsysim.images import InputError
 from real_faces import photos
 from tiny_arcface import write_tiny_arcface
+
+from palsysim.base.errors import InputError
+from palsysim.identity import check as identity
+from palsysim.measure import serfiq
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+from study_helpers import assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa, make_inputs
 
-from palsysim.images import InputError
+from palsysim.base.errors import InputError
 from palsysim.study import stats
 from palsysim.study.store import Study, create_study, natural_key
-from study_helpers import assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa, make_inputs
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_create_from_an_experiment_folder(inputs, tmp_path):
 
 
 def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_path):
-    from palsysim.images import read_image, write_image
+    from palsysim.base.photos import read_image, write_image
     patients, generated = tmp_path / "patients", tmp_path / "generated"
     rest = read_image(os.path.join(inputs[1], sorted(os.listdir(inputs[1]))[0], "rest.png"))
     grins = [rest[:, ::-1], np.ascontiguousarray(rest[::-1])]  # two photos of one item, told apart by pixels

@@ -14,10 +14,10 @@ import time
 
 import pytest
 import requests
-
 from hostile_files import png_claiming
-from palsysim.images import read_image, write_image
 from study_helpers import make_inputs
+
+from palsysim.base.photos import read_image, write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,23 +9,24 @@ import os
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from real_faces import photos
+from safetensors.torch import load_file
 from tiny_models import UNET_CONFIG, write_tiny_checkpoint, write_tiny_controlnet
+from training_helpers import read_log
+from training_helpers import training_config as config
+
 from training.dataset import DatasetError, load_dataset
 from training.host import load_models, use_comfyui
 from training.modes import MODES, freeze_trainable, innermost_block_indices
 from training.recipe import Config, TrainingStopped, draws, run_dir, train
-from training_helpers import read_log, training_config as config
 
 
 @pytest.fixture(scope="module")
 def files(module_tmp):
     """Tiny checkpoint and ControlNet files, and a one-photo dataset DIR/<patient>/rest/."""
-    from palsysim.images import write_image
-    from palsysim.landmarks import face_landmarks
-    from palsysim.synth import synth_palsy
+    from palsysim.base.photos import write_image
+    from palsysim.face.landmarks import face_landmarks
+    from palsysim.face.synth import synth_palsy
     root = module_tmp("training")
     photo = photos()["astronaut"]
     patient, _ = synth_palsy(photo, face_landmarks(photo), "left", 0.7)
@@ -133,7 +134,7 @@ def test_lora_is_written_merged_and_keeps_biases(files):
 
 
 def test_lora_format_lora_writes_only_the_factors_relative_to_the_base(files):
-    from palsysim.controlnet_file import base_fingerprint, is_lora, load_controlnet_weights, merge_lora, read_window
+    from palsysim.controlnet.file import base_fingerprint, is_lora, load_controlnet_weights, merge_lora, read_window
     from training.__main__ import parse_args
     cfg = config(files, "lora_only.safetensors", mode="lora", lora_rank=2, lora_format="lora", steps=2, lr=1e-2)
     train(cfg)
@@ -158,7 +159,7 @@ def test_lora_format_lora_writes_only_the_factors_relative_to_the_base(files):
 
 
 def test_merge_lora_scales_by_alpha_and_names_a_base_that_does_not_fit():
-    from palsysim.controlnet_file import merge_lora
+    from palsysim.controlnet.file import merge_lora
     base = {"control_model.a.weight": torch.ones(3, 2, 1, 1), "control_model.a.bias": torch.zeros(3)}
     down, up = torch.ones(1, 2), torch.full((3, 1), 2.0)
     lora = {"lora.control_model.a.weight.down": down, "lora.control_model.a.weight.up": up}
@@ -172,7 +173,7 @@ def test_merge_lora_scales_by_alpha_and_names_a_base_that_does_not_fit():
 
 
 def test_dataset_problems_are_listed_together_before_models_load(files, tmp_path):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     data = tmp_path / "data"
     write_image(str(data / "p1" / "rest" / "ok.png"), photos()["astronaut"])
     write_image(str(data / "p1" / "smile" / "a.png"), photos()["astronaut"])
@@ -197,7 +198,7 @@ def test_codc_needs_donors(files):
 
 
 def test_codc_conditions_from_a_donor(files, tmp_path):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     write_image(str(tmp_path / "donor.jpg"), photos()["grace_hopper"])
     pf = load_dataset(files["data"], 64, "pf")
     codc = load_dataset(files["data"], 64, "codc", str(tmp_path))
@@ -242,7 +243,7 @@ def test_resume_may_lower_the_learning_rate_but_not_change_the_run(files):
 
 
 def test_swapped_model_files_are_named_in_the_message(files):
-    from palsysim.images import InputError
+    from palsysim.base.errors import InputError
     use_comfyui()
     with pytest.raises(InputError, match="tiny_sd15.safetensors: is a Stable Diffusion checkpoint with no ControlNet"):
         load_models(files["checkpoint"], files["checkpoint"])

@@ -11,9 +11,8 @@ import time
 import psutil
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from real_faces import photos
+from safetensors.torch import load_file
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +21,7 @@ STEPS = 6
 
 @pytest.fixture(scope="module")
 def files(module_tmp):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     root = module_tmp("distributed")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     write_image(str(root / "data" / "p2" / "rest" / "b.png"), photos()["grace_hopper"])

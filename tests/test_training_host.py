@@ -1,9 +1,9 @@
 """A trained ControlNet loads in the real ComfyUI host, through its own loader and the window loader, and steers sampling."""
 import numpy as np
 import pytest
-
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photos
+
 from training.recipe import Config, train
 
 TRAINED = "palsy_trained_partial.safetensors"
@@ -11,7 +11,7 @@ TRAINED = "palsy_trained_partial.safetensors"
 
 @pytest.fixture(scope="module")
 def trained(host, module_tmp):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     data = module_tmp("host_training") / "data"
     write_image(str(data / "p1" / "rest" / "a.png"), photos()["astronaut"])
     out = host.model_path("controlnet", TRAINED)
@@ -58,7 +58,7 @@ def sample(host, loader, strength, extra=None):
 
 
 def test_trained_controlnet_loads_and_steers_sampling_through_both_loaders(host, trained):
-    from palsysim.controlnet_file import read_window
+    from palsysim.controlnet.file import read_window
     meta = read_window(trained)
     assert (meta["t_lo"], meta["t_hi"], meta["mode"]) == (500, 700, "partial")
     assert meta["base_model"] == TINY_CHECKPOINT
@@ -83,7 +83,8 @@ LORA_MERGED, LORA_FILE = "palsy_lora.safetensors", "palsy_lora_lora.safetensors"
 @pytest.fixture(scope="module")
 def lora_files(host, module_tmp):
     import shutil
-    from palsysim.images import write_image
+
+    from palsysim.base.photos import write_image
     root = module_tmp("host_lora")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     base = str(root / LORA_BASE)
@@ -105,7 +106,8 @@ def window_loader(name, base="(none)", apply="everywhere"):
 def test_lora_file_metadata_and_weights_equal_the_merged_file(lora_files):
     import torch
     from safetensors.torch import load_file
-    from palsysim.controlnet_file import is_lora, load_controlnet_weights, merge_lora, read_window
+
+    from palsysim.controlnet.file import is_lora, load_controlnet_weights, merge_lora, read_window
     meta = read_window(lora_files["lora"])
     assert is_lora(meta) and not is_lora(read_window(lora_files["merged"]))
     assert (meta["t_lo"], meta["t_hi"], meta["mode"], meta["lora_rank"]) == (0, 999, "lora", "4")
@@ -121,6 +123,7 @@ def test_lora_file_metadata_and_weights_equal_the_merged_file(lora_files):
 
 def test_lora_file_loads_with_its_base_and_samples_as_the_merged_file(host, lora_files):
     import shutil
+
     # no base chosen and the recorded base is not in models/controlnet: the message names it
     r = host.run({"4": window_loader(LORA_FILE), "11": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}}})
     assert r.status == "error" and f"'{LORA_BASE}'" in r.error and "models/controlnet" in r.error, r.error

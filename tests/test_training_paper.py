@@ -4,15 +4,15 @@ the CODC training condition marked experimental."""
 
 import pytest
 import torch
-
 from real_faces import photos
 from tiny_models import _init_weights, import_comfy, write_tiny_checkpoint, write_tiny_controlnet
+from training_helpers import read_log, training_config
+
+from training import checkpointing as ckpt
 from training.__main__ import parse_args
 from training.host import load_models, use_comfyui
 from training.latents import NO_POSTERIOR, POSTERIOR, draw_latents, encode_posterior
 from training.recipe import Config, train
-from training import checkpointing as ckpt
-from training_helpers import read_log, training_config
 
 PAPER = ("ID photo of person wearing light-blue surgical cap and top, frontal headshot centered, even lighting, "
          "light-blue background, ultra-realistic, sharp focus")
@@ -23,7 +23,7 @@ TINY_KL = {"double_z": True, "z_channels": 4, "resolution": 64, "in_channels": 3
 
 @pytest.fixture(scope="module")
 def files(module_tmp):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     root = module_tmp("paper")
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     write_image(str(root / "data" / "p2" / "rest" / "b.png"), photos()["grace_hopper"])
@@ -58,8 +58,8 @@ def test_the_prompt_is_the_papers_word_for_word(files):
 
 
 def test_posterior_moments_of_comfyuis_vae_and_a_draw_per_step(files):
-    from palsysim.facecrop import face_crop
-    from palsysim.landmarks import face_landmarks
+    from palsysim.condition.facecrop import face_crop
+    from palsysim.face.landmarks import face_landmarks
     vae = tiny_kl_vae()
     face = photos()["astronaut"]
     crop, _ = face_crop(face, face_landmarks(face).xy, 64)
@@ -123,7 +123,7 @@ def test_resume_refuses_other_model_files_and_names_both(files):
 
 
 def test_codc_training_is_marked_experimental_with_the_reason(files, tmp_path, capsys):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     write_image(str(tmp_path / "donor.png"), photos()["grace_hopper"])
     log = train(config(files, "codc.safetensors", steps=1, condition="codc", donors=str(tmp_path)))
     note = log["settings"]["condition_note"]

@@ -10,10 +10,10 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from real_faces import photos
+from safetensors.torch import load_file
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
+
 from training import checkpointing as ckpt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +22,7 @@ STEPS = 8
 
 @pytest.fixture(scope="module")
 def files(module_tmp):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     root = module_tmp("resume")
     faces = photos()
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), faces["astronaut"])

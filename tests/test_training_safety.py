@@ -10,17 +10,16 @@ import time
 
 import numpy as np
 import pytest
-from safetensors.torch import save_file
-
-from palsysim.images import InputError
 from real_faces import photos
+from safetensors.torch import save_file
 from tiny_models import tiny_controlnet_state_dict
+from training_helpers import one_photo_files
+
+from palsysim.base.errors import InputError
 from training.dataset import DatasetError, load_dataset
 from training.host import HostError, load_models, use_comfyui
 from training.recipe import Config, run_dir, train
 from training.report import read_log
-from training_helpers import one_photo_files
-
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,7 +75,7 @@ def test_unwritable_output_locations_are_found_before_anything_loads(files, tmp_
 
 
 def test_empty_and_dangling_photos_are_listed_with_the_others(files, tmp_path):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     data = tmp_path / "data"
     write_image(str(data / "p1" / "rest" / "ok.png"), photos()["astronaut"])
     (data / "p1" / "rest" / "empty.png").write_bytes(b"")
@@ -88,7 +87,7 @@ def test_empty_and_dangling_photos_are_listed_with_the_others(files, tmp_path):
 
 
 def test_links_out_of_the_dataset_are_not_followed(files, tmp_path):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     elsewhere = tmp_path / "elsewhere"
     write_image(str(elsewhere / "x.png"), photos()["grace_hopper"])
     data = tmp_path / "data"
@@ -106,7 +105,8 @@ def test_links_out_of_the_dataset_are_not_followed(files, tmp_path):
 
 def test_a_photo_with_two_faces_gives_a_warning(files, tmp_path, capsys):
     import cv2
-    from palsysim.images import write_image
+
+    from palsysim.base.photos import write_image
     pair = np.zeros((512, 812, 3), np.uint8)  # the composition in which MediaPipe finds both (test_core_faces)
     pair[:, :512] = photos()["grace_hopper"][:512]
     pair[106:406, 512:] = cv2.resize(photos()["astronaut"][:256, 96:352], (300, 300))

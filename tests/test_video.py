@@ -5,17 +5,18 @@ import os
 
 import numpy as np
 import pytest
-
-from palsysim import regions as R
-from palsysim.facecrop import face_crop, transform_points
-from palsysim.images import InputError, read_image
-from palsysim.landmarks import face_landmarks
-from palsysim.sequence import sequence_conditions, sequence_landmarks
-from palsysim.smoothing import jitter, one_euro
-from palsysim.synth import synth_expression_video
-from palsysim.video import read_video, write_video
-from palsysim.video_measures import asymmetry_curves, dynamics, flicker
 from real_faces import photo_paths
+
+from palsysim.base.errors import InputError
+from palsysim.base.photos import read_image
+from palsysim.base.video_files import read_video, write_video
+from palsysim.condition.facecrop import face_crop, transform_points
+from palsysim.condition.sequence import sequence_conditions, sequence_landmarks
+from palsysim.face import regions as R
+from palsysim.face.landmarks import face_landmarks
+from palsysim.face.smoothing import jitter, one_euro
+from palsysim.face.synth import synth_expression_video
+from palsysim.measure.video import asymmetry_curves, dynamics, flicker
 
 FPS = 30.0
 MOVING = ("commissure_height", "commissure_excursion", "smile_angle")  # what a grin moves
@@ -95,7 +96,7 @@ def test_sequence_conditions_move_only_as_the_face_moves(grin, detected, donor, 
     # Frame 0 is the still-photo condition of the rest frame: the sequence adds nothing at rest.
     crop, m = face_crop(frames[0], smooth[0], 512)
     if mode == "pf":
-        from palsysim.edges import canny
+        from palsysim.condition.edges import canny
         assert np.array_equal(conditions[0], canny(crop))
         return
     xys = np.stack([transform_points(xy, m) for xy in smooth])  # every frame in frame 0's crop
@@ -134,7 +135,7 @@ def test_a_saved_video_decodes_to_its_frames_and_names_nobody(tmp_path, grin, ex
 
 
 def test_a_folder_of_frames_is_read_in_natural_order(tmp_path, grin):
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     for t in (0, 1, 2, 10):
         write_image(str(tmp_path / f"frame_{t}.png"), grin[0][t])
     frames, fps = read_video(str(tmp_path))
@@ -156,7 +157,7 @@ def test_bad_videos_get_a_message(tmp_path):
 
 
 def test_bench_video_prints_per_frame_figures():
-    from palsysim.video_bench import video
+    from palsysim.bench.video import video
     lines = []
     figures = video(frames=8, log=lines.append)
     assert all(figures[k] > 0 for k in ("landmarks_s_per_frame", "pf_s_per_frame", "codc_s_per_frame"))

@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 import pytest
-
 from host import TINY_CONTROLNET
-from palsysim import identity_dlib
-from palsysim.images import read_image
-from palsysim.video import read_video
 from real_faces import photo_paths
+
+from palsysim.base.photos import read_image
+from palsysim.base.video_files import read_video
+from palsysim.identity import dlib_face as identity_dlib
 
 needs_dlib = pytest.mark.skipif(identity_dlib.unavailable() is not None, reason=str(identity_dlib.unavailable()))
 

@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from host import TINY_CONTROLNET
 from real_faces import photo_paths
 from runner_helpers import REPO, api, png_chunks
-from palsysim import workflow as wf
+
+from palsysim.comfy import workflow as wf
 
 
 def _upstream(graph, nid, keep=None):
@@ -40,9 +40,9 @@ def _condition_graph(name, photos):
 
 @pytest.mark.parametrize("name, mode", [("palsy_codc", "codc"), ("palsy_pf", "pf")])
 def test_workflow_condition_equals_the_cli(host, tmp_path, name, mode):
-    from palsysim.images import read_image, write_image
-    from palsysim.landmarks import face_landmarks
-    from palsysim.synth import synth_expression
+    from palsysim.base.photos import read_image, write_image
+    from palsysim.face.landmarks import face_landmarks
+    from palsysim.face.synth import synth_expression
     paths = photo_paths()
     rest, donor = paths["grace_hopper"], paths["astronaut"]
     patient = str(tmp_path / "grin.png")  # an expression photo: CODC moves each organ as far as it moved from rest
@@ -94,8 +94,10 @@ def _summary(host, loader):
 
 
 def test_loader_summary_says_what_was_loaded(host):
-    from palsysim.controlnet_file import save_controlnet
     from tiny_models import tiny_controlnet_state_dict
+
+    from palsysim.controlnet.file import save_controlnet
+
     # A stock net (no window metadata) at t -1: no window needed, and the summary says zero-shot.
     assert _summary(host, _loader(TINY_CONTROLNET)).endswith("stock ControlNet, zero-shot (no fine-tuning).")
     path = host.model_path("controlnet", "summary_full_0_999.safetensors")

@@ -8,11 +8,11 @@ import urllib.parse
 
 import pytest
 import requests
-
-from palsysim import workflow as wf
-from palsysim.fidelity import ITEMS
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
 from shipped_workflows import NAMES, TITLES
+
+from palsysim.base.vocabulary import ITEMS
+from palsysim.comfy import workflow as wf
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 from workflow_to_api import twins  # noqa: E402
@@ -174,11 +174,12 @@ def test_codc_workflow_with_a_donor(host, tmp_path):
 
 
 def test_each_codc_job_gets_its_patients_rest_photo(host, tmp_path):
-    from palsysim.comfy.plan import content_name, photo_png
-    from palsysim.images import read_image, write_image
-    from palsysim.landmarks import face_landmarks
-    from palsysim.synth import synth_expression
     from real_faces import photo_paths
+
+    from palsysim.base.photos import read_image, write_image
+    from palsysim.comfy.plan import content_name, photo_png
+    from palsysim.face.landmarks import face_landmarks
+    from palsysim.face.synth import synth_expression
     rest = read_image(photo_paths()["grace_hopper"])
     folder = tmp_path / "p" / PATIENT
     write_image(str(folder / "rest.png"), rest)

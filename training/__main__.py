@@ -7,8 +7,8 @@ import importlib.util
 import os
 import sys
 
-from palsysim.extras import require_extras
-from palsysim.images import InputError
+from palsysim.base.errors import InputError
+from palsysim.base.extras import require_extras
 
 from .host import HostError
 from .memory import OPTIMIZERS, PRECISIONS

@@ -20,27 +20,19 @@ import time
 
 import torch
 
-from .host import Models, use_comfyui
+from .host import use_comfyui
 from .memory import (PRECISIONS, autocast_dtype, enable_gradient_checkpointing, frozen_dtype, make_optimizer,
                      peak_memory, pick_device)
 from .modes import MODES, default_window, select_trainable
 from .objective import alpha_bars, denoising_loss, noisy_latents, sample_timesteps
+from .sd15_files import TINY_CHANNELS, build_sd15, write_sd15_files
 
-# SD1.5's UNet as ComfyUI's model detection describes v1-5-pruned-emaonly (num_heads etc. come from
-# supported_models.SD15's extra config).
-SD15_UNET = dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                 channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
-                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], context_dim=768,
-                 use_spatial_transformer=True, use_linear_in_transformer=False, legacy=False, adm_in_channels=None,
-                 use_checkpoint=False, use_temporal_resblock=False, use_temporal_attention=False)
 # The same UNet in diffusers' terms (runwayml/stable-diffusion-v1-5 unet/config.json; its
 # attention_head_dim is really the number of heads, 8, as SD15's num_heads).
 SD15_DIFFUSERS = dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
                       layers_per_block=2, cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
                       down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
                       up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-# --tiny: every width divided by 10 (32 channels at the top), the layout, heads and text width kept.
-TINY_CHANNELS = 32
 PEERS = ("diffusers",)
 
 # Dense peak TFLOP/s of known cards (bf16/fp16 tensor cores; fp32 without TF32) for MFU.
@@ -48,42 +40,6 @@ PEAK_TFLOPS = {"H100 SXM": {"bf16": 989, "fp32": 67}, "H100 NVL": {"bf16": 835, 
                "H100 PCIe": {"bf16": 756, "fp32": 51}, "H100": {"bf16": 989, "fp32": 67},
                "H200": {"bf16": 989, "fp32": 67}, "A100": {"bf16": 312, "fp32": 19.5},
                "L40S": {"bf16": 362, "fp32": 91.6}, "RTX 4090": {"bf16": 165, "fp32": 82.6}}
-
-
-def init_weights(module, seed=0):
-    """torch's default initialisation for every layer (ComfyUI's layers skip it)."""
-    torch.manual_seed(seed)
-    for m in module.modules():
-        for cls in type(m).__mro__:
-            if cls.__module__.startswith("torch.nn") and "reset_parameters" in cls.__dict__:
-                cls.reset_parameters(m)
-                break
-    return module
-
-
-def build_sd15(device, dtype, tiny=False):
-    """Models with a random-weight SD1.5 UNet (frozen, `dtype`) and ControlNet (float32), ComfyUI's classes.
-
-    tiny: model_channels TINY_CHANNELS instead of 320 (not an SD1.5 any more, so not checked against detection).
-    """
-    import comfy.cldm.cldm
-    import comfy.controlnet
-    import comfy.model_detection
-    import comfy.model_patcher
-    import comfy.supported_models
-    model_config = comfy.supported_models.SD15(dict(SD15_UNET, **(dict(model_channels=TINY_CHANNELS) if tiny else {})))
-    model_config.set_inference_dtype(torch.float32, None)
-    base = model_config.get_model({}, device="cpu")
-    init_weights(base.diffusion_model, 0)
-    if not tiny:
-        detected = comfy.model_detection.model_config_from_unet(base.diffusion_model.state_dict(), "")
-        assert type(detected) is comfy.supported_models.SD15, f"not detected as SD1.5 but {type(detected).__name__}"
-    control_config = {k: v for k, v in model_config.unet_config.items() if k not in ("out_channels", "transformer_depth_output")}
-    control_model = init_weights(comfy.cldm.cldm.ControlNet(hint_channels=3, device="cpu", **control_config), 1)
-    base.diffusion_model.to(device, dtype).requires_grad_(False)
-    control_model.to(device)
-    patcher = comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=torch.device("cpu"))
-    return Models(patcher, None, None, comfy.controlnet.ControlNet(control_model, load_device=device))
 
 
 def build_diffusers_sd15(device, dtype, tiny=False):
@@ -295,7 +251,6 @@ def main(argv=None):
                    "ControlNet (fp16) under DIR/checkpoints and DIR/controlnet (training/sd15_files.py), then exit")
     args = p.parse_args(argv)
     if args.write_models:
-        from .sd15_files import write_sd15_files
         use_comfyui(args.comfyui_dir)
         for path in write_sd15_files(args.write_models).values():
             print(path)

@@ -4,14 +4,14 @@ The state holds the trainable weights, the optimizer, the learning-rate schedule
 the global RNG; batches, noise and timesteps are drawn from generators seeded by (seed, step), so a
 resumed run sees the very draws the unbroken one would have. It holds no image data and no paths.
 """
-import hashlib
 import glob
+import hashlib
 import os
 
 import torch
 
-from palsysim.files import write_atomically
-from palsysim.models import sha256_of
+from palsysim.base.files import write_atomically
+from palsysim.base.model_files import sha256_of
 
 STATE_FILE = "training_state.torch"  # not .pt/.ckpt: ComfyUI would list it as a ControlNet
 PREVIOUS = ".prev"  # STATE_FILE + PREVIOUS: the state before the last save

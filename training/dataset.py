@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from palsysim.codc import codc_condition
-from palsysim.facecrop import crop_face, face_crop, pf_condition
-from palsysim.fidelity import ITEMS
-from palsysim.images import InputError, read_image
-from palsysim.landmarks import face_landmarks
-from palsysim.layout import is_photo
+from palsysim.base.errors import InputError
+from palsysim.base.layout import is_photo
+from palsysim.base.photos import read_image
+from palsysim.base.vocabulary import ITEMS
+from palsysim.condition.codc import codc_condition
+from palsysim.condition.facecrop import crop_face, face_crop, pf_condition
+from palsysim.face.landmarks import face_landmarks
 
 EXPRESSIONS = ITEMS  # the 10 Yanagihara grading items, as folder names
 CONDITIONS = ("pf", "codc")

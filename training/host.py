@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from palsysim.comfy.host import comfyui_dir
-from palsysim.controlnet_file import CONTROL_PREFIX, load_controlnet_weights
+from palsysim.base.paths import comfyui_dir
+from palsysim.controlnet.file import CONTROL_PREFIX, load_controlnet_weights
 
 from .checkpointing import model_digest
 
@@ -73,6 +73,7 @@ def load_models(checkpoint, controlnet, frozen_dtype=torch.float32):
     import comfy.controlnet
     import comfy.sd
     import comfy.supported_models
+
     # The small file first: weights-only reading, messages naming the file (a code-running pickle, an SDXL net...)
     weights = load_controlnet_weights(controlnet)
     try:

@@ -8,14 +8,14 @@ freeze   every timestep; only the innermost down blocks (with their zero convolu
          feeds the UNet's up path, so those of the innermost blocks train with them.
 lora     every timestep; a low-rank update on every linear and convolution layer of the ControlNet,
          the original weights frozen; written merged (an ordinary ControlNet file), as a LoRA file
-         (factors relative to the base ControlNet, see palsysim/controlnet_file.py), or both.
+         (factors relative to the base ControlNet, see palsysim/controlnet/file.py), or both.
 A window given explicitly (--t-min/--t-max) applies to any mode.
 """
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from palsysim.controlnet_file import CONTROL_PREFIX, lora_keys, merge_lora
+from palsysim.controlnet.file import CONTROL_PREFIX, lora_keys, merge_lora
 
 MODES = ("partial", "full", "freeze", "lora")
 PAPER_WINDOW = (500, 700)

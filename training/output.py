@@ -6,7 +6,7 @@ both writes OUT merged and OUT_lora.safetensors beside it. Every file knows its 
 import os
 import tempfile
 
-from palsysim.controlnet_file import save_controlnet, save_controlnet_lora
+from palsysim.controlnet.file import save_controlnet, save_controlnet_lora
 
 from .modes import base_state_dict, lora_state_dict, plain_state_dict
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import torch
 
-from palsysim.schedule import check_window
+from palsysim.controlnet.schedule import check_window
 
 from . import checkpointing as ckpt
 from . import distributed

@@ -12,9 +12,10 @@ import threading
 import time
 from collections import Counter
 
-from .. import workflow as wf
-from ..files import write_bytes
-from ..images import InputError, refuse_unreadable
+from ..base.errors import InputError
+from ..base.files import write_bytes
+from ..base.photos import refuse_unreadable
+from . import workflow as wf
 from .client import SERVER_GONE, execution_error
 from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, photo_png, titled
 

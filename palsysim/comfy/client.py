@@ -13,8 +13,8 @@ import uuid
 
 import requests
 
-from .. import workflow as wf
-from ..images import InputError
+from ..base.errors import InputError
+from . import workflow as wf
 from .plan import content_name
 
 UPLOAD_FOLDER = "palsysim"  # the server's input/ subfolder of our uploads; nodes/routes.py deletes from it

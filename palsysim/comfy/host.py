@@ -21,20 +21,8 @@ import time
 
 import requests
 
-from ..extras import REPO
-from ..images import InputError
-
-
-def comfyui_dir(explicit=None):
-    """The ComfyUI folder: `explicit`, else $COMFYUI_DIR, else the one scripts/setup.sh recorded in .host/comfyui_dir."""
-    path = explicit or os.environ.get("COMFYUI_DIR")
-    marker = os.path.join(REPO, ".host", "comfyui_dir")
-    if not path and os.path.isfile(marker):
-        path = open(marker, encoding="utf-8").read().strip()
-    if not path or not all(os.path.exists(os.path.join(path, f)) for f in ("main.py", "comfy")):
-        raise InputError(f"no ComfyUI found at {path or '(nothing set)'}: point COMFYUI_DIR (or --comfyui-dir) at "
-                         f"the folder that holds main.py and comfy/, or run `make setup` for the embedded one")
-    return os.path.abspath(path)
+from ..base.errors import InputError
+from ..base.paths import REPO, comfyui_dir
 
 
 def wait_until_up(url, proc, timeout):

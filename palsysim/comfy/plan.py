@@ -15,12 +15,14 @@ import json
 import os
 import re
 
-from .. import workflow as wf
-from ..fidelity import ITEMS
-from ..files import write_bytes
-from ..images import InputError, read_image
-from ..layout import first_photo, is_photo, items_in_both, source_item, sources_in
-from ..outputs import unique_names
+from ..base.errors import InputError
+from ..base.files import write_bytes
+from ..base.layout import first_photo, is_photo, items_in_both, source_item, sources_in
+from ..base.outputs import unique_names
+from ..base.photos import read_image
+from ..base.vocabulary import ITEMS
+from ..identity.check import KEPT_KEY
+from . import workflow as wf
 
 SEED_INPUTS = ("seed", "noise_seed")
 DISPLAY_ONLY = ("PalsyPreview", "PreviewImage", "MaskPreview")  # nodes that only show images in the UI
@@ -222,7 +224,7 @@ class Plan:
         """The privacy gate's records [{"batch", "kept"}] where a gate feeds node nid, else None."""
         src = self.graph[nid]["inputs"].get("images")
         if isinstance(src, list) and self.graph[src[0]]["class_type"] == "PalsyPrivacyGate":
-            return outputs.get(src[0], {}).get(wf.KEPT_KEY)
+            return outputs.get(src[0], {}).get(KEPT_KEY)
         return None
 
     def held_back(self, outputs):
@@ -279,7 +281,7 @@ def graph_hash(graph):
 
 def check_donor_face(donor):
     """A donor photo without a face would fail every job, one by one: refuse it once, up front."""
-    from ..landmarks import face_landmarks
+    from ..face.landmarks import face_landmarks
     face_landmarks(read_image(donor), what=f"--donor {os.path.basename(donor)}")
 
 

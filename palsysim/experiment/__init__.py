@@ -7,14 +7,14 @@
 import json
 import os
 
-from ..files import write_bytes
 from .. import runner
+from ..base.files import write_bytes
 from . import config, preflight, report, stages
 
 
 def evaluate(exp, state, bar, found):
     """Per run: the evaluate command's scores of its runner tree against the prepared source photos."""
-    from .. import evaluate as ev
+    from ..measure import evaluate as ev
     rows = []
     for run in exp.runs():
         bar.step(f"evaluate/{run}")

@@ -6,9 +6,9 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
-from ..fidelity import ITEMS
-from ..identity import BACKENDS
-from ..images import InputError
+from ..base.errors import InputError
+from ..base.vocabulary import ITEMS
+from ..identity.check import BACKENDS
 
 FILE = "experiment.toml"
 
@@ -135,7 +135,7 @@ def window_name(lo, hi):
 
 def write_template(root, patients="", donors="", checkpoint="", controlnet=""):
     """EXP/experiment.toml with the paper's settings; refuses to replace an existing one."""
-    from ..files import write_bytes
+    from ..base.files import write_bytes
     path = os.path.join(root, FILE)
     if os.path.exists(path):
         raise InputError(f"{path} exists already: edit it, or init another folder")

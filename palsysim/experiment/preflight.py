@@ -8,11 +8,12 @@ any of them), and a path that exists without that record belongs to the user and
 import os
 import zipfile
 
-from ..controlnet_file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
-from ..images import InputError, read_image
-from ..layout import first_photo
-from ..models import digest_state, missing_hint
-from ..outputs import overlap
+from ..base.errors import InputError
+from ..base.layout import first_photo
+from ..base.model_files import digest_state, missing_hint
+from ..base.outputs import overlap
+from ..base.photos import read_image
+from ..controlnet.file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
 from . import stages
 
 UNET_PREFIX = "model.diffusion_model."
@@ -117,8 +118,9 @@ def arcface_problem(path):
 def model_problems(exp):
     """The model files exist, and are (by their headers, or loaded where that is cheap) what their
     settings say; the identity backend has what it needs."""
-    from .. import identity, identity_dlib
-    from ..fidelity import lpips_model
+    from ..identity import check as identity
+    from ..identity import dlib_face as identity_dlib
+    from ..measure.fidelity import lpips_model
     checks = {"checkpoint": lambda p: checkpoint_problem(tensor_shapes(p)),
               "controlnet": lambda p: controlnet_problem(tensor_shapes(p)),
               "arcface": lambda p: arcface_problem(p) or identity.load_model(p) and None, "lpips_weights": lambda p: lpips_model(p) and None}
@@ -157,7 +159,7 @@ def model_problems(exp):
 
 def patient_problems(exp):
     """(found patients, problems): the patients' layout, CODC's rest photos and donor faces."""
-    from ..landmarks import face_landmarks
+    from ..face.landmarks import face_landmarks
     problems, found = [], {}
     if exp.patients:
         try:

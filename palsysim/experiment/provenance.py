@@ -8,8 +8,8 @@ import re
 import sys
 from importlib import metadata
 
-from ..extras import REPO
-from ..images import InputError
+from ..base.errors import InputError
+from ..base.paths import REPO
 
 MODEL_KEYS = ("checkpoint", "controlnet", "arcface", "lpips_weights")
 
@@ -33,7 +33,7 @@ def software():
 
 
 def comfyui_version():
-    from ..comfy.host import comfyui_dir
+    from ..base.paths import comfyui_dir
     try:
         with open(os.path.join(comfyui_dir(), "comfyui_version.py"), encoding="utf-8") as f:
             found = re.search(r'__version__\s*=\s*"([^"]+)"', f.read())
@@ -44,7 +44,7 @@ def comfyui_version():
 
 def model_rows(exp):
     """[(setting, file name, SHA-256, state)] of the model files the experiment ran on."""
-    from ..models import digest_state
+    from ..base.model_files import digest_state
     from .stages import file_digest
     rows = []
     for key in MODEL_KEYS:

@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 
-from ..draw import sheet
-from ..files import write_bytes
-from ..images import read_image, write_image
-from ..layout import source_item
+from ..base.files import write_bytes
+from ..base.layout import source_item
+from ..base.photos import read_image, write_image
+from ..face.draw import sheet
 
 TILE = 192
 
@@ -79,6 +79,7 @@ def scatter(rows, path):
 def loss_curves(exp, nets, path):
     """Every training's loss per step, from its train.json."""
     import matplotlib
+
     from .stages import work_path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

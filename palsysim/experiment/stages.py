@@ -24,15 +24,16 @@ import shutil
 import subprocess
 import sys
 
+from ..base.errors import InputError
+from ..base.files import write_bytes
+from ..base.layout import generated_sources, photos_in, source_item
+from ..base.paths import REPO
+from ..base.photos import read_image, write_image
+from ..base.vocabulary import ITEMS
 from ..comfy import host
 from ..comfy.batch import run_batch
 from ..comfy.client import Client
 from ..comfy.plan import MANIFEST, find_patients, prepare_graph
-from ..extras import REPO
-from ..fidelity import ITEMS
-from ..files import write_bytes
-from ..images import InputError, read_image, write_image
-from ..layout import generated_sources, photos_in, source_item
 from .config import METHODS
 
 STATE = "state.json"
@@ -149,8 +150,8 @@ def needs_codc(exp):
 def prepare(exp, state, found, bar):
     """Upright copies of every photo, in both layouts, and the face crop the report's figures show.
     The conditions are made in generation, by the workflows, from these copies (CODC's with the rest photo)."""
-    from ..facecrop import face_crop
-    from ..landmarks import face_landmarks
+    from ..condition.facecrop import face_crop
+    from ..face.landmarks import face_landmarks
     size = exp.train["resolution"]
     for key, photos in found.items():
         for expression, path in photos.items():
@@ -239,7 +240,7 @@ def train(exp, state, found, bar, quiet=False):
 def run_graph(exp, client, workflow, net, condition):
     """The shipped API workflow with the experiment's models and sampling settings, privacy gate bypassed
     (every image is scored: the gate's threshold would bias the privacy numbers)."""
-    from .. import workflow as wf
+    from ..comfy import workflow as wf
     graph = prepare_graph(os.path.join(REPO, "workflows", "api", f"{workflow}.json"), client)
     g = exp.generate
     values = {

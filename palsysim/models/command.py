@@ -2,7 +2,7 @@
 import os
 import sys
 
-from .catalog import MODELS, by_key, model_dirs, status
+from ..base.model_files import MODELS, by_key, model_dirs, status
 from .fetch import FetchError, Unreachable, fetch, manual_download_message
 
 

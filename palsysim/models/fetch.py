@@ -7,7 +7,7 @@ unless the user asks (`models --fetch`).
 """
 import os
 
-from .catalog import file_problem, target
+from ..base.model_files import file_problem, target
 
 
 class FetchError(Exception):

@@ -1,9 +1,9 @@
 """The administrator's pages: progress, reference Yanagihara scores (trainer), results so far."""
 from aiohttp import web
 
-from ..images import InputError
+from ..base.errors import InputError
+from ..base.vocabulary import ITEM_TITLES, ITEMS, SCORE_WORDS, SCORES
 from .pages import STUDY, e, page, refuse
-from .questions import ITEM_TITLES, ITEMS, SCORE_WORDS, SCORES
 
 
 async def admin(request):

@@ -10,11 +10,12 @@ import sys
 
 from aiohttp import web
 
-from ..images import InputError
+from ..base.errors import InputError
+from ..base.vocabulary import ITEM_TITLES, SCORE_WORDS, SCORES
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
 from .folders import IMAGE_ID
 from .pages import CSP, STUDY, e, page, refuse
-from .questions import CRITERIA, ITEM_TITLES, SCALE, SCORE_WORDS, SCORES, YANAGIHARA
+from .questions import CRITERIA, SCALE, YANAGIHARA
 from .store import Study
 
 COOKIE = "palsysim_study"

@@ -1,5 +1,5 @@
 """`python -m palsysim study create|invite|serve|results`."""
-from ..images import InputError
+from ..base.errors import InputError
 
 
 def cmd_create(args):

@@ -4,8 +4,8 @@ import os
 import re
 import shutil
 
-from ..images import InputError
-from ..outputs import folder_out, refuse_overlap
+from ..base.errors import InputError
+from ..base.outputs import folder_out, refuse_overlap
 
 DB = "study.sqlite"
 IMAGES = "images"

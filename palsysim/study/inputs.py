@@ -3,9 +3,10 @@ experiment's folders; the methods chosen, and never one image twice."""
 import hashlib
 import os
 
-from ..images import InputError, read_image
-from ..layout import generated_sources, source_item
-from .questions import ITEMS
+from ..base.errors import InputError
+from ..base.layout import generated_sources, source_item
+from ..base.photos import read_image
+from ..base.vocabulary import ITEMS
 
 
 def find_generated(root):

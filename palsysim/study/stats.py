@@ -10,10 +10,11 @@ import warnings
 
 import numpy as np
 
-from ..files import write_atomically, write_bytes
-from ..images import InputError
+from ..base.errors import InputError
+from ..base.files import write_atomically, write_bytes
+from ..base.vocabulary import ITEMS, SCORES
 from .folders import results_folder
-from .questions import CRITERIA, ITEMS, SCALE, SCORES
+from .questions import CRITERIA, SCALE
 
 BOOTSTRAP = 1000
 

@@ -9,12 +9,14 @@ import secrets
 import shutil
 import sqlite3
 
+from ..base.errors import InputError
+from ..base.layout import source_item
+from ..base.photos import read_image, write_image
+from ..base.vocabulary import ITEMS, SCORES
 from ..comfy.plan import find_patients
-from ..images import InputError, read_image, write_image
-from ..layout import source_item
 from .folders import DB, IMAGES, new_study_folder
 from .inputs import chosen_methods, find_generated
-from .questions import CRITERIA, ITEMS, SCALE, SCORES, YANAGIHARA
+from .questions import CRITERIA, SCALE, YANAGIHARA
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # secrets.token_urlsafe's alphabet
 

@@ -19,13 +19,13 @@ import os
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import save_file
-
-from palsysim.fidelity import ITEMS
 from host import TINY_CONTROLNET, read_image
 from host_graphs import ASTRONAUT, assert_landmarks_drawn_on_face
+from safetensors.torch import save_file
 from tiny_arcface import write_tiny_arcface
 from tiny_models import tiny_controlnet_state_dict
+
+from palsysim.base.vocabulary import ITEMS
 
 HUGE = 4096
 ARCFACE = "bad_inputs/tiny_arcface.onnx"
@@ -164,7 +164,7 @@ def sampled(g, model=None, latent=None):
 
 def saved_video(frames):
     def check(host, result, g):
-        from palsysim.video import read_video
+        from palsysim.base.video_files import read_video
         nid = next(k for k, v in g.nodes.items() if v["class_type"] == "PalsySaveAnonymizedVideo")
         (v,) = result.outputs[nid]["palsysim_video"]
         assert len(read_video(os.path.join(host.output_dir, v["subfolder"], v["filename"]))[0]) == frames

@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 
+from palsysim.base.paths import REPO  # the checkout under test
 from palsysim.cli import main
-
-from palsysim.extras import REPO  # the checkout under test
 
 
 def experiment_cli(*args, **kw):

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import requests
 from PIL import Image
-
-from palsysim.comfy.host import wait_until_up
-from palsysim.extras import REPO  # the checkout under test
 from tiny_models import comfyui_dir
+
+from palsysim.base.paths import REPO  # the checkout under test
+from palsysim.comfy.host import wait_until_up
 
 MODEL_FOLDERS = ("checkpoints", "controlnet", "mediapipe", "insightface")
 PACK_NAME = "palsysim"  # the link scripts/setup.sh makes in the host's custom_nodes

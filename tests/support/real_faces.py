@@ -7,6 +7,7 @@ from palsysim.demo import sample_photos
 def photo_paths():
     """{name: path} of three different people's frontal photos: the demo's two, and Tom Hanks."""
     import insightface
+
     # a 112x112 crop insightface itself aligned to the ArcFace template
     tom_hanks = os.path.join(os.path.dirname(insightface.__file__), "data", "images", "Tom_Hanks_54745.png")
     return {**sample_photos(), "tom_hanks": tom_hanks}
@@ -14,5 +15,5 @@ def photo_paths():
 
 def photos():
     """{name: (H, W, 3) uint8 RGB} of photo_paths()."""
-    from palsysim.images import read_image
+    from palsysim.base.photos import read_image
     return {k: read_image(p) for k, p in photo_paths().items()}

@@ -1,7 +1,7 @@
 """Requirements files read as pip reads their lines (test_requirements.py, test_pack_surface.py)."""
 import os
 
-from palsysim.extras import REPO  # the checkout under test
+from palsysim.base.paths import REPO  # the checkout under test
 
 
 def requirement_lines(name="requirements.txt"):

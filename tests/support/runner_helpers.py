@@ -7,12 +7,12 @@ import sys
 import time
 
 import requests
-from PIL import Image
-
 from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
+from PIL import Image
 from real_faces import photo_paths
 
-from palsysim.extras import REPO  # the checkout under test
+from palsysim.base.paths import REPO  # the checkout under test
+
 WORKFLOWS = os.path.join(REPO, "workflows")
 # The shipped model names mapped to the tiny models, and a tiny, fast sampling (64x64, 1 step).
 TINY = ["--set", f"checkpoint.ckpt_name={TINY_CHECKPOINT}", "--set", f"controlnet.control_net_name={TINY_CONTROLNET}",

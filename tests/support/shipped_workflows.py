@@ -3,7 +3,7 @@ files' names, scripts/build_workflows.py's TITLES): test_workflows.py and test_w
 import os
 import sys
 
-from palsysim.extras import REPO  # the checkout under test
+from palsysim.base.paths import REPO  # the checkout under test
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 from build_workflows import TITLES  # noqa: E402

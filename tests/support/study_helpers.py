@@ -14,8 +14,9 @@ METHODS = ("codc_window", "pf_baseline")
 
 
 def _faces():
-    from palsysim.landmarks import face_landmarks
     from real_faces import photos
+
+    from palsysim.face.landmarks import face_landmarks
     out = {}
     for name, image in photos().items():
         out[name] = (image, face_landmarks(image, what=name))
@@ -37,7 +38,7 @@ def make_inputs(root, cells, methods=METHODS):
     with a synthetic left palsy doing the item; generated: Tom Hanks / the other photo doing it with a
     method-specific severity. Returns (images dir, patients dir).
     """
-    from palsysim.synth import synth_expression
+    from palsysim.face.synth import synth_expression
     faces = _faces()
     who = ("grace_hopper", "astronaut")
     for p, item in {c for c in cells}:

@@ -30,8 +30,9 @@ import tempfile
 
 import torch
 
-from palsysim.files import write_atomically
-from palsysim.comfy.host import comfyui_dir
+from palsysim.base.files import write_atomically
+from palsysim.base.paths import comfyui_dir
+from training.sd15_files import init_weights
 
 
 def import_comfy():
@@ -57,18 +58,8 @@ UNET_CONFIG = dict(
 
 
 def _init_weights(module, seed):
-    """Give every layer torch's default random initialisation (ComfyUI's layers skip it)."""
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        for m in module.modules():
-            # ComfyUI's op classes subclass torch.nn's; call the torch.nn class's own initialiser.
-            for cls in type(m).__mro__:
-                if cls.__module__.startswith("torch.nn") and "reset_parameters" in cls.__dict__:
-                    cls.reset_parameters(m)
-                    break
-    finally:
-        torch.random.set_rng_state(gen_state)
+    """Give every layer torch's default random initialisation (ComfyUI's layers skip it), and check it took."""
+    init_weights(module, seed)
     for name, p in module.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise RuntimeError(f"tiny model left {name} uninitialised")

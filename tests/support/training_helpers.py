@@ -5,6 +5,7 @@ import os
 
 from real_faces import photos
 from tiny_models import write_tiny_checkpoint, write_tiny_controlnet
+
 from training.recipe import Config, run_dir
 
 
@@ -25,7 +26,7 @@ def read_log(cfg):
 def one_photo_files(root):
     """Tiny checkpoint and ControlNet files and a one-photo dataset root/data/p1/rest/ (the astronaut)
     under root (a pathlib.Path) -> {checkpoint, controlnet, data, root}."""
-    from palsysim.images import write_image
+    from palsysim.base.photos import write_image
     write_image(str(root / "data" / "p1" / "rest" / "a.png"), photos()["astronaut"])
     return {"checkpoint": write_tiny_checkpoint(str(root / "sd.safetensors")),
             "controlnet": write_tiny_controlnet(str(root / "cn.safetensors")), "data": str(root / "data"), "root": root}

@@ -1,0 +1,125 @@
+"""Expression videos in and out: a video file or a folder of frames -> RGB frames; frames -> H.264 mp4 or VP9 webm.
+
+Decoding and encoding go through PyAV (FFmpeg), which ComfyUI itself requires for its video nodes.
+What is written holds pixels and the codec's own settings only: no title, comment, date or source file
+name, so a saved video names no patient whatever the input file was called.
+"""
+import math
+import os
+import re
+
+import numpy as np
+
+from .errors import InputError
+from .files import write_atomically
+from .layout import PHOTO_EXTS, is_photo
+from .photos import MAX_PIXELS, read_image, to_rgb_uint8
+
+VIDEO_EXTS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
+CODECS = {".mp4": ("libx264", "yuv420p", {"crf": "18", "preset": "medium"}),
+          ".webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})}
+MAX_FRAMES = 3000  # 100 s at 30 fps: a Yanagihara item takes a few seconds
+FOLDER_FPS = 30.0  # a folder of frames has no rate of its own
+
+
+def _natural(name):
+    """Sort key putting frame_2 before frame_10."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+def frame_files(folder):
+    """The photos of a folder of frames, in natural order; refused when it holds none."""
+    names = sorted((f for f in os.listdir(folder) if is_photo(f)),
+                   key=_natural)
+    if not names:
+        raise InputError(f"{folder} holds no frames ({', '.join(PHOTO_EXTS)}): put the expression's frames there, "
+                         f"named in order (frame_001.png, frame_002.png, ...)")
+    return [os.path.join(folder, n) for n in names]
+
+
+def read_video(path, max_frames=MAX_FRAMES):
+    """A video file or a folder of frames -> (frames: list of (H, W, 3) uint8 RGB of one size, fps: float).
+
+    A folder's frames are read with the one photo reader (EXIF orientation applied) at FOLDER_FPS.
+    """
+    if os.path.isdir(path):
+        files = frame_files(path)
+        if len(files) > max_frames:
+            raise InputError(f"{path} holds {len(files)} frames, over the {max_frames} a video may have here: "
+                             f"give a shorter clip")
+        frames = [read_image(f) for f in files]
+        sizes = {f.shape[:2] for f in frames}
+        if len(sizes) > 1:
+            raise InputError(f"the frames in {path} have {len(sizes)} sizes: give frames of one size")
+        return frames, FOLDER_FPS
+    if not os.path.isfile(path):
+        raise InputError(f"no such video file or folder of frames: {path}")
+    if not path.lower().endswith(VIDEO_EXTS):
+        raise InputError(f"{path} is not a video ({', '.join(VIDEO_EXTS)}) or a folder of frames")
+    return _decode(path, max_frames)
+
+
+def _decode(path, max_frames):
+    import av
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} holds no video stream: give a video of the expression")
+            stream = container.streams.video[0]
+            if stream.width * stream.height > MAX_PIXELS:
+                raise InputError(f"{path} is {stream.width}x{stream.height}, over the {MAX_PIXELS:,} pixels a frame "
+                                 f"may have here: downscale it")
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else FOLDER_FPS
+            frames = []
+            for frame in container.decode(stream):
+                if len(frames) == max_frames:
+                    raise InputError(f"{path} has more than {max_frames} frames, the most a video may have here: "
+                                     f"give a shorter clip")
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except InputError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise InputError(f"{path} is not a readable video ({type(e).__name__}): give an mp4, webm or mov file") from None
+    if not frames:
+        raise InputError(f"{path} holds no frames: give a video of the expression")
+    return frames, fps
+
+
+def write_video(path, frames, fps):
+    """frames: list of (H, W, 3) uint8 of one size -> an H.264 .mp4 or VP9 .webm at path, whole or not at all.
+
+    Odd sizes are padded by one edge pixel (4:2:0 chroma needs even sides). Returns path.
+    """
+    import av
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in CODECS:
+        raise InputError(f"{path}: a video is written as {' or '.join(CODECS)}")
+    if not frames:
+        raise InputError("no frames to write: the video would be empty")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= 240):
+        raise InputError(f"fps={fps!r}: give a frame rate from 1 to 240")
+    rgbs = [to_rgb_uint8(f, f"frame {i + 1}") for i, f in enumerate(frames)]
+    h, w = rgbs[0].shape[:2]
+    if any(f.shape[:2] != (h, w) for f in rgbs):
+        raise InputError("the frames have different sizes: a video needs frames of one size")
+    codec, pix_fmt, options = CODECS[ext]
+    rate = _rate(fps)
+
+    def write(tmp):
+        # bitexact: FFmpeg writes no "Lavf..." encoder tag; the container gets no metadata at all.
+        with av.open(tmp, "w", format=ext[1:], container_options={"fflags": "+bitexact"}) as out:
+            stream = out.add_stream(codec, rate=rate, options=options)
+            stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, pix_fmt
+            for rgb in rgbs:
+                even = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(even, format="rgb24")))
+            out.mux(stream.encode())
+    write_atomically(path, write)
+    return path
+
+
+def _rate(fps):
+    """fps -> a Fraction PyAV takes as a stream rate (29.97 -> 30000/1001)."""
+    from fractions import Fraction
+    return Fraction(fps).limit_denominator(1001)

@@ -1,0 +1,1 @@
+"""`python -m palsysim bench ...`: benchmarks that print figures (preprocessing, CODC layout, generation, video)."""

@@ -1,0 +1,1 @@
+"""Faces: MediaPipe landmarks, named regions, asymmetry measures, synthetic palsy, drawing and temporal smoothing."""

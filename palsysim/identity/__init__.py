@@ -1,0 +1,1 @@
+"""Identity: face recognizers (ArcFace, dlib) and the pass rule of the privacy gate."""

@@ -1,0 +1,1 @@
+"""Measures: expression fidelity (asymmetry, LPIPS), SER-FIQ, re-identification, video measures and `evaluate`."""

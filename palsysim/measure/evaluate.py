@@ -1,0 +1,387 @@
+"""`python -m palsysim evaluate`: privacy, fidelity and quality of generated images, per method (Table II).
+
+Layouts (image files: palsysim.layout.PHOTO_EXTS, .png .jpg .jpeg), as the headless runner reads and writes them:
+
+    PATIENTS/<patient>/<expression>.png           the runner's input (the patients' photos), or
+    PATIENTS/<patient>/<expression>/*.png         many photos of the item (sources <expression>/photo<k>)
+    OUT/<patient>/<source>/<identity>_<seed>.png   the runner's output: one such tree per method
+
+`--generated METHOD=OUT` (repeatable) names one method's tree; `--generated DIR` a folder holding
+one such tree per method (DIR/<method>/<patient>/...). In a tree, `<patient>/<expression>.png`
+(one image per expression) is read too, and `<patient>.png` / `<patient>_<anything>.png` with no
+expression.
+
+Per generated image, against its SOURCE photo (same patient, same source: the photo whose stem is
+the expression folder's name, or the k-th photo of the expression's folder for <expression>/photo<k>/):
+- LPIPS (AlexNet) of the two 512 landmark face crops (facecrop.face_crop), at 512;
+- ArcFace similarity to the source photo (Table II's column) and the maximum over all the
+  patient's photos (the privacy gate's rule, a second column); dlib's distance to the source and
+  the minimum over all photos, by `backend` (auto: ArcFace when its ONNX is given, else dlib; both);
+- SER-FIQ: the calibrated score 1/(1+exp(-130(q-0.88))) and the raw q (needs the ArcFace ONNX);
+- expression fidelity of the asymmetry to the source photo, weighted for the item;
+- re-identification per recogniser (palsysim.reid): rank-1 against a gallery of every patient's photos
+  (plus --distractors), the share below the same-person threshold, each image's closest training photo.
+An image whose source photo is missing is listed as unpaired: its paired columns stay empty, never
+filled from another photo. An image without a face is listed with the reason (per image, never a
+crash). pass: the image passes every backend used (ArcFace max < threshold, dlib min >= 0.6).
+
+Privacy: the outputs name methods, expressions and counts only; patients appear as "patient 1..K"
+(their folders in sorted order), images by number, never by folder or file name; no pixels copied.
+"""
+import csv
+import io
+import os
+
+import numpy as np
+
+from ..base.errors import InputError
+from ..base.files import write_bytes
+from ..base.layout import generated_sources, is_photo, photos_in, source_item, sources_in
+from ..base.photos import read_image, refuse_unreadable
+from ..condition.facecrop import face_crop
+from ..face.landmarks import face_landmarks
+from ..identity import check as identity
+from ..identity import dlib_face as identity_dlib
+from . import fidelity, reid, serfiq
+
+LPIPS_SIZE = 512
+METRICS = ["lpips", "arcface", "arcface_max", "dlib", "dlib_min", "serfiq", "serfiq_raw", "fidelity"]
+COLUMNS = (["method", "images", "patients", "skipped", "unpaired"]
+           + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["pass_rate"])
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def find_patients(patients_dir):
+    """patients_dir -> {patient key: {source: photo path}} in sorted key order (layout.sources_in; a photo
+    directly in patients_dir is a patient of that one photo)."""
+    if not os.path.isdir(patients_dir):
+        raise InputError(f"--patients {patients_dir} is not a folder: give the folder that holds one "
+                         f"sub-folder (or one image) per patient")
+    found = {}
+    for name in sorted(os.listdir(patients_dir)):
+        path = os.path.join(patients_dir, name)
+        photos = sources_in(path) if os.path.isdir(path) else {}
+        if photos:
+            found[name] = photos
+        elif os.path.isfile(path) and is_photo(name):
+            found[_stem(name)] = {_stem(name): path}
+    if not found:
+        raise InputError(f"--patients {patients_dir} holds no patient photos: put each patient's photos "
+                         f"in a sub-folder of their own")
+    return found
+
+
+def method_trees(generated):
+    """--generated values -> {method: tree folder}. "METHOD=DIR" is one tree; a bare DIR holds one per method."""
+    trees = {}
+    for g in generated:
+        method, sep, folder = g.partition("=")
+        if sep and method and not os.path.isdir(g):
+            if not os.path.isdir(folder):
+                raise InputError(f"--generated {g}: {folder} is not a folder: give METHOD=OUT, OUT the runner's --out")
+            if method in trees:
+                raise InputError(f"--generated names method {method!r} twice: give each method one tree")
+            trees[method] = folder
+            continue
+        if not os.path.isdir(g):
+            raise InputError(f"--generated {g} is not a folder: give the folder that holds one sub-folder per "
+                             f"method (e.g. zero_shot/, partial_codc/), or METHOD=OUT for one runner output")
+        for method in sorted(os.listdir(g)):
+            if os.path.isdir(os.path.join(g, method)):
+                if method in trees:
+                    raise InputError(f"--generated names method {method!r} twice: give each method one tree")
+                trees[method] = os.path.join(g, method)
+    return trees
+
+
+def find_generated(trees, patient_keys):
+    """{method: tree} -> ({method: [(patient key, expression or None, image path)]}, {method: stray count})."""
+    by_length = sorted(patient_keys, key=len, reverse=True)  # "p10" before "p1"
+    methods, unmatched = {}, {}
+    for method, tree in trees.items():
+        found, stray = [], 0
+        for name in sorted(os.listdir(tree)):
+            path = os.path.join(tree, name)
+            if os.path.isdir(path):
+                files = [(_stem(f), f) for f in photos_in(path)] + generated_sources(path)
+                if name in patient_keys:
+                    found += [(name, e, f) for e, f in files]
+                else:
+                    stray += len(files)
+            elif is_photo(name):
+                stem = _stem(name)
+                key = next((k for k in by_length if stem == k or stem.startswith(k + "_")), None)
+                if key is None:
+                    stray += 1
+                else:
+                    found.append((key, None, path))
+        if found or stray:
+            methods[method], unmatched[method] = found, stray
+    if not any(methods.values()):
+        raise InputError(f"--generated {', '.join(trees.values()) or '(no method folders)'} has no images that "
+                         f"match a patient: lay each method out as the runner writes it, "
+                         f"<patient folder name>/<expression>/<image>")
+    return methods, unmatched
+
+
+class _Face:
+    """One photo's pixels and landmarks, each backend's features, or why it could not be used."""
+
+    def __init__(self, path, used, arcface_path):
+        self.rgb = self.xy = None
+        self.features = {}
+        self.problem = None
+        try:
+            self.rgb = read_image(path)
+            self.xy = face_landmarks(self.rgb, what="photo").xy
+        except InputError as e:
+            # keep the kind of problem, never the file's name
+            self.problem = "no face found" if "no face" in str(e) else "unreadable or too small"
+            return
+        for b in used:
+            try:
+                if b == "arcface":
+                    model = identity.load_model(arcface_path)
+                    self.crop = identity.align(self.rgb, self.xy, model.input_size[0])
+                    self.features[b] = identity.embed_aligned(model, [self.crop])[0]
+                else:
+                    self.features[b] = identity_dlib.descriptors([self.rgb], "photo")[0]
+            except InputError as e:
+                self.problem = f"no face found by {b}" if "no face" in str(e) else f"{b}: {e}"
+                return
+
+    def crop512(self):
+        return face_crop(self.rgb, self.xy, LPIPS_SIZE)[0]
+
+
+def _mean_std(values):
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    return (float(v.mean()), float(v.std())) if len(v) else (None, None)
+
+
+def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
+             threshold=identity.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0, backend="auto",
+             dlib_threshold=identity_dlib.THRESHOLD, distractors=None):
+    """Score every generated image and write report.md, metrics.csv, report.png to out_dir.
+
+    generated: a list of --generated values (see method_trees), or one folder of method trees.
+    item: the Yanagihara item for images whose expression is unknown or names no item.
+    distractors: a folder of face photos, each a person of its own, added to the re-identification gallery.
+    Returns {"rows": [per-method dict with COLUMNS], "per_patient": {method: [(index, n, privacy mean,
+    pass rate)]}, "listed": [(method, image label, problem)], "backends": used, "reid": {method: reid.measure},
+    "files": [written paths]}.
+    """
+    if item not in fidelity.ITEM_WEIGHTS:
+        raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(fidelity.ITEMS)}")
+    identity.check_thresholds(threshold, dlib_threshold)
+    used = identity.resolve_backend(backend, arcface_path)
+    if lpips:
+        fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
+    patients = find_patients(patients_dir)
+    trees = method_trees([generated] if isinstance(generated, str) else list(generated))
+    methods, unmatched = find_generated(trees, set(patients))
+    # An unreadable patient photo would silently drop out of the references (and raise the pass rate).
+    refuse_unreadable([p for paths in patients.values() for p in paths.values()]
+                      + [p for images in methods.values() for _, _, p in images])
+
+    patient_faces, refs = {}, {}
+    for index, (key, paths) in enumerate(patients.items(), 1):
+        faces = {s: _Face(p, used, arcface_path) for s, p in paths.items()}
+        usable = {k: f for k, f in faces.items() if f.problem is None}
+        if not usable:
+            raise InputError(f"patient {index} (of {len(patients)}, folders in sorted order) has no photo with a "
+                             f"face every backend ({', '.join(used)}) finds: use frontal, well-lit photos")
+        patient_faces[key] = usable
+        refs[key] = {b: np.stack([f.features[b] for f in usable.values()]) for b in used}
+    gallery = reid.Gallery({k: {s: f.features for s, f in faces.items()} for k, faces in patient_faces.items()},
+                           _distractors(distractors, used, arcface_path), used)
+    thresholds, reid_results = {"arcface": threshold, "dlib": dlib_threshold}, {}
+
+    rows, per_patient, listed = [], {}, []
+    for method, images in methods.items():
+        records, skipped, unpaired = [], unmatched[method], 0
+        counters, probes = {}, []
+        for key, expression, path in images:
+            index = list(patients).index(key) + 1
+            counters[key] = counters.get(key, 0) + 1
+            label = f"patient {index}, {expression or 'no expression'}, image {counters[key]}"
+            face = _Face(path, used, arcface_path)
+            if face.problem is not None:
+                skipped += 1
+                listed.append((method, label, face.problem))
+                continue
+            source = patient_faces[key].get(expression) if expression else None
+            if source is None:
+                unpaired += 1
+                listed.append((method, label, "unpaired: the patient has no usable photo of this expression"))
+            rec = {"patient": key, "lpips": None, "arcface": None, "arcface_max": None, "dlib": None,
+                   "dlib_min": None, "serfiq": None, "serfiq_raw": None, "fidelity": None}
+            passed = True
+            if "arcface" in used:
+                sims = identity.cosine(face.features["arcface"][None], refs[key]["arcface"])[0]
+                rec["arcface_max"] = float(sims.max())
+                passed &= rec["arcface_max"] < threshold
+                q = serfiq.quality_aligned([face.crop], arcface_path, serfiq_passes, seed=seed)[0]
+                rec["serfiq_raw"], rec["serfiq"] = q, serfiq.calibrated(q)
+                if source is not None:
+                    rec["arcface"] = float(identity.cosine(face.features["arcface"][None],
+                                                           source.features["arcface"][None])[0, 0])
+            if "dlib" in used:
+                dist = identity_dlib.distances(face.features["dlib"][None], refs[key]["dlib"])[0]
+                rec["dlib_min"] = float(dist.min())
+                passed &= rec["dlib_min"] >= dlib_threshold
+                if source is not None:
+                    rec["dlib"] = float(identity_dlib.distances(face.features["dlib"][None],
+                                                                source.features["dlib"][None])[0, 0])
+            if source is not None:
+                this_item = source_item(expression) if source_item(expression) in fidelity.ITEM_WEIGHTS else item
+                rec["fidelity"] = fidelity.expression_fidelity(face.xy, source.xy, this_item)["score"]
+                if lpips:
+                    rec["lpips"] = fidelity.lpips_distance([face.crop512()], [source.crop512()], lpips_weights,
+                                                           size=LPIPS_SIZE)[0]
+            rec["passed"] = bool(passed)
+            records.append(rec)
+            probes.append((key, face.features, label))
+        row = {"method": method, "images": len(records), "patients": len({r["patient"] for r in records}),
+               "skipped": skipped, "unpaired": unpaired}
+        for col in METRICS:
+            row[f"{col}_mean"], row[f"{col}_std"] = _mean_std([r[col] for r in records])
+        row["pass_rate"] = float(np.mean([r["passed"] for r in records])) if records else None
+        rows.append(row)
+        reid_results[method] = reid.measure(gallery, probes, thresholds)
+        privacy = "arcface_max" if "arcface" in used else "dlib_min"
+        per_patient[method] = [
+            (i + 1, len(rs), float(np.mean([r[privacy] for r in rs])), float(np.mean([r["passed"] for r in rs])))
+            for i, key in enumerate(patients) for rs in [[r for r in records if r["patient"] == key]] if rs]
+        row["_privacy"] = [r[privacy] for r in records]
+        row["_fidelity"] = [r["fidelity"] for r in records]
+
+    os.makedirs(out_dir, exist_ok=True)
+    files = [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
+             write_bytes(os.path.join(out_dir, "report.md"),
+                         _markdown(rows, per_patient, listed, len(patients), used, threshold, dlib_threshold,
+                                   lpips, serfiq_passes) + reid.markdown(reid_results, gallery, thresholds)),
+             write_bytes(os.path.join(out_dir, "report.png"), _chart(rows, used, threshold, dlib_threshold))]
+    for row in rows:
+        row.pop("_privacy"), row.pop("_fidelity")
+    return {"rows": rows, "per_patient": per_patient, "listed": listed, "backends": used, "reid": reid_results,
+            "files": files}
+
+
+def _distractors(folder, used, arcface_path):
+    """[{backend: features}] of the distractor faces in folder (each image a person of its own), or []."""
+    if folder is None:
+        return []
+    if not os.path.isdir(folder) or not photos_in(folder):
+        raise InputError(f"--distractors {folder} is not a folder of face photos: give a folder of images, "
+                         f"one person each")
+    faces = {p: _Face(p, used, arcface_path) for p in photos_in(folder)}
+    for path, face in faces.items():  # public faces, not patients': the name helps find the one to remove
+        if face.problem:
+            raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "
+                             f"with a frontal face photo")
+    return [f.features for f in faces.values()]
+
+
+def _fmt(v, digits=4):
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _csv(rows):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow([r["method"], r["images"], r["patients"], r["skipped"], r["unpaired"]]
+                   + [_fmt(r[c], 6) for c in COLUMNS[5:]])
+    return buf.getvalue()
+
+
+def _pm(row, col):
+    m, s = row[f"{col}_mean"], row[f"{col}_std"]
+    return "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
+
+
+def _markdown(rows, per_patient, listed, n_patients, used, threshold, dlib_threshold, lpips, passes):
+    arc, dl = "arcface" in used, "dlib" in used
+    cols = [("LPIPS ↓", "lpips")]
+    cols += [("ArcFace similarity (paired) ↓", "arcface"), ("ArcFace max over photos ↓", "arcface_max")] if arc else []
+    cols += [("dlib distance (paired) ↑", "dlib"), ("dlib min over photos ↑", "dlib_min")] if dl else []
+    cols += [("SER-FIQ ↑", "serfiq"), ("SER-FIQ raw q", "serfiq_raw")] if arc else []
+    cols += [("expression fidelity ↑", "fidelity")]
+    rule = " and ".join(([f"ArcFace max < {threshold:.2f}"] if arc else [])
+                        + ([f"dlib min >= {dlib_threshold:.2f}"] if dl else []))
+    lines = ["# PalsySim evaluation", "",
+             f"{n_patients} patients; identity by {' and '.join(used)}; one row per method; mean ± standard "
+             f"deviation over its images.", "",
+             "| method | images | " + " | ".join(c for c, _ in cols) + f" | pass rate ({rule}) ↑ | skipped | unpaired |",
+             "|---|---:|" + "---:|" * len(cols) + "---:|---:|---:|"]
+    for r in rows:
+        rate = "n/a" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
+        lines.append(f"| {r['method']} | {r['images']} | " + " | ".join(_pm(r, k) for _, k in cols)
+                     + f" | {rate} | {r['skipped']} | {r['unpaired']} |")
+    lines += ["", "## Per patient (privacy mean, pass rate)", "",
+              f"| method | patient | images | {'ArcFace max' if arc else 'dlib min distance'} | pass rate |",
+              "|---|---:|---:|---:|---:|"]
+    for method, entries in per_patient.items():
+        for index, n, value, rate in entries:
+            lines.append(f"| {method} | patient {index} | {n} | {value:.4f} | {100 * rate:.1f}% |")
+    if listed:
+        lines += ["", "## Images listed (skipped or unpaired)", "", "| method | image | why |", "|---|---|---|"]
+        lines += [f"| {m} | {label} | {why} |" for m, label, why in listed]
+    lines += ["", "## How to read it", "",
+              "- Paired columns compare each image with its source photo (same patient, same Yanagihara item); "
+              "an image without one is unpaired and left out of them, never compared with another photo.",
+              "- ArcFace similarity: cosine of ArcFace embeddings; lower is more private. The max over the "
+              f"patient's photos decides the pass (below {threshold:.2f}, ArcFace's same-person score at 0.1% "
+              "false accepts on LFW).",
+              "- dlib distance: Euclidean distance of dlib's ResNet descriptors (CC0 model); higher is more "
+              f"private; under {dlib_threshold:.2f} dlib takes two faces for one person (its documented threshold).",
+              f"- SER-FIQ: the reference implementation's calibrated score 1/(1+exp(-130(q-0.88))), q = "
+              f"2·sigmoid(−mean pairwise distance) of {passes} dropout-perturbed ArcFace embeddings; higher is "
+              "better image quality. Needs the ArcFace ONNX.",
+              "- Expression fidelity: how closely the face's left/right asymmetry matches the source photo's, "
+              "weighted per Yanagihara item; 1 is identical.",
+              f"- LPIPS: AlexNet perceptual distance of the two 512 landmark face crops, at {LPIPS_SIZE}; lower is "
+              "closer." + ("" if lpips else " Not computed (run with --lpips)."),
+              "- skipped: images without a detectable face, or that match no patient.",
+              "- Patients are numbered by their folders' sorted order; no names, paths or pixels are kept here."]
+    return "\n".join(lines) + "\n"
+
+
+def _chart(rows, used, threshold, dlib_threshold):
+    """PNG bytes: per method, mean privacy measure (x: ArcFace max, or dlib min distance) vs mean
+    fidelity (y) with std bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7, 5), dpi=110)
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["tab10"]
+    privacy, limit, axis = (("arcface_max", threshold, "ArcFace max similarity to the patient  (← more private)")
+                            if "arcface" in used else
+                            ("dlib_min", dlib_threshold, "dlib min distance to the patient  (→ more private)"))
+    for i, r in enumerate(rows):
+        points = [(x, y) for x, y in zip(r["_privacy"], r["_fidelity"]) if y is not None]
+        if not points or r["fidelity_mean"] is None:
+            continue
+        c = cmap(i % 10)
+        ax.scatter(*zip(*points), color=c, alpha=0.25, s=14)
+        ax.errorbar(r[f"{privacy}_mean"], r["fidelity_mean"], xerr=r[f"{privacy}_std"], yerr=r["fidelity_std"],
+                    fmt="o", color=c, markersize=9, capsize=4, label=f"{r['method']} (n={r['images']})")
+    ax.axvline(limit, color="crimson", linestyle="--", linewidth=1)
+    ax.text(limit, 1.02, f" same-person threshold {limit:.2f}", color="crimson", fontsize=8,
+            transform=ax.get_xaxis_transform())
+    ax.set_xlabel(axis)
+    ax.set_ylabel("expression fidelity  (↑ closer to the patient's palsy)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Privacy vs expression fidelity per method", pad=18)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
