@@ -4,7 +4,7 @@ from comfy_api.latest import io
 from ..palsysim.base.errors import InputError
 from ..palsysim.condition import codc, facecrop
 from ..palsysim.condition.edges import HIGH, LOW
-from .common import Landmarks, check_inputs, output, to_arrays, to_image
+from .common import Landmarks, Node, output, to_arrays, to_image
 
 Organs = io.Custom("PALSY_ORGANS")
 
@@ -34,7 +34,7 @@ def _check_faces(landmarks, arrays):
                              f"same image")
 
 
-class OrganCropResize(io.ComfyNode):
+class OrganCropResize(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -59,10 +59,6 @@ class OrganCropResize(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
-
-    @classmethod
     def execute(cls, image, landmarks, donor_landmarks, eye_margin, nose_margin, mouth_margin,
                 low_threshold, high_threshold, blur_sigma, rest_landmarks=None) -> io.NodeOutput:
         arrays = to_arrays(image)
@@ -80,7 +76,7 @@ class OrganCropResize(io.ComfyNode):
         return io.NodeOutput(out, to_image([codc.organs_preview(a, o) for a, o in zip(arrays, out)]))
 
 
-class ContourReposition(io.ComfyNode):
+class ContourReposition(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -96,10 +92,6 @@ class ContourReposition(io.ComfyNode):
             ],
             outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
         )
-
-    @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, organs, donor_image, donor_landmarks, contour, low_threshold, high_threshold,
@@ -119,7 +111,7 @@ class ContourReposition(io.ComfyNode):
         return io.NodeOutput(to_image(conditions), to_image(previews))
 
 
-class PFCondition(io.ComfyNode):
+class PFCondition(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -137,10 +129,6 @@ class PFCondition(io.ComfyNode):
             ],
             outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
         )
-
-    @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, image, landmarks, size, margin, low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:

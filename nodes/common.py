@@ -26,10 +26,23 @@ for _name, _exts in (("mediapipe", {".task"}), ("insightface", {".onnx"})):
     folder_paths.folder_names_and_paths[_name] = (folder_paths.folder_names_and_paths[_name][0], _exts)
 
 
+class Node(io.ComfyNode):
+    """Every pack node: ComfyUI's V3 node whose validate_inputs is check_inputs over its own schema."""
+
+    @classmethod
+    def own_checks(cls, inputs):
+        """{input name: check(value) -> True, None or a message}: check_inputs' `own` for this node."""
+        return {}
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return check_inputs(cls, inputs, **cls.own_checks(inputs))
+
+
 def check_inputs(cls, inputs, **own):
     """True, or one message naming every input value of `inputs` that node `cls` cannot use.
 
-    Every pack node's validate_inputs(cls, **inputs) returns this. Taking **inputs makes ComfyUI
+    Node.validate_inputs(cls, **inputs) returns this. Taking **inputs makes ComfyUI
     call it even when an input is missing (ComfyUI's own "Required input is missing" then stands
     alone), and turns off ComfyUI's min/max checks, which are redone here from the node's schema
     (ComfyUI never checks a V3 combo's value at all). Added: a FLOAT must be finite (NaN passes

@@ -17,7 +17,7 @@ from ..palsysim.controlnet.file import (CONTROL_PREFIX, check_complete, check_lo
                                         load_controlnet_weights, load_lora_factors, merge_lora, read_window,
                                         resolve_window)
 from ..palsysim.controlnet.schedule import describe_window, window_percents
-from .common import InputError, check_inputs, model_file, output
+from .common import InputError, Node, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
 NO_BASE = "(none)"
@@ -163,7 +163,7 @@ def step_sigmas(sampler_name, scheduler, steps):
     return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
 
 
-class TimestepWindowControlNetLoader(io.ComfyNode):
+class TimestepWindowControlNetLoader(Node):
     @classmethod
     def define_schema(cls):
         names = folder_paths.get_filename_list("controlnet")
@@ -205,8 +205,12 @@ class TimestepWindowControlNetLoader(io.ComfyNode):
         t_lo, t_hi = inputs.get("t_lo"), inputs.get("t_hi")
         if isinstance(t_lo, int) and isinstance(t_hi, int) and 0 <= t_hi < t_lo <= 999:
             return f"t_lo={t_lo} is above t_hi={t_hi}: swap them (the paper's window is 500..700)"
-        return check_inputs(cls, inputs, base_control_net_name=base_problem,
-                            control_net_name=lambda name: controlnet_file_problem(name, "control_net_name"))
+        return super().validate_inputs(**inputs)
+
+    @classmethod
+    def own_checks(cls, inputs):
+        return {"base_control_net_name": base_problem,
+                "control_net_name": lambda name: controlnet_file_problem(name, "control_net_name")}
 
     @classmethod
     def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,

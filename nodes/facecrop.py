@@ -8,10 +8,10 @@ from comfy_api.latest import io
 
 from ..palsysim.condition import facecrop
 from .codc import _check_faces
-from .common import Landmarks, check_inputs, output, to_arrays, to_image
+from .common import Landmarks, Node, output, to_arrays, to_image
 
 
-class FaceCrop(io.ComfyNode):
+class FaceCrop(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -28,10 +28,6 @@ class FaceCrop(io.ComfyNode):
             ],
             outputs=[output(io.Image, "crop"), output(Landmarks, "crop_landmarks")],
         )
-
-    @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, image, landmarks, size, margin) -> io.NodeOutput:

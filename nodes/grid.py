@@ -9,7 +9,7 @@ from ..palsysim.base.errors import InputError
 from ..palsysim.base.photos import letterbox, to_rgb_uint8
 from ..palsysim.base.vocabulary import ITEMS
 from ..palsysim.face.draw import sheet
-from .common import check_inputs, output, to_arrays, to_image
+from .common import Node, output, to_arrays, to_image
 
 LABEL_H = 28  # the label strip under each tile in draw.sheet
 # The items' names for the grid's columns: English as the dataset's folder names, Japanese as the
@@ -55,7 +55,7 @@ def draw_labels(grid, labels, tile_size, columns):
     return np.asarray(im)
 
 
-class YanagiharaBatch(io.ComfyNode):
+class YanagiharaBatch(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -72,10 +72,6 @@ class YanagiharaBatch(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
-
-    @classmethod
     def execute(cls, language="en", **photos) -> io.NodeOutput:
         firsts = [(item, to_arrays(photos[item], item)) for item in ITEMS]
         several = [f"{item} ({len(a)})" for item, a in firsts if len(a) != 1]
@@ -88,7 +84,7 @@ class YanagiharaBatch(io.ComfyNode):
         return io.NodeOutput(to_image([letterbox(r, h, w) for r in rgbs]), names)
 
 
-class Lines(io.ComfyNode):
+class Lines(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -103,8 +99,8 @@ class Lines(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs, text=_no_line)
+    def own_checks(cls, inputs):
+        return {"text": _no_line}
 
     @classmethod
     def execute(cls, text) -> io.NodeOutput:
@@ -123,7 +119,7 @@ def _one(values):
     return values[0] if isinstance(values, (list, tuple)) and len(values) == 1 else values
 
 
-class LabelledGrid(io.ComfyNode):
+class LabelledGrid(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -146,7 +142,7 @@ class LabelledGrid(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **inputs):
-        return check_inputs(cls, {k: _one(v) for k, v in inputs.items()})
+        return super().validate_inputs(**{k: _one(v) for k, v in inputs.items()})
 
     @classmethod
     def execute(cls, images, columns, column_labels, row_labels, tile_size) -> io.NodeOutput:

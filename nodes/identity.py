@@ -7,7 +7,7 @@ from comfy_execution.graph_utils import ExecutionBlocker
 from ..palsysim.face.draw import held_back_tile
 from ..palsysim.identity import check as identity
 from ..palsysim.identity import dlib_face as identity_dlib
-from .common import check_inputs, model_file, output, to_arrays, to_image
+from .common import Node, model_file, output, to_arrays, to_image
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
                  f"ArcFace's same-person score at a 0.1% false-accept rate on LFW.")
@@ -64,7 +64,7 @@ def _validate(model_name, backend="auto"):
     return True
 
 
-class ArcFaceDissimilarity(io.ComfyNode):
+class ArcFaceDissimilarity(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -82,8 +82,8 @@ class ArcFaceDissimilarity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs, model_name=lambda name: _validate(name, inputs.get("backend") or "auto"))
+    def own_checks(cls, inputs):
+        return {"model_name": lambda name: _validate(name, inputs.get("backend") or "auto")}
 
     @classmethod
     def execute(cls, image, reference, model_name, threshold, backend="auto",
@@ -99,7 +99,7 @@ class ArcFaceDissimilarity(io.ComfyNode):
         return io.NodeOutput(worst, 1.0 - worst, all(r["passed"] for r in rows), text, ui=ui.PreviewText(text))
 
 
-class PrivacyGate(io.ComfyNode):
+class PrivacyGate(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -118,8 +118,8 @@ class PrivacyGate(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs, model_name=lambda name: _validate(name, inputs.get("backend") or "auto"))
+    def own_checks(cls, inputs):
+        return {"model_name": lambda name: _validate(name, inputs.get("backend") or "auto")}
 
     @classmethod
     def execute(cls, image, reference, model_name, threshold, backend="auto",

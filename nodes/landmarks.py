@@ -4,10 +4,10 @@ from comfy_api.latest import io
 
 from ..palsysim.face import draw
 from ..palsysim.face.landmarks import TASK_FILE, face_landmarks
-from .common import Landmarks, check_inputs, output, to_arrays, to_image
+from .common import Landmarks, Node, output, to_arrays, to_image
 
 
-class FaceLandmarks(io.ComfyNode):
+class FaceLandmarks(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -25,10 +25,6 @@ class FaceLandmarks(io.ComfyNode):
             ],
             outputs=[output(Landmarks, "landmarks"), output(io.Image, "preview")],
         )
-
-    @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, image, max_faces, min_confidence, face_index, backend) -> io.NodeOutput:

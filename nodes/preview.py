@@ -11,11 +11,11 @@ import numpy as np
 from comfy_api.latest import io, ui
 
 from ..palsysim.base.photos import to_rgb_uint8
-from .common import check_inputs, to_arrays
+from .common import Node, to_arrays
 from .save import save_png
 
 
-class Preview(io.ComfyNode):
+class Preview(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -27,10 +27,6 @@ class Preview(io.ComfyNode):
             inputs=[io.Image.Input("images")],
             is_output_node=True,
         )
-
-    @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, images) -> io.NodeOutput:

@@ -17,7 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 from ..palsysim.base.errors import InputError
 from ..palsysim.base.files import write_atomically
 from ..palsysim.base.photos import to_rgb_uint8
-from .common import check_inputs, to_arrays
+from .common import Node, to_arrays
 
 SUMMARY_KEY = "Description"  # a registered PNG keyword, shown by ordinary image viewers
 MAX_SUMMARY = 2000  # characters: a method description, not a document
@@ -86,7 +86,7 @@ def save_png(path, rgb, summary=""):
     write_atomically(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG", pnginfo=info, compress_level=4))
 
 
-class SaveAnonymized(io.ComfyNode):
+class SaveAnonymized(Node):
     @classmethod
     def define_schema(cls):
         # ComfyUI hands every output node the prompt and workflow (hidden inputs); this one ignores them.
@@ -107,9 +107,9 @@ class SaveAnonymized(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
+    def own_checks(cls, inputs):
         # A linked input is not passed here (its value comes at run time): execute checks it then.
-        return check_inputs(cls, inputs, filename_prefix=check_prefix, method_summary=check_summary)
+        return {"filename_prefix": check_prefix, "method_summary": check_summary}
 
     @classmethod
     def execute(cls, images, filename_prefix, method_summary) -> io.NodeOutput:

@@ -14,7 +14,7 @@ from ..palsysim.condition import codc, sequence
 from ..palsysim.controlnet.crossframe import first_frame_attention
 from ..palsysim.face import smoothing
 from ..palsysim.face.landmarks import Face
-from .common import Landmarks, check_inputs, output, to_arrays, to_image
+from .common import Landmarks, Node, output, to_arrays, to_image
 from .save import check_prefix
 
 
@@ -29,7 +29,7 @@ def _filter_inputs():
     ]
 
 
-class SmoothLandmarks(io.ComfyNode):
+class SmoothLandmarks(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -39,10 +39,6 @@ class SmoothLandmarks(io.ComfyNode):
             inputs=[Landmarks.Input("landmarks"), *_filter_inputs()],
             outputs=[output(Landmarks, "smoothed_landmarks")],
         )
-
-    @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
 
     @classmethod
     def execute(cls, landmarks, fps, min_cutoff, beta, d_cutoff) -> io.NodeOutput:
@@ -56,7 +52,7 @@ class SmoothLandmarks(io.ComfyNode):
         return io.NodeOutput(faces)
 
 
-class VideoConditions(io.ComfyNode):
+class VideoConditions(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -76,10 +72,6 @@ class VideoConditions(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
-
-    @classmethod
     def execute(cls, frames, landmarks, mode, size, contour, donor_image=None, donor_landmarks=None,
                 rest_landmarks=None) -> io.NodeOutput:
         arrays = [np.clip(a, 0.0, 1.0) for a in to_arrays(frames, "frames")]
@@ -97,7 +89,7 @@ class VideoConditions(io.ComfyNode):
         return io.NodeOutput(to_image([np.repeat(c[..., None], 3, axis=2) for c in conditions]))
 
 
-class CrossFrameAttention(io.ComfyNode):
+class CrossFrameAttention(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -109,17 +101,13 @@ class CrossFrameAttention(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
-
-    @classmethod
     def execute(cls, model) -> io.NodeOutput:
         patched = model.clone()
         patched.set_model_attn1_patch(first_frame_attention)
         return io.NodeOutput(patched)
 
 
-class SameNoise(io.ComfyNode):
+class SameNoise(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -131,15 +119,11 @@ class SameNoise(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs)
-
-    @classmethod
     def execute(cls, latent) -> io.NodeOutput:
         return io.NodeOutput({**latent, "batch_index": [0] * latent["samples"].shape[0]})
 
 
-class SaveAnonymizedVideo(io.ComfyNode):
+class SaveAnonymizedVideo(Node):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -162,8 +146,8 @@ class SaveAnonymizedVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **inputs):
-        return check_inputs(cls, inputs, filename_prefix=check_prefix)
+    def own_checks(cls, inputs):
+        return {"filename_prefix": check_prefix}
 
     @classmethod
     def execute(cls, frames, fps, filename_prefix, format, held_back=0, gate_report="") -> io.NodeOutput:

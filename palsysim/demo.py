@@ -138,10 +138,9 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
               f"bypassed and no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
     import tempfile
 
-    from .comfy.batch import run_batch
-    from .comfy.client import Client
-    from .comfy.host import EmbeddedHost
-    from .comfy.plan import find_patients, prepare_graph, slug
+    from .comfy.generate import generate
+    from .comfy.host import servers
+    from .comfy.plan import find_patients, slug
     gen_dir = os.path.join(out, "generated")
     with tempfile.TemporaryDirectory() as tmp:
         patients = os.path.join(tmp, "patients", "sample_patient")
@@ -151,12 +150,10 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         workflow = os.path.join(API_DIR, "palsy_codc.json")
         bypass = [] if backend else ["privacy gate"]
         try:
-            with EmbeddedHost(os.environ.get("MODELS_DIR")) as host:
-                client = Client(host.url)
-                graph = prepare_graph(workflow, client, bypasses=bypass)
-                summary = run_batch([client], graph, find_patients(os.path.join(tmp, "patients")),
-                                    gen_dir, DEMO_IDENTITIES, [1], os.path.join(tmp, "donor.png"),
-                                    "palsy_codc.json", {"bypassed": bypass})
+            with servers(embedded=1, models_dir=os.environ.get("MODELS_DIR")) as urls:
+                summary = generate(urls, workflow, find_patients(os.path.join(tmp, "patients")), gen_dir,
+                                   bypasses=bypass, identities=DEMO_IDENTITIES, seeds=[1],
+                                   donor=os.path.join(tmp, "donor.png"), settings={"bypassed": bypass})
         except (InputError, RuntimeError) as e:
             print(f"demo: generation failed: {e}")
             return

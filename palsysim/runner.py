@@ -38,10 +38,10 @@ from .base.errors import InputError
 from .base.outputs import folder_out, refuse_overlap
 from .base.photos import refuse_unreadable
 from .base.vocabulary import ITEMS
-from .comfy.batch import run_batch
-from .comfy.client import UPLOAD_FOLDER, Client
+from .comfy.client import UPLOAD_FOLDER
+from .comfy.generate import generate
 from .comfy.host import servers
-from .comfy.plan import find_patients, prepare_graph
+from .comfy.plan import find_patients
 
 
 def add_server_arguments(p, default="http://127.0.0.1:8188"):
@@ -86,15 +86,13 @@ def main(args):
     # Every photo read once before any server starts or folder is made: an unreadable or oversized one is named now.
     refuse_unreadable(sorted({p for photos in patients.values() for p in photos.values()}) + [args.donor] * bool(args.donor))
     folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
+    # Settings as given, minus anything that would locate patient files (the --patients path).
+    settings = {"overrides": args.overrides, "bypassed": args.bypass}
     with servers(args.server, args.embedded, args.models_dir) as urls:
-        clients = [Client(url) for url in urls]
-        graph = prepare_graph(args.workflow, clients[0], args.overrides, args.bypass)
-        # Settings as given, minus anything that would locate patient files (the --patients path).
-        settings = {"overrides": args.overrides, "bypassed": args.bypass}
-        summary = run_batch(clients, graph, patients, args.out, args.identities, args.seeds, args.donor,
-                            os.path.basename(args.workflow), settings, progress=not args.quiet,
-                            keep_uploads=args.keep_uploads, reconnect_s=args.reconnect_timeout,
-                            expressions=args.expressions)
+        summary = generate(urls, args.workflow, patients, args.out, args.overrides, args.bypass,
+                           identities=args.identities, seeds=args.seeds, donor=args.donor, settings=settings,
+                           progress=not args.quiet, keep_uploads=args.keep_uploads,
+                           reconnect_s=args.reconnect_timeout, expressions=args.expressions)
     redone = summary["redone"]
     why = f" ({sum(redone.values())} redone: " + "; ".join(f"{k}: {n}" for k, n in sorted(redone.items())) + ")"
     print(f"{summary['done']} job(s) done{why if redone else ''}, {summary['skipped']} already done, "

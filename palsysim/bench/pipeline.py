@@ -178,9 +178,8 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
     from ..base.photos import write_image
     from ..base.vocabulary import ITEMS
     from ..comfy import host
-    from ..comfy.batch import run_batch
-    from ..comfy.client import Client
-    from ..comfy.plan import find_patients, prepare_graph
+    from ..comfy.generate import generate
+    from ..comfy.plan import find_patients
     workflow = os.path.join(API_DIR, "palsy_pf.json")
     common = [f"checkpoint.ckpt_name={checkpoint}", f"controlnet.control_net_name={controlnet}",
               f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}",
@@ -192,10 +191,9 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
         found = find_patients(patients)
 
         def batch(urls, overrides, bypasses, seeds):
-            clients = [Client(u) for u in urls]
-            graph = prepare_graph(workflow, clients[0], common + overrides, ["privacy gate"] + bypasses)
             start = time.perf_counter()
-            summary = run_batch(clients, graph, found, tempfile.mkdtemp(dir=tmp), seeds=seeds, progress=False)
+            summary = generate(urls, workflow, found, tempfile.mkdtemp(dir=tmp), common + overrides,
+                               ["privacy gate"] + bypasses, seeds=seeds, progress=False)
             if summary["failed"] or summary["done"] != len(seeds):
                 raise RuntimeError("generation failed: " + "; ".join(summary["failed"]))
             return time.perf_counter() - start

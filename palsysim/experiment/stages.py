@@ -27,13 +27,12 @@ import sys
 from ..base.errors import InputError
 from ..base.files import write_bytes
 from ..base.layout import generated_sources, photos_in, source_item
-from ..base.paths import REPO
+from ..base.paths import API_DIR, REPO
 from ..base.photos import read_image, write_image
 from ..base.vocabulary import ITEMS
 from ..comfy import host
-from ..comfy.batch import run_batch
-from ..comfy.client import Client
-from ..comfy.plan import MANIFEST, find_patients, prepare_graph
+from ..comfy.generate import generate as generate_images
+from ..comfy.plan import MANIFEST, find_patients
 from .config import METHODS
 
 STATE = "state.json"
@@ -237,11 +236,10 @@ def train(exp, state, found, bar, quiet=False):
 
 # --- generate --------------------------------------------------------------------------------------
 
-def run_graph(exp, client, workflow, net, condition):
-    """The shipped API workflow with the experiment's models and sampling settings, privacy gate bypassed
-    (every image is scored: the gate's threshold would bias the privacy numbers)."""
+def settings_edit(exp, net):
+    """generate()'s edit for a shipped API workflow: the experiment's models and sampling settings, and
+    the privacy gate bypassed (every image is scored: the gate's threshold would bias the privacy numbers)."""
     from ..comfy import workflow as wf
-    graph = prepare_graph(os.path.join(REPO, "workflows", "api", f"{workflow}.json"), client)
     g = exp.generate
     values = {
         "CheckpointLoaderSimple": {"ckpt_name": os.path.basename(exp.checkpoint)},
@@ -254,13 +252,15 @@ def run_graph(exp, client, workflow, net, condition):
         "PalsyFaceCrop": {"size": g["resolution"]},
         "PalsyPFCondition": {"size": g["resolution"]},
     }
-    for nid, node in graph.items():
-        for name, value in values.get(node["class_type"], {}).items():
-            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
-                node["inputs"][name] = value
-    for nid in [n for n, node in graph.items() if node["class_type"] == "PalsyPrivacyGate"]:
-        wf.bypass(graph, nid, client.object_info)
-    return graph
+
+    def edit(graph, object_info):
+        for node in graph.values():
+            for name, value in values.get(node["class_type"], {}).items():
+                if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+                    node["inputs"][name] = value
+        for nid in [n for n, node in graph.items() if node["class_type"] == "PalsyPrivacyGate"]:
+            wf.bypass(graph, nid, object_info)
+    return edit
 
 
 def generate(exp, state, found, bar, servers=None, embedded=1):
@@ -272,7 +272,7 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
     donor_of = patient_donors(exp, found)
     todo = {}
     for name, (workflow, net, condition) in runs.items():
-        fp = fingerprint(file_digest(os.path.join(REPO, "workflows", "api", f"{workflow}.json")),
+        fp = fingerprint(file_digest(os.path.join(API_DIR, f"{workflow}.json")),
                          file_digest(net_path(exp, net) if net else exp.controlnet),
                          file_digest(exp.checkpoint), exp.generate,
                          sorted((k, e, file_digest(p)) for k, ps in photos.items() for e, p in ps.items()),
@@ -289,17 +289,16 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
             bar.step(f"generate/{name}")
             if name not in todo:
                 continue
-            clients = [Client(url) for url in urls]
-            graph = run_graph(exp, clients[0], workflow, net, condition)
             # One batch per donor (CODC): each patient's images on the donor prepare gave them.
             groups = {}
             for key, donor in donor_of.items():
                 groups.setdefault(donor if condition == "codc" else None, {})[key] = photos[key]
             failed = []
             for donor, group in groups.items():
-                failed += run_batch(clients, graph, group, exp.path("generated", name), exp.generate["identities"],
-                                    exp.generate["seeds"], donor, name=workflow, settings={"run": name},
-                                    progress=False)["failed"]
+                failed += generate_images(urls, os.path.join(API_DIR, f"{workflow}.json"), group,
+                                          exp.path("generated", name), edit=settings_edit(exp, net), name=workflow,
+                                          identities=exp.generate["identities"], seeds=exp.generate["seeds"],
+                                          donor=donor, settings={"run": name}, progress=False)["failed"]
             if failed:
                 raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(failed))
             state.record(f"generate/{name}", todo[name])
