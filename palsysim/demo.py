@@ -4,8 +4,8 @@ import os
 
 from .base.files import write_bytes
 from .base.model_files import fetch_hint, find_model, model_dirs
-from .base.paths import API_DIR
 from .base.photos import read_image, write_image
+from .base.workflows import api_path
 from .condition.facecrop import face_crop
 from .condition.make import make_condition
 from .face.asymmetry import MEASURES, measure
@@ -147,7 +147,7 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
         os.makedirs(patients)
         write_image(os.path.join(patients, "rest.png"), patient)
         write_image(os.path.join(tmp, "donor.png"), donor)
-        workflow = os.path.join(API_DIR, "palsy_codc.json")
+        workflow = api_path("palsy_codc")
         bypass = [] if backend else ["privacy gate"]
         try:
             with servers(embedded=1, models_dir=os.environ.get("MODELS_DIR")) as urls:

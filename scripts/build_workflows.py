@@ -20,19 +20,11 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from palsysim.base.paths import TEMPLATES_DIR  # noqa: E402
 from palsysim.base.vocabulary import ITEMS  # noqa: E402
+from palsysim.base.workflows import PROMPT, template_path  # noqa: E402
 from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
 
-PROMPT = ("ID photo of <identity> wearing light-blue surgical cap and top, frontal headshot centered, even "
-          "lighting, light-blue background, ultra-realistic, sharp focus")
 CHECKPOINT, CONTROLNET, ARCFACE = "v1-5-pruned-emaonly.safetensors", "control_sd15_canny.pth", "buffalo_l/w600k_r50.onnx"
-# The template browser titles a pack's templates by file name (frontend 1.32): the UI files are named
-# by these titles; the API twins keep the short names the runner's command lines use.
-TITLES = {"palsy_pf": "PalsySim PF - synthetic palsy face from a patient photo",
-          "palsy_codc": "PalsySim CODC - patient organs on a donor face contour",
-          "palsy_zero_shot": "PalsySim zero-shot baseline - stock Canny ControlNet",
-          "palsy_yanagihara_grid": "PalsySim Yanagihara grid - ten items for each identity"}
 
 WIDTH, GAP, TITLE_H = 220, 20, 30          # node width, space between nodes, node title bar (above pos)
 GROUP_PAD, GROUP_TITLE = 12, 40
@@ -359,7 +351,7 @@ def main(argv=None):
         info = requests.get(args.server.rstrip("/") + "/object_info", timeout=60).json()
     for name, (make, note) in WORKFLOWS.items():
         wf = build(make(info), name, note + NOTE_END.replace("{api}", name))
-        path = os.path.join(TEMPLATES_DIR, TITLES[name] + ".json")
+        path = template_path(name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(json.dumps(wf, indent=1, ensure_ascii=False) + "\n")
         print("wrote", os.path.relpath(path, REPO))

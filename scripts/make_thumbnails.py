@@ -15,9 +15,8 @@ import cv2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from build_workflows import TITLES  # noqa: E402
 
-from palsysim.base.paths import TEMPLATES_DIR  # noqa: E402
+from palsysim.base.workflows import template_path  # noqa: E402
 from palsysim.base.photos import read_image  # noqa: E402
 from palsysim.condition.facecrop import face_crop  # noqa: E402
 from palsysim.condition.make import make_condition  # noqa: E402
@@ -44,7 +43,7 @@ def main():
     }
     for name, (tiles, labels) in sheets.items():
         img = sheet(tiles, labels, tile_size=256, columns=2 if len(tiles) == 4 else len(tiles))
-        path = os.path.join(TEMPLATES_DIR, TITLES[name] + ".jpg")
+        path = template_path(name, ".jpg")
         cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         print(path)
     # The registry's icon (pyproject's Icon URL points at this file): the CODC condition, square.

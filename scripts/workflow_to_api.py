@@ -20,10 +20,9 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from build_workflows import TITLES  # noqa: E402
-
 from palsysim.base.errors import InputError  # noqa: E402
-from palsysim.base.paths import API_DIR, TEMPLATES_DIR
+from palsysim.base.paths import API_DIR, TEMPLATES_DIR  # noqa: E402
+from palsysim.base.workflows import TITLES  # noqa: E402
 from palsysim.comfy.workflow import dumps, load_json, to_api  # noqa: E402
 
 

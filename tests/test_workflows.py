@@ -11,22 +11,24 @@ import requests
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
 from shipped_workflows import NAMES, TITLES
 
+from palsysim.base.paths import API_DIR, TEMPLATES_DIR
 from palsysim.base.vocabulary import ITEMS
+from palsysim.base.workflows import template_path
 from palsysim.comfy import workflow as wf
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 from workflow_to_api import twins  # noqa: E402
 
-UI = {n: os.path.join(REPO, "example_workflows", TITLES[n] + ".json") for n in NAMES}
+UI = {n: template_path(n) for n in NAMES}
 
 
 def test_the_shipped_set():
     # The frontend's documented templates folder holds the UI files and their thumbnails, one level;
     # the API twins live outside it, so the template browser never lists them.
-    assert sorted(os.listdir(wf.TEMPLATES_DIR)) == sorted(os.path.basename(p)[:-5] + x for p in UI.values()
+    assert sorted(os.listdir(TEMPLATES_DIR)) == sorted(os.path.basename(p)[:-5] + x for p in UI.values()
                                                           for x in (".json", ".jpg"))
-    assert os.path.dirname(wf.API_DIR) == WORKFLOWS and os.listdir(WORKFLOWS) == ["api"]
-    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(wf.API_DIR, "*.json"))) == NAMES
+    assert os.path.dirname(API_DIR) == WORKFLOWS and os.listdir(WORKFLOWS) == ["api"]
+    assert sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(API_DIR, "*.json"))) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)

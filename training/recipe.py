@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import torch
 
+from palsysim.base.workflows import PAPER_PROMPT
 from palsysim.controlnet.schedule import check_window
 
 from . import checkpointing as ckpt
@@ -28,9 +29,6 @@ from .objective import alpha_bars, denoising_loss, sample_timesteps
 from .output import check_outputs, write_output
 from .report import plot_loss, read_log, this_process, write_log
 
-# The paper's fixed prompt, word for word; at generation an identity takes the place of "person".
-PAPER_PROMPT = ("ID photo of person wearing light-blue surgical cap and top, frontal headshot centered, "
-                "even lighting, light-blue background, ultra-realistic, sharp focus")
 # LoRA's factors start at zero and need the larger rate LoRA practice uses: at 1e-5 the LoRA
 # baseline moved about 10x less than full tuning (issue 11).
 DEFAULT_LR = {"lora": 1e-4, "partial": 1e-5, "full": 1e-5, "freeze": 1e-5}

@@ -27,9 +27,10 @@ import sys
 from ..base.errors import InputError
 from ..base.files import write_bytes
 from ..base.layout import generated_sources, photos_in, source_item
-from ..base.paths import API_DIR, REPO
+from ..base.paths import REPO
 from ..base.photos import read_image, write_image
 from ..base.vocabulary import ITEMS
+from ..base.workflows import api_path
 from ..comfy import host
 from ..comfy.generate import generate as generate_images
 from ..comfy.plan import MANIFEST, find_patients
@@ -272,7 +273,7 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
     donor_of = patient_donors(exp, found)
     todo = {}
     for name, (workflow, net, condition) in runs.items():
-        fp = fingerprint(file_digest(os.path.join(API_DIR, f"{workflow}.json")),
+        fp = fingerprint(file_digest(api_path(workflow)),
                          file_digest(net_path(exp, net) if net else exp.controlnet),
                          file_digest(exp.checkpoint), exp.generate,
                          sorted((k, e, file_digest(p)) for k, ps in photos.items() for e, p in ps.items()),
@@ -295,7 +296,7 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
                 groups.setdefault(donor if condition == "codc" else None, {})[key] = photos[key]
             failed = []
             for donor, group in groups.items():
-                failed += generate_images(urls, os.path.join(API_DIR, f"{workflow}.json"), group,
+                failed += generate_images(urls, api_path(workflow), group,
                                           exp.path("generated", name), edit=settings_edit(exp, net), name=workflow,
                                           identities=exp.generate["identities"], seeds=exp.generate["seeds"],
                                           donor=donor, settings={"run": name}, progress=False)["failed"]

@@ -70,7 +70,7 @@ def _legacy_detector(max_faces, min_confidence):
 
 def default_task_file():
     """The face_landmarker.task used when none is given: $PALSYSIM_FACE_LANDMARKER, else the
-    models folder's (palsysim.models.find_model); None when neither exists."""
+    models folder's (base.model_files.find_model); None when neither exists."""
     from ..base.model_files import find_model
     return os.environ.get("PALSYSIM_FACE_LANDMARKER") or find_model("mediapipe", TASK_FILE)
 

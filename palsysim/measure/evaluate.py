@@ -38,6 +38,7 @@ from ..base.errors import InputError
 from ..base.files import write_bytes
 from ..base.layout import generated_sources, is_photo, photos_in, source_item, sources_in
 from ..base.photos import read_image, refuse_unreadable
+from ..base.vocabulary import ITEMS
 from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
 from ..identity import check as identity
@@ -175,7 +176,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     "files": [written paths]}.
     """
     if item not in fidelity.ITEM_WEIGHTS:
-        raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(fidelity.ITEMS)}")
+        raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(ITEMS)}")
     identity.check_thresholds(threshold, dlib_threshold)
     used = identity.resolve_backend(backend, arcface_path)
     if lpips:
