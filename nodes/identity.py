@@ -5,11 +5,12 @@ from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..palsysim.face.draw import held_back_tile
+from ..palsysim.identity import arcface
 from ..palsysim.identity import check as identity
 from ..palsysim.identity import dlib_face as identity_dlib
 from .common import Node, model_file, output, to_arrays, to_image
 
-THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {identity.THRESHOLD} is "
+THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {arcface.THRESHOLD} is "
                  f"ArcFace's same-person score at a 0.1% false-accept rate on LFW.")
 DLIB_TIP = (f"Pass only at or above this dlib descriptor distance to the patient. {identity_dlib.THRESHOLD} is "
             f"dlib's documented same-person decision (99.38% on LFW).")
@@ -24,7 +25,7 @@ def _inputs():
         io.Combo.Input("model_name", options=folder_paths.get_filename_list("insightface"),
                        tooltip="An ArcFace ONNX in models/insightface/, e.g. buffalo_l/w600k_r50.onnx "
                                "(not needed for backend dlib; auto uses dlib when it is missing)."),
-        io.Float.Input("threshold", default=identity.THRESHOLD, min=-1.0, max=1.0, step=0.01, tooltip=THRESHOLD_TIP),
+        io.Float.Input("threshold", default=arcface.THRESHOLD, min=-1.0, max=1.0, step=0.01, tooltip=THRESHOLD_TIP),
         io.Combo.Input("backend", options=list(identity.BACKENDS), default="auto", optional=True, tooltip=BACKEND_TIP),
         io.Float.Input("dlib_threshold", default=identity_dlib.THRESHOLD, min=0.0, max=2.0, step=0.01,
                        optional=True, tooltip=DLIB_TIP),

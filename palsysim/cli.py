@@ -203,26 +203,23 @@ def _at_least(low):
 def cmd_identity(args):
     import itertools
 
-    from .identity import check as identity
-    from .identity import dlib_face as identity_dlib
+    from .identity.check import check_thresholds, recognizers, resolve_backend
     if len(args.images) < 2:
         raise InputError("identity compares photos pairwise: give two or more")
-    identity.check_thresholds(args.threshold, args.dlib_threshold, THRESHOLD_FLAGS)
-    used = identity.resolve_backend(args.backend, args.arcface)
+    check_thresholds(args.threshold, args.dlib_threshold, THRESHOLD_FLAGS)
+    used = resolve_backend(args.backend, args.arcface)
+    recs = recognizers(used, args.arcface)
     stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
-    feats = {b: [identity.features(b, [read_image(p)], args.arcface, os.path.basename(p))[0] for p in args.images]
-             for b in used}
+    photos = [read_image(p) for p in args.images]
+    feats = {b: [r.features([im], os.path.basename(p))[0] for im, p in zip(photos, args.images)] for b, r in recs.items()}
     thresholds = {"arcface": args.threshold, "dlib": args.dlib_threshold}
     pairs = []
     for i, j in itertools.combinations(range(len(args.images)), 2):
         pair = {"a": stems[i], "b": stems[j]}
-        for b in used:
-            if b == "arcface":
-                sim = float(identity.cosine(feats[b][i][None], feats[b][j][None])[0, 0])
-                m = {"similarity": sim, "distance": 1.0 - sim, "same_person": sim >= thresholds[b]}
-            else:
-                dist = float(identity_dlib.distances(feats[b][i][None], feats[b][j][None])[0, 0])
-                m = {"distance": dist, "same_person": dist < thresholds[b]}
+        for b, r in recs.items():
+            score = float(r.scores(feats[b][i][None], feats[b][j][None])[0, 0])
+            m = {r.unit: score, "distance": float(r.dissimilarity(score)),
+                 "same_person": bool(r.same_person(score, thresholds[b]))}
             pair.update(m) if len(used) == 1 else pair.update({b: m})
         if len(used) > 1:  # either recogniser taking them for one person is enough to call it so
             pair["same_person"] = any(pair[b]["same_person"] for b in used)
@@ -232,9 +229,9 @@ def cmd_identity(args):
     if args.json:
         print(json.dumps({"backend": backend, "threshold": threshold, "pairs": pairs}, indent=2))
         return
-    rule = {"arcface": f"ArcFace same person at similarity >= {args.threshold}",
-            "dlib": f"dlib same person at distance < {args.dlib_threshold}"}
-    print(f"identity ({backend}): " + "; ".join(rule[b] for b in used))
+    print(f"identity ({backend}): " + "; ".join(f"{r.label} same person at {r.unit} "
+                                                  f"{'>=' if r.higher_is_alike else '<'} {thresholds[b]}"
+                                                  for b, r in recs.items()))
     for p in pairs:
         cols = [f"{b} {(p[b] if len(used) > 1 else p)['distance']:.4f}" for b in used]
         print(f"{p['a']:>24s}  {p['b']:<24s} {'  '.join(cols)}  "

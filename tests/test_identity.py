@@ -9,10 +9,11 @@ from tiny_arcface import write_tiny_arcface
 
 from palsysim.base.errors import InputError
 from palsysim.face.landmarks import face_landmarks
+from palsysim.identity import arcface as arc
 from palsysim.identity import check as identity
 
 
-def arcface_rows(images, references, arcface, threshold=identity.THRESHOLD):
+def arcface_rows(images, references, arcface, threshold=arc.THRESHOLD):
     return [r["arcface"] for r in identity.check(images, references, "arcface", arcface, threshold)[1]]
 
 
@@ -27,26 +28,26 @@ def faces():
 
 
 def test_tiny_arcface_goes_through_insightfaces_loader_once_per_file(arcface):
-    model = identity.load_model(arcface)
+    model = arc.load_model(arcface)
     assert isinstance(model, ArcFaceONNX)
     assert model.input_size == (112, 112) and model.input_mean == 127.5
-    assert identity.load_model(arcface) is model
+    assert arc.load_model(arcface) is model
     assert "CPUExecutionProvider" in model.session.get_providers()
-    assert identity.providers()[-1] == "CPUExecutionProvider"
+    assert arc.providers()[-1] == "CPUExecutionProvider"
 
 
 def test_alignment_puts_the_five_points_on_the_template(faces):
     """Dots drawn on a real photo at the five MediaPipe keypoints land on insightface's template."""
     photo = faces["grace_hopper"]  # neutral and frontal: a similarity fit can reach every point
     xy = face_landmarks(photo).xy
-    plain = identity.align(photo, xy).astype(np.float64)
+    plain = arc.align(photo, xy).astype(np.float64)
     assert plain.shape == (112, 112, 3)
-    for (x, y), target in zip(identity.keypoints(xy), arcface_dst):
+    for (x, y), target in zip(arc.keypoints(xy), arcface_dst):
         marked = photo.copy()
         # sub-pixel dot (shift 4 = 1/16 px) so rounding does not move it
         cv2.circle(marked, (int(round(x * 16)), int(round(y * 16))), 4 * 16, (255, 0, 255), -1,
                    lineType=cv2.LINE_AA, shift=4)
-        diff = np.abs(identity.align(marked, xy).astype(np.float64) - plain).sum(-1)
+        diff = np.abs(arc.align(marked, xy).astype(np.float64) - plain).sum(-1)
         ys, xs = np.mgrid[0:112, 0:112]
         centre = np.array([(xs * diff).sum(), (ys * diff).sum()]) / diff.sum()
         assert np.hypot(*(centre - target)) < 2.0, (centre, target)
@@ -58,7 +59,7 @@ def test_similarity_to_itself_is_one_and_to_other_people_lower(arcface, faces):
     sims = [r["similarity"] for r in rows]
     assert sims[0] == pytest.approx(1.0, abs=1e-6)
     assert sims[1] < 0.999 and sims[2] < 0.999
-    assert all(r["passed"] == (r["similarity"] < identity.THRESHOLD) for r in rows)
+    assert all(r["passed"] == (r["similarity"] < arc.THRESHOLD) for r in rows)
     # the highest similarity over several reference photos decides, and names that photo
     rows2 = arcface_rows(ims, [faces["tom_hanks"], faces["grace_hopper"]], arcface)
     assert [r["closest"] for r in rows2][1:] == [1, 0]
@@ -80,28 +81,28 @@ def test_threshold_between_measured_values_passes_exactly_the_images_below(arcfa
 def test_fixed_batch_export_gives_the_same_embeddings(tmp_path, arcface, faces):
     fixed = write_tiny_arcface(str(tmp_path / "fixed.onnx"), dynamic_batch=False)
     ims = [faces["astronaut"], faces["grace_hopper"]]
-    assert isinstance(identity.load_model(fixed).input_shape[0], int)
-    np.testing.assert_allclose(identity.embeddings(ims, fixed), identity.embeddings(ims, arcface), atol=1e-6)
+    assert isinstance(arc.load_model(fixed).input_shape[0], int)
+    np.testing.assert_allclose(arc.embeddings(ims, fixed), arc.embeddings(ims, arcface), atol=1e-6)
 
 
 def test_bad_model_files_get_messages_that_name_file_and_fix(tmp_path, faces):
     with pytest.raises(InputError, match=r"'.*nothere.onnx' not found.*models/insightface/"):
-        identity.load_model(str(tmp_path / "nothere.onnx"))
+        arc.load_model(str(tmp_path / "nothere.onnx"))
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07not an onnx model" * 50)
     with pytest.raises(InputError, match="corrupt.onnx is not a loadable ONNX model"):
-        identity.load_model(str(corrupt))
+        arc.load_model(str(corrupt))
     # a loadable ONNX of another kind (insightface's 192x192 landmark shape) is refused by name
     import torch
     other = str(tmp_path / "landmark.onnx")
     torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 96, stride=96), torch.nn.Flatten()),
                       torch.zeros(1, 3, 192, 192), other, dynamo=False)
     with pytest.raises(InputError, match="landmark.onnx is not an ArcFace recognition model"):
-        identity.load_model(other)
+        arc.load_model(other)
 
 
 def test_no_face_and_empty_inputs_get_clear_messages(arcface, faces):
     with pytest.raises(InputError, match="no face found in image 2 of 2"):
-        identity.embeddings([faces["astronaut"], np.full((128, 128, 3), 200, np.uint8)], arcface)
+        arc.embeddings([faces["astronaut"], np.full((128, 128, 3), 200, np.uint8)], arcface)
     with pytest.raises(InputError, match="at least one image and one reference"):
         arcface_rows([], [faces["astronaut"]], arcface)

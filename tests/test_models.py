@@ -102,7 +102,7 @@ def test_models_lists_what_a_fresh_models_folder_has_and_lacks(tmp_path):
 def test_missing_model_messages_name_the_fetch_line(tmp_path):
     from palsysim.base.errors import InputError
     from palsysim.face.landmarks import detector
-    from palsysim.identity.check import load_model
+    from palsysim.identity.arcface import load_model
     from palsysim.measure.fidelity import alexnet_weights
     cases = [(lambda: load_model(str(tmp_path / "w600k_r50.onnx")), "w600k_r50.onnx"),
              (lambda: alexnet_weights(str(tmp_path / "alexnet.pth")), "alexnet-owt-7be5be79.pth"),

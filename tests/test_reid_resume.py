@@ -138,11 +138,12 @@ def test_a_synthetic_palsy_of_a_gallery_face_is_reidentified_by_dlib_and_other_p
     # the same decisions straight from the functions, on the descriptors themselves
     from palsysim.base.photos import read_image
     from palsysim.identity import dlib_face as identity_dlib
+    dlib = identity_dlib.Dlib()
     gallery = identity_dlib.descriptors([read_image(str(root / "patients" / p / "rest.png")) for p in PATIENTS]
                                         + [read_image(str(root / "distractors" / "tom.png"))])
     probes = identity_dlib.descriptors([read_image(str(root / "generated" / "method" / PATIENTS[0] / "rest" / f"{i}.png"))
                                         for i in (1, 2, 3)])
-    close = reid.closeness("dlib", probes, gallery)
+    close = dlib.closeness(dlib.scores(probes, gallery))
     hits = reid.rank1_hits(close, ["jane", "john", "tom"], ["jane", "jane", "jane"])
     assert hits.tolist() == [True, False, False]
     assert reid.rank1_hits(close, ["jane", "john", "tom"], ["jane", "john", "tom"]).all()

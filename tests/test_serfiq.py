@@ -7,7 +7,7 @@ from real_faces import photos
 from tiny_arcface import write_tiny_arcface
 
 from palsysim.base.errors import InputError
-from palsysim.identity import check as identity
+from palsysim.identity import arcface as arc
 from palsysim.measure import serfiq
 
 
@@ -19,7 +19,7 @@ def arcface(module_tmp):
 @pytest.fixture(scope="module")
 def crops():
     faces = photos()
-    return identity.aligned_crops([faces["astronaut"], faces["grace_hopper"], faces["tom_hanks"]])
+    return arc.aligned_crops([faces["astronaut"], faces["grace_hopper"], faces["tom_hanks"]])
 
 
 def test_split_is_cut_before_the_last_fully_connected_layer(arcface):
@@ -29,15 +29,15 @@ def test_split_is_cut_before_the_last_fully_connected_layer(arcface):
 
 
 def test_split_head_and_tail_reproduce_the_full_embedding_without_dropout(arcface, crops):
-    model = identity.load_model(arcface)
+    model = arc.load_model(arcface)
     split = serfiq.load_split(arcface)
-    b = identity.blob(model, crops)
+    b = arc.blob(model, crops)
     full = onnxruntime.InferenceSession(arcface, providers=["CPUExecutionProvider"]).run(None, {"input.1": b})[0]
     feats = split.features(b)
     assert feats.shape == (3, 16 * 7 * 7)
     np.testing.assert_array_equal(split.embed(feats), full)
     # and insightface's own path gives the same embedding, normalised
-    np.testing.assert_allclose(identity.embed_aligned(model, crops),
+    np.testing.assert_allclose(arc.embed_aligned(model, crops),
                                full / np.linalg.norm(full, axis=1, keepdims=True), atol=1e-6)
 
 
@@ -66,7 +66,7 @@ def test_score_matches_the_formula_on_the_same_stochastic_embeddings(arcface, cr
 def test_dropout_masks_are_inverted_dropout_at_the_given_rate(arcface, crops):
     """Pass t's tail input is f * mask / (1 - p) with about a fraction p of f dropped."""
     split = serfiq.load_split(arcface)
-    f = split.features(identity.blob(identity.load_model(arcface), crops[:1]))[0]
+    f = split.features(arc.blob(arc.load_model(arcface), crops[:1]))[0]
     rng = np.random.default_rng(5)
     e = serfiq.stochastic_embeddings(split, f, passes=200, dropout=0.5, rng=rng)
     keep = np.random.default_rng(5).random((200, f.size)) >= 0.5

@@ -118,12 +118,12 @@ def arcface_problem(path):
 def model_problems(exp):
     """The model files exist, and are (by their headers, or loaded where that is cheap) what their
     settings say; the identity backend has what it needs."""
-    from ..identity import check as identity
+    from ..identity import arcface
     from ..identity import dlib_face as identity_dlib
     from ..measure.fidelity import lpips_model
     checks = {"checkpoint": lambda p: checkpoint_problem(tensor_shapes(p)),
               "controlnet": lambda p: controlnet_problem(tensor_shapes(p)),
-              "arcface": lambda p: arcface_problem(p) or identity.load_model(p) and None, "lpips_weights": lambda p: lpips_model(p) and None}
+              "arcface": lambda p: arcface_problem(p) or arcface.load_model(p) and None, "lpips_weights": lambda p: lpips_model(p) and None}
     problems = []
     for key, check_file in checks.items():
         path = getattr(exp, key)

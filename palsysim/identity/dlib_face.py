@@ -25,6 +25,7 @@ import numpy as np
 
 from ..base.errors import InputError
 from ..base.photos import to_rgb_uint8
+from .recognizer import Recognizer
 
 THRESHOLD = 0.6
 THRESHOLD_RANGE = (0.0, 2.0)  # a distance; descriptors are about unit length
@@ -110,3 +111,19 @@ def distances(a, b):
     """(N, 128), (M, 128) descriptors -> (N, M) Euclidean distances."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+
+
+class Dlib(Recognizer):
+    name, label, unit, higher_is_alike = "dlib", "dlib", "distance", False
+    threshold, threshold_range, threshold_source = THRESHOLD, THRESHOLD_RANGE, "dlib's documented decision"
+
+    def features(self, images, what="image", landmarks=None):  # dlib finds and aligns faces itself
+        return descriptors(images, what)
+
+    def scores(self, a, b):
+        return distances(a, b)
+
+    report_columns = ["dlib distance", "closest reference (dlib)"]
+
+    def report_cells(self, m):
+        return [f"{m['distance']:.4f}", str(m["closest"] + 1)]

@@ -41,12 +41,14 @@ from ..base.photos import read_image, refuse_unreadable
 from ..base.vocabulary import ITEMS
 from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
-from ..identity import check as identity
-from ..identity import dlib_face as identity_dlib
+from ..identity import arcface, dlib_face
+from ..identity.check import check_thresholds, recognizers, resolve_backend
 from . import fidelity, reid, serfiq
 
 LPIPS_SIZE = 512
 METRICS = ["lpips", "arcface", "arcface_max", "dlib", "dlib_min", "serfiq", "serfiq_raw", "fidelity"]
+# Per recognizer, the metric of an image's most patient-like score over all the patient's photos (the gate's rule).
+CLOSEST = {"arcface": "arcface_max", "dlib": "dlib_min"}
 COLUMNS = (["method", "images", "patients", "skipped", "unpaired"]
            + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["pass_rate"])
 
@@ -131,7 +133,7 @@ def find_generated(trees, patient_keys):
 class _Face:
     """One photo's pixels and landmarks, each backend's features, or why it could not be used."""
 
-    def __init__(self, path, used, arcface_path):
+    def __init__(self, path, recognizers):
         self.rgb = self.xy = None
         self.features = {}
         self.problem = None
@@ -142,14 +144,9 @@ class _Face:
             # keep the kind of problem, never the file's name
             self.problem = "no face found" if "no face" in str(e) else "unreadable or too small"
             return
-        for b in used:
+        for b, r in recognizers.items():
             try:
-                if b == "arcface":
-                    model = identity.load_model(arcface_path)
-                    self.crop = identity.align(self.rgb, self.xy, model.input_size[0])
-                    self.features[b] = identity.embed_aligned(model, [self.crop])[0]
-                else:
-                    self.features[b] = identity_dlib.descriptors([self.rgb], "photo")[0]
+                self.features[b] = r.features([self.rgb], "photo", landmarks=[self.xy])[0]
             except InputError as e:
                 self.problem = f"no face found by {b}" if "no face" in str(e) else f"{b}: {e}"
                 return
@@ -164,8 +161,8 @@ def _mean_std(values):
 
 
 def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
-             threshold=identity.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0, backend="auto",
-             dlib_threshold=identity_dlib.THRESHOLD, distractors=None):
+             threshold=arcface.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0, backend="auto",
+             dlib_threshold=dlib_face.THRESHOLD, distractors=None):
     """Score every generated image and write report.md, metrics.csv, report.png to out_dir.
 
     generated: a list of --generated values (see method_trees), or one folder of method trees.
@@ -177,8 +174,10 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     """
     if item not in fidelity.ITEM_WEIGHTS:
         raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(ITEMS)}")
-    identity.check_thresholds(threshold, dlib_threshold)
-    used = identity.resolve_backend(backend, arcface_path)
+    check_thresholds(threshold, dlib_threshold)
+    used = resolve_backend(backend, arcface_path)
+    recs = recognizers(used, arcface_path)
+    thresholds = {"arcface": threshold, "dlib": dlib_threshold}
     if lpips:
         fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
     patients = find_patients(patients_dir)
@@ -190,7 +189,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
 
     patient_faces, refs = {}, {}
     for index, (key, paths) in enumerate(patients.items(), 1):
-        faces = {s: _Face(p, used, arcface_path) for s, p in paths.items()}
+        faces = {s: _Face(p, recs) for s, p in paths.items()}
         usable = {k: f for k, f in faces.items() if f.problem is None}
         if not usable:
             raise InputError(f"patient {index} (of {len(patients)}, folders in sorted order) has no photo with a "
@@ -198,8 +197,8 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
         patient_faces[key] = usable
         refs[key] = {b: np.stack([f.features[b] for f in usable.values()]) for b in used}
     gallery = reid.Gallery({k: {s: f.features for s, f in faces.items()} for k, faces in patient_faces.items()},
-                           _distractors(distractors, used, arcface_path), used)
-    thresholds, reid_results = {"arcface": threshold, "dlib": dlib_threshold}, {}
+                           _distractors(distractors, recs), recs)
+    reid_results = {}
 
     rows, per_patient, listed = [], {}, []
     for method, images in methods.items():
@@ -209,7 +208,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
             index = list(patients).index(key) + 1
             counters[key] = counters.get(key, 0) + 1
             label = f"patient {index}, {expression or 'no expression'}, image {counters[key]}"
-            face = _Face(path, used, arcface_path)
+            face = _Face(path, recs)
             if face.problem is not None:
                 skipped += 1
                 listed.append((method, label, face.problem))
@@ -221,22 +220,15 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
             rec = {"patient": key, "lpips": None, "arcface": None, "arcface_max": None, "dlib": None,
                    "dlib_min": None, "serfiq": None, "serfiq_raw": None, "fidelity": None}
             passed = True
+            for b, r in recs.items():  # the paired score, and the most patient-like over all the photos
+                scores = r.scores(face.features[b][None], refs[key][b])[0]
+                rec[CLOSEST[b]] = float(scores[np.argmax(r.closeness(scores))])
+                passed &= not r.same_person(rec[CLOSEST[b]], thresholds[b])
+                if source is not None:
+                    rec[b] = float(r.scores(face.features[b][None], source.features[b][None])[0, 0])
             if "arcface" in used:
-                sims = identity.cosine(face.features["arcface"][None], refs[key]["arcface"])[0]
-                rec["arcface_max"] = float(sims.max())
-                passed &= rec["arcface_max"] < threshold
-                q = serfiq.quality_aligned([face.crop], arcface_path, serfiq_passes, seed=seed)[0]
+                q = serfiq.quality([face.rgb], arcface_path, serfiq_passes, seed=seed, landmarks=[face.xy])[0]
                 rec["serfiq_raw"], rec["serfiq"] = q, serfiq.calibrated(q)
-                if source is not None:
-                    rec["arcface"] = float(identity.cosine(face.features["arcface"][None],
-                                                           source.features["arcface"][None])[0, 0])
-            if "dlib" in used:
-                dist = identity_dlib.distances(face.features["dlib"][None], refs[key]["dlib"])[0]
-                rec["dlib_min"] = float(dist.min())
-                passed &= rec["dlib_min"] >= dlib_threshold
-                if source is not None:
-                    rec["dlib"] = float(identity_dlib.distances(face.features["dlib"][None],
-                                                                source.features["dlib"][None])[0, 0])
             if source is not None:
                 this_item = source_item(expression) if source_item(expression) in fidelity.ITEM_WEIGHTS else item
                 rec["fidelity"] = fidelity.expression_fidelity(face.xy, source.xy, this_item)["score"]
@@ -272,14 +264,14 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
             "files": files}
 
 
-def _distractors(folder, used, arcface_path):
+def _distractors(folder, recs):
     """[{backend: features}] of the distractor faces in folder (each image a person of its own), or []."""
     if folder is None:
         return []
     if not os.path.isdir(folder) or not photos_in(folder):
         raise InputError(f"--distractors {folder} is not a folder of face photos: give a folder of images, "
                          f"one person each")
-    faces = {p: _Face(p, used, arcface_path) for p in photos_in(folder)}
+    faces = {p: _Face(p, recs) for p in photos_in(folder)}
     for path, face in faces.items():  # public faces, not patients': the name helps find the one to remove
         if face.problem:
             raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "

@@ -13,34 +13,11 @@ match. Per recogniser (ArcFace, dlib) and method this reports:
 - memorisation: each image's closest training photo (the patients' photos, which trained the
   fine-tuned methods) and how alike they are; untrained methods (zero_shot) give the baseline.
 
-Shapes: N generated images (probes), M gallery photos, D feature dimensions. Closeness is "higher =
-more alike" for every recogniser: ArcFace's cosine similarity, dlib's Euclidean distance negated;
-reports give each recogniser's own unit.
+Shapes: N generated images (probes), M gallery photos, D feature dimensions. Each recogniser
+(identity.recognizer.Recognizer) gives scores in its own unit, which the reports keep, and their
+closeness (higher = more alike), which the ranking uses.
 """
 import numpy as np
-
-from ..identity import check as identity
-from ..identity import dlib_face as identity_dlib
-
-UNITS = {"arcface": "ArcFace similarity", "dlib": "dlib distance"}
-
-
-def closeness(backend, probes, gallery):
-    """(N, D) probe and (M, D) gallery features -> (N, M) closeness, higher = more alike."""
-    if backend == "arcface":
-        return identity.cosine(probes, gallery)
-    return -identity_dlib.distances(probes, gallery)
-
-
-def in_unit(backend, close):
-    """Closeness back in the recogniser's own unit (similarity, or distance)."""
-    return close if backend == "arcface" else -close
-
-
-def same_person(backend, close, threshold):
-    """(...) closeness -> (...) bool: the recogniser takes the two faces for one person (the privacy
-    gate's rule: ArcFace similarity >= threshold, dlib distance < threshold)."""
-    return close >= threshold if backend == "arcface" else -close < threshold
 
 
 def rank1_hits(close, gallery_ids, probe_ids):
@@ -51,9 +28,10 @@ def rank1_hits(close, gallery_ids, probe_ids):
 
 
 def closest_of_own(close, gallery_ids, probe_ids):
-    """(N, M) closeness -> (N,) closeness of each probe to its own person's most alike gallery photo."""
+    """(N, M) closeness -> (N,) index of each probe's own person's most alike gallery photo."""
     ids = np.asarray(gallery_ids, dtype=object)
-    return np.asarray([close[i, ids == probe_ids[i]].max() for i in range(len(probe_ids))])
+    own = [np.flatnonzero(ids == person) for person in probe_ids]
+    return np.asarray([mine[np.argmax(close[i, mine])] for i, mine in enumerate(own)])
 
 
 class Gallery:
@@ -64,15 +42,15 @@ class Gallery:
     names a patient photo ("patient 2, grin"), never by file or folder name.
     """
 
-    def __init__(self, patients, distractors, used):
-        self.used = used
+    def __init__(self, patients, distractors, recognizers):
+        self.recognizers = recognizers  # {backend: Recognizer}
         entries = [(key, f"patient {i}, {stem}", feats) for i, (key, photos) in enumerate(patients.items(), 1)
                    for stem, feats in photos.items()]
         self.training = len(entries)  # the first `training` photos are the patients'
         entries += [(("distractor", j), f"distractor {j + 1}", feats) for j, feats in enumerate(distractors)]
         self.ids = [e[0] for e in entries]
         self.labels = [e[1] for e in entries]
-        self.features = {b: np.stack([e[2][b] for e in entries]) for b in used}
+        self.features = {b: np.stack([e[2][b] for e in entries]) for b in recognizers}
         self.patients, self.distractors = len(patients), len(distractors)
 
 
@@ -84,38 +62,36 @@ def measure(gallery, probes, thresholds):
         return {}
     truth = [p[0] for p in probes]
     out = {}
-    for b in gallery.used:
-        close = closeness(b, np.stack([p[1][b] for p in probes]), gallery.features[b])
-        own = closest_of_own(close, gallery.ids, truth)
-        train = close[:, :gallery.training]
-        nearest = np.argmax(train, axis=1)
+    for b, r in gallery.recognizers.items():
+        scores = r.scores(np.stack([p[1][b] for p in probes]), gallery.features[b])
+        close, rows = r.closeness(scores), np.arange(len(probes))
+        own = scores[rows, closest_of_own(close, gallery.ids, truth)]
+        nearest = np.argmax(close[:, :gallery.training], axis=1)
         out[b] = {"images": len(probes),
                   "rank1": float(rank1_hits(close, gallery.ids, truth).mean()),
-                  "below": float((~same_person(b, own, thresholds[b])).mean()),
-                  "nearest": [(p[2], gallery.labels[j], float(in_unit(b, train[i, j])))
-                              for i, (p, j) in enumerate(zip(probes, nearest))]}
+                  "below": float((~r.same_person(own, thresholds[b])).mean()),
+                  "nearest": [(p[2], gallery.labels[j], float(scores[i, j])) for i, (p, j) in enumerate(zip(probes, nearest))]}
     return out
 
 
 def markdown(results, gallery, thresholds):
     """The report's re-identification section: results {method: measure(...)}."""
-    rules = {"arcface": f"ArcFace similarity < {thresholds.get('arcface', 0):.2f} (FAR 0.1% on LFW)",
-             "dlib": f"dlib distance >= {thresholds.get('dlib', 0):.2f} (dlib's documented decision)"}
+    rules = {b: f"{r.pass_rule(thresholds[b], 2)} ({r.threshold_source})" for b, r in gallery.recognizers.items()}
     lines = ["", "## Re-identification", "",
              f"Gallery: {gallery.training} photos of {gallery.patients} patients and {gallery.distractors} "
              f"distractor faces; rank-1 by chance: {100 / (gallery.patients + gallery.distractors):.1f}%. "
              "Below threshold: "
-             + "; ".join(rules[b] for b in gallery.used) + ", against the image's own patient's photos.", "",
+             + "; ".join(rules.values()) + ", against the image's own patient's photos.", "",
              "| method | recogniser | images | rank-1 re-identified ↓ | below same-person threshold ↑ | "
              "nearest training photo, mean |", "|---|---|---:|---:|---:|---:|"]
     for method, per in results.items():
         for b, r in per.items():
             mean = np.mean([n[2] for n in r["nearest"]])
             lines.append(f"| {method} | {b} | {r['images']} | {100 * r['rank1']:.1f}% | {100 * r['below']:.1f}% | "
-                         f"{UNITS[b]} {mean:.4f} |")
+                         f"{gallery.recognizers[b].label} {gallery.recognizers[b].unit} {mean:.4f} |")
     lines += ["", "### Memorisation: each image's closest training photo", "",
               "| method | recogniser | image | closest training photo | closeness |", "|---|---|---|---|---:|"]
-    lines += [f"| {method} | {b} | {image} | {photo} | {UNITS[b]} {value:.4f} |"
+    lines += [f"| {method} | {b} | {image} | {photo} | {gallery.recognizers[b].label} {gallery.recognizers[b].unit} {value:.4f} |"
               for method, per in results.items() for b, r in per.items() for image, photo, value in r["nearest"]]
     return "\n".join(lines) + "\n"
 

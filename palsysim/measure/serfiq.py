@@ -18,7 +18,7 @@ scale of the paper's Table II (0.35-0.60); on the raw q every method falls withi
 import numpy as np
 
 from ..base.errors import InputError
-from ..identity import check as identity
+from ..identity import arcface
 
 PASSES = 100
 DROPOUT = 0.5
@@ -71,7 +71,7 @@ class Split:
     def __init__(self, model_path):
         import onnxruntime
         head, tail, self.cut = split_model(model_path)
-        opts = dict(providers=identity.providers())
+        opts = dict(providers=arcface.providers())
         self.head = onnxruntime.InferenceSession(head.SerializeToString(), **opts)
         self.tail = onnxruntime.InferenceSession(tail.SerializeToString(), **opts)
         self.head_batch = self.head.get_inputs()[0].shape[0]
@@ -92,8 +92,8 @@ class Split:
 
 def load_split(model_path):
     """The process-wide Split of a model file (built once per file)."""
-    identity.load_model(model_path)  # same checks and messages as the identity model
-    return identity.per_file(_splits, model_path, Split)
+    arcface.load_model(model_path)  # same checks and messages as the identity model
+    return arcface.per_file(_splits, model_path, Split)
 
 
 def stochastic_embeddings(split, feature, passes=PASSES, dropout=DROPOUT, rng=None):
@@ -131,7 +131,7 @@ def quality_aligned(crops, model_path, passes=PASSES, dropout=DROPOUT, seed=0, r
     if not 0.0 < dropout < 1.0:
         raise InputError(f"SER-FIQ dropout must be between 0 and 1 (got {dropout})")
     split = load_split(model_path)
-    feats = split.features(identity.blob(identity.load_model(model_path), crops))
+    feats = split.features(arcface.blob(arcface.load_model(model_path), crops))
     scores, embs = [], []
     for f in feats:
         e = stochastic_embeddings(split, f, passes, dropout, np.random.default_rng(seed))
@@ -142,6 +142,6 @@ def quality_aligned(crops, model_path, passes=PASSES, dropout=DROPOUT, seed=0, r
 
 def quality(images, model_path, passes=PASSES, dropout=DROPOUT, seed=0, landmarks=None, what="image"):
     """list of photos -> list of SER-FIQ scores, each face aligned by its MediaPipe landmarks."""
-    size = identity.load_model(model_path).input_size[0]
-    crops = identity.aligned_crops(images, size, landmarks, what)
+    size = arcface.load_model(model_path).input_size[0]
+    crops = arcface.aligned_crops(images, size, landmarks, what)
     return quality_aligned(crops, model_path, passes, dropout, seed)

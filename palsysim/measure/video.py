@@ -92,20 +92,17 @@ def identity_over_time(frames, references, backend="auto", arcface_path=None):
     lowest distance); spread: how much the generated identity varies across frames (mean distance
     of each frame's features from their mean: 1 - cosine for ArcFace, Euclidean for dlib).
     """
-    from ..identity.check import check, cosine, features
+    from ..identity.check import check, recognizers
     used, rows = check(frames, references, backend, arcface_path)
     out = {}
-    for b in used:
-        key = "similarity" if b == "arcface" else "distance"
-        per_frame = [r[b][key] if r[b] else None for r in rows]
+    for b, r in recognizers(used, arcface_path).items():
+        per_frame = [row[b][r.unit] if row[b] else None for row in rows]
         found = [v for v in per_frame if v is not None]
         usable = [f for f, v in zip(frames, per_frame) if v is not None]
         spread = None
         if len(usable) > 1:
-            feats = np.asarray(features(b, usable, arcface_path, "frame"), dtype=np.float64)
-            centre = feats.mean(0, keepdims=True)
-            spread = float((1.0 - cosine(feats, centre)[:, 0]).mean() if b == "arcface"
-                           else np.linalg.norm(feats - centre, axis=1).mean())
+            feats = np.asarray(r.features(usable, "frame"), dtype=np.float64)
+            spread = float(r.dissimilarity(r.scores(feats, feats.mean(0, keepdims=True))[:, 0]).mean())
         out[b] = {"per_frame": per_frame, "spread": spread,
-                  "worst": (max(found) if b == "arcface" else min(found)) if found else None}
+                  "worst": found[int(np.argmax(r.closeness(found)))] if found else None}
     return out
