@@ -21,7 +21,7 @@ from .common import InputError, Node, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
 NO_BASE = "(none)"
-DISCLOSURE = "Synthetic face (not a real person) made by PalsySim: SD1.5 + "
+DISCLOSURE = "Synthetic face made by PalsySim: SD1.5 + "
 
 
 def method_summary(meta, t_lo, t_hi, apply, lora_base):

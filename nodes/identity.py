@@ -115,7 +115,9 @@ class PrivacyGate(Node):
             inputs=_inputs(),
             is_output_node=True,
             outputs=[output(io.Image, "images"), output(io.Int, "held_back"), output(io.String, "report"),
-                     output(io.Image, "slots")],
+                     output(io.Image, "slots"),
+                     output(io.String, "checked", tooltip="What the passed images may say of themselves: connect "
+                                                          "to Save Image (anonymized)'s identity_check.")],
         )
 
     @classmethod
@@ -125,7 +127,7 @@ class PrivacyGate(Node):
     @classmethod
     def execute(cls, image, reference, model_name, threshold, backend="auto",
                 dlib_threshold=identity_dlib.THRESHOLD) -> io.NodeOutput:
-        _, rows, text = _check(image, reference, model_name, threshold, backend, dlib_threshold)
+        used, rows, text = _check(image, reference, model_name, threshold, backend, dlib_threshold)
         keep = [i for i, r in enumerate(rows) if r["passed"]]
         held = len(rows) - len(keep)
         # An empty IMAGE batch breaks most nodes; block them instead (silently: the report says why).
@@ -137,4 +139,4 @@ class PrivacyGate(Node):
         # Which of the batch passed, for the headless runner to name each saved image by its place in the
         # batch; one record per run of the node (ComfyUI joins a list-mapped node's records in run order).
         shown = {**ui.PreviewText(text).as_dict(), identity.KEPT_KEY: [{"batch": len(rows), "kept": keep}]}
-        return io.NodeOutput(images, held, text, slots, ui=shown)
+        return io.NodeOutput(images, held, text, slots, identity.passed_stamp(used, threshold, dlib_threshold), ui=shown)

@@ -31,6 +31,7 @@ SUMMARY_PUNCTUATION = " \n\t.,;:()+-'\"!?%&=°±、。「」"
 _FILE_LIKE = re.compile(r"\.[^\W\d_]|[^\W\d_]:(?=\S)")
 SUMMARY_RULE = ("it is written into every image, so it may hold only words, digits, spaces and "
                 f"{SUMMARY_PUNCTUATION.strip()}, nothing file-like (no file names, paths or patient names)")
+NOT_CHECKED = "Identity not checked: no privacy gate ran before this save."
 MAX_NAME_BYTES = 200  # of each folder or file name in filename_prefix: 255 is the usual limit, a counter is added
 
 
@@ -102,6 +103,9 @@ class SaveAnonymized(Node):
                                 tooltip="Output file name prefix (a subfolder may be given). Avoid patient names."),
                 io.String.Input("method_summary", default="", multiline=True,
                                 tooltip="Written into each PNG as its Description; leave empty for no text at all."),
+                io.String.Input("identity_check", optional=True, force_input=True,
+                                tooltip="The privacy gate's `checked`: the Description then says the image passed "
+                                        "the identity check; unconnected, it says the image was not checked."),
             ],
             is_output_node=True,
         )
@@ -112,10 +116,13 @@ class SaveAnonymized(Node):
         return {"filename_prefix": check_prefix, "method_summary": check_summary}
 
     @classmethod
-    def execute(cls, images, filename_prefix, method_summary) -> io.NodeOutput:
+    def execute(cls, images, filename_prefix, method_summary, identity_check=None) -> io.NodeOutput:
         problem = check_prefix(filename_prefix) or check_summary(method_summary)
         if problem:
             raise InputError(problem)
+        # A stamp never claims more than was checked: with a summary, the image says whether it passed the gate.
+        text = "\n".join(filter(None, [method_summary.strip(),
+                                       (identity_check or NOT_CHECKED) if method_summary.strip() or identity_check else ""]))
         arrays = to_arrays(images, "images")
         # All converted before any file is written: NaN is refused, RGBA composited on white.
         rgbs = [to_rgb_uint8(np.clip(a, 0.0, 1.0), f"image {i + 1} of {len(arrays)}") for i, a in enumerate(arrays)]
@@ -126,7 +133,7 @@ class SaveAnonymized(Node):
         for i, a in enumerate(arrays):
             file = f"{name}_{counter + i:05}_.png"
             try:
-                save_png(os.path.join(folder, file), rgbs[i], method_summary.strip())
+                save_png(os.path.join(folder, file), rgbs[i], text)
             except OSError as e:  # its message holds the server's own path: name the file by the prefix alone
                 raise InputError(f"cannot save {os.path.join(subfolder, file)} in the output folder: "
                                  f"{e.strerror or type(e).__name__}") from None

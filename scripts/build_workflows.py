@@ -250,6 +250,7 @@ def gate_and_save(g, prefix):
     g.link("gate report", "source", "gate", "report")
     g.add("output", "PalsySaveAnonymized", "output", SAVE, 0, filename_prefix=prefix)
     g.link("output", "images", "gate", "images")
+    g.link("output", "identity_check", "gate", "checked")
     g.link("output", "method_summary", "controlnet", "summary")
 
 
@@ -311,11 +312,12 @@ def grid(info):
     g.add("grid output", "PalsySaveAnonymized", "grid output", SAVE, 1, filename_prefix="palsysim/grid_sheet")
     g.link("grid output", "images", "sheet", "grid")
     g.link("grid output", "method_summary", "controlnet", "summary")
+    g.link("grid output", "identity_check", "gate", "checked")  # every face on the sheet passed; the rest are grey
     return g
 
 
 NOTE_END = ("\n\nModels: see README (*Models*). Every image passes the privacy gate before the save, which "
-            "writes pixels and the method summary only. Headless: `python -m palsysim run "
+            "writes pixels, the method summary and that the image passed the identity check, nothing else. Headless: `python -m palsysim run "
             "workflows/api/{api}.json --patients DIR --out OUT`.")
 
 WORKFLOWS = {

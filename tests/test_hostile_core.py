@@ -250,10 +250,9 @@ FILE_LIKE = ["from KOBAYASHI_1987.dng", "C:KOBAYASHI_1987", "photo IMG_0042.CR2 
              "C:\\photos\\k", "D:k.png", "kobayashi.tar.gz", "see patient.record", "p1/rest", "kobayashi\uff0ejpg",
              "kobayashi\u2024jpg", "kobayashi\u2215rest", "file:kobayashi", "kobayashi_1987.png\u200b",
              "$HOME/x", "KOBAYASHI_1987", "..\\k", "k\u3000.\u3000jpg", "ｋｏｂａｙａｓｈｉ．ｊｐｇ"]
-ORDINARY = ["", "Synthetic face (not a real person) made by PalsySim: SD1.5 + ControlNet fine-tuned (partial), "
+ORDINARY = ["", "Synthetic face made by PalsySim: SD1.5 + ControlNet fine-tuned (partial), "
                 "window timesteps 500..700, applied everywhere.",
-            "Synthetic face (not a real person) made by PalsySim: SD1.5 + stock ControlNet, zero-shot "
-            "(no fine-tuning).",
+            "Synthetic face made by PalsySim: SD1.5 + stock ControlNet, zero-shot (no fine-tuning).",
             "PalsySim CODC, left-sided palsy, grade 2 (teaching image).\nNot a real person."]
 
 
@@ -264,12 +263,14 @@ def test_a_method_summary_that_holds_anything_file_like_is_refused(host, photo, 
 
 @pytest.mark.parametrize("summary", ORDINARY)
 def test_an_ordinary_method_summary_is_written_as_the_description(host, photo, summary):
+    """No privacy gate feeds this save: a summary is followed by a line saying the image was not checked."""
     from PIL import Image
     result = host.run(save_prompt(photo, "hostile/ordinary", summary))
     assert result.ok, result.error
     (path,) = host.image_paths(result, "2")
     with Image.open(path) as im:
-        assert im.text == ({"Description": summary.strip()} if summary else {})
+        assert im.text == ({"Description": summary.strip() + "\nIdentity not checked: no privacy gate ran before "
+                                           "this save."} if summary else {})
 
 
 def test_models_table_says_an_installed_unverified_file_is_not_usable(tmp_path, capsys, task_bytes):

@@ -150,3 +150,26 @@ def test_both_backends_give_both_columns_through_the_server(arcface_host, dlib_u
     report = result.outputs["8"]["text"][0]
     assert "Identity check, arcface and dlib" in report and "| dlib distance |" in report
     assert "no face: held back" in report
+
+
+@needs_dlib
+def test_a_saved_image_says_it_passed_the_gate_and_an_unchecked_one_says_it_was_not(arcface_host, dlib_uploaded):
+    """The gate's `checked` into the anonymized save: the one image that passed says so in its Description,
+    with the rule; a save fed straight from the photos (no gate) says it was not checked."""
+    from PIL import Image
+    g = dlib_graph(dlib_uploaded, "dlib")
+    summary = {"filename_prefix": "palsysim/stamp", "method_summary": "Synthetic face made by PalsySim"}
+    g["9"] = {"class_type": "PalsySaveAnonymized",
+              "inputs": {"images": ["8", 0], "identity_check": ["8", 4], **summary}}
+    g["10"] = {"class_type": "PalsySaveAnonymized", "inputs": {"images": ["3", 0], **summary}}
+    result = arcface_host.run(g)
+    assert result.ok, result.error
+    (passed,) = arcface_host.image_paths(result, "9")
+    (unchecked,) = arcface_host.image_paths(result, "10")
+    with Image.open(passed) as im:
+        assert im.text["Description"] == ("Synthetic face made by PalsySim\nIdentity check passed: dlib distance at or "
+                                          "above 0.600 against every photo of the patient."), im.text
+        assert np.array_equal(np.asarray(im.convert("RGB")), dlib_uploaded["grace_hopper"][1])
+    with Image.open(unchecked) as im:
+        assert im.text["Description"] == ("Synthetic face made by PalsySim\nIdentity not checked: no privacy gate "
+                                          "ran before this save."), im.text

@@ -137,7 +137,7 @@ def test_save_takes_a_multiline_summary(host):
     assert r.ok, r.error
     (path,) = host.image_paths(r, "2")
     from PIL import Image
-    assert Image.open(path).text["Description"] == text
+    assert Image.open(path).text["Description"] == text + "\nIdentity not checked: no privacy gate ran before this save."
 
 
 def _grid(host, rows, cols):

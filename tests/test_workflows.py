@@ -8,6 +8,7 @@ import urllib.parse
 
 import pytest
 import requests
+from PIL import Image
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
 from shipped_workflows import NAMES, TITLES
 
@@ -145,6 +146,10 @@ def run_and_check(host, tmp_path, name, expressions, expected, *extra):
     secrets = [PATIENT, str(tmp_path)] + [e + ".png" for e in expressions]
     for p in pngs(out) + pngs(os.path.join(host.output_dir, "palsysim")):
         assert_anonymous(p, secrets)
+    for p in pngs(out):  # the gate was bypassed: the stamp must not claim a check
+        with Image.open(p) as im:
+            assert im.text["Description"].startswith("Synthetic face made by PalsySim: SD1.5 + "), im.text
+            assert im.text["Description"].endswith("\nIdentity not checked: no privacy gate ran before this save.")
     return out
 
 

@@ -201,8 +201,8 @@ def bypass(graph, ref, object_info):
     """ComfyUI's "bypass" on an API graph: drop the nodes `ref` names; each consumer of one of their
     outputs gets the dropped node's input of the same type instead (as the UI's bypass mode does).
     An output node nothing consumes (e.g. a report) is simply dropped, and so is a display node (one
-    with no outputs, e.g. Preview as Text) fed by an output that has no input to take its place.
-    Returns the dropped ids."""
+    with no outputs, e.g. Preview as Text) fed by an output that has no input to take its place; an optional
+    input fed by such an output is left unconnected. Returns the dropped ids."""
     ids = find(graph, ref)
     if not ids:
         raise InputError(f"--bypass {ref}: no node has id, title or type {ref!r}")
@@ -213,12 +213,15 @@ def bypass(graph, ref, object_info):
         specs = {k: v for sec in ("required", "optional") for k, v in info.get("input", {}).get(sec, {}).items()}
         shown_only = []
         for oid, other in graph.items():
-            for name, value in other["inputs"].items():
+            for name, value in list(other["inputs"].items()):
                 if not (isinstance(value, list) and value[0] == nid):
                     continue
                 kind = info["output"][value[1]]
                 same = [k for k, v in node["inputs"].items() if isinstance(v, list) and specs.get(k, [None])[0] == kind]
-                if not same and not object_info.get(other["class_type"], {}).get("output", [None]):
+                optional = name in object_info.get(other["class_type"], {}).get("input", {}).get("optional", {})
+                if not same and optional:  # as the UI leaves it: unconnected
+                    del other["inputs"][name]
+                elif not same and not object_info.get(other["class_type"], {}).get("output", [None]):
                     shown_only.append(oid)
                 elif not same:
                     raise InputError(f"cannot bypass node {nid} ({node['class_type']}): its {kind} output feeds "

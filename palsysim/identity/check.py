@@ -97,6 +97,13 @@ def check(images, references, backend="auto", arcface_path=None, threshold=None,
     return used, rows
 
 
+def passed_stamp(used, threshold=None, dlib_threshold=None):
+    """What a saved image that passed the gate may say of itself (one line, no file-like text)."""
+    limits = thresholds(threshold, dlib_threshold)
+    rules = [r.pass_rule(limits[b], words=True) for b, r in recognizers(used).items()]
+    return f"Identity check passed: {' and '.join(rules)} against every photo of the patient."
+
+
 def report(used, rows, threshold=None, dlib_threshold=None):
     """Per-image table (markdown) of check() rows; names images by index only."""
     limits, recs = thresholds(threshold, dlib_threshold), recognizers(used)

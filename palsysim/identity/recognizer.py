@@ -42,7 +42,9 @@ class Recognizer:
         score = np.asarray(score)
         return score >= t if self.higher_is_alike else score < t
 
-    def pass_rule(self, threshold=None, digits=3):
-        """The privacy gate's rule in words: an image passes below the same-person decision."""
+    def pass_rule(self, threshold=None, digits=3, words=False):
+        """The privacy gate's rule: an image passes below the same-person decision ("ArcFace similarity < 0.280";
+        words: "ArcFace similarity below 0.280", as a saved image's stamp may hold no '<')."""
         t = self.threshold if threshold is None else threshold
-        return f"{self.label} {self.unit} {'<' if self.higher_is_alike else '>='} {t:.{digits}f}"
+        op = ("below", "at or above") if words else ("<", ">=")
+        return f"{self.label} {self.unit} {op[0] if self.higher_is_alike else op[1]} {t:.{digits}f}"
