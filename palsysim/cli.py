@@ -9,6 +9,7 @@ from .base.extras import require_extras
 from .base.layout import is_photo
 from .base.outputs import folder_out, image_file_out, refuse_overlap, unique_names
 from .base.photos import read_image, refuse_unreadable, write_image
+from .face.landmarks import mute_native_logs
 from .condition.edges import ANNOTATOR, CONVENTIONS
 
 
@@ -366,6 +367,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    mute_native_logs()
     try:
         require_extras(args.command)
         args.func(args)

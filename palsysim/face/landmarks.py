@@ -3,8 +3,10 @@
 The legacy Face Mesh API (mediapipe <= 0.10.21) carries its model inside the wheel. The Tasks API
 (every release since) needs a `face_landmarker.task` file; both give the same 478 indices.
 """
+import contextlib
 import math
 import os
+import sys
 import threading
 from collections import OrderedDict
 
@@ -122,6 +124,34 @@ def detector(max_faces=1, min_confidence=0.5, backend="auto", task_file=None):
         return found[0]
 
 
+_mute_native_logs = False
+
+
+def mute_native_logs():
+    """For a command-line process: MediaPipe's C++ log lines (TFLite's delegate notice, absl's warnings about
+    its own graph), written straight to file descriptor 2 whatever GLOG_minloglevel says, say nothing about
+    the user's run. From now on they are dropped while a detector is built and runs. A server never calls
+    this: its other threads write to the same descriptor."""
+    global _mute_native_logs
+    _mute_native_logs = True
+
+
+@contextlib.contextmanager
+def _native_logs_muted():
+    if not _mute_native_logs:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def confidence_key(min_confidence):
     """min_confidence as the detector cache's key: a finite number in [0, 1], rounded to 4 digits."""
     value = float(min_confidence)
@@ -138,7 +168,7 @@ def detect_faces(image, max_faces=1, min_confidence=0.5, backend="auto", task_fi
     """
     rgb = to_rgb_uint8(image)
     check_size(rgb)
-    with _lock:  # held from lookup to detection, so no other thread closes this detector meanwhile
+    with _lock, _native_logs_muted():  # the lock: no other thread closes this detector meanwhile
         found = detector(max_faces, min_confidence, backend, task_file)(rgb)
     h, w = rgb.shape[:2]
     faces = [np.asarray(f, dtype=np.float32) * np.array([w, h, w], dtype=np.float32) for f in found]
