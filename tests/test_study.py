@@ -175,11 +175,15 @@ def test_create_from_an_experiment_folder(inputs, tmp_path):
 
 def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_path):
     from palsysim.base.photos import read_image, write_image
+    from palsysim.study.store import source_face
     patients, generated = tmp_path / "patients", tmp_path / "generated"
     rest = read_image(os.path.join(inputs[1], sorted(os.listdir(inputs[1]))[0], "rest.png"))
-    grins = [rest[:, ::-1], np.ascontiguousarray(rest[::-1])]  # two photos of one item, told apart by pixels
+    # two photos of one item, told apart by pixels: the face mirrored, and brightened
+    grins = [np.ascontiguousarray(rest[:, ::-1]), np.clip(rest.astype(int) + 40, 0, 255).astype(np.uint8)]
+    photos = []
     for k, grin in enumerate(grins, 1):
-        write_image(str(patients / "Doe_Jane_MRN4711" / "grin" / f"Doe_Jane_grin_{k}.png"), grin)
+        photos.append(str(patients / "Doe_Jane_MRN4711" / "grin" / f"Doe_Jane_grin_{k}.png"))
+        write_image(photos[-1], grin)
         write_image(str(generated / "m" / "Doe_Jane_MRN4711" / "grin" / f"photo{k}" / "a_man_7.png"), grin[::2, ::2])
     out = str(tmp_path / "s")
     create_study(out, str(generated), str(patients), mode="rating")
@@ -189,7 +193,9 @@ def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_pat
     assert len(shown) == 2
     for image_id, source_id in shown:
         image, source = (read_image(os.path.join(out, "images", i + ".png")) for i in (image_id, source_id))
-        assert np.array_equal(image, source[::2, ::2]), "an image shown beside another photo of its item"
+        (k,) = [k for k, grin in enumerate(grins) if np.array_equal(image, grin[::2, ::2])]
+        # beside it, the face crop of its own photo (the 512 crop generation used), not of the other one
+        assert source.shape == (512, 512, 3) and np.array_equal(source, source_face(photos[k], 1, "grin"))
     assert [r[0] for r in study.conn.execute("SELECT DISTINCT expression FROM images")] == ["grin"]
     study.close()
 

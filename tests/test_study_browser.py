@@ -119,7 +119,7 @@ def current(browser):
     if not browser.find_elements(By.CSS_SELECTOR, "img[alt]"):
         raise AssertionError(browser.current_url + " " + browser.page_source[:1500])
     """(generated image id, criterion title) of the question on screen."""
-    img = browser.find_element(By.CSS_SELECTOR, 'img[alt="Generated image"], img[alt="Image to score"]')
+    img = browser.find_element(By.CSS_SELECTOR, 'img[alt="Generated face"], img[alt="Image to score"]')
     return img.get_attribute("src").rsplit("/", 1)[1], browser.find_element(By.TAG_NAME, "h1").text
 
 

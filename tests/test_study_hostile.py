@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,30 +14,11 @@ import time
 import pytest
 import requests
 from hostile_files import png_claiming
-from study_helpers import make_inputs
+from study_helpers import Served, created, csrf_of, invited, make_inputs, study_cli
 
 from palsysim.base.photos import read_image, write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def study_cli(*args):
-    return subprocess.run([sys.executable, "-m", "palsysim", "study", *args], capture_output=True, text=True,
-                          cwd=ROOT)
-
-
-def created(inputs, out, *more):
-    """A new study folder from inputs; returns its admin token."""
-    r = study_cli("create", "--images", inputs[0], "--patients", inputs[1], "--out", out, *more)
-    assert r.returncode == 0, r.stderr
-    return re.search(r"/start/(\S+)", r.stdout).group(1)
-
-
-def invited(study):
-    """One new rater's token for the study folder."""
-    r = study_cli("invite", study, "--raters", "1")
-    assert r.returncode == 0, r.stderr
-    return re.search(r"/start/(\S+)", r.stdout).group(1)
 
 
 def refused(r, *names):
@@ -58,39 +38,6 @@ def database(folder):
 @pytest.fixture(scope="module")
 def inputs(module_tmp):
     return make_inputs(str(module_tmp("inputs")), [(0, "rest"), (1, "grin")], methods=("codc_window",))
-
-
-class Served:
-    """`python -m palsysim study serve` on a free loopback port, stopped on exit."""
-
-    def __init__(self, folder):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "palsysim", "study", "serve", folder, "--port",
-                                      str(self.port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def __enter__(self):
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stdout.read().decode()
-            try:
-                requests.get(self.url + "/", timeout=2)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        raise AssertionError("the study server did not start")
-
-    def __exit__(self, *_):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-    def session(self, token):
-        s = requests.Session()
-        r = s.get(f"{self.url}/start/{token}", allow_redirects=False, timeout=10)
-        assert r.status_code == 303, r.status_code
-        return s
 
 
 # --- outputs: nothing deleted or overwritten that the study did not write --------------------------
@@ -207,10 +154,6 @@ def multipart(fields, boundary="palsysimboundary"):
         disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
         parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def csrf_of(session, url):
-    return re.search(r'name="csrf" value="(\w+)"', session.get(url, timeout=10).text).group(1)
 
 
 def assert_bad_requests_refused(server, folder, session, page, cases):

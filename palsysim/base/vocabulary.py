@@ -11,3 +11,4 @@ ITEM_TITLES = {
 ITEMS = tuple(ITEM_TITLES)
 SCORES = (0, 2, 4)  # each item 0, 2 or 4, so ten items give 0..40
 SCORE_WORDS = {0: "no movement (complete palsy)", 2: "partial movement", 4: "normal, symmetric movement"}
+REST_SCORE_WORDS = {0: "marked asymmetry", 2: "slight asymmetry", 4: "symmetric"}  # the item "at rest" has no movement

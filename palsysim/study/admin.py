@@ -1,4 +1,6 @@
 """The administrator's pages: progress, reference Yanagihara scores (trainer), results so far."""
+import math
+
 from aiohttp import web
 
 from ..base.errors import InputError
@@ -8,8 +10,11 @@ from .pages import STUDY, e, page, refuse
 
 async def admin(request):
     study = request.app[STUDY]
+    # A rater is done with every question answered; a trainee once they finished (scores then final).
+    done = (lambda p: p["finished_at"]) if study.mode == "trainer" else (lambda p: p["total"] and p["answered"] == p["total"])
     rows = "".join(f"<tr><td>{e(p['label'])}</td><td>{p['answered']} of {p['total']}</td>"
-                   f"<td>{'finished' if p['finished_at'] else ''}</td></tr>" for p in study.progress())
+                   f"<td>{'done' if done(p) else 'in progress' if p['answered'] else 'not started'}</td></tr>"
+                   for p in study.progress())
     n = study.conn.execute("SELECT COUNT(*) FROM images WHERE kind = 'generated'").fetchone()[0]
     methods = ", ".join(e(r[0]) for r in study.conn.execute("SELECT name FROM methods ORDER BY id"))
     trainer = ""
@@ -19,11 +24,11 @@ async def admin(request):
                    + (f'<span class="need">{len(missing)} still needed before trainees can start</span>' if missing
                       else '<span class="good">complete</span>') + "</p>")
     return page("Study admin", f"<h1>Study administration ({e(study.mode)} study)</h1>"
-                               f"<p>{n} generated images; methods (never shown to raters): {methods}. "
-                               f"Feedback: {'per image' if study.meta['feedback'] == 'image' else 'at the end'}"
-                               f"{'' if study.mode == 'trainer' else ' (trainer only)'}.</p>{trainer}"
+                               f"<p>{n} generated images; methods (never shown to raters): {methods}."
+                               + (f" Feedback to trainees: {'per image' if study.meta['feedback'] == 'image' else 'at the end'}."
+                                  if study.mode == "trainer" else "") + f"</p>{trainer}"
                                f'<p><a class="button" href="/admin/results">Results so far</a></p>'
-                               f"<h2>Progress</h2><table><tr><th>who</th><th>answered</th><th></th></tr>{rows}</table>"
+                               f"<h2>Progress</h2><table><tr><th>who</th><th>answered</th><th>state</th></tr>{rows}</table>"
                                "<p class=help>Add raters with <code>python -m palsysim study invite STUDY --raters N"
                                "</code>; the full results with box plots: <code>python -m palsysim study results STUDY "
                                "--out DIR</code>.</p>")
@@ -44,7 +49,8 @@ async def reference_page(request, message="", status=200):
             have = ref.get((p["id"], item))
             options = '<option value="">-</option>' + "".join(
                 f'<option value="{s}"{" selected" if have == s else ""}>{s}</option>' for s in SCORES)
-            photo = (f'<img src="/img/{p["photos"][item]}" alt="{e(p["label"])}, {item}">' if item in p["photos"]
+            photo = (f'<a href="/img/{p["photos"][item]}" target="_blank" title="open at full size">'
+                     f'<img src="/img/{p["photos"][item]}" alt="{e(p["label"])}, {item}"></a>' if item in p["photos"]
                      else "<i>no photo</i>")
             need = '<span class="need">needed</span>' if (p["id"], item) in needed and have is None else ""
             cells.append(f'<label>{photo}<br>{e(ITEM_TITLES[item])} {need}'
@@ -110,9 +116,27 @@ async def reference_csv(request):
                         headers={"Content-Disposition": 'attachment; filename="reference_scores.csv"'})
 
 
+TABLE_TITLES = {"table1": "Table I: mean and SD per method and criterion", "alpha": "Inter-rater reliability "
+                "(Krippendorff's alpha, ordinal, 95% bootstrap interval)", "raters": "Per rater",
+                "trainees": "Agreement with the reference per trainee and item (quadratic-weighted kappa)",
+                "totals": "Total scores per synthetic person", "class": "The class per item"}
+
+
+def _cell(v):
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.3f}"  # alpha with one rater, kappa with one score throughout
+    return "" if v is None else e(str(v))
+
+
 async def results_page(request):
     from .stats import results
-    r = results(request.app[STUDY], boot=200)
-    return page("Results", '<p><a href="/admin">&larr; admin</a></p><h1>Results so far</h1><p class=help>Bootstrap '
-                           "intervals here use 200 resamples; <code>study results</code> uses 1000 and writes CSV "
-                           f"files and box plots.</p><pre>{e(r['markdown'])}</pre>")
+    study = request.app[STUDY]
+    r = results(study, boot=200)
+    how = ("Bootstrap intervals here use 200 resamples; <code>study results</code> uses 1000 and writes CSV files "
+           "and box plots." if study.mode == "rating" else "<code>study results</code> writes these as CSV files.")
+    tables = "".join(f"<h2>{e(TABLE_TITLES[name])}</h2><table><tr>{''.join(f'<th>{e(f)}</th>' for f in fields)}</tr>"
+                     + "".join("<tr>" + "".join(f"<td>{_cell(row.get(f))}</td>" for f in fields) + "</tr>"
+                               for row in rows) + "</table>"
+                     for name, (rows, fields) in r["tables"].items() if name in TABLE_TITLES)
+    return page("Results", f'<p><a href="/admin">&larr; admin</a></p><h1>Results so far</h1><p class=help>{how}</p>'
+                           f"{tables or '<p>No answers yet.</p>'}")

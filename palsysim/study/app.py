@@ -11,7 +11,7 @@ import sys
 from aiohttp import web
 
 from ..base.errors import InputError
-from ..base.vocabulary import ITEM_TITLES, SCORE_WORDS, SCORES
+from ..base.vocabulary import ITEM_TITLES, REST_SCORE_WORDS, SCORE_WORDS, SCORES
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
 from .folders import IMAGE_ID
 from .pages import CSP, STUDY, e, page, refuse
@@ -115,10 +115,60 @@ async def home(request):
         raise web.HTTPSeeOther("/done")
     what = "images to score on the Yanagihara items" if study.mode == "trainer" else "questions about generated images"
     first = "Start" if len(todo) == len(tasks) else f"Continue with question {todo[0]['position']}"
+    minutes = max(1, round(len(todo) * SECONDS_PER_QUESTION / 60))
     return page("Study", f"<h1>Welcome, {e(rater['label'])}</h1><p>You have {len(tasks)} {what}; "
-                         f"{len(tasks) - len(todo)} are answered. Every answer is saved the moment you give it: "
-                         "you can stop at any time and come back with the same link.</p>"
-                         f'<p><a class="button" href="/task/{todo[0]["position"]}" data-key="ArrowRight">{first}</a></p>')
+                         f"{len(tasks) - len(todo)} are answered, about {minutes} minutes of work are left. Every "
+                         "answer is saved the moment you give it: you can stop at any time and come back with the "
+                         f"same link.</p>{_instructions(study, tasks)}"
+                         f'<p><a class="button" href="/task/{todo[0]["position"]}" data-key="ArrowRight">{first}</a></p>'
+                         f"{_hand_over(study, request)}")
+
+
+SECONDS_PER_QUESTION = 8  # a glance, a comparison and a click; the estimate on the welcome page
+
+
+def _instructions(study, tasks):
+    """What is asked and what each end of the scale means, before the first question."""
+    if study.mode == "trainer":
+        words = "".join(f"<li><b>{s}</b>: {e(SCORE_WORDS[s])} (at rest: {e(REST_SCORE_WORDS[s])})</li>" for s in SCORES)
+        return ("<h2>How to score</h2><p>Each image shows one Yanagihara item of a synthetic person with a facial "
+                f"palsy. Score the palsied side's movement for that item:</p><ul>{words}</ul>"
+                f"<p>Your scores are compared with the supervisor's reference scores "
+                f"({'after each image' if study.meta['feedback'] == 'image' else 'when you finish'}).</p>")
+    parts = []
+    for c, q in CRITERIA.items():
+        n = sum(t["criterion"] == c for t in tasks)
+        shown = "beside the patient's face (the same face crop), for the same Yanagihara item" if q["with_source"] \
+            else "alone, before any patient's photo is shown"
+        parts.append(f"<li><b>{e(q['title'])}</b> ({n} questions): the generated face {shown}. {e(q['question'])} "
+                     f"<br>1 = {e(q['low'])}, 5 = {e(q['high'])}; 2 to 4 lie between.</li>")
+    return ("<h2>How it works</h2><p>The questions come in parts, in this order; a part opens when the one "
+            f"before it is answered.</p><ol>{''.join(parts)}</ol>"
+            "<p>Answer with the buttons or the keys 1 to 5; the arrow keys move without answering.</p>")
+
+
+def _hand_over(study, request):
+    """A shared computer: the next rater must not go on answering as this one."""
+    return (f'<form method="post" action="/hand-over"><input type="hidden" name="csrf" '
+            f'value="{study.csrf(request["token"])}"><button class="handover" type="submit">Hand over to the next '
+            f"rater (log out this browser)</button></form>")
+
+
+async def hand_over(request):
+    response = page("Handed over", "<h1>This browser is logged out</h1><p>Every answer is saved. The next rater "
+                                   "opens their own personal link.</p>")
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+def _first_open(tasks, t):
+    """While an image's own-photo-free block (naturalness) has open questions, the blocks that show the
+    patient's photo stay closed: the position to answer first, or None."""
+    if t["criterion"] == YANAGIHARA or not CRITERIA[t["criterion"]]["with_source"]:
+        return None
+    alone = [x["position"] for x in tasks if x["criterion"] in CRITERIA
+             and not CRITERIA[x["criterion"]]["with_source"] and x["value"] is None]
+    return alone[0] if alone else None
 
 
 def _task(request):
@@ -162,11 +212,15 @@ async def task_page(request):
         return w
     if _score_final(study, rater, t):
         raise web.HTTPSeeOther(f"/task/{t['position']}/feedback" if not rater["finished_at"] else "/done")
+    if (first := _first_open(tasks, t)) is not None:
+        raise web.HTTPSeeOther(f"/task/{first}")
     csrf = study.csrf(request["token"])
+    item = f"Yanagihara item: {ITEM_TITLES.get(t['expression'], t['expression'])}"
     if t["criterion"] == YANAGIHARA:
-        title, question = f"Yanagihara item: {ITEM_TITLES[t['expression']]}", \
-            "Score the movement of the palsied side in this image."
-        choices, ends = [(s, SCORE_WORDS[s]) for s in SCORES], ""
+        rest = t["expression"] == "rest"
+        title, question = item, ("Score the symmetry of this face at rest." if rest
+                                 else "Score the movement of the palsied side in this image.")
+        choices, ends = [(s, (REST_SCORE_WORDS if rest else SCORE_WORDS)[s]) for s in SCORES], ""
         figures = _figure(t["image_id"], "Image to score", single=True)
         keys = "Keys 0, 2, 4 score; &larr; &rarr; move without scoring."
     else:
@@ -174,8 +228,9 @@ async def task_page(request):
         title, question = q["title"], q["question"]
         choices = [(s, q["low"] if s == SCALE[0] else q["high"] if s == SCALE[-1] else "") for s in SCALE]
         ends = f'<div class="ends"><span>1 = {e(q["low"])}</span><span>5 = {e(q["high"])}</span></div>'
-        figures = (_figure(t["source_id"], "Patient's photo") + _figure(t["image_id"], "Generated image")
-                   if q["with_source"] else _figure(t["image_id"], "Generated image", single=True))
+        figures = (_figure(t["source_id"], "Patient's face") + _figure(t["image_id"], "Generated face")
+                   if q["with_source"] else _figure(t["image_id"], "Generated face", single=True))
+        question = f"{question} ({item})" if q["with_source"] else question
         keys = "Keys 1-5 answer and go on; &larr; &rarr; move without answering."
     buttons = "".join(f'<button type="submit" name="value" value="{s}" data-key="{s}"'
                       f'{" class=chosen" if t["value"] == s else ""}>{s}<small>{e(w)}</small></button>'
@@ -184,7 +239,7 @@ async def task_page(request):
                        f'<div class="images">{figures}</div>'
                        f'<form method="post" action="/task/{t["position"]}"><input type="hidden" name="csrf" '
                        f'value="{csrf}"><div class="scale">{buttons}</div></form>{ends}'
-                       f'{_nav(tasks, t["position"])}<p class="help">{keys}</p>')
+                       f'{_nav(tasks, t["position"])}<p class="help">{keys}</p>{_hand_over(study, request)}')
 
 
 async def task_answer(request):
@@ -193,6 +248,9 @@ async def task_answer(request):
         return w
     if _score_final(study, rater, t):
         return refuse(409, "This image is already scored; scores are final once the feedback has been shown.")
+    if (first := _first_open(tasks, t)) is not None:
+        return refuse(409, f"Answer the naturalness questions first (question {first} is open): they come before "
+                           "any page that shows the patient's photo.")
     try:
         study.answer(rater["id"], t["position"], int(request["form"].get("value", "")))
     except (ValueError, InputError) as ex:
@@ -242,7 +300,7 @@ async def done_page(request):
     if study.mode == "rating":
         return page("Thank you", f"<h1>Thank you, {e(rater['label'])}</h1><p>All {len(tasks)} answers are saved. "
                                  "You may close this page. To change an answer, go back to "
-                                 f'<a href="/task/{len(tasks)}">the last question</a>.</p>')
+                                 f'<a href="/task/{len(tasks)}">the last question</a>.</p>{_hand_over(study, request)}')
     if study.meta["feedback"] == "end" and not rater["finished_at"]:
         return page("Finish", f"<h1>All {len(tasks)} images scored</h1><p>You can still go back and change scores. "
                               "Once you finish, your scores are final and you see the reference scores.</p>"
@@ -262,14 +320,16 @@ def _trainee_summary(study, rater, tasks):
     items = "".join(f"<tr><td>{e(ITEM_TITLES.get(i, 'all items together'))}</td><td>{k['n']}</td>"
                     f"<td>{_kappa(k['kappa'])}</td><td>{100 * k['exact']:.0f}%</td></tr>"
                     for i, k in kappa.items())
-    totals = "".join(f"<tr><td>{t['items']}</td><td>{t['score']}</td><td>{t['reference']}</td><td>{t['difference']:+d}</td></tr>"
+    totals = "".join(f"<tr><td>{e(t['patient'])}, synthetic person {t['case']}</td><td>{t['items']}</td>"
+                     f"<td>{t['score']}</td><td>{t['reference']}</td><td>{t['difference']:+d}</td></tr>"
                      for t in trainee_totals(mine))
     return page("Your results", f"<h1>Your results, {e(rater['label'])}</h1>"
                                 "<p>Agreement with the reference: quadratic-weighted kappa (1 = perfect, 0 = chance; "
                                 "n/a when it is undefined, e.g. one and the same score throughout).</p>"
                                 f"<table><tr><th>item</th><th>images</th><th>kappa</th><th>exact</th></tr>{items}</table>"
                                 "<h2>Total scores per synthetic person (over the items you scored)</h2>"
-                                "<table><tr><th>items</th><th>your total</th><th>reference total</th><th>difference</th>"
+                                "<table><tr><th>synthetic person</th><th>items</th><th>your total</th>"
+                                "<th>reference total</th><th>difference</th>"
                                 f"</tr>{totals}</table><h2>Each image</h2><table><tr><th></th><th>item</th><th>yours</th>"
                                 f"<th>reference</th><th></th></tr>{rows}</table>")
 
@@ -309,6 +369,7 @@ def make_app(study, hosts=None):
     app.router.add_get("/task/{n}/feedback", feedback_page)
     app.router.add_get("/done", done_page)
     app.router.add_post("/finish", finish)
+    app.router.add_post("/hand-over", hand_over)
     app.router.add_get("/img/{id}", image)
     app.router.add_get("/admin", admin)
     app.router.add_get("/admin/reference", reference_page)

@@ -15,8 +15,10 @@ h1{font-size:1.35em;margin:.3em 0}.question{font-size:1.15em;margin:.2em 0 .6em}
 .bar{display:flex;align-items:center;gap:12px;flex-wrap:wrap;color:#333}progress{flex:1;min-width:160px;height:14px}
 .images{display:flex;gap:16px;flex-wrap:wrap;justify-content:center;margin:8px 0}
 figure{margin:0;text-align:center}figcaption{font-weight:600;margin-bottom:4px}
-figure img{max-width:min(44vw,460px);max-height:52vh;border:1px solid #ccc;background:#fff}
-figure.single img{max-width:min(90vw,520px)}
+figure img{width:min(44vw,52vh,460px);height:auto;border:1px solid #ccc;background:#fff}
+figure.single img{width:min(90vw,52vh,520px)}
+.handover{margin:18px auto 0;display:block;background:none;border:none;color:#1a5fb4;text-decoration:underline;
+cursor:pointer;font-size:.85em}
 .scale{display:flex;gap:8px;justify-content:center;flex-wrap:wrap;margin:10px 0}
 .scale button{min-width:88px;min-height:64px;font-size:1.2em;border:2px solid #555;border-radius:8px;background:#fff;
 cursor:pointer;padding:4px 8px}.scale button small{display:block;font-size:.6em;color:#444;max-width:110px}

@@ -14,10 +14,13 @@ from ..base.layout import source_item
 from ..base.photos import read_image, write_image
 from ..base.vocabulary import ITEMS, SCORES
 from ..comfy.plan import find_patients
+from ..condition.facecrop import face_crop
+from ..face.landmarks import face_landmarks
 from .folders import DB, IMAGES, new_study_folder
 from .inputs import chosen_methods, find_generated
 from .questions import CRITERIA, SCALE, YANAGIHARA
 
+SOURCE_SIZE = 512  # the face crop's side, as in training and generation
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # secrets.token_urlsafe's alphabet
 
 SCHEMA = """
@@ -128,10 +131,22 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
     return admin
 
 
+def source_face(path, patient_id, source):
+    """A patient's photo as raters compare it: the same 512 face crop the generated faces were made from
+    (facecrop.face_crop), not the whole photo at another scale."""
+    rgb = read_image(path)
+    try:
+        xy = face_landmarks(rgb, what=f"patient {patient_id}'s {source} photo").xy
+    except InputError as ex:
+        raise InputError(f"{ex}; the study shows each patient photo as its face crop, beside the generated face")
+    return face_crop(rgb, xy, SOURCE_SIZE)[0]
+
+
 def _add_image(conn, folder, path, kind, method_id, patient_id, source, variant):
     image_id = secrets.token_hex(16)
     # re-encoded pixels only: a runner PNG's text chunks carry the workflow, which names the patient's file
-    write_image(os.path.join(folder, IMAGES, image_id + ".png"), read_image(path))
+    pixels = source_face(path, patient_id, source) if kind == "source" else read_image(path)
+    write_image(os.path.join(folder, IMAGES, image_id + ".png"), pixels)
     conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
                  (image_id, kind, method_id, patient_id, source_item(source), variant, source))
 

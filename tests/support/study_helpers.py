@@ -6,8 +6,15 @@ chunk too, as ComfyUI's workflow metadata would.
 """
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
 
+import requests
 from PIL import Image, PngImagePlugin
+
+from palsysim.base.paths import REPO as ROOT
 
 PATIENT_NAMES = ("Doe_Jane_MRN4711", "Roe_Rich_MRN0815")
 METHODS = ("codc_window", "pf_baseline")
@@ -102,3 +109,61 @@ def hand_quadratic_kappa(reference, scores, labels=(0, 2, 4)):
     observed = sum(w[i][j] * obs[i][j] for i in range(k) for j in range(k))
     expected = sum(w[i][j] * rows[i] * cols[j] / n for i in range(k) for j in range(k))
     return 1 - observed / expected
+
+
+# --- the study's command line and server, as a user runs them ---------------------------------------
+
+def study_cli(*args):
+    return subprocess.run([sys.executable, "-m", "palsysim", "study", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def created(inputs, out, *more):
+    """A new study folder from inputs; returns its admin token."""
+    r = study_cli("create", "--images", inputs[0], "--patients", inputs[1], "--out", out, *more)
+    assert r.returncode == 0, r.stderr
+    return re.search(r"/start/(\S+)", r.stdout).group(1)
+
+
+def invited(study):
+    """One new rater's token for the study folder."""
+    r = study_cli("invite", study, "--raters", "1")
+    assert r.returncode == 0, r.stderr
+    return re.search(r"/start/(\S+)", r.stdout).group(1)
+
+
+class Served:
+    """`python -m palsysim study serve` on a free loopback port, stopped on exit."""
+
+    def __init__(self, folder):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "palsysim", "study", "serve", folder, "--port",
+                                      str(self.port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.proc.stdout.read().decode()
+            try:
+                requests.get(self.url + "/", timeout=2)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise AssertionError("the study server did not start")
+
+    def __exit__(self, *_):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def session(self, token):
+        s = requests.Session()
+        r = s.get(f"{self.url}/start/{token}", allow_redirects=False, timeout=10)
+        assert r.status_code == 303, r.status_code
+        return s
+
+
+def csrf_of(session, url):
+    return re.search(r'name="csrf" value="(\w+)"', session.get(url, timeout=10).text).group(1)
