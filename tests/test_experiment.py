@@ -59,6 +59,7 @@ def init(root, exp):
             "--checkpoint", os.path.join(root, "sd", "tiny_sd15.safetensors"),
             "--controlnet", os.path.join(root, "sd", "tiny_canny.safetensors"))
     assert r.returncode == 0, r.stderr
+    assert ": check the settings, then" in r.stdout and "fill in" not in r.stdout  # every path was given
     path = os.path.join(exp, "experiment.toml")
     text, section = [], None
     for line in open(path, encoding="utf-8").read().splitlines():
@@ -221,9 +222,9 @@ def test_a_model_file_named_like_a_published_one_with_other_bytes_is_refused_unl
     write_tiny_checkpoint(os.path.join(root, "v1-5-pruned-emaonly.safetensors"))  # a wrong download, say
     write_tiny_controlnet(os.path.join(root, "tiny_canny.safetensors"))
     exp = os.path.join(root, "exp")
-    assert cli("init", exp, "--patients", os.path.join(root, "patients"), "--checkpoint",
-               os.path.join(root, "v1-5-pruned-emaonly.safetensors"), "--controlnet",
-               os.path.join(root, "tiny_canny.safetensors")).returncode == 0
+    r = cli("init", exp, "--patients", os.path.join(root, "patients"), "--checkpoint",
+            os.path.join(root, "v1-5-pruned-emaonly.safetensors"), "--controlnet", os.path.join(root, "tiny_canny.safetensors"))
+    assert r.returncode == 0 and ": fill in donors, check the settings" in r.stdout, r.stdout
     path = os.path.join(exp, "experiment.toml")
     text = open(path).read().replace('"partial_codc", ', "")  # no donors: CODC's problems aside
     open(path, "w").write(text.replace("windows = [[0, 200], [800, 999], [0, 999], [500, 700]]", "windows = []"))

@@ -102,7 +102,10 @@ def main(args):
     if args.experiment_command == "init":
         given = [os.path.abspath(p) if p else "" for p in (args.patients, args.donors, args.checkpoint, args.controlnet)]
         path = config.write_template(args.exp, *given)
-        print(f"wrote {path}: fill in the paths, then `python -m palsysim experiment run {args.exp}`")
+        names = ("patients", "donors", "checkpoint", "controlnet")
+        empty = [n for n, p in zip(names, given) if not p]
+        todo = f"fill in {', '.join(empty)}, check the settings" if empty else "check the settings"
+        print(f"wrote {path}: {todo}, then `python -m palsysim experiment run {args.exp}`")
         return
     files = run(args.exp, args.server, args.quiet, args.embedded or 1)
     print("experiment done: " + ", ".join(files))
