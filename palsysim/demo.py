@@ -138,9 +138,10 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
               f"bypassed and no privacy measure is written ({fetch_hint(DEMO_ARCFACE[1])} gets it)")
     import tempfile
 
+    from .base.layout import find_patients
     from .comfy.generate import generate
     from .comfy.host import servers
-    from .comfy.plan import find_patients, slug
+    from .comfy.plan import slug
     gen_dir = os.path.join(out, "generated")
     with tempfile.TemporaryDirectory() as tmp:
         patients = os.path.join(tmp, "patients", "sample_patient")

@@ -35,13 +35,13 @@ import os
 import sys
 
 from .base.errors import InputError
+from .base.layout import find_patients
 from .base.outputs import folder_out, refuse_overlap
 from .base.photos import refuse_unreadable
 from .base.vocabulary import ITEMS
 from .comfy.client import UPLOAD_FOLDER
 from .comfy.generate import generate
 from .comfy.host import servers
-from .comfy.plan import find_patients
 
 
 def add_server_arguments(p, default="http://127.0.0.1:8188"):

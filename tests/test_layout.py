@@ -9,9 +9,9 @@ from real_faces import photo_paths
 from runner_helpers import NO_ARCFACE, api, pngs, run_runner
 
 from palsysim.base.errors import InputError
+from palsysim.base.layout import find_patients as runner_patients
 from palsysim.base.layout import find_rest_photo, generated_sources
 from palsysim.base.video_files import frame_files
-from palsysim.comfy.plan import find_patients as runner_patients
 from palsysim.measure.evaluate import find_patients as evaluate_patients
 
 

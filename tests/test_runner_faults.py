@@ -8,10 +8,12 @@ import subprocess
 import time
 
 from host import start_host
+from runner_helpers import NO_ARCFACE, REPO, TINY, api, history_seeds, make_patients, own_server, pngs, runner_cmd
+
+from palsysim.base.layout import find_patients
 from palsysim.comfy.batch import run_batch
 from palsysim.comfy.client import Client
-from palsysim.comfy.plan import find_patients, prepare_graph
-from runner_helpers import NO_ARCFACE, REPO, TINY, api, history_seeds, make_patients, own_server, pngs, runner_cmd
+from palsysim.comfy.plan import prepare_graph
 
 
 def test_the_runner_survives_a_server_restart_mid_batch(host, tmp_path):

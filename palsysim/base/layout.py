@@ -12,6 +12,9 @@ source by it; the index, not the user's file name, names the folder, so no file 
 """
 import os
 
+from .errors import InputError
+from .vocabulary import ITEMS
+
 PHOTO_EXTS = (".png", ".jpg", ".jpeg")
 
 
@@ -75,3 +78,37 @@ def generated_sources(patient_dir):
             out += [(f"{item}/{sub}", p) for p in photos_in(os.path.join(folder, sub))]
     return out
 
+
+def find_patients(root, expressions=None):
+    """{patient: {source: photo path}} from root/<patient>/<item>.<ext> or <item>/*.<ext> (layout.py's
+    sources): every photo of each patient who has one of `expressions` (all patients if None); Plan
+    picks the jobs' photos."""
+    if not root or not os.path.isdir(root):
+        raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png "
+                         f"or PATIENTS/<patient>/<expression>/*.png)")
+    for e in expressions or ():
+        if e not in ITEMS:
+            raise InputError(f"unknown expression {e!r}: use the Yanagihara items {', '.join(ITEMS)}")
+    patients = {}
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder) or name.startswith("."):
+            continue
+        stems = [os.path.splitext(f)[0] for f in os.listdir(folder) if is_photo(f)]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:
+            raise InputError(f"{name}: two photos for {twice[0]}: keep one, or put them in a {twice[0]}/ folder")
+        photos = sources_in(folder)
+        strange = sorted({source_item(s) for s in photos} - set(ITEMS))
+        if strange:
+            raise InputError(f"{name}/{strange[0]}: name each photo (or folder of photos) after its Yanagihara item "
+                             f"({', '.join(ITEMS)})")
+        both = items_in_both(photos)
+        if both:
+            raise InputError(f"{name}: {both[0]} is both a photo and a folder of photos: keep one of the two")
+        if expressions is None and photos or {source_item(s) for s in photos} & set(expressions or ()):
+            patients[name] = photos
+    if not patients:
+        raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png or "
+                         f"{root}/<patient>/<expression>/*.png)")
+    return patients

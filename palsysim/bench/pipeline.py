@@ -174,12 +174,12 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
     sharing one batch. Every host is warmed up (models loaded) before it is timed. Returns the figures."""
     import tempfile
 
+    from ..base.layout import find_patients
     from ..base.photos import write_image
     from ..base.vocabulary import ITEMS
     from ..base.workflows import api_path
     from ..comfy import host
     from ..comfy.generate import generate
-    from ..comfy.plan import find_patients
     workflow = api_path("palsy_pf")
     common = [f"checkpoint.ckpt_name={checkpoint}", f"controlnet.control_net_name={controlnet}",
               f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}",

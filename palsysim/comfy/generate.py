@@ -9,7 +9,7 @@ from .plan import prepare_graph
 
 def generate(urls, workflow, patients, out, overrides=(), bypasses=(), edit=None, name=None, **batch):
     """Run `workflow` (an API- or UI-format file) over `patients` ({patient: {source: photo path}}, as
-    plan.find_patients gives) on the servers at `urls`, writing images and the manifest under `out`.
+    layout.find_patients gives) on the servers at `urls`, writing images and the manifest under `out`.
 
     overrides, bypasses: as `run --set NODE.INPUT=VALUE` and `--bypass NODE`; edit(graph, object_info)
     changes the checked API graph further before any job. batch: run_batch's options (identities, seeds,

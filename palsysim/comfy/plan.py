@@ -17,7 +17,7 @@ import re
 
 from ..base.errors import InputError
 from ..base.files import write_bytes
-from ..base.layout import first_photo, is_photo, items_in_both, source_item, sources_in
+from ..base.layout import first_photo, source_item
 from ..base.outputs import unique_names
 from ..base.photos import read_image
 from ..base.vocabulary import ITEMS
@@ -58,41 +58,6 @@ def photo_png(path):
     buf = io.BytesIO()
     Image.fromarray(read_image(path)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def find_patients(root, expressions=None):
-    """{patient: {source: photo path}} from root/<patient>/<item>.<ext> or <item>/*.<ext> (layout.py's
-    sources): every photo of each patient who has one of `expressions` (all patients if None); Plan
-    picks the jobs' photos."""
-    if not root or not os.path.isdir(root):
-        raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png "
-                         f"or PATIENTS/<patient>/<expression>/*.png)")
-    for e in expressions or ():
-        if e not in ITEMS:
-            raise InputError(f"unknown expression {e!r}: use the Yanagihara items {', '.join(ITEMS)}")
-    patients = {}
-    for name in sorted(os.listdir(root)):
-        folder = os.path.join(root, name)
-        if not os.path.isdir(folder) or name.startswith("."):
-            continue
-        stems = [os.path.splitext(f)[0] for f in os.listdir(folder) if is_photo(f)]
-        twice = sorted({s for s in stems if stems.count(s) > 1})
-        if twice:
-            raise InputError(f"{name}: two photos for {twice[0]}: keep one, or put them in a {twice[0]}/ folder")
-        photos = sources_in(folder)
-        strange = sorted({source_item(s) for s in photos} - set(ITEMS))
-        if strange:
-            raise InputError(f"{name}/{strange[0]}: name each photo (or folder of photos) after its Yanagihara item "
-                             f"({', '.join(ITEMS)})")
-        both = items_in_both(photos)
-        if both:
-            raise InputError(f"{name}: {both[0]} is both a photo and a folder of photos: keep one of the two")
-        if expressions is None and photos or {source_item(s) for s in photos} & set(expressions or ()):
-            patients[name] = photos
-    if not patients:
-        raise InputError(f"no patient photos under {root} (expected {root}/<patient>/<expression>.png or "
-                         f"{root}/<patient>/<expression>/*.png)")
-    return patients
 
 
 def titled(graph, prefix, kind=None):

@@ -26,14 +26,14 @@ import sys
 
 from ..base.errors import InputError
 from ..base.files import write_bytes
-from ..base.layout import generated_sources, photos_in, source_item
+from ..base.layout import find_patients, generated_sources, photos_in, source_item
 from ..base.paths import REPO
 from ..base.photos import read_image, write_image
 from ..base.vocabulary import ITEMS
 from ..base.workflows import api_path
 from ..comfy import host
 from ..comfy.generate import generate as generate_images
-from ..comfy.plan import MANIFEST, find_patients
+from ..comfy.plan import MANIFEST
 from .config import METHODS
 
 STATE = "state.json"

@@ -10,10 +10,9 @@ import shutil
 import sqlite3
 
 from ..base.errors import InputError
-from ..base.layout import source_item
+from ..base.layout import find_patients, source_item
 from ..base.photos import read_image, write_image
 from ..base.vocabulary import ITEMS, SCORES
-from ..comfy.plan import find_patients
 from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
 from .folders import DB, IMAGES, new_study_folder
