@@ -128,6 +128,11 @@ def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
         assert sorted(os.path.relpath(p, tree) for p in pngs(tree)) == [
             "patient_1/grin/photo1/man_1.png", "patient_1/grin/photo2/man_1.png", "patient_1/rest/man_1.png",
             "patient_2/grin/man_1.png", "patient_2/rest/man_1.png"]
+    # Fig. 8's window 500..700 is partial fine-tuning itself: its images are partial's, made once
+    tree = lambda run: {os.path.relpath(p, os.path.join(plain, "generated", run)): open(p, "rb").read()
+                        for p in pngs(os.path.join(plain, "generated", run))}
+    assert tree("window_500_700") == tree("partial")
+    assert "window_500_700 is partial's images (the same net, workflow and seeds: made and scored once)" in text
     for name in ("fig6.png", "fig7.png", "fig8.png", "privacy_fidelity.png", "loss.png"):
         image = read_image(os.path.join(plain, "figures", name))
         assert image.std() > 5, name  # not blank

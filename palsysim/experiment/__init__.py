@@ -15,7 +15,7 @@ from . import config, preflight, report, stages
 def evaluate(exp, state, bar, found):
     """Per run: the evaluate command's scores of its runner tree against the prepared source photos."""
     from ..measure import evaluate as ev
-    rows = []
+    rows, repeats = [], config.twins(exp.runs())
     for run in exp.runs():
         bar.step(f"evaluate/{run}")
         out = exp.path("evaluation", run)
@@ -26,7 +26,11 @@ def evaluate(exp, state, bar, found):
                                 exp.identity_backend, exp.arcface and stages.file_digest(exp.arcface),
                                 exp.lpips_weights and stages.file_digest(exp.lpips_weights))
         row_file = os.path.join(out, "row.json")
-        if not state.done(f"evaluate/{run}", fp, row_file):
+        if not state.done(f"evaluate/{run}", fp, row_file) and run in repeats:  # the same images: the same scores
+            with open(os.path.join(exp.path("evaluation", repeats[run]), "row.json"), encoding="utf-8") as f:
+                write_bytes(row_file, f.read())
+            state.record(f"evaluate/{run}", fp)
+        elif not state.done(f"evaluate/{run}", fp, row_file):
             result = ev.evaluate([f"{run}={exp.path('generated', run)}"], exp.path("prepared", "photos"),
                                  exp.arcface or None, out, lpips=bool(exp.lpips_weights),
                                  lpips_weights=exp.lpips_weights or None, backend=exp.identity_backend)

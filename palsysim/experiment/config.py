@@ -118,6 +118,17 @@ class Experiment:
         return out
 
 
+def twins(runs):
+    """{run: the earlier run it repeats} of runs() -> an ablation window with a method's net, workflow and
+    condition (window_500_700 is `partial`, window_0_999 `full`) makes that method's images to the byte:
+    they are generated and scored once, and copied."""
+    first, out = {}, {}
+    for name, spec in runs.items():
+        out.update({name: first[spec]} if spec in first else {})
+        first.setdefault(spec, name)
+    return out
+
+
 def net_name(net):
     mode, lo, hi = net
     return f"{mode}_{lo}_{hi}"

@@ -14,7 +14,7 @@ from ..base.model_files import digest_state, missing_hint
 from ..base.outputs import overlap
 from ..base.photos import read_image
 from ..controlnet.file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
-from . import stages
+from . import config, stages
 
 UNET_PREFIX = "model.diffusion_model."
 
@@ -47,6 +47,8 @@ def outputs(exp):
     for run in exp.runs():
         out[exp.path("generated", run)] = f"the images of {run}"
         out[exp.path("evaluation", run)] = f"the scores of {run}"
+    for run, first in config.twins(exp.runs()).items():
+        out[exp.path("generated", run) + ".partial"] = f"the copy of {first}'s images being made for {run}"
     return out
 
 

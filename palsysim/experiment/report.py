@@ -15,6 +15,7 @@ from ..base.files import write_bytes
 from ..base.layout import source_item
 from ..base.photos import read_image, write_image
 from ..face.draw import sheet
+from .config import twins
 
 TILE = 192
 
@@ -158,9 +159,12 @@ def write_report(exp, methods_rows, window_rows, figures, found):
     for title, headers, rows in sections:
         md += [f"## {title}", "", plain_md(headers, rows)] if rows else []
     heads = [h for _, h in COLUMNS]
+    same = "; ".join(f"{run} is {first}'s images (the same net, workflow and seeds: made and scored once)"
+                     for run, first in twins(exp.runs()).items())
     md += ["## Table II: methods", "", plain_md(heads, map(result_cells, methods_rows))]
     if window_rows:
         md += ["## Timestep ablation (Fig. 8)", "", plain_md(heads, map(result_cells, window_rows))]
+        md += [same + ".", ""] if same else []
     md += ["Identity to source: each image against its own source photo (same patient, same photo): ArcFace's "
            "cosine similarity (lower = more private) or, without ArcFace, dlib's distance (higher = more private); "
            "private share: images that pass every backend's same-person threshold against all the patient's photos. "
@@ -177,7 +181,8 @@ def write_report(exp, methods_rows, window_rows, figures, found):
         body += [f"<h2>{html.escape(title)}</h2>" + plain_html(headers, rows)] if rows else []
     body.append("<h2>Table II: methods</h2>" + plain_html(heads, map(result_cells, methods_rows)))
     if window_rows:
-        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + plain_html(heads, map(result_cells, window_rows)))
+        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + plain_html(heads, map(result_cells, window_rows))
+                    + (f"<p>{html.escape(same)}.</p>" if same else ""))
     for title, path in figures:
         data = base64.b64encode(open(path, "rb").read()).decode()
         body.append(f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">")

@@ -34,7 +34,7 @@ from ..base.workflows import api_path
 from ..comfy import host
 from ..comfy.generate import generate as generate_images
 from ..comfy.plan import MANIFEST
-from .config import METHODS
+from .config import METHODS, twins
 
 STATE = "state.json"
 
@@ -280,29 +280,47 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
                          condition == "codc" and sorted((k, file_digest(d)) for k, d in donor_of.items()))
         if not state.done(f"generate/{name}", fp, exp.path("generated", name, MANIFEST)):
             todo[name] = fp
-    if not todo:
-        for name in runs:
+    repeats = twins(runs)
+    made = [n for n in runs if n in todo and n not in repeats]
+    if made:
+        link_models(exp)
+        with host.servers(servers, embedded, exp.path("models")) as urls:
+            for name in made:
+                bar.step(f"generate/{name}")
+                generate_run(exp, name, runs[name], urls, photos, donor_of)
+                state.record(f"generate/{name}", todo[name])
+    for name in runs:
+        if name not in made:
             bar.step(f"generate/{name}")
-        return
-    link_models(exp)
-    with host.servers(servers, embedded, exp.path("models")) as urls:
-        for name, (workflow, net, condition) in runs.items():
-            bar.step(f"generate/{name}")
-            if name not in todo:
-                continue
-            # One batch per donor (CODC): each patient's images on the donor prepare gave them.
-            groups = {}
-            for key, donor in donor_of.items():
-                groups.setdefault(donor if condition == "codc" else None, {})[key] = photos[key]
-            failed = []
-            for donor, group in groups.items():
-                failed += generate_images(urls, api_path(workflow), group,
-                                          exp.path("generated", name), edit=settings_edit(exp, net), name=workflow,
-                                          identities=exp.generate["identities"], seeds=exp.generate["seeds"],
-                                          donor=donor, settings={"run": name}, progress=False)["failed"]
-            if failed:
-                raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(failed))
+        if name in todo and name in repeats:
+            copy_run(exp.path("generated", repeats[name]), exp.path("generated", name))
             state.record(f"generate/{name}", todo[name])
+
+
+def copy_run(source, target):
+    """A run's folder as a copy of another's, whole or not at all (both are the experiment's own)."""
+    partial = target + ".partial"
+    for old in (partial, target):
+        shutil.rmtree(old, ignore_errors=True)
+    shutil.copytree(source, partial)
+    os.replace(partial, target)
+
+
+def generate_run(exp, name, spec, urls, photos, donor_of):
+    """One run's images through the one generate entry, one batch per donor (CODC: each patient's images
+    on the donor prepare gave them)."""
+    workflow, net, condition = spec
+    groups = {}
+    for key, donor in donor_of.items():
+        groups.setdefault(donor if condition == "codc" else None, {})[key] = photos[key]
+    failed = []
+    for donor, group in groups.items():
+        failed += generate_images(urls, api_path(workflow), group, exp.path("generated", name),
+                                  edit=settings_edit(exp, net), name=workflow, identities=exp.generate["identities"],
+                                  seeds=exp.generate["seeds"], donor=donor, settings={"run": name},
+                                  progress=False)["failed"]
+    if failed:
+        raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(failed))
 
 
 def generated_images(exp, run):
