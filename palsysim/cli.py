@@ -164,6 +164,17 @@ def cmd_bench(args):
     elif args.which == "video":
         from .bench.video import video
         video()
+    elif args.which == "runner":
+        if not (args.checkpoint and args.controlnet):
+            raise InputError("bench runner needs --checkpoint and --controlnet (file names in the models folders)")
+        from .bench.runner import prepare_per_photo, runner_overhead
+        models = args.models_dir or os.environ.get("MODELS_DIR")
+        if not models:
+            raise InputError("bench runner needs --models-dir (or MODELS_DIR): the folder with checkpoints/ and "
+                             "controlnet/")
+        runner_overhead(models, args.checkpoint, args.controlnet, jobs=args.jobs, size=args.size, steps=args.steps,
+                        rounds=args.repeats)
+        prepare_per_photo(models, args.checkpoint, args.controlnet)
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
@@ -300,11 +311,12 @@ def parser():
                                       "codc-measures (expression kept over the 10 Yanagihara items), "
                                       "codc-layout (per organ: anchor offset from the donor's, share near own edges), "
                                       "generate (s/image per ControlNet mode, images/s with 1..N hosts), "
-                                      "video (per-frame seconds of the video pipeline, smoothing jitter and lag)")
-    p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate", "video"])
+                                      "video (per-frame seconds of the video pipeline, smoothing jitter and lag), "
+                                      "runner (s/image of the runner vs a bare /prompt loop; prepare s/photo)")
+    p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate", "video", "runner"])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures, codc-layout) or image size (generate)")
-    p.add_argument("--models-dir", help="generate: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")
+    p.add_argument("--models-dir", help="generate, runner: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")
     p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name")
     p.add_argument("--controlnet", help="generate: ControlNet file name")
     p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 3], help="generate: host counts to compare")

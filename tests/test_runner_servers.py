@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 
+import requests
+
 from runner_helpers import (NO_ARCFACE, REPO, api, history_seeds, kill_mid_run, make_patients, own_server, pngs, queued,
                             run_runner, runner_cmd)
 
@@ -60,3 +62,22 @@ def test_bench_generate_times_every_mode_and_host_count(host):
     assert set(res["modes"]) == {"none", "everywhere", "window_only", "window_then_base"}
     assert all(s > 0 for s in res["modes"].values()) and res["servers"][2] > 0
     assert any("2 host(s)" in line for line in lines)  # a smoke test: no speed is asserted
+
+
+def test_bench_runner_times_the_runner_against_a_bare_loop_and_prepare_per_photo(host):
+    from host import TINY_CHECKPOINT, TINY_CONTROLNET
+
+    from palsysim.bench.runner import prepare_per_photo, runner_overhead
+    uploads = os.path.join(host.input_dir, "palsysim")
+    before = (set(requests.get(host.url + "/history", timeout=30).json()),
+              sorted(os.listdir(uploads)) if os.path.isdir(uploads) else [])
+    lines = []
+    res = runner_overhead(host.models_dir, TINY_CHECKPOINT, TINY_CONTROLNET, jobs=2, server=host.url,
+                          log=lines.append)
+    # nothing of the bench is left on the server: no prompt in /history, no uploaded photo
+    assert (set(requests.get(host.url + "/history", timeout=30).json()),
+            sorted(os.listdir(uploads)) if os.path.isdir(uploads) else []) == before
+    assert res["runner_s"] > 0 and res["bare_s"] > 0 and res["ratio"] == res["runner_s"] / res["bare_s"]
+    assert any("runner / bare loop" in line for line in lines)  # a smoke test: no speed is asserted
+    prep = prepare_per_photo(host.models_dir, TINY_CHECKPOINT, TINY_CONTROLNET, photos=2, log=lines.append)
+    assert prep["photos"] == 2 and prep["per_photo_s"] > 0
