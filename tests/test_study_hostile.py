@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 from hostile_files import png_claiming
-from study_helpers import Served, created, csrf_of, invited, make_inputs, study_cli
+from study_helpers import Served, created, csrf_of, make_inputs, served_rater, study_cli
 
 from palsysim.base.photos import read_image, write_image
 
@@ -133,11 +133,7 @@ def test_a_new_admin_link_revokes_the_old_one_while_serving(inputs, tmp_path):
 
 def test_opening_a_wrong_link_logs_out_whoever_was_logged_in(inputs, tmp_path):
     # A shared ward computer: rater 1's cookie must not answer for the next person, whose link was mistyped.
-    study = str(tmp_path / "S")
-    created(inputs, study)
-    token = invited(study)
-    with Served(study) as server:
-        browser = server.session(token)
+    with served_rater(inputs, str(tmp_path / "S")) as (server, browser, token, _):
         assert browser.get(server.url + "/task/1", timeout=10).status_code == 200
         r = browser.get(f"{server.url}/start/{token[:-2]}xx", allow_redirects=False, timeout=10)
         assert r.status_code == 403 and "not valid" in r.text
@@ -174,10 +170,7 @@ def assert_bad_requests_refused(server, folder, session, page, cases):
 
 def test_rating_answers_malformed_are_400(inputs, tmp_path):
     study = str(tmp_path / "S")
-    created(inputs, study)
-    token = invited(study)
-    with Served(study) as server:
-        rater = server.session(token)
+    with served_rater(inputs, study) as (server, rater, token, _):
         csrf = csrf_of(rater, server.url + "/task/1").encode()
         as_file, kind = multipart([("csrf", csrf, None), ("value", b"3", "answer.txt")])
         cut, _ = multipart([("csrf", csrf, None), ("value", b"3", None)])

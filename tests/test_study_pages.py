@@ -5,7 +5,7 @@ that logs the browser out, and the admin pages as HTML tables."""
 import re
 
 import pytest
-from study_helpers import Served, created, csrf_of, invited, make_inputs
+from study_helpers import csrf_of, make_inputs, served_rater
 
 from palsysim.base.vocabulary import ITEM_TITLES
 from palsysim.study.questions import CRITERIA
@@ -21,11 +21,7 @@ def question_count(page):
 
 
 def test_welcome_names_the_parts_and_the_scale_and_the_order_is_enforced(inputs, tmp_path):
-    study = str(tmp_path / "S")
-    created(inputs, study)
-    token = invited(study)
-    with Served(study) as server:
-        rater = server.session(token)
+    with served_rater(inputs, str(tmp_path / "S")) as (server, rater, _, _):
         welcome = rater.get(server.url + "/", timeout=10).text
         assert "How it works" in welcome and "minutes of work" in welcome
         for q in CRITERIA.values():
@@ -64,11 +60,7 @@ def test_welcome_names_the_parts_and_the_scale_and_the_order_is_enforced(inputs,
 
 
 def test_hand_over_logs_this_browser_out(inputs, tmp_path):
-    study = str(tmp_path / "S")
-    created(inputs, study)
-    token = invited(study)
-    with Served(study) as server:
-        rater = server.session(token)
+    with served_rater(inputs, str(tmp_path / "S")) as (server, rater, token, _):
         home = rater.get(server.url + "/", timeout=10).text
         assert "Hand over to the next rater" in home
         csrf = re.search(r'action="/hand-over"><input type="hidden" name="csrf" value="(\w+)"', home).group(1)
@@ -80,11 +72,7 @@ def test_hand_over_logs_this_browser_out(inputs, tmp_path):
 
 
 def test_admin_pages_are_html_tables_and_say_only_what_the_mode_has(inputs, tmp_path):
-    study = str(tmp_path / "S")
-    admin_token = created(inputs, study)
-    token = invited(study)
-    with Served(study) as server:
-        rater = server.session(token)
+    with served_rater(inputs, str(tmp_path / "S")) as (server, rater, _, admin_token):
         csrf = csrf_of(rater, server.url + "/task/1")
         rater.post(server.url + "/task/1", data={"csrf": csrf, "value": "5"}, timeout=10)
         admin = server.session(admin_token)

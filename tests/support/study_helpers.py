@@ -4,6 +4,7 @@ Patient folders carry a name a real clinic might use (PATIENT_NAMES): the tests 
 reaches the study's database, a page or an export. The generated images carry it in a PNG text
 chunk too, as ComfyUI's workflow metadata would.
 """
+import contextlib
 import os
 import re
 import socket
@@ -167,3 +168,13 @@ class Served:
 
 def csrf_of(session, url):
     return re.search(r'name="csrf" value="(\w+)"', session.get(url, timeout=10).text).group(1)
+
+
+@contextlib.contextmanager
+def served_rater(inputs, folder, *create_args):
+    """A new study in folder with one invited rater, served: yields (server, the rater's requests session,
+    the rater's token, the admin token)."""
+    admin = created(inputs, folder, *create_args)
+    token = invited(folder)
+    with Served(folder) as server:
+        yield server, server.session(token), token, admin
