@@ -279,3 +279,18 @@ def test_model_files_of_the_right_kind_pass_by_their_headers(files, tmp_path):
         write_settings(exp, files, [(f'controlnet = "{files["controlnet"]}"', f'controlnet = "{controlnet}"')])
         assert preflight.model_problems(config.load(exp)) == []
     assert preflight.checkpoint_problem(preflight.tensor_shapes(pth)).startswith("is a ControlNet")
+
+
+# --- issue 27: the messages say what to do --------------------------------------------------------------
+
+def test_a_missing_model_names_its_download_and_a_patient_without_rest_photo_its_folder(files, tmp_path):
+    patients = tmp_path / "patients"
+    write_image(str(patients / "zq_norest" / "grin.png"),
+                read_image(os.path.join(files["patients"], "zq_patient", "grin.png")))
+    exp = str(tmp_path / "exp")
+    write_settings(exp, files, [(f'patients = "{files["patients"]}"', f'patients = "{patients}"'),
+                                (f'checkpoint = "{files["checkpoint"]}"', f'checkpoint = "{tmp_path / "my_sd15.ckpt"}"'),
+                                ('run = ["zero_shot"]', 'run = ["zero_shot", "partial_codc"]')])
+    refused(exp, files, f"[models] checkpoint: no such file {tmp_path / 'my_sd15.ckpt'}",
+            "python -m palsysim models --fetch v1-5-pruned-emaonly.safetensors",
+            f"[data] patients: {patients / 'zq_norest'} has no rest photo", str(patients / "zq_norest" / "rest.png"))

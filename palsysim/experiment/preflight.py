@@ -10,7 +10,7 @@ import zipfile
 
 from ..base.errors import InputError
 from ..base.layout import first_photo
-from ..base.model_files import digest_state, missing_hint
+from ..base.model_files import digest_state, fetch_hint, missing_hint
 from ..base.outputs import overlap
 from ..base.photos import read_image
 from ..controlnet.file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
@@ -117,6 +117,11 @@ def arcface_problem(path):
         return "is not an ONNX model: give ArcFace's .onnx file, e.g. buffalo_l/w600k_r50.onnx"
 
 
+# The catalog file each [models] setting names when it is the published one (the paper's base models).
+PUBLISHED = {"checkpoint": "v1-5-pruned-emaonly.safetensors", "controlnet": "control_sd15_canny.pth",
+             "arcface": "buffalo_l/w600k_r50.onnx", "lpips_weights": "alexnet-owt-7be5be79.pth"}
+
+
 def model_problems(exp):
     """The model files exist, and are (by their headers, or loaded where that is cheap) what their
     settings say; the identity backend has what it needs."""
@@ -132,7 +137,9 @@ def model_problems(exp):
         if not path:
             continue
         if not os.path.isfile(path):
-            problems.append(f"[models] {key}: no such file {path}{missing_hint(path)}")
+            hint = missing_hint(path) or (f" (the published one: {fetch_hint(PUBLISHED[key])} downloads it, then "
+                                          f"give its path)" if key in PUBLISHED else "")
+            problems.append(f"[models] {key}: no such file {path}{hint}")
             continue
         try:
             why = check_file(path)
@@ -172,10 +179,11 @@ def patient_problems(exp):
         problems.append(f"[data] donors: no such file or folder {exp.donors}")
     if not stages.needs_codc(exp):
         return found, problems
-    for key, photos in found.items():
-        if first_photo(photos, "rest") is None:
-            problems.append(f"{key} has no rest photo: the CODC workflow moves each organ as far as it moved "
-                            f"from rest (add <patient>/rest.png or drop partial_codc)")
+    for photos in found.values():
+        if first_photo(photos, "rest") is None:  # the patient's own folder, where the photo is missing
+            folder = os.path.join(exp.patients, os.path.relpath(next(iter(photos.values())), exp.patients).split(os.sep)[0])
+            problems.append(f"[data] patients: {folder} has no rest photo: the CODC workflow moves each organ as far "
+                            f"as it moved from rest (add {os.path.join(folder, 'rest.png')} or drop partial_codc)")
     donors = stages.donor_paths(exp) if os.path.exists(exp.donors) else []
     if not donors:
         problems.append("[data] donors: CODC (partial_codc) needs a donor photo (a healthy, consenting "
