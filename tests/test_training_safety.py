@@ -161,3 +161,14 @@ def test_an_incomplete_controlnet_is_named_and_called_incomplete(files, tmp_path
             load_models(files["checkpoint"], path)
         assert name in str(e.value) and "is an incomplete ControlNet" in str(e.value), str(e.value)
         assert "NoneType" not in str(e.value)
+
+
+def test_the_command_line_prints_nothing_that_is_not_about_the_run(files):
+    """No MediaPipe C++ log lines (the face crops' landmarks), no ComfyUI notes about its audio models."""
+    out = files["root"] / "quiet.safetensors"
+    r = subprocess.run([sys.executable, "-m", "training", "--checkpoint", files["checkpoint"], "--controlnet",
+                        files["controlnet"], "--data", files["data"], "--out", str(out), "--resolution", "64",
+                        "--batch-size", "1", "--steps", "1", "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr

@@ -9,6 +9,7 @@ import sys
 
 from palsysim.base.errors import InputError
 from palsysim.base.extras import require_extras
+from palsysim.face.landmarks import mute_native_logs
 
 from .host import HostError
 from .memory import OPTIMIZERS, PRECISIONS
@@ -82,6 +83,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     cfg = parse_args(argv)
+    mute_native_logs()  # a command line: MediaPipe's C++ log lines say nothing about the run
     try:
         require_extras("training")
         log = train(cfg)

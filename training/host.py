@@ -3,6 +3,7 @@
 Training runs the very modules that sample inside ComfyUI, so every checkpoint and ControlNet a
 ComfyUI user has loads here, and the trained ControlNet is the one inference runs.
 """
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -19,8 +20,17 @@ class HostError(RuntimeError):
     """ComfyUI or a model file could not be used; the message says what to do."""
 
 
+class _AudioNotes(logging.Filter):
+    """ComfyUI's notes, at import, that its audio models need torchaudio: nothing to do with SD1.5 training."""
+
+    def filter(self, record):
+        return not record.getMessage().startswith("torchaudio missing")
+
+
 def use_comfyui(explicit=None):
     """Put ComfyUI on sys.path once, on the CPU when there is no GPU; returns its folder."""
+    if not any(isinstance(f, _AudioNotes) for f in logging.getLogger().filters):
+        logging.getLogger().addFilter(_AudioNotes())
     path = comfyui_dir(explicit)
     if path not in sys.path:
         sys.path.insert(0, path)
