@@ -27,10 +27,18 @@ class _AudioNotes(logging.Filter):
         return not record.getMessage().startswith("torchaudio missing")
 
 
+def _patcher_teardown(unraisable, default=sys.unraisablehook):
+    """At interpreter exit ComfyUI's ModelPatcher.__del__ runs after the modules it needs are torn down and
+    prints an "Exception ignored" traceback per model; nothing is left to release then. Others pass on."""
+    if not (sys.is_finalizing() and getattr(unraisable.object, "__qualname__", "") == "ModelPatcher.__del__"):
+        default(unraisable)
+
+
 def use_comfyui(explicit=None):
     """Put ComfyUI on sys.path once, on the CPU when there is no GPU; returns its folder."""
     if not any(isinstance(f, _AudioNotes) for f in logging.getLogger().filters):
         logging.getLogger().addFilter(_AudioNotes())
+        sys.unraisablehook = _patcher_teardown
     path = comfyui_dir(explicit)
     if path not in sys.path:
         sys.path.insert(0, path)
