@@ -211,3 +211,19 @@ def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_pat
     study.add_raters(1)
     assert all(t["source_id"] for t in study.tasks(1) if t["criterion"] != "naturalness")
     study.close()
+
+
+def test_table_one_keeps_the_order_the_methods_were_asked_in(tmp_path):
+    """--methods (or an experiment's own order) decides Table I's rows and the box plots, not the alphabet."""
+    images, patients = make_inputs(str(tmp_path / "in"), [(0, "rest")], methods=("codc_window", "pf_baseline"))
+    for asked in (["pf_baseline", "codc_window"], ["codc_window", "pf_baseline"]):
+        out = str(tmp_path / "_".join(asked))
+        create_study(out, images, patients, mode="rating", methods=asked)
+        study = Study(out)
+        study.add_raters(1)
+        for t in study.tasks(1):
+            study.answer(1, t["position"], 3)
+        assert [r[0] for r in study.conn.execute("SELECT name FROM methods ORDER BY id")] == asked
+        rows = stats.results(study, boot=10)["tables"]["table1"][0]
+        assert list(dict.fromkeys(r["method"] for r in rows)) == asked
+        study.close()

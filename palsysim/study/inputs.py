@@ -7,6 +7,7 @@ from ..base.errors import InputError
 from ..base.layout import generated_sources, source_item
 from ..base.photos import read_image
 from ..base.vocabulary import ITEMS
+from ..experiment.config import METHODS
 
 
 def find_generated(root):
@@ -58,5 +59,6 @@ def experiment_inputs(exp):
     images, patients = os.path.join(exp, "generated"), os.path.join(exp, "prepared", "photos")
     if not os.path.isdir(images):
         raise InputError(f"--from {exp}: no generated/ folder (run `python -m palsysim experiment run {exp}` first)")
-    methods = [m for m in _dirs(images) if not m.startswith("window_")]
+    runs = [m for m in _dirs(images) if not m.startswith("window_")]
+    methods = [m for m in METHODS if m in runs] + [m for m in runs if m not in METHODS]  # the paper's order
     return images, patients if os.path.isdir(patients) else None, methods

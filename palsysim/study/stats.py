@@ -110,11 +110,12 @@ def box_plots(rows, methods, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(CRITERIA), figsize=(4 * len(CRITERIA), 3.6), squeeze=False)
+    width = max(4.0, 0.8 * len(methods) + 1.2)  # room for each method's label under its box
+    fig, axes = plt.subplots(1, len(CRITERIA), figsize=(width * len(CRITERIA), 4.2), squeeze=False)
     for ax, (c, q) in zip(axes[0], CRITERIA.items()):
         data = [[r["value"] for r in rows if r["method"] == m and r["criterion"] == c] for m in methods]
         ax.boxplot(data, showmeans=True)
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20)
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=35, ha="right", rotation_mode="anchor")
         ax.set_title(q["title"])
         ax.set_ylim(0.5, 5.5)
         ax.set_yticks(SCALE)

@@ -111,7 +111,10 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
             used = sorted({p for _, p, _, _ in generated}, key=natural_key)
             patient_id = {p: i + 1 for i, p in enumerate(used)}
             conn.executemany("INSERT INTO patients VALUES (?, ?)", [(i, f"patient {i}") for i in patient_id.values()])
-            methods = sorted({m for m, _, _, _ in generated}, key=natural_key)
+            # Table I's rows and the box plots follow this order: the one asked for (--methods, or an
+            # experiment's own), else the folders' natural order.
+            present = {m for m, _, _, _ in generated}
+            methods = [m for m in dict.fromkeys(methods or ()) if m in present] or sorted(present, key=natural_key)
             method_id = {m: i + 1 for i, m in enumerate(methods)}
             conn.executemany("INSERT INTO methods VALUES (?, ?)", [(i, m) for m, i in method_id.items()])
             for p in used:
