@@ -14,7 +14,7 @@ from ..base.errors import InputError
 from ..base.vocabulary import ITEM_TITLES, REST_SCORE_WORDS, SCORE_WORDS, SCORES
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
 from .folders import IMAGE_ID
-from .pages import CSP, STUDY, e, page, refuse
+from .pages import CSP, SECONDS_PER_QUESTION, STUDY, e, instructions, page, refuse
 from .questions import CRITERIA, SCALE, YANAGIHARA
 from .store import Study
 
@@ -119,32 +119,9 @@ async def home(request):
     return page("Study", f"<h1>Welcome, {e(rater['label'])}</h1><p>You have {len(tasks)} {what}; "
                          f"{len(tasks) - len(todo)} are answered, about {minutes} minutes of work are left. Every "
                          "answer is saved the moment you give it: you can stop at any time and come back with the "
-                         f"same link.</p>{_instructions(study, tasks)}"
+                         f"same link.</p>{instructions(study, tasks)}"
                          f'<p><a class="button" href="/task/{todo[0]["position"]}" data-key="ArrowRight">{first}</a></p>'
                          f"{_hand_over(study, request)}")
-
-
-SECONDS_PER_QUESTION = 8  # a glance, a comparison and a click; the estimate on the welcome page
-
-
-def _instructions(study, tasks):
-    """What is asked and what each end of the scale means, before the first question."""
-    if study.mode == "trainer":
-        words = "".join(f"<li><b>{s}</b>: {e(SCORE_WORDS[s])} (at rest: {e(REST_SCORE_WORDS[s])})</li>" for s in SCORES)
-        return ("<h2>How to score</h2><p>Each image shows one Yanagihara item of a synthetic person with a facial "
-                f"palsy. Score the palsied side's movement for that item:</p><ul>{words}</ul>"
-                f"<p>Your scores are compared with the supervisor's reference scores "
-                f"({'after each image' if study.meta['feedback'] == 'image' else 'when you finish'}).</p>")
-    parts = []
-    for c, q in CRITERIA.items():
-        n = sum(t["criterion"] == c for t in tasks)
-        shown = "beside the patient's face (the same face crop), for the same Yanagihara item" if q["with_source"] \
-            else "alone, before any patient's photo is shown"
-        parts.append(f"<li><b>{e(q['title'])}</b> ({n} questions): the generated face {shown}. {e(q['question'])} "
-                     f"<br>1 = {e(q['low'])}, 5 = {e(q['high'])}; 2 to 4 lie between.</li>")
-    return ("<h2>How it works</h2><p>The questions come in parts, in this order; a part opens when the one "
-            f"before it is answered.</p><ol>{''.join(parts)}</ol>"
-            "<p>Answer with the buttons or the keys 1 to 5; the arrow keys move without answering.</p>")
 
 
 def _hand_over(study, request):

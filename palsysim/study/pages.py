@@ -1,10 +1,13 @@
-"""The frame every page of the study shares: one stylesheet, one small key-handling script, a strict CSP."""
+"""The frame every page of the study shares (one stylesheet, one small key-handling script, a strict CSP) and what
+the welcome page tells a rater before the first question."""
 import base64
 import hashlib
 import html
 
 from aiohttp import web
 
+from ..base.vocabulary import REST_SCORE_WORDS, SCORE_WORDS, SCORES
+from .questions import CRITERIA
 from .store import Study
 
 STUDY = web.AppKey("study", Study)
@@ -60,3 +63,26 @@ def page(title, body, status=200):
 
 def refuse(status, message):
     return page("Not allowed", f'<h1>Not allowed</h1><p class="error">{e(message)}</p>', status)
+
+
+SECONDS_PER_QUESTION = 8  # a glance, a comparison and a click; the estimate on the welcome page
+
+
+def instructions(study, tasks):
+    """What is asked and what each end of the scale means, before the first question."""
+    if study.mode == "trainer":
+        words = "".join(f"<li><b>{s}</b>: {e(SCORE_WORDS[s])} (at rest: {e(REST_SCORE_WORDS[s])})</li>" for s in SCORES)
+        return ("<h2>How to score</h2><p>Each image shows one Yanagihara item of a synthetic person with a facial "
+                f"palsy. Score the palsied side's movement for that item:</p><ul>{words}</ul>"
+                f"<p>Your scores are compared with the supervisor's reference scores "
+                f"({'after each image' if study.meta['feedback'] == 'image' else 'when you finish'}).</p>")
+    parts = []
+    for c, q in CRITERIA.items():
+        n = sum(t["criterion"] == c for t in tasks)
+        shown = "beside the patient's face (the same face crop), for the same Yanagihara item" if q["with_source"] \
+            else "alone, before any patient's photo is shown"
+        parts.append(f"<li><b>{e(q['title'])}</b> ({n} questions): the generated face {shown}. {e(q['question'])} "
+                     f"<br>1 = {e(q['low'])}, 5 = {e(q['high'])}; 2 to 4 lie between.</li>")
+    return ("<h2>How it works</h2><p>The questions come in parts, in this order; a part opens when the one "
+            f"before it is answered.</p><ol>{''.join(parts)}</ol>"
+            "<p>Answer with the buttons or the keys 1 to 5; the arrow keys move without answering.</p>")
