@@ -111,6 +111,17 @@ def run_demo(out, backend="auto"):
           f"to {os.path.abspath(out)}")
 
 
+def held_back(gen_dir):
+    """{identity: why} of the demo's jobs whose images the privacy gate held back (the manifest's record)."""
+    try:
+        with open(os.path.join(gen_dir, "manifest.json"), encoding="utf-8") as f:
+            jobs = json.load(f).get("jobs", {}).values()
+    except OSError:
+        return {}
+    return {j["identity"]: "held back by the privacy gate: " + next(iter(j.get("reports", {}).values()), "").split("\n")[0]
+            for j in jobs if j.get("status") == "held_back"}
+
+
 # --- generation: the CODC workflow through the headless runner and the embedded ComfyUI ---------
 DEMO_MODELS = {"checkpoints": "v1-5-pruned-emaonly.safetensors", "controlnet": "control_sd15_canny.pth"}
 DEMO_ARCFACE = ("insightface", "buffalo_l/w600k_r50.onnx")
@@ -160,12 +171,13 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
             return
     if summary["failed"]:
         print("demo: some generations failed:\n  " + "\n  ".join(summary["failed"]))
-    results = {}
+    results, held = {}, held_back(gen_dir)
     for identity in DEMO_IDENTITIES:
         rel = f"sample_patient/rest/{slug(identity)}_1.png"
         path = os.path.join(gen_dir, rel)
         if not os.path.isfile(path):
-            continue  # held back by the privacy gate, or failed (the manifest says which)
+            results[rel] = {"held_back": held.get(identity, "not made: see generated/manifest.json")}
+            continue
         image = read_image(path)
         row = {}
         try:
@@ -183,12 +195,19 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
     lines = ["| image | fidelity (at rest) | ArcFace similarity to patient | dlib distance to patient | passed |",
              "|---|---|---|---|---|"]
     for rel, row in results.items():
+        if "held_back" in row:
+            lines.append(f"| {rel} | n/a | n/a | n/a | no: {row['held_back']} |")
+            continue
         p = row.get("privacy") or {}
         fid = row["fidelity_at_rest"]
         a = f"{p['arcface']['similarity']:.3f}" if p.get("arcface") else "n/a"
         d = f"{p['dlib']['distance']:.3f}" if p.get("dlib") else "n/a"
         lines.append(f"| {rel} | {fid if isinstance(fid, str) else f'{fid:.3f}'} | {a} | {d} | "
                      f"{p.get('problem') or p.get('passed', 'n/a')} |")
+    shown = sum("held_back" not in r for r in results.values())
+    if shown < len(results):
+        lines += ["", f"{len(results) - shown} of {len(results)} images were not written: the privacy gate holds back "
+                      f"an image that resembles the patient or shows no face (its report is in generated/manifest.json)."]
     with open(os.path.join(out, "generated.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -123,7 +123,10 @@ def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
         # 1 seed, each scored against its own source photo or listed as faceless (tiny models sample noise:
         # the face metrics are n/a there, and finite wherever a face was found)
         assert row["generated"] == 5 and row["images"] + row["no_face"] == 5 and row["unpaired"] == 0, row
-        assert all(v is None or isinstance(v, str) or math.isfinite(v) for v in row.values()), row
+        chart = row.pop("chart")
+        assert all(v is None or math.isfinite(v) for v in row.values() if not isinstance(v, (str, list))), row
+        assert len(chart["x"]) == len(chart["y"]) == row["images"], chart
+        assert all(math.isfinite(v) for v in chart["x"] + chart["y"] if v is not None), chart
         tree = os.path.join(plain, "generated", run)
         assert sorted(os.path.relpath(p, tree) for p in pngs(tree)) == [
             "patient_1/grin/photo1/man_1.png", "patient_1/grin/photo2/man_1.png", "patient_1/rest/man_1.png",

@@ -12,10 +12,10 @@ from palsysim.base.errors import InputError
 from palsysim.base.layout import find_patients as runner_patients
 from palsysim.base.layout import find_rest_photo, generated_sources
 from palsysim.base.video_files import frame_files
-from palsysim.measure.evaluate import find_patients as evaluate_patients
 
 
 def test_the_runner_evaluate_the_rest_finder_and_the_frame_reader_see_the_same_photos(tmp_path):
+    # evaluate, the study and the experiment read patients with the runner's find_patients itself
     folder = tmp_path / "patients" / "p1"
     folder.mkdir(parents=True)
     photo = photo_paths()["astronaut"]
@@ -23,10 +23,8 @@ def test_the_runner_evaluate_the_rest_finder_and_the_frame_reader_see_the_same_p
     for name in ("rest.png", "grin.JPG", "whistle.webp", "._grin.png", ".rest.png"):
         shutil.copyfile(photo, folder / name)
     runner = runner_patients(str(tmp_path / "patients"))
-    evaluate = evaluate_patients(str(tmp_path / "patients"))
     want = [str(folder / "grin.JPG"), str(folder / "rest.png")]
     assert sorted(runner["p1"].values()) == want, runner
-    assert {k: sorted(v.values()) for k, v in evaluate.items()} == {"p1": want}, evaluate
     assert frame_files(str(folder)) == want
     assert find_rest_photo(str(folder)) == str(folder / "rest.png")
 
@@ -42,7 +40,7 @@ def test_an_expression_may_be_a_folder_of_many_photos(tmp_path):
     runner = runner_patients(str(tmp_path / "patients"))["p1"]
     want = {"rest": str(folder / "rest.png"), **{f"grin/photo{k:02d}": str(folder / "grin" / names[k - 1])
                                                  for k in range(1, 11)}}
-    assert runner == want and evaluate_patients(str(tmp_path / "patients"))["p1"] == want
+    assert runner == want
     shutil.copyfile(photo, folder / "grin.png")  # one item in both forms: which photo is "grin" is unclear
     with pytest.raises(InputError, match="p1: grin is both a photo and a folder of photos: keep one"):
         runner_patients(str(tmp_path / "patients"))

@@ -15,7 +15,7 @@ from . import config, preflight, report, stages
 def evaluate(exp, state, bar, found):
     """Per run: the evaluate command's scores of its runner tree against the prepared source photos."""
     from ..measure import evaluate as ev
-    rows, repeats = [], config.twins(exp.runs())
+    rows, repeats, patients = [], config.twins(exp.runs()), None
     for run in exp.runs():
         bar.step(f"evaluate/{run}")
         out = exp.path("evaluation", run)
@@ -33,23 +33,24 @@ def evaluate(exp, state, bar, found):
         elif not state.done(f"evaluate/{run}", fp, row_file):
             result = ev.evaluate([f"{run}={exp.path('generated', run)}"], exp.path("prepared", "photos"),
                                  exp.arcface or None, out, lpips=bool(exp.lpips_weights),
-                                 lpips_weights=exp.lpips_weights or None, backend=exp.identity_backend)
-            write_bytes(row_file, json.dumps(table_row(result["rows"][0], result["backends"], len(images)),
-                                             sort_keys=True) + "\n")
+                                 lpips_weights=exp.lpips_weights or None, backend=exp.identity_backend,
+                                 patients=patients)
+            patients = result["patients"]  # the patients' photos are read and landmarked once for every run
+            write_bytes(row_file, json.dumps(table_row(result["rows"][0], len(images)), sort_keys=True) + "\n")
             state.record(f"evaluate/{run}", fp)
         with open(row_file, encoding="utf-8") as f:
             rows.append({"run": run, **json.load(f)})
     return rows
 
 
-def table_row(row, backends, generated):
-    """evaluate's per-method row -> the report's: privacy is ArcFace's paired similarity when ArcFace ran,
-    else dlib's paired distance (for dlib, higher is more private)."""
-    privacy = "arcface" if "arcface" in backends else "dlib"
+def table_row(row, generated):
+    """evaluate's per-method row -> the report's: the counts, the pass rate, every metric's Table II columns
+    that were measured (metrics.Metric.table) and the chart's series."""
+    from ..measure.metrics import metrics
+    shown = [k for m in metrics() for k in m.table if k in row["measured"]]
     return {"generated": generated, "images": row["images"], "no_face": row["skipped"], "unpaired": row["unpaired"],
-            "privacy_metric": {"arcface": "ArcFace similarity", "dlib": "dlib distance"}[privacy],
-            "privacy_mean": row[f"{privacy}_mean"], "privacy_std": row[f"{privacy}_std"], "passed": row["pass_rate"],
-            **{f"{m}_{s}": row[f"{m}_{s}"] for m in ("lpips", "serfiq", "fidelity") for s in ("mean", "std")}}
+            "passed": row["pass_rate"], "chart": row["chart"],
+            **{f"{k}_{s}": row[f"{k}_{s}"] for k in shown for s in ("mean", "std")}}
 
 
 def run(exp_dir, servers=None, quiet=False, embedded=1):

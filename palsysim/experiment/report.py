@@ -57,24 +57,9 @@ def _figure_png(fig):
 
 
 def scatter(rows, path):
-    """Privacy (identity similarity, lower = more private) against expression fidelity, per run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for row in rows:
-        x, y = row.get("privacy_mean"), row.get("fidelity_mean")
-        if x is None or y is None:
-            continue
-        ax.errorbar(x, y, xerr=row.get("privacy_std") or 0, yerr=row.get("fidelity_std") or 0, fmt="o", capsize=3)
-        ax.annotate(row["run"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel(f"identity to the source photo ({rows[0].get('privacy_metric', '') if rows else 'identity'})")
-    ax.set_ylabel("expression fidelity (higher = better)")
-    ax.set_title("Privacy vs expression fidelity per method")
-    ax.grid(alpha=0.3)
-    write_bytes(path, _figure_png(fig))
-    plt.close(fig)
-    return path
+    """Privacy (the pass rule's measure) against expression fidelity, per run: evaluate's chart."""
+    from ..measure.chart import privacy_fidelity
+    return write_bytes(path, privacy_fidelity([(row["run"], row["chart"]) for row in rows if row.get("chart")]))
 
 
 def loss_curves(exp, nets, path):
@@ -108,18 +93,35 @@ def _fmt(mean, std):
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def result_cells(row):
-    """One Table II row's cells in COLUMNS order: key_mean/key_std pairs shown as m ± s, n/a where None."""
+def columns(rows):
+    """[(row key, heading)] of Table II: the counts, each metric's Table II columns that any row measured
+    (metrics.Metric.table), the private share."""
+    from ..measure.metrics import metrics
+    measured = [(k, h) for m in metrics() for k, h in m.table.items() if any(f"{k}_mean" in r for r in rows)]
+    return ([("run", "method"), ("generated", "generated"), ("images", "scored"), ("no_face", "no face")]
+            + measured + [("passed", "private share")])
+
+
+def result_cells(row, cols):
+    """One Table II row's cells in cols order: key_mean/key_std pairs shown as m ± s, n/a where None."""
     cells = []
-    for key, _ in COLUMNS:
+    for key, _ in cols:
         v = _fmt(row[f"{key}_mean"], row.get(f"{key}_std")) if f"{key}_mean" in row else row.get(key)
         cells.append("n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
     return cells
 
 
-COLUMNS = [("run", "method"), ("generated", "generated"), ("images", "scored"), ("no_face", "no face"),
-           ("privacy_metric", "identity measure"), ("privacy", "identity to source"), ("passed", "private share"),
-           ("lpips", "LPIPS"), ("serfiq", "SER-FIQ"), ("fidelity", "expression fidelity")]
+def notes(exp, rows):
+    """What Table II's columns mean: each shown metric's own note, then the private share."""
+    from ..identity.check import thresholds
+    from ..measure.metrics import Identity, Scoring, metrics
+    shown = {k for k, _ in columns(rows)}
+    s = Scoring({m.recognizer.name: m.recognizer for m in metrics() if isinstance(m, Identity) and shown & set(m.keys)},
+                thresholds(), lpips=bool(exp.lpips_weights))
+    return ([m.note(s) for m in metrics() if shown & set(m.keys)]
+            + ["Identity and fidelity columns compare each image with its own source photo (same patient, same "
+               "photo); private share: images that pass every backend's same-person threshold against all the "
+               "patient's photos. n/a: not measurable here (no face found in the generated images)."])
 
 
 PHOTO_NOTICE = ("This page embeds face crops of your patients' photos (Figs. 6-8): keep it where the photos "
@@ -158,18 +160,16 @@ def write_report(exp, methods_rows, window_rows, figures, found):
     md += [f"**{empty}**", ""] if empty else []
     for title, headers, rows in sections:
         md += [f"## {title}", "", plain_md(headers, rows)] if rows else []
-    heads = [h for _, h in COLUMNS]
+    cols = columns(methods_rows + window_rows)
+    heads = [h for _, h in cols]
+    cells = lambda rows: [result_cells(r, cols) for r in rows]  # noqa: E731
     same = "; ".join(f"{run} is {first}'s images (the same net, workflow and seeds: made and scored once)"
                      for run, first in twins(exp.runs()).items())
-    md += ["## Table II: methods", "", plain_md(heads, map(result_cells, methods_rows))]
+    md += ["## Table II: methods", "", plain_md(heads, cells(methods_rows))]
     if window_rows:
-        md += ["## Timestep ablation (Fig. 8)", "", plain_md(heads, map(result_cells, window_rows))]
+        md += ["## Timestep ablation (Fig. 8)", "", plain_md(heads, cells(window_rows))]
         md += [same + ".", ""] if same else []
-    md += ["Identity to source: each image against its own source photo (same patient, same photo): ArcFace's "
-           "cosine similarity (lower = more private) or, without ArcFace, dlib's distance (higher = more private); "
-           "private share: images that pass every backend's same-person threshold against all the patient's photos. "
-           "LPIPS: against the source photo, both through the 512 landmark crop. SER-FIQ: the calibrated score. "
-           "n/a: not measurable here (no face found in the generated images, or the model file not given).", ""]
+    md += ["\n".join(f"- {n}" for n in notes(exp, methods_rows + window_rows)), ""]
     for title, path in figures:
         md += [f"## {title}", "", f"![{title}](figures/{os.path.basename(path)})", ""]
     write_bytes(exp.path("report.md"), "\n".join(md))
@@ -179,9 +179,9 @@ def write_report(exp, methods_rows, window_rows, figures, found):
     body += [f"<p class=\"notice\">{html.escape(empty)}</p>"] if empty else []
     for title, headers, rows in sections:
         body += [f"<h2>{html.escape(title)}</h2>" + plain_html(headers, rows)] if rows else []
-    body.append("<h2>Table II: methods</h2>" + plain_html(heads, map(result_cells, methods_rows)))
+    body.append("<h2>Table II: methods</h2>" + plain_html(heads, cells(methods_rows)))
     if window_rows:
-        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + plain_html(heads, map(result_cells, window_rows))
+        body.append("<h2>Timestep ablation (Fig. 8)</h2>" + plain_html(heads, cells(window_rows))
                     + (f"<p>{html.escape(same)}.</p>" if same else ""))
     for title, path in figures:
         data = base64.b64encode(open(path, "rb").read()).decode()

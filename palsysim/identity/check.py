@@ -12,6 +12,7 @@ from . import arcface, dlib_face
 # The privacy gate's /history record of which images of each batch it passed ([{"batch", "kept"}]).
 KEPT_KEY = "palsysim_kept"
 BACKENDS = ("auto", "arcface", "dlib", "both")
+RECOGNIZERS = {"arcface": arcface.ArcFace, "dlib": dlib_face.Dlib}  # every backend's class, in report order
 
 
 def check_thresholds(threshold, dlib_threshold, names=("threshold", "dlib_threshold")):
@@ -54,8 +55,7 @@ def resolve_backend(backend, arcface_path=None):
 
 def recognizers(used, arcface_path=None):
     """Backend names (resolve_backend's) -> {name: Recognizer}."""
-    made = {"arcface": lambda: arcface.ArcFace(arcface_path), "dlib": dlib_face.Dlib}
-    return {b: made[b]() for b in used}
+    return {b: RECOGNIZERS[b](arcface_path) if b == "arcface" else RECOGNIZERS[b]() for b in used}
 
 
 def thresholds(threshold=None, dlib_threshold=None):

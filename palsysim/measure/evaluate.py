@@ -11,7 +11,8 @@ one such tree per method (DIR/<method>/<patient>/...). In a tree, `<patient>/<ex
 (one image per expression) is read too, and `<patient>.png` / `<patient>_<anything>.png` with no
 expression.
 
-Per generated image, against its SOURCE photo (same patient, same source: the photo whose stem is
+Each measure is one class in metrics.py (its columns, score, report headings and notes). Per generated
+image, against its SOURCE photo (same patient, same source: the photo whose stem is
 the expression folder's name, or the k-th photo of the expression's folder for <expression>/photo<k>/):
 - LPIPS (AlexNet) of the two 512 landmark face crops (facecrop.face_crop), at 512;
 - ArcFace similarity to the source photo (Table II's column) and the maximum over all the
@@ -36,45 +37,21 @@ import numpy as np
 
 from ..base.errors import InputError
 from ..base.files import write_bytes
-from ..base.layout import generated_sources, is_photo, photos_in, source_item, sources_in
+from ..base.layout import find_patients, generated_sources, is_photo, photos_in
 from ..base.photos import read_image, refuse_unreadable
 from ..base.vocabulary import ITEMS
-from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
 from ..identity import arcface, dlib_face
 from ..identity.check import check_thresholds, recognizers, resolve_backend
-from . import fidelity, reid, serfiq
+from . import chart, fidelity, reid, serfiq
+from .metrics import Identity, Scoring, keys, metrics
 
-LPIPS_SIZE = 512
-METRICS = ["lpips", "arcface", "arcface_max", "dlib", "dlib_min", "serfiq", "serfiq_raw", "fidelity"]
-# Per recognizer, the metric of an image's most patient-like score over all the patient's photos (the gate's rule).
-CLOSEST = {"arcface": "arcface_max", "dlib": "dlib_min"}
-COLUMNS = (["method", "images", "patients", "skipped", "unpaired"]
-           + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["pass_rate"])
+COLUMNS = ["method", "images", "patients", "skipped", "unpaired"] + [f"{m}_{s}" for m in keys()
+                                                                     for s in ("mean", "std")] + ["pass_rate"]
 
 
 def _stem(path):
     return os.path.splitext(os.path.basename(path))[0]
-
-
-def find_patients(patients_dir):
-    """patients_dir -> {patient key: {source: photo path}} in sorted key order (layout.sources_in; a photo
-    directly in patients_dir is a patient of that one photo)."""
-    if not os.path.isdir(patients_dir):
-        raise InputError(f"--patients {patients_dir} is not a folder: give the folder that holds one "
-                         f"sub-folder (or one image) per patient")
-    found = {}
-    for name in sorted(os.listdir(patients_dir)):
-        path = os.path.join(patients_dir, name)
-        photos = sources_in(path) if os.path.isdir(path) else {}
-        if photos:
-            found[name] = photos
-        elif os.path.isfile(path) and is_photo(name):
-            found[_stem(name)] = {_stem(name): path}
-    if not found:
-        raise InputError(f"--patients {patients_dir} holds no patient photos: put each patient's photos "
-                         f"in a sub-folder of their own")
-    return found
 
 
 def method_trees(generated):
@@ -130,7 +107,7 @@ def find_generated(trees, patient_keys):
     return methods, unmatched
 
 
-class _Face:
+class Face:
     """One photo's pixels and landmarks, each backend's features, or why it could not be used."""
 
     def __init__(self, path, recognizers):
@@ -151,8 +128,23 @@ class _Face:
                 self.problem = f"no face found by {b}" if "no face" in str(e) else f"{b}: {e}"
                 return
 
-    def crop512(self):
-        return face_crop(self.rgb, self.xy, LPIPS_SIZE)[0]
+
+class Patients:
+    """The patients' photos as evaluate reads them, once: {key: {source: Face}} of the usable ones and
+    {key: {backend: (M, D) features}}; an experiment scores every run against one Patients."""
+
+    def __init__(self, found, recognizers):
+        self.found = found
+        self.backends = tuple(recognizers)
+        self.faces, self.refs = {}, {}
+        for index, (key, paths) in enumerate(self.found.items(), 1):
+            faces = {s: Face(p, recognizers) for s, p in paths.items()}
+            usable = {k: f for k, f in faces.items() if f.problem is None}
+            if not usable:
+                raise InputError(f"patient {index} (of {len(self.found)}, folders in sorted order) has no photo with "
+                                 f"a face every backend ({', '.join(recognizers)}) finds: use frontal, well-lit photos")
+            self.faces[key] = usable
+            self.refs[key] = {b: np.stack([f.features[b] for f in usable.values()]) for b in recognizers}
 
 
 def _mean_std(values):
@@ -162,106 +154,85 @@ def _mean_std(values):
 
 def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
              threshold=arcface.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0, backend="auto",
-             dlib_threshold=dlib_face.THRESHOLD, distractors=None):
+             dlib_threshold=dlib_face.THRESHOLD, distractors=None, patients=None):
     """Score every generated image and write report.md, metrics.csv, report.png to out_dir.
 
     generated: a list of --generated values (see method_trees), or one folder of method trees.
     item: the Yanagihara item for images whose expression is unknown or names no item.
     distractors: a folder of face photos, each a person of its own, added to the re-identification gallery.
-    Returns {"rows": [per-method dict with COLUMNS], "per_patient": {method: [(index, n, privacy mean,
-    pass rate)]}, "listed": [(method, image label, problem)], "backends": used, "reid": {method: reid.measure},
-    "files": [written paths]}.
+    patients: an earlier result's "patients" for the same folder and backends, not read again.
+    Returns {"rows": [per-method dict with COLUMNS, and "chart": its chart.series], "per_patient": {method:
+    [(index, n, privacy mean, pass rate)]}, "listed": [(method, image label, problem)], "backends": used,
+    "reid": {method: reid.measure}, "patients": Patients, "files": [written paths]}.
     """
     if item not in fidelity.ITEM_WEIGHTS:
         raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(ITEMS)}")
     check_thresholds(threshold, dlib_threshold)
     used = resolve_backend(backend, arcface_path)
     recs = recognizers(used, arcface_path)
-    thresholds = {"arcface": threshold, "dlib": dlib_threshold}
     if lpips:
         fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
-    patients = find_patients(patients_dir)
+    if patients is not None and patients.backends != used:
+        patients = None
+    found = patients.found if patients else find_patients(patients_dir)
     trees = method_trees([generated] if isinstance(generated, str) else list(generated))
-    methods, unmatched = find_generated(trees, set(patients))
+    methods, unmatched = find_generated(trees, set(found))
     # An unreadable patient photo would silently drop out of the references (and raise the pass rate).
-    refuse_unreadable([p for paths in patients.values() for p in paths.values()]
+    refuse_unreadable([p for paths in found.values() for p in paths.values()]
                       + [p for images in methods.values() for _, _, p in images])
-
-    patient_faces, refs = {}, {}
-    for index, (key, paths) in enumerate(patients.items(), 1):
-        faces = {s: _Face(p, recs) for s, p in paths.items()}
-        usable = {k: f for k, f in faces.items() if f.problem is None}
-        if not usable:
-            raise InputError(f"patient {index} (of {len(patients)}, folders in sorted order) has no photo with a "
-                             f"face every backend ({', '.join(used)}) finds: use frontal, well-lit photos")
-        patient_faces[key] = usable
-        refs[key] = {b: np.stack([f.features[b] for f in usable.values()]) for b in used}
-    gallery = reid.Gallery({k: {s: f.features for s, f in faces.items()} for k, faces in patient_faces.items()},
+    patients = patients or Patients(found, recs)
+    s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, patients.refs, arcface_path, lpips,
+                lpips_weights, serfiq_passes, seed, item)
+    measured = [m for m in metrics() if m.used(s)]
+    identities = [m for m in measured if isinstance(m, Identity)]
+    gallery = reid.Gallery({k: {src: f.features for src, f in faces.items()} for k, faces in patients.faces.items()},
                            _distractors(distractors, recs), recs)
-    reid_results = {}
-
-    rows, per_patient, listed = [], {}, []
+    reid_results, rows, per_patient, listed = {}, [], {}, []
     for method, images in methods.items():
         records, skipped, unpaired = [], unmatched[method], 0
         counters, probes = {}, []
         for key, expression, path in images:
-            index = list(patients).index(key) + 1
+            index = list(found).index(key) + 1
             counters[key] = counters.get(key, 0) + 1
             label = f"patient {index}, {expression or 'no expression'}, image {counters[key]}"
-            face = _Face(path, recs)
+            face = Face(path, recs)
             if face.problem is not None:
                 skipped += 1
                 listed.append((method, label, face.problem))
                 continue
-            source = patient_faces[key].get(expression) if expression else None
+            source = patients.faces[key].get(expression) if expression else None
             if source is None:
                 unpaired += 1
                 listed.append((method, label, "unpaired: the patient has no usable photo of this expression"))
-            rec = {"patient": key, "lpips": None, "arcface": None, "arcface_max": None, "dlib": None,
-                   "dlib_min": None, "serfiq": None, "serfiq_raw": None, "fidelity": None}
-            passed = True
-            for b, r in recs.items():  # the paired score, and the most patient-like over all the photos
-                scores = r.scores(face.features[b][None], refs[key][b])[0]
-                rec[CLOSEST[b]] = float(scores[np.argmax(r.closeness(scores))])
-                passed &= not r.same_person(rec[CLOSEST[b]], thresholds[b])
-                if source is not None:
-                    rec[b] = float(r.scores(face.features[b][None], source.features[b][None])[0, 0])
-            if "arcface" in used:
-                q = serfiq.quality([face.rgb], arcface_path, serfiq_passes, seed=seed, landmarks=[face.xy])[0]
-                rec["serfiq_raw"], rec["serfiq"] = q, serfiq.calibrated(q)
-            if source is not None:
-                this_item = source_item(expression) if source_item(expression) in fidelity.ITEM_WEIGHTS else item
-                rec["fidelity"] = fidelity.expression_fidelity(face.xy, source.xy, this_item)["score"]
-                if lpips:
-                    rec["lpips"] = fidelity.lpips_distance([face.crop512()], [source.crop512()], lpips_weights,
-                                                           size=LPIPS_SIZE)[0]
-            rec["passed"] = bool(passed)
+            rec = {"patient": key, **{k: None for k in keys()}}
+            for m in measured:
+                rec.update(m.score(s, face, source, key, expression))
+            rec["passed"] = all(m.passed(s, rec) for m in identities)
             records.append(rec)
             probes.append((key, face.features, label))
         row = {"method": method, "images": len(records), "patients": len({r["patient"] for r in records}),
                "skipped": skipped, "unpaired": unpaired}
-        for col in METRICS:
+        for col in keys():
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std([r[col] for r in records])
         row["pass_rate"] = float(np.mean([r["passed"] for r in records])) if records else None
+        row["measured"] = [k for m in measured for k in m.keys]
+        privacy = identities[0]
+        row["chart"] = chart.series(privacy.recognizer, privacy.closest, s.thresholds[privacy.recognizer.name], records)
         rows.append(row)
-        reid_results[method] = reid.measure(gallery, probes, thresholds)
-        privacy = "arcface_max" if "arcface" in used else "dlib_min"
+        reid_results[method] = reid.measure(gallery, probes, s.thresholds)
         per_patient[method] = [
-            (i + 1, len(rs), float(np.mean([r[privacy] for r in rs])), float(np.mean([r["passed"] for r in rs])))
-            for i, key in enumerate(patients) for rs in [[r for r in records if r["patient"] == key]] if rs]
-        row["_privacy"] = [r[privacy] for r in records]
-        row["_fidelity"] = [r["fidelity"] for r in records]
+            (i + 1, len(rs), float(np.mean([r[privacy.closest] for r in rs])), float(np.mean([r["passed"] for r in rs])))
+            for i, key in enumerate(found) for rs in [[r for r in records if r["patient"] == key]] if rs]
 
     os.makedirs(out_dir, exist_ok=True)
     files = [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
              write_bytes(os.path.join(out_dir, "report.md"),
-                         _markdown(rows, per_patient, listed, len(patients), used, threshold, dlib_threshold,
-                                   lpips, serfiq_passes) + reid.markdown(reid_results, gallery, thresholds)),
-             write_bytes(os.path.join(out_dir, "report.png"), _chart(rows, used, threshold, dlib_threshold))]
-    for row in rows:
-        row.pop("_privacy"), row.pop("_fidelity")
+                         _markdown(rows, per_patient, listed, len(found), s, measured)
+                         + reid.markdown(reid_results, gallery, s.thresholds)),
+             write_bytes(os.path.join(out_dir, "report.png"),
+                         chart.privacy_fidelity([(r["method"], r["chart"]) for r in rows]))]
     return {"rows": rows, "per_patient": per_patient, "listed": listed, "backends": used, "reid": reid_results,
-            "files": files}
+            "patients": patients, "files": files}
 
 
 def _distractors(folder, recs):
@@ -271,7 +242,7 @@ def _distractors(folder, recs):
     if not os.path.isdir(folder) or not photos_in(folder):
         raise InputError(f"--distractors {folder} is not a folder of face photos: give a folder of images, "
                          f"one person each")
-    faces = {p: _Face(p, recs) for p in photos_in(folder)}
+    faces = {p: Face(p, recs) for p in photos_in(folder)}
     for path, face in faces.items():  # public faces, not patients': the name helps find the one to remove
         if face.problem:
             raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "
@@ -298,15 +269,11 @@ def _pm(row, col):
     return "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
 
 
-def _markdown(rows, per_patient, listed, n_patients, used, threshold, dlib_threshold, lpips, passes):
-    arc, dl = "arcface" in used, "dlib" in used
-    cols = [("LPIPS ↓", "lpips")]
-    cols += [("ArcFace similarity (paired) ↓", "arcface"), ("ArcFace max over photos ↓", "arcface_max")] if arc else []
-    cols += [("dlib distance (paired) ↑", "dlib"), ("dlib min over photos ↑", "dlib_min")] if dl else []
-    cols += [("SER-FIQ ↑", "serfiq"), ("SER-FIQ raw q", "serfiq_raw")] if arc else []
-    cols += [("expression fidelity ↑", "fidelity")]
-    rule = " and ".join(([f"ArcFace max < {threshold:.2f}"] if arc else [])
-                        + ([f"dlib min >= {dlib_threshold:.2f}"] if dl else []))
+def _markdown(rows, per_patient, listed, n_patients, s, measured):
+    used = list(s.recognizers)
+    identities = [m for m in measured if isinstance(m, Identity)]
+    cols = [(title, key) for m in measured for title, key in zip(m.titles, m.keys)]
+    rule = " and ".join(m.rule(s) for m in identities)
     lines = ["# PalsySim evaluation", "",
              f"{n_patients} patients; identity by {' and '.join(used)}; one row per method; mean ± standard "
              f"deviation over its images.", "",
@@ -316,9 +283,10 @@ def _markdown(rows, per_patient, listed, n_patients, used, threshold, dlib_thres
         rate = "n/a" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
         lines.append(f"| {r['method']} | {r['images']} | " + " | ".join(_pm(r, k) for _, k in cols)
                      + f" | {rate} | {r['skipped']} | {r['unpaired']} |")
+    privacy = identities[0]
     lines += ["", "## Per patient (privacy mean, pass rate)", "",
-              f"| method | patient | images | {'ArcFace max' if arc else 'dlib min distance'} | pass rate |",
-              "|---|---:|---:|---:|---:|"]
+              f"| method | patient | images | {privacy.recognizer.label} {privacy.closest[-3:]} {privacy.recognizer.unit} "
+              f"| pass rate |", "|---|---:|---:|---:|---:|"]
     for method, entries in per_patient.items():
         for index, n, value, rate in entries:
             lines.append(f"| {method} | patient {index} | {n} | {value:.4f} | {100 * rate:.1f}% |")
@@ -327,54 +295,8 @@ def _markdown(rows, per_patient, listed, n_patients, used, threshold, dlib_thres
         lines += [f"| {m} | {label} | {why} |" for m, label, why in listed]
     lines += ["", "## How to read it", "",
               "- Paired columns compare each image with its source photo (same patient, same Yanagihara item); "
-              "an image without one is unpaired and left out of them, never compared with another photo.",
-              "- ArcFace similarity: cosine of ArcFace embeddings; lower is more private. The max over the "
-              f"patient's photos decides the pass (below {threshold:.2f}, ArcFace's same-person score at 0.1% "
-              "false accepts on LFW).",
-              "- dlib distance: Euclidean distance of dlib's ResNet descriptors (CC0 model); higher is more "
-              f"private; under {dlib_threshold:.2f} dlib takes two faces for one person (its documented threshold).",
-              f"- SER-FIQ: the reference implementation's calibrated score 1/(1+exp(-130(q-0.88))), q = "
-              f"2·sigmoid(−mean pairwise distance) of {passes} dropout-perturbed ArcFace embeddings; higher is "
-              "better image quality. Needs the ArcFace ONNX.",
-              "- Expression fidelity: how closely the face's left/right asymmetry matches the source photo's, "
-              "weighted per Yanagihara item; 1 is identical.",
-              f"- LPIPS: AlexNet perceptual distance of the two 512 landmark face crops, at {LPIPS_SIZE}; lower is "
-              "closer." + ("" if lpips else " Not computed (run with --lpips)."),
-              "- skipped: images without a detectable face, or that match no patient.",
+              "an image without one is unpaired and left out of them, never compared with another photo."]
+    lines += [f"- {m.note(s)}" for m in metrics() if m.used(s) or not isinstance(m, Identity)]
+    lines += ["- skipped: images without a detectable face, or that match no patient.",
               "- Patients are numbered by their folders' sorted order; no names, paths or pixels are kept here."]
     return "\n".join(lines) + "\n"
-
-
-def _chart(rows, used, threshold, dlib_threshold):
-    """PNG bytes: per method, mean privacy measure (x: ArcFace max, or dlib min distance) vs mean
-    fidelity (y) with std bars."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 5), dpi=110)
-    ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["tab10"]
-    privacy, limit, axis = (("arcface_max", threshold, "ArcFace max similarity to the patient  (← more private)")
-                            if "arcface" in used else
-                            ("dlib_min", dlib_threshold, "dlib min distance to the patient  (→ more private)"))
-    for i, r in enumerate(rows):
-        points = [(x, y) for x, y in zip(r["_privacy"], r["_fidelity"]) if y is not None]
-        if not points or r["fidelity_mean"] is None:
-            continue
-        c = cmap(i % 10)
-        ax.scatter(*zip(*points), color=c, alpha=0.25, s=14)
-        ax.errorbar(r[f"{privacy}_mean"], r["fidelity_mean"], xerr=r[f"{privacy}_std"], yerr=r["fidelity_std"],
-                    fmt="o", color=c, markersize=9, capsize=4, label=f"{r['method']} (n={r['images']})")
-    ax.axvline(limit, color="crimson", linestyle="--", linewidth=1)
-    ax.text(limit, 1.02, f" same-person threshold {limit:.2f}", color="crimson", fontsize=8,
-            transform=ax.get_xaxis_transform())
-    ax.set_xlabel(axis)
-    ax.set_ylabel("expression fidelity  (↑ closer to the patient's palsy)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Privacy vs expression fidelity per method", pad=18)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()

@@ -1,0 +1,144 @@
+"""What is measured of a generated image: one class per metric, read by evaluate (its record, metrics.csv,
+report.md's table and notes), the experiment's Table II and report, and the privacy-fidelity chart.
+
+A new metric is one subclass and one entry in `metrics()`. Its `keys` name its columns (`key_mean` and
+`key_std` per method), `score` fills them for one image, `table` picks the keys the experiment's Table II
+shows. Scoring holds what an evaluation shares: the recognizers, their thresholds, the patients' features.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..base.layout import source_item
+from ..condition.facecrop import face_crop
+from ..identity.check import RECOGNIZERS
+from . import fidelity, serfiq
+
+LPIPS_SIZE = 512
+
+
+@dataclass
+class Scoring:
+    """What every metric of one evaluation reads. recognizers: {name: Recognizer} used; thresholds:
+    {name: same-person threshold}; refs: {patient key: {name: (M, D) features of the patient's photos}}."""
+    recognizers: dict
+    thresholds: dict
+    refs: dict = field(default_factory=dict)
+    arcface_path: str = None
+    lpips: bool = False
+    lpips_weights: str = None
+    serfiq_passes: int = serfiq.PASSES
+    seed: int = 0
+    item: str = "rest"  # for images whose expression names no Yanagihara item
+
+
+class Metric:
+    keys = ()     # its columns, in metrics.csv order
+    titles = ()   # report.md's heading per key
+    table = {}    # {key: heading} of the keys the experiment's Table II shows
+    def note(self, s):
+        """report.md's "How to read it" line."""
+        return ""
+
+    def used(self, s):
+        """Whether this evaluation computes it (a model it needs may not be given)."""
+        return True
+
+    def score(self, s, face, source, patient, expression):
+        """One image's values {key: float or None}. face, source: measure.evaluate.Face of the generated
+        image and of its source photo (None: unpaired); patient: its patient's key."""
+        raise NotImplementedError
+
+
+class Perceptual(Metric):
+    keys, titles, table = ("lpips",), ("LPIPS ↓",), {"lpips": "LPIPS"}
+
+    def note(self, s):
+        return (f"LPIPS: AlexNet perceptual distance of the two 512 landmark face crops, at {LPIPS_SIZE}, against "
+                f"the source photo; lower is closer." + ("" if s.lpips else " Not computed (run with --lpips)."))
+
+    def used(self, s):
+        return s.lpips
+
+    def score(self, s, face, source, patient, expression):
+        if source is None:
+            return {"lpips": None}
+        crops = [face_crop(f.rgb, f.xy, LPIPS_SIZE)[0] for f in (face, source)]
+        return {"lpips": fidelity.lpips_distance(crops[:1], crops[1:], s.lpips_weights, size=LPIPS_SIZE)[0]}
+
+
+class Identity(Metric):
+    """A recognizer's score to the source photo (Table II's column) and its most patient-like score over
+    all the patient's photos (`closest`: the privacy gate's rule, which decides the pass)."""
+
+    def __init__(self, recognizer):
+        r = self.recognizer = recognizer
+        self.closest = f"{r.name}_{'max' if r.higher_is_alike else 'min'}"
+        self.keys = (r.name, self.closest)
+        arrow = "↓" if r.higher_is_alike else "↑"
+        self.titles = (f"{r.label} {r.unit} (paired) {arrow}", f"{r.label} {self.closest[-3:]} over photos {arrow}")
+        self.table = {r.name: f"{r.label} {r.unit} to source"}
+
+    def note(self, s):
+        r = self.recognizer
+        return (f"{r.label} {r.unit}: {'lower' if r.higher_is_alike else 'higher'} is more private; the "
+                f"{self.closest[-3:]} over the patient's photos decides the pass ({self.rule(s)} passes; the "
+                f"threshold is {r.threshold_source}).")
+
+    def rule(self, s):
+        """The pass rule on the closest score: "ArcFace max < 0.28", "dlib min >= 0.60"."""
+        r = self.recognizer
+        return f"{r.label} {self.closest[-3:]} {'<' if r.higher_is_alike else '>='} {s.thresholds[r.name]:.2f}"
+
+    def used(self, s):
+        return self.recognizer.name in s.recognizers
+
+    def score(self, s, face, source, patient, expression):
+        name, r = self.recognizer.name, s.recognizers[self.recognizer.name]
+        scores = r.scores(face.features[name][None], s.refs[patient][name])[0]
+        out = {self.closest: float(scores[np.argmax(r.closeness(scores))]), name: None}
+        if source is not None:
+            out[name] = float(r.scores(face.features[name][None], source.features[name][None])[0, 0])
+        return out
+
+    def passed(self, s, values):
+        return not s.recognizers[self.recognizer.name].same_person(values[self.closest], s.thresholds[self.recognizer.name])
+
+
+class Quality(Metric):
+    keys, titles, table = ("serfiq", "serfiq_raw"), ("SER-FIQ ↑", "SER-FIQ raw q"), {"serfiq": "SER-FIQ"}
+
+    def note(self, s):
+        return (f"SER-FIQ: the reference implementation's calibrated score 1/(1+exp(-130(q-0.88))), q = "
+                f"2·sigmoid(−mean pairwise distance) of {s.serfiq_passes} dropout-perturbed ArcFace embeddings; "
+                f"higher is better image quality. Needs the ArcFace ONNX.")
+
+    def used(self, s):
+        return "arcface" in s.recognizers
+
+    def score(self, s, face, source, patient, expression):
+        q = serfiq.quality([face.rgb], s.arcface_path, s.serfiq_passes, seed=s.seed, landmarks=[face.xy])[0]
+        return {"serfiq": serfiq.calibrated(q), "serfiq_raw": q}
+
+
+class Fidelity(Metric):
+    keys, titles, table = ("fidelity",), ("expression fidelity ↑",), {"fidelity": "expression fidelity"}
+
+    def note(self, s):
+        return ("Expression fidelity: how closely the face's left/right asymmetry matches the source photo's, "
+                "weighted per Yanagihara item; 1 is identical.")
+
+    def score(self, s, face, source, patient, expression):
+        if source is None:
+            return {"fidelity": None}
+        item = source_item(expression) if source_item(expression) in fidelity.ITEM_WEIGHTS else s.item
+        return {"fidelity": fidelity.expression_fidelity(face.xy, source.xy, item)["score"]}
+
+
+def metrics():
+    """Every metric, in metrics.csv's column order."""
+    return [Perceptual()] + [Identity(r) for r in RECOGNIZERS.values()] + [Quality(), Fidelity()]
+
+
+def keys():
+    return [k for m in metrics() for k in m.keys]
