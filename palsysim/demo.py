@@ -118,7 +118,7 @@ def held_back(gen_dir):
             jobs = json.load(f).get("jobs", {}).values()
     except OSError:
         return {}
-    return {j["identity"]: "held back by the privacy gate: " + next(iter(j.get("reports", {}).values()), "").split("\n")[0]
+    return {j["identity"]: "held back by the privacy gate: " + j.get("reports", {}).get("gate report", "").split("\n")[0]
             for j in jobs if j.get("status") == "held_back"}
 
 

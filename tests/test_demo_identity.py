@@ -23,3 +23,18 @@ def test_demo_reports_the_synthetic_patient_recognisable_and_the_donor_not(tmp_p
     other = re.search(r"\| grace_hopper vs astronaut donor \(different person\) \| n/a \| ([0-9.]+) \| no \|", text)
     assert same and other, text
     assert float(same.group(1)) < 0.6 < float(other.group(1))
+
+
+def test_the_demo_names_the_images_the_gate_held_back_and_why(host, tmp_path):
+    # The demo reads what the runner's manifest says of its jobs; tiny models draw noise, which has no face,
+    # so the gate (dlib, no ArcFace file) holds the image back, and the demo's table says so rather than
+    # printing an empty table.
+    from runner_helpers import api, make_patients, run_runner
+
+    from palsysim.demo import held_back
+    out = tmp_path / "generated"
+    r = run_runner(api("palsy_pf"), host.url, make_patients(tmp_path / "p", ["rest"]), out, "--seeds", "1",
+                   "--identities", "a man")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert held_back(str(out)) == {"a man": "held back by the privacy gate: 0 of 1 passed, 1 held back (1 with no "
+                                            "face: its identity cannot be checked)."}
