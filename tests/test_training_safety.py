@@ -172,3 +172,17 @@ def test_the_command_line_prints_nothing_that_is_not_about_the_run(files):
                        timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "", r.stderr
+
+
+def test_under_the_experiments_bar_the_step_bar_keeps_to_its_own_line_and_clears_it(files):
+    """--progress-line 1 (as `experiment run` starts it): every draw goes one line down and back up, so the
+    parent's bar on the line above is never overwritten, and the bar's line is blank when training ends."""
+    out = files["root"] / "nested.safetensors"
+    r = subprocess.run([sys.executable, "-m", "training", "--checkpoint", files["checkpoint"], "--controlnet",
+                        files["controlnet"], "--data", files["data"], "--out", str(out), "--resolution", "64",
+                        "--batch-size", "1", "--steps", "2", "--progress-line", "1"], cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    draws = [d for d in r.stderr.split("\x1b[A") if d]
+    assert draws and all(d.startswith("\n") for d in draws), repr(r.stderr)  # down a line, draw, back up
+    assert "2/2" in r.stderr and draws[-1].strip() == "", repr(r.stderr)  # drawn to the end, then wiped

@@ -65,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--device", help="torch device (default cuda when there is one)")
     p.add_argument("--comfyui-dir", help="your ComfyUI folder (default: $COMFYUI_DIR, else the embedded host)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--progress-line", type=int, default=0, choices=range(0, 10), metavar="N",
+                   help="the terminal line of the progress bar: 1 under a parent's bar (as the experiment runs it)")
     args = p.parse_args(argv)
     if args.resolution % 8 or args.resolution < 64:
         p.error("--resolution must be a multiple of 8, at least 64")

@@ -78,6 +78,7 @@ class Config:
     device: str = None
     comfyui_dir: str = None
     progress: bool = True
+    progress_line: int = 0  # the terminal line of its bar: 1 under a parent's bar (the experiment's)
 
     def window(self):
         lo, hi = default_window(self.mode)
@@ -260,7 +261,7 @@ def _train(cfg, models, ranks, device, t_lo, t_hi, work, state_path, log_path):
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
     previous_handler = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
     write_report("running")  # from here a kill leaves a log that read_log can tell apart from a live run
-    bar = progress_bar(cfg.progress and ranks.main, total, step)
+    bar = progress_bar(cfg.progress and ranks.main, total, step, cfg.progress_line)
     try:
         while step < total:
             started = time.perf_counter()
@@ -367,8 +368,9 @@ def restore_trainable(control_model, trainable, saved):
             p.copy_(saved[n].to(p.device, p.dtype))
 
 
-def progress_bar(enabled, total, done):
+def progress_bar(enabled, total, done, line=0):
+    """The step bar; on a line under a parent's bar it is cleared when done, leaving the parent's alone."""
     if not enabled:
         return None
     from tqdm import tqdm
-    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True, position=line, leave=not line)

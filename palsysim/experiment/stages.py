@@ -225,7 +225,7 @@ def train(exp, state, found, bar, quiet=False):
         cmd += ["--steps", str(t["steps"])] if t["steps"] else ["--epochs", str(t["epochs"])]
         cmd += ["--lr", repr(t["lr"])] if t["lr"] else []
         cmd += ["--resume", "--overwrite"] if resume else []  # the net may be written already, its record not
-        cmd += ["--no-progress"] if quiet else []
+        cmd += ["--no-progress"] if quiet else ["--progress-line", "1"]  # under the experiment's own bar
         proc = subprocess.run(cmd, cwd=REPO, preexec_fn=host.die_with_parent, stdout=subprocess.PIPE,
                               stderr=None if not quiet else subprocess.PIPE, text=True)
         if proc.returncode != 0:
