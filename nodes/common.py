@@ -21,9 +21,14 @@ def output(kind, name, **kw):
 # Model folders the pack adds beside ComfyUI's own (models/controlnet exists already). ComfyUI's own
 # models/<name>/ is searched even when an extra_model_paths.yaml (or the runner's MODELS_DIR) declares
 # the name first: after the declared folders, as ComfyUI orders its own kinds' extra folders.
+# Another pack may share a folder (InstantID and ReActor use insightface/): its file types are kept and
+# ours added; an empty set, which lists every file, is another pack's choice and stays.
 for _name, _exts in (("mediapipe", {".task"}), ("insightface", {".onnx"})):
+    _known = _name in folder_paths.folder_names_and_paths
     folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
-    folder_paths.folder_names_and_paths[_name] = (folder_paths.folder_names_and_paths[_name][0], _exts)
+    _paths, _theirs = folder_paths.folder_names_and_paths[_name]
+    if _theirs or not _known:
+        folder_paths.folder_names_and_paths[_name] = (_paths, set(_theirs) | _exts)
 
 
 class Node(io.ComfyNode):

@@ -33,6 +33,10 @@ host, pack, out = sys.argv[1:4]
 sys.argv = [os.path.join(host, "main.py"), *sys.argv[4:]]
 sys.path.insert(0, host)
 os.chdir(host)
+import comfy.options
+comfy.options.enable_args_parsing()  # as main.py does first: folder_paths reads the arguments
+import folder_paths  # another pack (as InstantID's) registered the shared insightface folder first, for its .bin files
+folder_paths.folder_names_and_paths["insightface"] = ([os.path.join(folder_paths.models_dir, "insightface")], {".bin"})
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit:
@@ -42,7 +46,8 @@ key = os.path.join(host, "custom_nodes", pack).replace(".", "_x_")
 own = {n: os.path.realpath(m.__file__) for n, m in list(sys.modules.items())
        if (n == key or n.startswith(key + ".")) and getattr(m, "__file__", None)}
 ours = [k for k, c in nodes.NODE_CLASS_MAPPINGS.items() if getattr(c, "RELATIVE_PYTHON_MODULE", "").endswith(pack)]
-json.dump({"own": own, "nodes": ours}, open(out, "w"))
+exts = {k: sorted(folder_paths.folder_names_and_paths[k][1]) for k in ("insightface", "mediapipe")}
+json.dump({"own": own, "nodes": ours, "extensions": exts}, open(out, "w"))
 """
 
 
@@ -93,6 +98,10 @@ def loaded(module_tmp):
 
 def test_the_host_registers_every_node_of_the_pack(loaded):
     assert len(loaded["nodes"]) >= 13 and "PalsyFaceLandmarks" in loaded["nodes"], loaded["nodes"]
+
+
+def test_the_pack_adds_its_model_file_types_to_a_shared_folder_and_takes_none_away(loaded):
+    assert loaded["extensions"] == {"insightface": [".bin", ".onnx"], "mediapipe": [".task"]}, loaded["extensions"]
 
 
 def test_what_the_host_loads_has_no_process_network_or_download_code(loaded):
