@@ -22,7 +22,7 @@ def _inputs():
     return [
         io.Image.Input("image", tooltip="Generated faces (a batch)."),
         io.Image.Input("reference", tooltip="The patient: one photo or several of the same person."),
-        io.Combo.Input("model_name", options=folder_paths.get_filename_list("insightface"),
+        io.Combo.Input("model_name", options=arcface_names(),
                        tooltip="An ArcFace ONNX in models/insightface/, e.g. buffalo_l/w600k_r50.onnx "
                                "(not needed for backend dlib; auto uses dlib when it is missing)."),
         io.Float.Input("threshold", default=arcface.THRESHOLD, min=-1.0, max=1.0, step=0.01, tooltip=THRESHOLD_TIP),
@@ -32,9 +32,28 @@ def _inputs():
     ]
 
 
+# InstantID and ReActor keep insightface's packs one folder down, models/insightface/models/buffalo_l/: the
+# shipped workflows' buffalo_l/w600k_r50.onnx finds the file there too, and lists under that name.
+KEPT_BY_OTHERS = "models/"
+
+
+def arcface_names():
+    names = folder_paths.get_filename_list("insightface")
+    return names + [n[len(KEPT_BY_OTHERS):] for n in names
+                    if n.startswith(KEPT_BY_OTHERS) and n[len(KEPT_BY_OTHERS):] not in names]
+
+
+def arcface_file(model_name):
+    """model_file of the ArcFace ONNX chosen, in models/insightface/ or where other packs keep it."""
+    if (isinstance(model_name, str) and model_name and folder_paths.get_full_path("insightface", model_name) is None
+            and folder_paths.get_full_path("insightface", KEPT_BY_OTHERS + model_name)):
+        model_name = KEPT_BY_OTHERS + model_name
+    return model_file("insightface", model_name, "model_name")
+
+
 def _arcface_path(model_name):
     try:
-        return model_file("insightface", model_name, "model_name")
+        return arcface_file(model_name)
     except ValueError:
         return None
 
@@ -42,7 +61,7 @@ def _arcface_path(model_name):
 def _check(image, reference, model_name, threshold, backend, dlib_threshold):
     """check() rows and their report for the node inputs."""
     # A null model_name (a prompt's, or an empty model list's) is fine where dlib may be used instead.
-    path = (model_file("insightface", model_name, "model_name") if backend in ("arcface", "both")
+    path = (arcface_file(model_name) if backend in ("arcface", "both")
             else _arcface_path(model_name))
     used, rows = identity.check(to_arrays(image, "image"), to_arrays(reference, "reference"), backend, path,
                                 threshold, dlib_threshold)
@@ -55,7 +74,7 @@ def _validate(model_name, backend="auto"):
         return f"backend {backend!r} is not one of {', '.join(identity.BACKENDS)}"
     try:
         if backend in ("arcface", "both"):
-            model_file("insightface", model_name, "model_name")
+            arcface_file(model_name)
         if backend == "auto":
             identity.resolve_backend("auto", _arcface_path(model_name))
         if backend in ("dlib", "both") and identity_dlib.unavailable():

@@ -1,4 +1,5 @@
 """PalsyArcFaceDissimilarity and PalsyPrivacyGate on the real ComfyUI server (the `host` fixture)."""
+import os
 import re
 
 import cv2
@@ -80,6 +81,24 @@ def test_graph_with_both_nodes_gates_exactly_the_images_above_the_threshold(arcf
     assert len(saved) == 1
     names = ["astronaut", "grace_hopper", "tom_hanks"]
     assert np.array_equal(saved[0], uploaded[names[order[0]]][1])
+
+
+def test_the_workflows_model_name_finds_buffalo_l_where_instantid_and_reactor_keep_it(arcface_host, uploaded):
+    # InstantID and ReActor users have models/insightface/models/buffalo_l/; the shipped workflows name
+    # buffalo_l/w600k_r50.onnx. The same file there is listed and used under the workflows' name.
+    kept = arcface_host.model_path("insightface", "models/buffalo_l/kept_by_instantid.onnx")
+    write_tiny_arcface(kept)
+    arcface_host.refresh_models()
+    try:
+        spec = arcface_host.object_info("PalsyPrivacyGate")["input"]["required"]["model_name"]
+        assert "buffalo_l/kept_by_instantid.onnx" in spec[1]["options"], spec
+        ours = arcface_host.run(graph(uploaded, 0.28, backend="arcface"))
+        theirs = arcface_host.run(graph(uploaded, 0.28, model="buffalo_l/kept_by_instantid.onnx", backend="arcface"))
+        assert ours.ok and theirs.ok, theirs.error
+        assert similarities(theirs.outputs["7"]["text"][0]) == similarities(ours.outputs["7"]["text"][0])
+    finally:
+        os.unlink(kept)
+        arcface_host.refresh_models()
 
 
 def test_gate_holding_back_everything_stops_the_save_without_an_error(arcface_host, uploaded):
