@@ -98,7 +98,10 @@ def experiments(module_tmp):
     plain, broken = os.path.join(root, "plain"), os.path.join(root, "broken")
     for exp in (plain, broken):
         init(root, exp)
-    r = cli("run", plain, "--quiet", timeout=1800)
+    # the plain run counts how often it decodes and landmarks each photo (support/count_reads.py)
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tests", "support", "count_reads.py"),
+                        os.path.join(root, "counts.json"), "-m", "palsysim", "experiment", "run", plain, "--quiet"],
+                       cwd=REPO, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": REPO})
     assert r.returncode == 0, r.stdout + r.stderr
     # SIGKILL once a training has saved a state, then once generation has written an image; then finish.
     training = lambda: any(f.endswith("_training") and os.path.isfile(os.path.join(d, f, "training_state.torch"))
@@ -142,6 +145,19 @@ def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
     html = open(os.path.join(plain, "report.html"), encoding="utf-8").read()
     assert html.count("data:image/png;base64,") == 5 and "http" not in html.replace("http-equiv", "")
     assert "embeds face crops of your patients" in html.split("<h1>")[0]  # said before anything else
+
+
+def test_each_patient_photo_is_decoded_once_and_landmarked_once(experiments):
+    """In the experiment's own process, through prepare, generation of every run and evaluation."""
+    root, plain, _, _ = experiments
+    counts = json.load(open(os.path.join(root, "counts.json")))
+    sources = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "patients")) for f in fs]
+    prepared = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(plain, "prepared", "photos")) for f in fs]
+    assert len(sources) == len(prepared) == 6
+    assert {p: counts["decoded"].get(p, 0) for p in sources} == {p: 1 for p in sources}, counts["decoded"]
+    assert not any(counts["decoded"].get(p) for p in prepared), counts["decoded"]  # the copies: never decoded
+    pixels = [hashlib.sha1(read_image(p).tobytes()).hexdigest() for p in sources]
+    assert {k: counts["landmarked"].get(k, 0) for k in pixels} == {k: 1 for k in pixels}, counts["landmarked"]
 
 
 def test_the_report_says_what_made_it(experiments):

@@ -110,6 +110,11 @@ def refuse_unreadable(paths, read=None):
             (read or read_image)(path)
         except InputError as e:
             problems.append(str(e))
+    refuse_problems(problems)
+
+
+def refuse_problems(problems):
+    """refuse_unreadable's one message for the read errors (messages) a caller gathered itself."""
     if problems:
         raise InputError(f"{len(problems)} photo(s) cannot be read: move them away or replace them:\n  "
                          + "\n  ".join(problems))

@@ -51,7 +51,7 @@ class Batch:
     """
 
     def __init__(self, clients, graph, patients, out, identities, seeds, donor, name, settings, progress,
-                 keep_uploads, reconnect_s, expressions):
+                 keep_uploads, reconnect_s, expressions, as_written):
         from tqdm import tqdm
         self.graph, self.out, self.donor = graph, out, donor
         self.keep_uploads, self.reconnect_s = keep_uploads, reconnect_s
@@ -59,7 +59,7 @@ class Batch:
         self.plan = Plan(graph, patients, identities, seeds, self.manifest.data["names"], expressions)
         self.manifest.data["settings"].update(identities=self.plan.identities, seeds=self.plan.seeds)
         self.manifest.data["names"] = self.plan.names
-        self.pngs, self.names = {}, {}
+        self.pngs, self.names, self.as_written = {}, {}, frozenset(as_written)
         self.read_photos()
         self.donors = titled(graph, "donor", "LoadImage")
         if self.donors and not donor:
@@ -87,9 +87,14 @@ class Batch:
         self.stop = []  # set: the workers end; an exception in it (a refused workflow) is raised by run()
 
     def png(self, path):
-        """The photo's upload, PNG bytes without metadata; each photo is decoded once per batch."""
+        """The photo's upload, PNG bytes without metadata; each photo is decoded once per batch, or not at all
+        where it is one of the caller's own metadata-free PNGs (as_written)."""
         if path not in self.pngs:
-            self.pngs[path] = photo_png(path)
+            if path in self.as_written:
+                with open(path, "rb") as f:
+                    self.pngs[path] = f.read()
+            else:
+                self.pngs[path] = photo_png(path)
         return self.pngs[path]
 
     def content(self, path):
@@ -277,10 +282,12 @@ class Batch:
 
 
 def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
-              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0, expressions=None):
+              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0, expressions=None, as_written=()):
     """Run every job not already done in OUT from the same inputs, spread over `clients` (one or more
     servers); returns {"done", "skipped", "redone": {why: n}, "held_back": images, "failed": [messages]}.
-    expressions: the items to make images of (default: every photo of each patient).
+    expressions: the items to make images of (default: every photo of each patient). as_written: photo
+    paths that are the caller's own PNGs, written without metadata (the experiment's prepared copies),
+    uploaded as they are rather than decoded again by every batch.
 
     Each server gets at most PENDING_PER_SERVER of our prompts; a job goes to the server with the
     shortest queue. A server that stops answering has its prompts queued again on the others (or on
@@ -288,4 +295,4 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
     reconnect_s. Images depend on the job alone (its seed), not on which server made them.
     """
     return Batch(clients, graph, patients, out, identities, seeds, donor, name, settings, progress,
-                 keep_uploads, reconnect_s, expressions).run()
+                 keep_uploads, reconnect_s, expressions, as_written).run()

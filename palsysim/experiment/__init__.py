@@ -12,10 +12,11 @@ from ..base.files import write_bytes
 from . import config, preflight, report, stages
 
 
-def evaluate(exp, state, bar, found):
-    """Per run: the evaluate command's scores of its runner tree against the prepared source photos."""
+def evaluate(exp, state, bar, found, faces):
+    """Per run: the evaluate command's scores of its runner tree against the prepared source photos.
+    faces: the patients' photos as prepare read them; the first evaluation reads the others, once."""
     from ..measure import evaluate as ev
-    rows, repeats, patients = [], config.twins(exp.runs()), None
+    rows, repeats = [], config.twins(exp.runs())
     for run in exp.runs():
         bar.step(f"evaluate/{run}")
         out = exp.path("evaluation", run)
@@ -34,8 +35,8 @@ def evaluate(exp, state, bar, found):
             result = ev.evaluate([f"{run}={exp.path('generated', run)}"], exp.path("prepared", "photos"),
                                  exp.arcface or None, out, lpips=bool(exp.lpips_weights),
                                  lpips_weights=exp.lpips_weights or None, backend=exp.identity_backend,
-                                 patients=patients)
-            patients = result["patients"]  # the patients' photos are read and landmarked once for every run
+                                 faces=faces)
+            faces = result["faces"]
             write_bytes(row_file, json.dumps(table_row(result["rows"][0], len(images)), sort_keys=True) + "\n")
             state.record(f"evaluate/{run}", fp)
         with open(row_file, encoding="utf-8") as f:
@@ -60,10 +61,10 @@ def run(exp_dir, servers=None, quiet=False, embedded=1):
     state.claim(preflight.outputs(exp))
     bar = stages.Progress(stages.count_items(exp, found), quiet)
     try:
-        stages.prepare(exp, state, found, bar)
+        faces = stages.prepare(exp, state, found, bar)
         stages.train(exp, state, found, bar, quiet)
         stages.generate(exp, state, found, bar, servers, embedded)
-        rows = evaluate(exp, state, bar, found)
+        rows = evaluate(exp, state, bar, found, faces)
         bar.step("figures")
         methods = [r for r in rows if r["run"] in exp.methods]
         windows = [r for r in rows if r["run"] not in exp.methods]

@@ -149,10 +149,15 @@ def needs_codc(exp):
 
 def prepare(exp, state, found, bar):
     """Upright copies of every photo, in both layouts, and the face crop the report's figures show.
-    The conditions are made in generation, by the workflows, from these copies (CODC's with the rest photo)."""
+    The conditions are made in generation, by the workflows, from these copies (CODC's with the rest photo).
+    Returns {(patient, source): evaluate.Face} of the photos it read, so that evaluation neither decodes
+    nor landmarks them again."""
     from ..condition.facecrop import face_crop
     from ..face.landmarks import face_landmarks
-    size = exp.train["resolution"]
+    from ..identity.check import recognizers, resolve_backend
+    from ..measure.evaluate import Face
+    size, faces = exp.train["resolution"], {}
+    recs = recognizers(resolve_backend(exp.identity_backend, exp.arcface or None), exp.arcface or None)
     for key, photos in found.items():
         for expression, path in photos.items():
             out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops")}
@@ -162,11 +167,13 @@ def prepare(exp, state, found, bar):
             if state.done(item, fp, *out.values()):
                 continue
             image = read_image(path)
-            face = face_landmarks(image, what=f"{key} {expression}")
+            xy = face_landmarks(image, what=f"{key} {expression}").xy
             write_image(out["photos"], image)
             write_image(out["train"], image)
-            write_image(out["crops"], face_crop(image, face.xy, size)[0])
+            write_image(out["crops"], face_crop(image, xy, size)[0])
+            faces[key, expression] = Face(recs, rgb=image, xy=xy).kept(crop=bool(exp.lpips_weights))
             state.record(item, fp)
+    return faces
 
 
 # --- train -----------------------------------------------------------------------------------------
@@ -318,7 +325,7 @@ def generate_run(exp, name, spec, urls, photos, donor_of):
         failed += generate_images(urls, api_path(workflow), group, exp.path("generated", name),
                                   edit=settings_edit(exp, net), name=workflow, identities=exp.generate["identities"],
                                   seeds=exp.generate["seeds"], donor=donor, settings={"run": name},
-                                  progress=False)["failed"]
+                                  progress=False, as_written={p for ps in group.values() for p in ps.values()})["failed"]
     if failed:
         raise InputError(f"generation of {name} failed:\n  " + "\n  ".join(failed))
 

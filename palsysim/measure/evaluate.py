@@ -38,13 +38,14 @@ import numpy as np
 from ..base.errors import InputError
 from ..base.files import write_bytes
 from ..base.layout import find_patients, generated_sources, is_photo, photos_in
-from ..base.photos import read_image, refuse_unreadable
+from ..base.photos import read_image, refuse_problems, refuse_unreadable
 from ..base.vocabulary import ITEMS
+from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
 from ..identity import arcface, dlib_face
 from ..identity.check import check_thresholds, recognizers, resolve_backend
 from . import chart, fidelity, reid, serfiq
-from .metrics import Identity, Scoring, keys, metrics
+from .metrics import LPIPS_SIZE, Identity, Scoring, keys, metrics
 
 COLUMNS = ["method", "images", "patients", "skipped", "unpaired"] + [f"{m}_{s}" for m in keys()
                                                                      for s in ("mean", "std")] + ["pass_rate"]
@@ -108,15 +109,21 @@ def find_generated(trees, patient_keys):
 
 
 class Face:
-    """One photo's pixels and landmarks, each backend's features, or why it could not be used."""
+    """One photo's landmarks and each backend's features, or why it could not be used; its pixels (rgb)
+    while it is scored. Read from `path`, or made from pixels already decoded and landmarked (rgb, xy)."""
 
-    def __init__(self, path, recognizers):
-        self.rgb = self.xy = None
-        self.features = {}
-        self.problem = None
+    def __init__(self, recognizers, path=None, rgb=None, xy=None):
+        self.rgb, self.xy, self.features, self.problem, self._crop = rgb, xy, {}, None, None
+        self.unreadable = None  # the reader's message, for the caller to refuse the photo by
+        if self.rgb is None:
+            try:
+                self.rgb = read_image(path)
+            except InputError as e:
+                self.problem, self.unreadable = "unreadable or too small", str(e)
+                return
         try:
-            self.rgb = read_image(path)
-            self.xy = face_landmarks(self.rgb, what="photo").xy
+            if self.xy is None:
+                self.xy = face_landmarks(self.rgb, what="photo").xy
         except InputError as e:
             # keep the kind of problem, never the file's name
             self.problem = "no face found" if "no face" in str(e) else "unreadable or too small"
@@ -128,23 +135,41 @@ class Face:
                 self.problem = f"no face found by {b}" if "no face" in str(e) else f"{b}: {e}"
                 return
 
+    def crop(self):
+        """The 512 landmark face crop LPIPS compares."""
+        if self._crop is None:
+            self._crop = face_crop(self.rgb, self.xy, LPIPS_SIZE)[0]
+        return self._crop
 
-class Patients:
-    """The patients' photos as evaluate reads them, once: {key: {source: Face}} of the usable ones and
-    {key: {backend: (M, D) features}}; an experiment scores every run against one Patients."""
+    def kept(self, crop=False):
+        """This face as a reference kept for a whole evaluation: landmarks, features and, for LPIPS, the crop;
+        not the photo's pixels (an experiment's patients hold 60 photos per item)."""
+        if crop and self.problem is None:
+            self.crop()
+        self.rgb = None
+        return self
 
-    def __init__(self, found, recognizers):
-        self.found = found
-        self.backends = tuple(recognizers)
-        self.faces, self.refs = {}, {}
-        for index, (key, paths) in enumerate(self.found.items(), 1):
-            faces = {s: Face(p, recognizers) for s, p in paths.items()}
-            usable = {k: f for k, f in faces.items() if f.problem is None}
-            if not usable:
-                raise InputError(f"patient {index} (of {len(self.found)}, folders in sorted order) has no photo with "
-                                 f"a face every backend ({', '.join(recognizers)}) finds: use frontal, well-lit photos")
-            self.faces[key] = usable
-            self.refs[key] = {b: np.stack([f.features[b] for f in usable.values()]) for b in recognizers}
+
+def read_patients(found, recognizers, faces=None, crop=False):
+    """found: {key: {source: path}} -> ({key: {source: Face}} of the usable photos, {key: {backend: (M, D)}}).
+    faces: {(key, source): Face} already read (with these backends' features), not read again; the photos
+    read here are added. An unreadable photo is refused (it would drop out of the references unsaid)."""
+    faces = faces if faces is not None else {}
+    for key, paths in found.items():
+        for s, p in paths.items():
+            face = faces.get((key, s))
+            if face is None or face.problem is None and (not set(recognizers) <= set(face.features)
+                                                         or crop and face._crop is None):
+                faces[key, s] = Face(recognizers, p).kept(crop)
+    refuse_problems([f.unreadable for k, paths in found.items() for s in paths for f in [faces[k, s]] if f.unreadable])
+    usable, refs = {}, {}
+    for index, (key, paths) in enumerate(found.items(), 1):
+        usable[key] = {s: faces[key, s] for s in paths if faces[key, s].problem is None}
+        if not usable[key]:
+            raise InputError(f"patient {index} (of {len(found)}, folders in sorted order) has no photo with "
+                             f"a face every backend ({', '.join(recognizers)}) finds: use frontal, well-lit photos")
+        refs[key] = {b: np.stack([f.features[b] for f in usable[key].values()]) for b in recognizers}
+    return usable, refs
 
 
 def _mean_std(values):
@@ -154,16 +179,17 @@ def _mean_std(values):
 
 def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
              threshold=arcface.THRESHOLD, item="rest", serfiq_passes=serfiq.PASSES, seed=0, backend="auto",
-             dlib_threshold=dlib_face.THRESHOLD, distractors=None, patients=None):
+             dlib_threshold=dlib_face.THRESHOLD, distractors=None, faces=None):
     """Score every generated image and write report.md, metrics.csv, report.png to out_dir.
 
     generated: a list of --generated values (see method_trees), or one folder of method trees.
     item: the Yanagihara item for images whose expression is unknown or names no item.
     distractors: a folder of face photos, each a person of its own, added to the re-identification gallery.
-    patients: an earlier result's "patients" for the same folder and backends, not read again.
+    faces: {(patient key, source): Face} of the patients' photos already read (an earlier result's "faces",
+    or the experiment's prepare stage), not read again.
     Returns {"rows": [per-method dict with COLUMNS, and "chart": its chart.series], "per_patient": {method:
     [(index, n, privacy mean, pass rate)]}, "listed": [(method, image label, problem)], "backends": used,
-    "reid": {method: reid.measure}, "patients": Patients, "files": [written paths]}.
+    "reid": {method: reid.measure}, "faces": the patients' faces, "files": [written paths]}.
     """
     if item not in fidelity.ITEM_WEIGHTS:
         raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(ITEMS)}")
@@ -172,20 +198,17 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     recs = recognizers(used, arcface_path)
     if lpips:
         fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
-    if patients is not None and patients.backends != used:
-        patients = None
-    found = patients.found if patients else find_patients(patients_dir)
+    found = find_patients(patients_dir)
     trees = method_trees([generated] if isinstance(generated, str) else list(generated))
     methods, unmatched = find_generated(trees, set(found))
-    # An unreadable patient photo would silently drop out of the references (and raise the pass rate).
-    refuse_unreadable([p for paths in found.values() for p in paths.values()]
-                      + [p for images in methods.values() for _, _, p in images])
-    patients = patients or Patients(found, recs)
-    s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, patients.refs, arcface_path, lpips,
+    refuse_unreadable([p for images in methods.values() for _, _, p in images])
+    faces = dict(faces or {})
+    patient_faces, refs = read_patients(found, recs, faces, crop=lpips)
+    s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, refs, arcface_path, lpips,
                 lpips_weights, serfiq_passes, seed, item)
     measured = [m for m in metrics() if m.used(s)]
     identities = [m for m in measured if isinstance(m, Identity)]
-    gallery = reid.Gallery({k: {src: f.features for src, f in faces.items()} for k, faces in patients.faces.items()},
+    gallery = reid.Gallery({k: {src: f.features for src, f in faces.items()} for k, faces in patient_faces.items()},
                            _distractors(distractors, recs), recs)
     reid_results, rows, per_patient, listed = {}, [], {}, []
     for method, images in methods.items():
@@ -195,12 +218,12 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
             index = list(found).index(key) + 1
             counters[key] = counters.get(key, 0) + 1
             label = f"patient {index}, {expression or 'no expression'}, image {counters[key]}"
-            face = Face(path, recs)
+            face = Face(recs, path)
             if face.problem is not None:
                 skipped += 1
                 listed.append((method, label, face.problem))
                 continue
-            source = patients.faces[key].get(expression) if expression else None
+            source = patient_faces[key].get(expression) if expression else None
             if source is None:
                 unpaired += 1
                 listed.append((method, label, "unpaired: the patient has no usable photo of this expression"))
@@ -232,7 +255,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
              write_bytes(os.path.join(out_dir, "report.png"),
                          chart.privacy_fidelity([(r["method"], r["chart"]) for r in rows]))]
     return {"rows": rows, "per_patient": per_patient, "listed": listed, "backends": used, "reid": reid_results,
-            "patients": patients, "files": files}
+            "faces": faces, "files": files}
 
 
 def _distractors(folder, recs):
@@ -242,7 +265,7 @@ def _distractors(folder, recs):
     if not os.path.isdir(folder) or not photos_in(folder):
         raise InputError(f"--distractors {folder} is not a folder of face photos: give a folder of images, "
                          f"one person each")
-    faces = {p: Face(p, recs) for p in photos_in(folder)}
+    faces = {p: Face(recs, p) for p in photos_in(folder)}
     for path, face in faces.items():  # public faces, not patients': the name helps find the one to remove
         if face.problem:
             raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "

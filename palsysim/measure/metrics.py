@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..base.layout import source_item
-from ..condition.facecrop import face_crop
 from ..identity.check import RECOGNIZERS
 from . import fidelity, serfiq
 
-LPIPS_SIZE = 512
+LPIPS_SIZE = 512  # the face crop's side, and LPIPS's input size
 
 
 @dataclass
@@ -63,8 +62,7 @@ class Perceptual(Metric):
     def score(self, s, face, source, patient, expression):
         if source is None:
             return {"lpips": None}
-        crops = [face_crop(f.rgb, f.xy, LPIPS_SIZE)[0] for f in (face, source)]
-        return {"lpips": fidelity.lpips_distance(crops[:1], crops[1:], s.lpips_weights, size=LPIPS_SIZE)[0]}
+        return {"lpips": fidelity.lpips_distance([face.crop()], [source.crop()], s.lpips_weights, size=LPIPS_SIZE)[0]}
 
 
 class Identity(Metric):
