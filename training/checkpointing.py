@@ -10,8 +10,7 @@ import os
 
 import torch
 
-from palsysim.base.files import write_atomically
-from palsysim.base.model_files import sha256_of
+from palsysim.base.files import sha256_of, write_atomically
 
 STATE_FILE = "training_state.torch"  # not .pt/.ckpt: ComfyUI would list it as a ControlNet
 PREVIOUS = ".prev"  # STATE_FILE + PREVIOUS: the state before the last save

@@ -1,4 +1,5 @@
 """Files written whole or not at all."""
+import hashlib
 import os
 import tempfile
 
@@ -40,3 +41,17 @@ def write_bytes(path, data):
             f.write(data)
     write_atomically(path, write)
     return path
+
+
+def sha256_of(path, _seen={}):
+    """The sha256 hex digest of a file's bytes, read once per process while its size and mtime stay the
+    same (a 4 GB checkpoint is hashed once, however many stages ask)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _seen:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _seen[key] = h.hexdigest()
+    return _seen[key]

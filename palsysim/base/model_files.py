@@ -4,10 +4,11 @@ Digests are the SHA-256 that the files' public pages list (Hugging Face shows it
 file whose digest could not be confirmed there has sha256=None and is reported "unverified"; a
 download of one is installed only if it has the size and the format its kind has (min_size, check).
 """
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
+
+from .files import sha256_of
 
 TORCH_HUB = "torch-hub"  # torch's own cache (torch.hub.get_dir()/checkpoints), not a ComfyUI folder
 
@@ -125,14 +126,6 @@ def target(model, models_dir):
     if model.folder == TORCH_HUB:
         return os.path.join(torch_hub_dir(), model.name)
     return os.path.join(models_dir, model.folder, model.name)
-
-
-def sha256_of(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_problem(model, path):

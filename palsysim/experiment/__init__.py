@@ -8,7 +8,7 @@ import json
 import os
 
 from .. import runner
-from ..base.files import write_bytes
+from ..base.files import sha256_of, write_bytes
 from . import config, preflight, report, stages
 
 
@@ -21,11 +21,11 @@ def evaluate(exp, state, bar, found, faces):
         bar.step(f"evaluate/{run}")
         out = exp.path("evaluation", run)
         images = stages.generated_images(exp, run)
-        fp = stages.fingerprint([stages.file_digest(p) for *_, p in images],
-                                sorted(stages.file_digest(exp.path("prepared", "photos", k, f"{e}.png"))
+        fp = stages.fingerprint([sha256_of(p) for *_, p in images],
+                                sorted(sha256_of(exp.path("prepared", "photos", k, f"{e}.png"))
                                        for k, ps in found.items() for e in ps),
-                                exp.identity_backend, exp.arcface and stages.file_digest(exp.arcface),
-                                exp.lpips_weights and stages.file_digest(exp.lpips_weights))
+                                exp.identity_backend, exp.arcface and sha256_of(exp.arcface),
+                                exp.lpips_weights and sha256_of(exp.lpips_weights))
         row_file = os.path.join(out, "row.json")
         if not state.done(f"evaluate/{run}", fp, row_file) and run in repeats:  # the same images: the same scores
             with open(os.path.join(exp.path("evaluation", repeats[run]), "row.json"), encoding="utf-8") as f:

@@ -9,6 +9,7 @@ import os
 import zipfile
 
 from ..base.errors import InputError
+from ..base.files import sha256_of
 from ..base.layout import first_photo
 from ..base.model_files import digest_state, fetch_hint, missing_hint
 from ..base.outputs import overlap
@@ -148,7 +149,7 @@ def model_problems(exp):
         if why:
             problems.append(f"[models] {key} {path}: {why}")
             continue
-        state, what = digest_state(path, stages.file_digest(path))
+        state, what = digest_state(path, sha256_of(path))
         if state == "MISMATCH" and not exp.accept_mismatch:
             problems.append(f"[models] {key} {path}: its SHA-256 is not the published file's ({what}): a wrong "
                             f"or damaged download; fetch it again{missing_hint(path)}, or set [models] "

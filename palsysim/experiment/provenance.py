@@ -44,14 +44,14 @@ def comfyui_version():
 
 def model_rows(exp):
     """[(setting, file name, SHA-256, state)] of the model files the experiment ran on."""
+    from ..base.files import sha256_of
     from ..base.model_files import digest_state
-    from .stages import file_digest
     rows = []
     for key in MODEL_KEYS:
         path = getattr(exp, key)
         if not path:
             continue
-        digest = file_digest(path)
+        digest = sha256_of(path)
         state, what = digest_state(path, digest)
         if state == "MISMATCH":
             state = "MISMATCH, accepted ([models] accept_mismatch = true)"

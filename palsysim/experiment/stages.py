@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 from ..base.errors import InputError
-from ..base.files import write_bytes
+from ..base.files import sha256_of, write_bytes
 from ..base.layout import find_patients, generated_sources, photos_in, source_item
 from ..base.paths import REPO
 from ..base.photos import read_image, write_image
@@ -40,19 +40,6 @@ STATE = "state.json"
 
 
 # --- fingerprints ----------------------------------------------------------------------------------
-
-def file_digest(path, _cache={}):
-    """sha256 of a file's bytes (cached per process by path, size and mtime: a big checkpoint is read once)."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    if key not in _cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _cache[key] = h.hexdigest()
-    return _cache[key]
-
 
 def fingerprint(*parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -162,7 +149,7 @@ def prepare(exp, state, found, bar):
         for expression, path in photos.items():
             out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops")}
             out["train"] = train_photo(exp, key, expression)
-            item, fp = f"prepare/{key}/{expression}", fingerprint(file_digest(path), size)
+            item, fp = f"prepare/{key}/{expression}", fingerprint(sha256_of(path), size)
             bar.step(item)
             if state.done(item, fp, *out.values()):
                 continue
@@ -179,7 +166,7 @@ def prepare(exp, state, found, bar):
 # --- train -----------------------------------------------------------------------------------------
 
 def dataset_digest(exp, found):
-    return fingerprint(sorted((k, s, file_digest(train_photo(exp, k, s))) for k, photos in found.items() for s in photos))
+    return fingerprint(sorted((k, s, sha256_of(train_photo(exp, k, s))) for k, photos in found.items() for s in photos))
 
 
 def net_path(exp, name):
@@ -209,7 +196,7 @@ def link_models(exp):
 def train(exp, state, found, bar, quiet=False):
     """Each net once (python -m training in a child process that dies with this one); a killed
     training resumes from its own state when its fingerprint is unchanged, else starts over."""
-    base = fingerprint(dataset_digest(exp, found), file_digest(exp.checkpoint), file_digest(exp.controlnet),
+    base = fingerprint(dataset_digest(exp, found), sha256_of(exp.checkpoint), sha256_of(exp.controlnet),
                        exp.train)
     for name, (mode, lo, hi) in exp.nets().items():
         out, work = net_path(exp, name), work_path(exp, name)
@@ -280,11 +267,11 @@ def generate(exp, state, found, bar, servers=None, embedded=1):
     donor_of = patient_donors(exp, found)
     todo = {}
     for name, (workflow, net, condition) in runs.items():
-        fp = fingerprint(file_digest(api_path(workflow)),
-                         file_digest(net_path(exp, net) if net else exp.controlnet),
-                         file_digest(exp.checkpoint), exp.generate,
-                         sorted((k, e, file_digest(p)) for k, ps in photos.items() for e, p in ps.items()),
-                         condition == "codc" and sorted((k, file_digest(d)) for k, d in donor_of.items()))
+        fp = fingerprint(sha256_of(api_path(workflow)),
+                         sha256_of(net_path(exp, net) if net else exp.controlnet),
+                         sha256_of(exp.checkpoint), exp.generate,
+                         sorted((k, e, sha256_of(p)) for k, ps in photos.items() for e, p in ps.items()),
+                         condition == "codc" and sorted((k, sha256_of(d)) for k, d in donor_of.items()))
         if not state.done(f"generate/{name}", fp, exp.path("generated", name, MANIFEST)):
             todo[name] = fp
     repeats = twins(runs)
