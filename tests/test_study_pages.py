@@ -59,6 +59,15 @@ def test_welcome_names_the_parts_and_the_scale_and_the_order_is_enforced(inputs,
         assert r.status_code == 303, "the paired block is open now"
 
 
+def test_a_question_that_does_not_exist_gets_the_studys_own_page_with_the_way_back(inputs, tmp_path):
+    with served_rater(inputs, str(tmp_path / "S")) as (server, rater, _, _):
+        total = question_count(rater.get(server.url + "/task/1", timeout=10).text)
+        for n in (0, total + 1):
+            r = rater.get(f"{server.url}/task/{n}", timeout=10)
+            assert r.status_code == 404 and "<style" in r.text, r.text  # styled as every page, not bare text
+            assert f"questions are numbered 1 to {total}" in r.text and 'href="/"' in r.text, r.text
+
+
 def test_hand_over_logs_this_browser_out(inputs, tmp_path):
     with served_rater(inputs, str(tmp_path / "S")) as (server, rater, token, _):
         home = rater.get(server.url + "/", timeout=10).text

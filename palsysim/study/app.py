@@ -70,6 +70,9 @@ async def authorise(request, handler):
     request["who"], request["token"] = who, token
     try:
         return await handler(request)
+    except NoSuchQuestion as ex:
+        return page("No such question", f'<h1>No such question</h1><p class="error">{e(str(ex))}</p>'
+                                        f'<p><a class="button" href="/">Back to the start</a></p>', 404)
     except InputError as ex:  # what the request asked for cannot be: the message says why
         return refuse(400, str(ex))
 
@@ -148,6 +151,10 @@ def _first_open(tasks, t):
     return alone[0] if alone else None
 
 
+class NoSuchQuestion(InputError):
+    """A question number past either end (a typed or old link): the study's own page, with the way back."""
+
+
 def _task(request):
     study, rater = request.app[STUDY], _rater(request)
     tasks = study.tasks(rater["id"])
@@ -155,7 +162,7 @@ def _task(request):
     if not (n.isascii() and n.isdigit()):  # int() would take "²" or "٣" too
         raise InputError(f"{n!r} is not a question number: questions are numbered 1 to {len(tasks)}.")
     if not 1 <= int(n) <= len(tasks):
-        raise web.HTTPNotFound(text="no such question")
+        raise NoSuchQuestion(f"There is no question {n}: questions are numbered 1 to {len(tasks)}.")
     return study, rater, tasks, tasks[int(n) - 1]
 
 
