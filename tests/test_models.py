@@ -110,3 +110,26 @@ def test_missing_model_messages_name_the_fetch_line(tmp_path):
     for call, name in cases:
         with pytest.raises(InputError, match=f"python -m palsysim models --fetch {name} downloads it"):
             call()
+
+
+def test_models_and_the_demo_find_files_in_the_folders_extra_model_paths_yaml_declares(tmp_path):
+    # A ComfyUI that keeps its ControlNets with an A1111 install, as its extra_model_paths.yaml says.
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    webui = tmp_path / "webui" / "models" / "ControlNet"
+    webui.mkdir(parents=True)
+    (webui / "control_sd15_canny.pth").write_bytes(b"a damaged download")
+    (comfy / "extra_model_paths.yaml").write_text(
+        "a111:\n    base_path: ../webui\n    controlnet: |\n        models/ControlNet\n        models/none\n")
+    env = {k: v for k, v in os.environ.items() if k != "MODELS_DIR"}
+    env.update(COMFYUI_DIR=str(comfy), TORCH_HOME=str(tmp_path / "torch"))
+    r = subprocess.run([sys.executable, "-m", "palsysim", "models"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"and for controlnet: {webui}, {tmp_path / 'webui' / 'models' / 'none'} (extra_model_paths.yaml)" in r.stdout
+    blocks = {b.split()[0]: b for b in r.stdout.split("\n\n")[1:]}
+    assert f"found {webui / 'control_sd15_canny.pth'}" in blocks["control_sd15_canny.pth"], r.stdout
+    assert "MISSING" in blocks["v1-5-pruned-emaonly.safetensors"]
+    probe = "from palsysim.base.model_files import find_model; print(find_model('controlnet', 'control_sd15_canny.pth'))"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.stdout.strip() == str(webui / "control_sd15_canny.pth"), r.stdout + r.stderr  # what make demo looks for

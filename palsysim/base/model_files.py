@@ -109,11 +109,43 @@ def model_dirs():
     return dirs
 
 
+def extra_folders():
+    """{kind: [folder]} that the ComfyUI's extra_model_paths.yaml (beside its main.py) adds, read as ComfyUI
+    reads it (utils/extra_config.py): base_path relative to the file, one or more folders per kind, a
+    section's is_default folders searched before ComfyUI's own. {} without the file or a ComfyUI."""
+    from .paths import comfyui_dir
+    try:
+        path = os.path.join(comfyui_dir(), "extra_model_paths.yaml")
+    except ValueError:
+        return {}
+    if not os.path.isfile(path):
+        return {}
+    import yaml
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    here, out = os.path.dirname(os.path.abspath(path)), {}
+    for section in config.values():
+        if not isinstance(section, dict):
+            continue
+        base = section.get("base_path")
+        base = base and os.path.join(here, os.path.expandvars(os.path.expanduser(str(base))))
+        for kind, folders in section.items():
+            if kind in ("base_path", "is_default") or not isinstance(folders, str):
+                continue
+            found = [os.path.normpath(os.path.join(base or here, f)) for f in folders.split("\n") if f]
+            out[kind] = found + out.get(kind, []) if section.get("is_default") else out.get(kind, []) + found
+    return out
+
+
+def model_folders(kind, roots=None):
+    """The folders a model of `kind` (checkpoints, controlnet, ...) is looked for in, in order: each of
+    roots/<kind> (default model_dirs()), then, without roots given, extra_model_paths.yaml's."""
+    folders = [os.path.join(d, kind) for d in (model_dirs() if roots is None else roots)]
+    return folders + extra_folders().get(kind, []) if roots is None else folders
+
+
 def find_model(folder, name):
-    for d in model_dirs():
-        if os.path.isfile(os.path.join(d, folder, name)):
-            return os.path.join(d, folder, name)
-    return None
+    return next((os.path.join(f, name) for f in model_folders(folder) if os.path.isfile(os.path.join(f, name))), None)
 
 
 def torch_hub_dir():
@@ -154,10 +186,10 @@ def digest_state(path, digest):
     return "MISMATCH", f"named like the published {model.key}, whose SHA-256 is {model.sha256[:16]}..."
 
 
-def status(model, dirs, check=True):
-    """One row of `models`: where it was found (first of dirs), its size and digest verdict."""
+def status(model, dirs=None, check=True):
+    """One row of `models`: where it was found (model_folders of dirs), its size and digest verdict."""
     paths = ([target(model, None)] if model.folder == TORCH_HUB
-             else [target(model, d) for d in dirs])
+             else [os.path.join(f, model.name) for f in model_folders(model.folder, dirs)])
     found = next((p for p in paths if os.path.isfile(p)), None)
     row = {"name": model.name, "folder": model.folder, "found": found, "size": None, "digest": "missing",
            "licence": model.licence, "url": model.url, "used_by": model.used_by}

@@ -2,7 +2,7 @@
 import os
 import sys
 
-from ..base.model_files import MODELS, by_key, model_dirs, status
+from ..base.model_files import MODELS, by_key, extra_folders, model_dirs, status
 from .fetch import FetchError, Unreachable, fetch, manual_download_message
 
 
@@ -16,9 +16,11 @@ def run(args):
         print("models: no models folder: set MODELS_DIR or --models-dir, or run make setup", file=sys.stderr)
         return 2
     if not args.fetch:
-        print(f"models folder: {' then '.join(dirs)}")
+        extra = {} if args.models_dir else extra_folders()
+        print(f"models folder: {' then '.join(dirs)}" + "".join(f"\n  and for {kind}: {', '.join(folders)} "
+                                                               f"(extra_model_paths.yaml)" for kind, folders in extra.items()))
         for m in MODELS:
-            row = status(m, dirs, check=not args.quick)
+            row = status(m, [args.models_dir] if args.models_dir else None, check=not args.quick)
             print(f"\n{m.name}  [{m.folder}]  {'found ' + row['found'] if row['found'] else 'MISSING'}")
             print(f"  size {_size(row['size'])}; sha256 {row['digest']}")
             print(f"  licence: {m.licence}; used by: {m.used_by}")
