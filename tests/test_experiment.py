@@ -139,6 +139,8 @@ def test_every_method_and_window_has_a_row_figures_and_a_report(experiments):
                         for p in pngs(os.path.join(plain, "generated", run))}
     assert tree("window_500_700") == tree("partial")
     assert "window_500_700 is partial's images (the same net, workflow and seeds: made and scored once)" in text
+    # no AlexNet or ArcFace file given: the report says which of the paper's columns are missing, and why
+    assert "Not measured here: LPIPS (needs AlexNet's weights" in text and "SER-FIQ (needs the ArcFace ONNX" in text
     for name in ("fig6.png", "fig7.png", "fig8.png", "privacy_fidelity.png", "loss.png"):
         image = read_image(os.path.join(plain, "figures", name))
         assert image.std() > 5, name  # not blank

@@ -118,7 +118,9 @@ def notes(exp, rows):
     shown = {k for k, _ in columns(rows)}
     s = Scoring({m.recognizer.name: m.recognizer for m in metrics() if isinstance(m, Identity) and shown & set(m.keys)},
                 thresholds(), lpips=bool(exp.lpips_weights))
+    missing = [f"{m.table[k]} (needs {m.needs})" for m in metrics() if m.needs for k in m.table if k not in shown]
     return ([m.note(s) for m in metrics() if shown & set(m.keys)]
+            + ([f"Not measured here: {'; '.join(missing)}."] if missing else [])
             + ["Identity and fidelity columns compare each image with its own source photo (same patient, same "
                "photo); private share: images that pass every backend's same-person threshold against all the "
                "patient's photos. n/a: not measurable here (no face found in the generated images)."])

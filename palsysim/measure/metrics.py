@@ -35,6 +35,7 @@ class Metric:
     keys = ()     # its columns, in metrics.csv order
     titles = ()   # report.md's heading per key
     table = {}    # {key: heading} of the keys the experiment's Table II shows
+    needs = ""    # what measuring it needs beyond the photos, said where it was not measured
     def note(self, s):
         """report.md's "How to read it" line."""
         return ""
@@ -51,6 +52,7 @@ class Metric:
 
 class Perceptual(Metric):
     keys, titles, table = ("lpips",), ("LPIPS ↓",), {"lpips": "LPIPS"}
+    needs = "AlexNet's weights: evaluate --lpips, or the experiment's [models] lpips_weights"
 
     def note(self, s):
         return (f"LPIPS: AlexNet perceptual distance of the two 512 landmark face crops, at {LPIPS_SIZE}, against "
@@ -105,6 +107,7 @@ class Identity(Metric):
 
 class Quality(Metric):
     keys, titles, table = ("serfiq", "serfiq_raw"), ("SER-FIQ ↑", "SER-FIQ raw q"), {"serfiq": "SER-FIQ"}
+    needs = "the ArcFace ONNX: evaluate --arcface, or the experiment's [models] arcface"
 
     def note(self, s):
         return (f"SER-FIQ: the reference implementation's calibrated score 1/(1+exp(-130(q-0.88))), q = "
