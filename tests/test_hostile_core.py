@@ -36,14 +36,14 @@ def test_a_photo_too_large_to_decode_is_refused_by_every_command(tmp_path, capsy
 # --- 4, 5. evaluate and identity: unreadable photos, thresholds that are not numbers --------------
 
 def evaluation_folders(tmp_path, broken):
-    """PATIENTS/p1 with a real smile photo and `broken` as rest.jpg; a method tree with one real image."""
+    """PATIENTS/p1 with a real grin photo and `broken` as rest.jpg; a method tree with one real image."""
     from PIL import Image
     faces = photo_paths()
     (tmp_path / "patients" / "p1").mkdir(parents=True)
-    Image.open(faces["astronaut"]).convert("RGB").save(tmp_path / "patients" / "p1" / "smile.png")
+    Image.open(faces["astronaut"]).convert("RGB").save(tmp_path / "patients" / "p1" / "grin.png")
     (tmp_path / "patients" / "p1" / "rest.jpg").write_bytes(broken)
-    (tmp_path / "gen" / "p1" / "smile").mkdir(parents=True)
-    Image.open(faces["grace_hopper"]).convert("RGB").save(tmp_path / "gen" / "p1" / "smile" / "a_0.png")
+    (tmp_path / "gen" / "p1" / "grin").mkdir(parents=True)
+    Image.open(faces["grace_hopper"]).convert("RGB").save(tmp_path / "gen" / "p1" / "grin" / "a_0.png")
     return ["evaluate", "--generated", f"m={tmp_path / 'gen'}", "--patients", tmp_path / "patients",
             "--backend", "dlib", "--out", tmp_path / "evaluation"]
 
