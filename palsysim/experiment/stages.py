@@ -143,8 +143,7 @@ def prepare(exp, state, found, bar):
     from ..face.landmarks import face_landmarks
     from ..identity.check import recognizers, resolve_backend
     from ..measure.evaluate import Face
-    size, faces = exp.train["resolution"], {}
-    recs = recognizers(resolve_backend(exp.identity_backend, exp.arcface or None), exp.arcface or None)
+    size, faces, recs = exp.train["resolution"], {}, None
     for key, photos in found.items():
         for expression, path in photos.items():
             out = {d: exp.path("prepared", d, key, f"{expression}.png") for d in ("photos", "crops")}
@@ -158,6 +157,8 @@ def prepare(exp, state, found, bar):
             write_image(out["photos"], image)
             write_image(out["train"], image)
             write_image(out["crops"], face_crop(image, xy, size)[0])
+            # the recognizers load only where a photo is prepared, not on a resumed run that prepares none
+            recs = recs or recognizers(resolve_backend(exp.identity_backend, exp.arcface or None), exp.arcface or None)
             faces[key, expression] = Face(recs, rgb=image, xy=xy).kept(crop=bool(exp.lpips_weights))
             state.record(item, fp)
     return faces

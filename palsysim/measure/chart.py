@@ -16,7 +16,8 @@ def series(recognizer, closest, threshold, records):
             "threshold": threshold, "x": [r[closest] for r in records], "y": [r["fidelity"] for r in records]}
 
 
-def _mean_std(values):
+def mean_std(values):
+    """(mean, std) of the values that are not None, or (None, None): a column of evaluate's rows, a chart's point."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     return (float(v.mean()), float(v.std())) if len(v) else (None, None)
 
@@ -33,7 +34,7 @@ def privacy_fidelity(methods):
         points = [(x, y) for x, y in zip(s["x"], s["y"]) if x is not None and y is not None]
         if not points:
             continue
-        (mx, sx), (my, sy) = _mean_std(s["x"]), _mean_std(s["y"])
+        (mx, sx), (my, sy) = mean_std(s["x"]), mean_std(s["y"])
         c = cmap(i % 10)
         ax.scatter(*zip(*points), color=c, alpha=0.25, s=14)
         ax.errorbar(mx, my, xerr=sx, yerr=sy, fmt="o", color=c, markersize=9, capsize=4,

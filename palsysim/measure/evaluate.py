@@ -150,11 +150,10 @@ class Face:
         return self
 
 
-def read_patients(found, recognizers, faces=None, crop=False):
+def read_patients(found, recognizers, faces, crop=False):
     """found: {key: {source: path}} -> ({key: {source: Face}} of the usable photos, {key: {backend: (M, D)}}).
     faces: {(key, source): Face} already read (with these backends' features), not read again; the photos
     read here are added. An unreadable photo is refused (it would drop out of the references unsaid)."""
-    faces = faces if faces is not None else {}
     for key, paths in found.items():
         for s, p in paths.items():
             face = faces.get((key, s))
@@ -170,11 +169,6 @@ def read_patients(found, recognizers, faces=None, crop=False):
                              f"a face every backend ({', '.join(recognizers)}) finds: use frontal, well-lit photos")
         refs[key] = {b: np.stack([f.features[b] for f in usable[key].values()]) for b in recognizers}
     return usable, refs
-
-
-def _mean_std(values):
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    return (float(v.mean()), float(v.std())) if len(v) else (None, None)
 
 
 def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_weights=None,
@@ -236,7 +230,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
         row = {"method": method, "images": len(records), "patients": len({r["patient"] for r in records}),
                "skipped": skipped, "unpaired": unpaired}
         for col in keys():
-            row[f"{col}_mean"], row[f"{col}_std"] = _mean_std([r[col] for r in records])
+            row[f"{col}_mean"], row[f"{col}_std"] = chart.mean_std([r[col] for r in records])
         row["pass_rate"] = float(np.mean([r["passed"] for r in records])) if records else None
         row["measured"] = [k for m in measured for k in m.keys]
         privacy = identities[0]
