@@ -77,13 +77,23 @@ def default_task_file():
     return os.environ.get("PALSYSIM_FACE_LANDMARKER") or find_model("mediapipe", TASK_FILE)
 
 
+def missing_task_file(task_file=None):
+    """Why the Tasks API cannot start: the model file, its URL and the folder it goes in (task_file's, else
+    the first models/mediapipe/ folder searched)."""
+    from ..base.model_files import by_key, missing_hint, model_folders
+    folders = model_folders("mediapipe")
+    folder = os.path.dirname(task_file) if task_file else folders[0] if folders else "ComfyUI/models/mediapipe"
+    looked = task_file or " and ".join(os.path.join(f, TASK_FILE) for f in folders) or TASK_FILE
+    return (f"MediaPipe's Tasks API (mediapipe >= 0.10.30) needs the model file {TASK_FILE}, not found at "
+            f"{looked}: download {by_key(TASK_FILE).url} into {folder}{os.sep}{missing_hint(TASK_FILE)}; "
+            f"the pack's install.py (run by ComfyUI-Manager) fetches it when downloads are allowed")
+
+
 def _tasks_detector(max_faces, min_confidence, task_file):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
     if not task_file or not os.path.isfile(task_file):
-        raise InputError(f"MediaPipe's Tasks API needs the model file {TASK_FILE}: put it in "
-                         f"ComfyUI/models/mediapipe/ (looked for {task_file or TASK_FILE}; "
-                         f"python -m palsysim models --fetch {TASK_FILE} downloads it)")
+        raise InputError(missing_task_file(task_file))
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=task_file), running_mode=vision.RunningMode.IMAGE,
         num_faces=max_faces, min_face_detection_confidence=min_confidence,
