@@ -3,6 +3,8 @@ import graph has no cycle, and the nodes load no command-line app. Read from the
 lazy ones inside functions too), so a new import that breaks the order fails here."""
 import ast
 import os
+import subprocess
+import sys
 
 from palsysim.base.paths import REPO
 
@@ -91,3 +93,11 @@ def test_the_import_graph_has_no_cycle():
         if m not in state:
             visit(m, [m])
     assert not cycles, cycles
+
+
+def test_starting_the_command_line_imports_no_torch():
+    """Every `python -m palsysim ...` builds the whole parser; torch (some 2 s of CPU to import) waits for the
+    commands that compute with it, or each study, run or landmarks command starts seconds late."""
+    code = "import sys; from palsysim.cli import parser; parser(); print(sorted(m for m in sys.modules if m == 'torch'))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -39,18 +39,14 @@ from safetensors.torch import save_file
 
 from ..base.errors import InputError
 from ..base.files import write_atomically
+from .keys import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
 from .schedule import SCHEDULE_NAME, check_window
 
 FORMAT_VERSION = "1"
 PREFIX = "palsysim."
-CONTROL_PREFIX = "control_model."
-SD15_CONTEXT_DIM = 768
 LORA_PREFIX = "lora."
 KIND_CONTROLNET, KIND_LORA = "controlnet", "lora"
 _BASE_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
-# What ComfyUI's loader reads to recognise and size an ldm ControlNet; without one it fails with an
-# AttributeError that names no file.
-RECOGNISED_BY = ("zero_convs.0.0.weight", "input_blocks.0.0.weight", "input_hint_block.0.weight")
 
 
 def _is_path_like(value):

@@ -14,7 +14,7 @@ from ..base.layout import first_photo
 from ..base.model_files import digest_state, fetch_hint, missing_hint
 from ..base.outputs import overlap
 from ..base.photos import read_image
-from ..controlnet.file import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
+from ..controlnet.keys import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
 from . import config, stages
 
 UNET_PREFIX = "model.diffusion_model."
