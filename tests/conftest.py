@@ -11,6 +11,10 @@ import sys
 
 import pytest
 
+# One compute thread per process (torch's OpenMP, and so every host, trainer and command the tests start): a test
+# often runs a ComfyUI host, a client and a trainer at once on CI's two cores, where each process's spinning
+# OpenMP threads wait on the others' (one training test file: 4x the CPU time and 3x the wall time with two).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from file_server import Server  # noqa: E402
