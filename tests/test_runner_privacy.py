@@ -3,6 +3,7 @@ ComfyUI outlives it, and no patient file name, path or pixels are left anywhere 
 of every file written meanwhile under the temp folder and the ComfyUI host is searched)."""
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from palsysim.comfy.host import HOST_PREFIX
 from palsysim.comfy.plan import photo_png
 
 
-def host_folders():
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), HOST_PREFIX + "*")))
+def host_folders(tmp=None):
+    return set(glob.glob(os.path.join(tmp or tempfile.gettempdir(), HOST_PREFIX + "*")))
 
 
 def processes_naming(text):
@@ -61,17 +62,20 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
     secrets = {"patient name": patient.encode(), "patients path": str(patients).encode(),
                "uploaded PNG": upload[len(upload) // 2:len(upload) // 2 + 256],
                "raw pixel row": pixels[120, 40:140].tobytes()}
-    out = tmp_path / "out"
-    before, started = host_folders(), time.time() - 1
+    # The run's own temp folder (TMPDIR), so that the host folders it makes are told from those of runs beside it
+    # (CI runs two suites at once); the secrets are looked for in it and in the system's.
+    out, run_tmp = tmp_path / "out", tmp_path / "tmp"
+    run_tmp.mkdir()
+    before, started = host_folders(run_tmp), time.time() - 1
     cmd = [sys.executable, "-m", "palsysim", "run", api("palsy_pf"), "--embedded", str(hosts), "--patients", str(patients),
            "--out", str(out), "--quiet", *TINY, *NO_ARCFACE, "--seeds", *map(str, range(1, 25))]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "MODELS_DIR": host.models_dir})
+                            env={**os.environ, "MODELS_DIR": host.models_dir, "TMPDIR": str(run_tmp)})
     # 48 jobs: the run is killed as soon as every host holds a photo, and on a loaded machine the first
     # host to start must not finish all of them before the last one has started (4 seeds did once)
     ours, deadline = set(), time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:  # until every host has a photo
-        ours = host_folders() - before
+        ours = host_folders(run_tmp) - before
         if len(ours) == hosts and all(glob.glob(os.path.join(f, "input", "palsysim", "*", "*.png")) for f in ours):
             break
         time.sleep(0.05)
@@ -90,7 +94,7 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
 
     skip = [str(patients), str(out)]  # the inputs themselves, and results named as the output layout says
     found = []
-    for path in files_written_since([tempfile.gettempdir(), comfyui_dir()], started, skip):
+    for path in files_written_since([str(run_tmp), tempfile.gettempdir(), comfyui_dir()], started, skip):
         try:
             data = open(path, "rb").read()
         except OSError:
@@ -108,12 +112,16 @@ def test_a_new_run_removes_what_a_killed_keeper_left_and_spares_live_runs(tmp_pa
         os.makedirs(os.path.join(folder, "input", "palsysim"))
         Image.new("RGB", (8, 8)).save(os.path.join(folder, "input", "palsysim", "a.png"))
         open(os.path.join(folder, "lock"), "w").close()
+    born = tempfile.mkdtemp(prefix=HOST_PREFIX)  # a run's folder being made: its lock not yet in place
+    open(os.path.join(born, "lock.new"), "w").close()
     fd = os.open(os.path.join(live, "lock"), os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a running keeper holds it
     try:
         remove_stale_hosts()
         assert not os.path.exists(left) and os.path.isfile(os.path.join(live, "input", "palsysim", "a.png"))
+        assert os.path.isfile(os.path.join(born, "lock.new"))
     finally:
         os.close(fd)
     remove_stale_hosts()
     assert not os.path.exists(live)
+    shutil.rmtree(born)

@@ -136,9 +136,11 @@ class EmbeddedHost:
         fcntl = posix_locks()
         remove_stale_hosts()
         self.tmp = tempfile.mkdtemp(prefix=HOST_PREFIX)
-        # Locked from birth: a concurrent run's remove_stale_hosts never takes a live folder.
-        self._lock = os.open(os.path.join(self.tmp, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        # Locked from birth: the lock is taken under another name and then renamed, so a concurrent run's
+        # remove_stale_hosts (which skips a folder with no "lock" yet) never finds it unlocked.
+        self._lock = os.open(os.path.join(self.tmp, "lock.new"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        os.rename(os.path.join(self.tmp, "lock.new"), os.path.join(self.tmp, "lock"))
         cmd = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(_free_port()),
                "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
         for d in ("input", "output", "temp", "user"):
