@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from machine_lock import machine_lock
 from real_faces import photos as real_photos
 
 from palsysim.bench import pipeline as bench
@@ -104,8 +105,9 @@ def test_preprocess_bench_prints_one_condition_and_the_ten_photo_batch():
 def sd15_files(module_tmp):
     """The real-size random files as `python -m training.bench --write-models` writes them (2.1 + 0.7 GB, fp16)."""
     models = module_tmp("sd15_real_size")
-    subprocess.run([sys.executable, "-m", "training.bench", "--write-models", str(models)], cwd=ROOT, check=True,
-                   timeout=1200)
+    with machine_lock("real-size-sd15"):  # building them holds some 6 GB too
+        subprocess.run([sys.executable, "-m", "training.bench", "--write-models", str(models)], cwd=ROOT, check=True,
+                       timeout=1200)
     return str(models), {k: os.path.join(str(models), v) for k, v in MODEL_FILES.items()}
 
 
@@ -143,12 +145,13 @@ def _available_gib():
 
 
 def test_real_size_files_generate_through_a_real_host_in_every_controlnet_mode(sd15_files):
-    if _available_gib() < 12:  # the host holds them in fp32 on a CPU: about 7 GiB
-        pytest.skip(f"{_available_gib():.1f} GiB available; loading SD1.5 at real size needs about 12")
     models_dir, paths = sd15_files
     lines = []
-    res = bench.generate(models_dir, os.path.basename(paths["checkpoint"]), os.path.basename(paths["controlnet"]),
-                         servers=(), jobs=1, size=64, steps=1, log=lines.append)
+    with machine_lock("real-size-sd15"):
+        if _available_gib() < 12:  # the host holds them in fp32 on a CPU: about 7 GiB
+            pytest.skip(f"{_available_gib():.1f} GiB available; loading SD1.5 at real size needs about 12")
+        res = bench.generate(models_dir, os.path.basename(paths["checkpoint"]), os.path.basename(paths["controlnet"]),
+                             servers=(), jobs=1, size=64, steps=1, log=lines.append)
     assert set(res["modes"]) == set(bench.CONTROLNET_MODES), res
     assert all(s > 0 for s in res["modes"].values()), res
     assert any("window_only" in line for line in lines), lines
