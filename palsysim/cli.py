@@ -143,17 +143,6 @@ def cmd_condition(args):
         raise InputError(f"{len(failed)} image(s) gave no condition:\n  " + "\n  ".join(failed))
 
 
-def cmd_run(args):
-    from .runner import main as run_main
-    if run_main(args):
-        sys.exit(1)  # some jobs failed; the manifest and stderr say which
-
-
-def cmd_experiment(args):
-    from .experiment import main as experiment_main
-    experiment_main(args)
-
-
 def cmd_bench(args):
     from .bench import pipeline as bench
     if args.which == "codc-measures":
@@ -352,28 +341,18 @@ def parser():
     p.add_argument("--json", action="store_true", help='print {"backend", "threshold", "pairs": [...]}')
     p.set_defaults(func=cmd_identity)
 
-    p = sub.add_parser("run", help="a workflow headless in batch: patients x expressions x identities x seeds")
-    from .runner import add_arguments as run_arguments
-    run_arguments(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("experiment", help="the paper's comparison on your patients: init EXP, then run EXP")
-    from .experiment import add_arguments as experiment_arguments
-    experiment_arguments(p)
-    p.set_defaults(func=cmd_experiment)
-
-    p = sub.add_parser("study", help="the rating study (Table I) and the Yanagihara trainer: create, invite, serve, results")
-    from .study.cli import add_arguments as study_arguments
-    study_arguments(p)
-
     p = sub.add_parser("demo", help="the main job on sample photographs, into --out")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--backend", choices=["auto", "arcface", "dlib", "both"], default="auto",
                    help="identity backend (auto: ArcFace when its file is present, else dlib)")
     p.set_defaults(func=cmd_demo)
 
-    from .models.command import add_parser as models_parser
-    models_parser(sub)
+    # The apps, each with its own module: each adds its command (parser, options, what it runs) the same way.
+    from . import experiment, runner
+    from .models import command as models
+    from .study import cli as study
+    for app in (runner, experiment, study, models):
+        app.add_command(sub)
     return ap
 
 

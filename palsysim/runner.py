@@ -56,7 +56,9 @@ def add_server_arguments(p, default="http://127.0.0.1:8188"):
                             "where there are GPUs")
 
 
-def add_arguments(p):
+def add_command(sub):
+    p = sub.add_parser("run", help="a workflow headless in batch: patients x expressions x identities x seeds")
+    p.set_defaults(func=lambda args: sys.exit(main(args)))  # 1: some jobs failed; the manifest and stderr say which
     p.add_argument("workflow", help="a workflow JSON (API format from workflows/api/, or a UI-format file)")
     add_server_arguments(p)
     p.add_argument("--models-dir", help="--embedded: extra models folder (default $MODELS_DIR)")

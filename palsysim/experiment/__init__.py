@@ -92,7 +92,9 @@ def figures_of(exp, found, methods, windows):
     return out
 
 
-def add_arguments(p):
+def add_command(commands):
+    p = commands.add_parser("experiment", help="the paper's comparison on your patients: init EXP, then run EXP")
+    p.set_defaults(func=main)
     sub = p.add_subparsers(dest="experiment_command", required=True)
     i = sub.add_parser("init", help="write EXP/experiment.toml with the paper's settings, to edit")
     i.add_argument("exp", help="the experiment folder")

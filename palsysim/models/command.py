@@ -52,7 +52,7 @@ def run(args):
     return 1 if failed or unreachable else 0
 
 
-def add_parser(sub):
+def add_command(sub):
     p = sub.add_parser("models", help="model files: found or missing, size, digest, licence, source; "
                                       "--fetch downloads on request")
     p.add_argument("--fetch", nargs="+", metavar="NAME", help="download these (file names, or all)")

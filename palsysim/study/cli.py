@@ -52,7 +52,9 @@ def cmd_results(args):
         study.close()
 
 
-def add_arguments(p):
+def add_command(commands):
+    p = commands.add_parser("study", help="the rating study (Table I) and the Yanagihara trainer: create, invite, "
+                                          "serve, results")
     sub = p.add_subparsers(dest="study_command", required=True)
     url = "http://127.0.0.1:8765"
 
