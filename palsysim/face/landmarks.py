@@ -78,14 +78,15 @@ def default_task_file():
 
 
 def missing_task_file(task_file=None):
-    """Why the Tasks API cannot start: the model file, its URL and the folder it goes in (task_file's, else
-    the first models/mediapipe/ folder searched)."""
+    """Why the Tasks API cannot start: the model file, its URL and the folder it goes in (task_file's, and
+    the first models/mediapipe/ folder searched, where the nodes find it)."""
     from ..base.model_files import by_key, missing_hint, model_folders
     folders = model_folders("mediapipe")
-    folder = os.path.dirname(task_file) if task_file else folders[0] if folders else "ComfyUI/models/mediapipe"
+    folder = folders[0] if folders else os.path.join("ComfyUI", "models", "mediapipe")
+    into = f"{os.path.dirname(task_file)}{os.sep}, or into {folder}" if task_file else folder
     looked = task_file or " and ".join(os.path.join(f, TASK_FILE) for f in folders) or TASK_FILE
     return (f"MediaPipe's Tasks API (mediapipe >= 0.10.30) needs the model file {TASK_FILE}, not found at "
-            f"{looked}: download {by_key(TASK_FILE).url} into {folder}{os.sep}{missing_hint(TASK_FILE)}; "
+            f"{looked}: download {by_key(TASK_FILE).url} into {into}{os.sep}{missing_hint(TASK_FILE)}; "
             f"the pack's install.py (run by ComfyUI-Manager) fetches it when downloads are allowed")
 
 
