@@ -151,8 +151,11 @@ def cmd_bench(args):
         from .bench.codc_layout import yanagihara_table
         yanagihara_table(size=args.size)
     elif args.which == "video":
-        from .bench.video import video
+        from .bench.video import generation, video
         video()
+        if args.checkpoint and args.controlnet:  # and the shipped workflow, per generated frame
+            generation(args.models_dir or os.environ.get("MODELS_DIR"), args.checkpoint, args.controlnet,
+                       frames=args.jobs, size=args.size, steps=args.steps)
     elif args.which == "runner":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench runner needs --checkpoint and --controlnet (file names in the models folders)")
@@ -305,8 +308,10 @@ def parser():
     p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate", "video", "runner"])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures, codc-layout) or image size (generate)")
-    p.add_argument("--models-dir", help="generate, runner: the folder with checkpoints/ and controlnet/ (default $MODELS_DIR)")
-    p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name")
+    p.add_argument("--models-dir", help="generate, runner, video: the folder with checkpoints/ and controlnet/ "
+                                        "(default $MODELS_DIR)")
+    p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name (video: with --controlnet, also time "
+                                        "the shipped video workflow per frame: --jobs frames, --size, --steps)")
     p.add_argument("--controlnet", help="generate: ControlNet file name")
     p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 3], help="generate: host counts to compare")
     p.add_argument("--jobs", type=int, default=12, help="generate: images per figure")

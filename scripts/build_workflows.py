@@ -173,7 +173,7 @@ def _node_entry(g, k, ids, links):
                 values.append(n["widgets"].get(iname, default))
                 if opts.get("control_after_generate"):
                     values.append("fixed")
-                if opts.get("image_upload"):
+                if opts.get("image_upload") or opts.get("video_upload"):  # the upload button: "image" for both
                     values.append("image")
                 if link is not None:
                     inputs.append({"name": iname, "type": kind, "widget": {"name": iname}, "link": link})
@@ -316,6 +316,64 @@ def grid(info):
     return g
 
 
+VIDEO_CONTROLNET = "palsy_partial.safetensors"  # the fine-tuned ControlNet, as the PF and CODC templates name it
+
+
+def video(info):
+    """A patient's expression video -> one CODC condition a frame (frame 0's crop, smoothed landmarks) -> all
+    frames sampled as one batch from one noise, each taking frame 0's keys and values (one face) -> gate ->
+    video save. The latent's size and frame count are the conditions'."""
+    g = Graph(info)
+    # Once a file is chosen the frontend shows it 214 px wide at its aspect: room for a 3:4 portrait clip.
+    g.add("video", "LoadVideo", "patient video", INPUTS, shows=290, file="patient_expression.mp4")
+    g.add("components", "GetVideoComponents", "frames + fps", INPUTS)  # its audio (a voice) goes nowhere
+    g.link("components", "video", "video", "VIDEO")
+    g.add("donor", "LoadImage", "donor", INPUTS, 1, image="donor.png")
+    g.add("identity", "PrimitiveString", "identity", INPUTS, 1, value="a man")
+    g.add("patient landmarks", "PalsyFaceLandmarks", "patient landmarks", CONDITIONS, 0)
+    g.link("patient landmarks", "image", "components", "images")
+    g.add("smooth", "PalsySmoothLandmarks", "smoothed landmarks", CONDITIONS, 0)
+    g.link("smooth", "landmarks", "patient landmarks", "landmarks")
+    g.link("smooth", "fps", "components", "fps")
+    g.add("patient crop", "PalsyFaceCrop", "patient face crop", CONDITIONS, 0)  # the gate's reference: every frame
+    g.link("patient crop", "image", "components", "images")
+    g.link("patient crop", "landmarks", "smooth", "smoothed_landmarks")
+    g.add("donor landmarks", "PalsyFaceLandmarks", "donor landmarks", CONDITIONS, 1)
+    g.link("donor landmarks", "image", "donor", "IMAGE")
+    g.add("condition", "PalsyVideoConditions", "video conditions", CONDITIONS, 1, mode="codc", size=512)
+    g.link("condition", "frames", "components", "images")
+    g.link("condition", "landmarks", "smooth", "smoothed_landmarks")
+    g.link("condition", "donor_image", "donor", "IMAGE")
+    g.link("condition", "donor_landmarks", "donor landmarks", "landmarks")
+    g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 1)
+    g.link("show", "images", "condition", "conditions")
+    generation(g, ("condition", "conditions"), ("identity", "STRING"))
+    g.nodes["controlnet"]["widgets"]["control_net_name"] = VIDEO_CONTROLNET
+    g.add("size", "GetImageSize", "frame size and count", GENERATION, 0, shows=60)  # it shows the sizes
+    g.link("size", "image", "condition", "conditions")
+    for key in ("width", "height", "batch_size"):
+        g.link("latent", key, "size", key)
+    g.add("one face", "PalsyCrossFrameAttention", "cross-frame attention", GENERATION, 2)
+    g.link("one face", "model", "checkpoint", "MODEL")
+    g.link("sampler", "model", "one face", "patched_model")
+    g.add("same noise", "PalsySameNoise", "same noise", GENERATION, 2)
+    g.link("same noise", "latent", "latent", "LATENT")
+    g.link("sampler", "latent_image", "same noise", "same_noise_latent")
+    g.add("gate", "PalsyPrivacyGate", "privacy gate", PRIVACY, 0, model_name=ARCFACE)
+    g.link("gate", "image", "decode", "IMAGE")
+    g.link("gate", "reference", "patient crop", "crop")
+    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # which frames passed, and each one's score
+    g.link("gate report", "source", "gate", "report")
+    g.add("output", "PalsySaveAnonymizedVideo", "output", SAVE, 0, filename_prefix="palsysim/video")
+    g.link("output", "frames", "gate", "images")
+    g.link("output", "fps", "components", "fps")
+    g.link("output", "held_back", "gate", "held_back")  # one frame held back holds back the video
+    g.link("output", "gate_report", "gate", "report")
+    g.add("save report", "PreviewAny", "save report", SAVE, 0)
+    g.link("save report", "source", "output", "report")
+    return g
+
+
 NOTE_END = ("\n\nModels: see README (*Models*). Every image passes the privacy gate before the save, which "
             "writes pixels, the method summary and that the image passed the identity check, nothing else. Headless: `python -m palsysim run "
             "workflows/api/{api}.json --patients DIR --out OUT`.")
@@ -336,7 +394,20 @@ WORKFLOWS = {
                               "**Yanagihara grid**: one photo per item, one batch, one PF chain that runs once "
                               "per line of *identities*; the gate passes what no longer resembles the patient "
                               "and the grid shows held-back tiles in grey."),
+    "palsy_video": (video,
+                    "**Expression video**: a patient's expression video (e.g. rest -> grin -> rest) -> landmarks "
+                    "per frame, smoothed over time -> one CODC condition per frame on the donor's face contour "
+                    "(frame 0's crop: organs move only as the face moves) -> SD1.5 + ControlNet, every frame in "
+                    "one batch from one noise, each taking frame 0's appearance (cross-frame attention) -> "
+                    "privacy gate -> mp4 at the video's frame rate. Files: the patient video (input folder), "
+                    "a donor photo (a healthy, consenting non-patient), models below. The whole video is one "
+                    "batch: a few seconds at 512 px need a GPU's memory; trim long clips first."),
 }
+# The video's save writes pixels only (no summary), and the photo runner takes photos, not videos.
+VIDEO_NOTE_END = ("\n\nModels: see README (*Models*). Every frame passes the privacy gate before the save; one "
+                  "frame held back holds back the video. The mp4 holds pixels and the codec's settings only: no "
+                  "audio, no file name, no metadata. Headless: queue `workflows/api/palsy_video.json` on "
+                  "ComfyUI's /prompt with *patient video*'s file set to the uploaded clip.")
 
 
 def main(argv=None):
@@ -352,7 +423,8 @@ def main(argv=None):
     else:
         info = requests.get(args.server.rstrip("/") + "/object_info", timeout=60).json()
     for name, (make, note) in WORKFLOWS.items():
-        wf = build(make(info), name, note + NOTE_END.replace("{api}", name))
+        end = VIDEO_NOTE_END if name == "palsy_video" else NOTE_END
+        wf = build(make(info), name, note + end.replace("{api}", name))
         path = template_path(name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(json.dumps(wf, indent=1, ensure_ascii=False) + "\n")

@@ -23,7 +23,8 @@ from palsysim.condition.make import make_condition  # noqa: E402
 from palsysim.demo import sample_photos  # noqa: E402
 from palsysim.face.draw import sheet  # noqa: E402
 from palsysim.face.landmarks import face_landmarks  # noqa: E402
-from palsysim.face.synth import synth_palsy  # noqa: E402
+from palsysim.condition.sequence import sequence_conditions  # noqa: E402
+from palsysim.face.synth import synth_expression_video, synth_palsy  # noqa: E402
 
 
 def main():
@@ -35,11 +36,17 @@ def main():
     crop = face_crop(patient, xy, 256)[0]
     pf = make_condition(patient, xy, "pf", size=256)
     codc = make_condition(patient, xy, "codc", donor, d_xy, size=256, rest_xy=xy)  # the patient's rest photo
+    # The video's rest and apex frames (same crop box: frame 0's) over their CODC conditions.
+    video = synth_expression_video(photos["grace_hopper"], face_landmarks(photos["grace_hopper"]), "grin", frames=3)
+    frames, xys = [f for f, _ in video[:2]], [v for _, v in video[:2]]
+    conditions = sequence_conditions(frames, xys, "codc", donor, d_xy, size=256)[0]
     sheets = {
         "palsy_pf": ([crop, pf], ["patient", "PF condition"]),
         "palsy_zero_shot": ([crop, pf], ["patient", "stock canny"]),
         "palsy_codc": ([crop, face_crop(donor, d_xy, 256)[0], codc], ["patient", "donor", "CODC condition"]),
         "palsy_yanagihara_grid": ([crop, pf] * 2, ["a man | rest", "condition", "a woman | rest", "condition"]),
+        "palsy_video": ([face_crop(f, xys[0], 256)[0] for f in frames] + conditions,
+                        ["frame 0 | rest", "apex | grin", "CODC rest", "CODC grin"]),
     }
     for name, (tiles, labels) in sheets.items():
         img = sheet(tiles, labels, tile_size=256, columns=2 if len(tiles) == 4 else len(tiles))

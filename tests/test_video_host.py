@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from host import TINY_CONTROLNET
+from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths
 
 from palsysim.base.photos import read_image
@@ -161,3 +161,13 @@ def test_one_held_back_frame_holds_back_the_video_with_its_reason(host, people):
     after = sorted(os.listdir(os.path.join(host.output_dir, "palsysim"))) \
         if os.path.isdir(os.path.join(host.output_dir, "palsysim")) else []
     assert after == before
+
+
+def test_bench_video_times_the_shipped_workflow_per_frame(host):
+    from palsysim.bench.video import generation
+    lines = []
+    figures = generation(None, TINY_CHECKPOINT, TINY_CONTROLNET, frames=3, size=64, steps=1, repeats=1,
+                         server=host.url, log=lines.append)
+    assert figures["s_per_frame"] > 0 and figures["frames"] == 3
+    assert lines[0].startswith("shipped video workflow, 3 frames at 64x64, 1 step(s)")
+    assert "s per generated frame" in lines[0]

@@ -9,10 +9,13 @@ import urllib.parse
 import pytest
 import requests
 from PIL import Image
+from host import TINY_CHECKPOINT, TINY_CONTROLNET
+from real_faces import photo_paths, write_expression_video
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
 from shipped_workflows import NAMES, TITLES
 
 from palsysim.base.paths import API_DIR, TEMPLATES_DIR
+from palsysim.base.video_files import read_video
 from palsysim.base.vocabulary import ITEMS
 from palsysim.base.workflows import template_path
 from palsysim.comfy import workflow as wf
@@ -50,7 +53,8 @@ def test_ui_file_is_a_comfyui_workflow(name):
             assert i["link"] is None or any(l[0] == i["link"] for l in wf["links"])
     text = json.dumps(wf)
     assert "ID photo of <identity> wearing light-blue surgical cap and top" in text
-    assert "v1-5-pruned-emaonly.safetensors" in text and "control_sd15_canny.pth" in text
+    assert "v1-5-pruned-emaonly.safetensors" in text
+    assert "control_sd15_canny.pth" in text or "palsy_partial.safetensors" in text  # stock or fine-tuned
     assert all(n["type"] != "SaveImage" for n in nodes.values()), "outputs must go through PalsySaveAnonymized"
     assert os.path.isfile(UI[name][:-5] + ".jpg"), "thumbnail missing"
 
@@ -72,13 +76,16 @@ def test_twin_is_gated_cropped_and_says_what_it_ran(name):
     graph = json.load(open(api(name), encoding="utf-8"))
     kinds = {n: graph[n]["class_type"] for n in graph}
     assert not {"SaveImage", "PreviewImage"} & set(kinds.values()), "core save/preview write the workflow into PNGs"
-    saves = [n for n, k in kinds.items() if k == "PalsySaveAnonymized"]
+    saves = [n for n, k in kinds.items() if k in ("PalsySaveAnonymized", "PalsySaveAnonymizedVideo")]
     assert saves
     for n in saves:
         # Every generated pixel saved passed a privacy gate: no decode is reached without going through one.
         unchecked = _sources(graph, n, stop="PalsyPrivacyGate")
         assert "PalsyPrivacyGate" in {kinds[s] for s in unchecked}
         assert "VAEDecode" not in {kinds[s] for s in unchecked}, (name, n)
+        if kinds[n] == "PalsySaveAnonymizedVideo":  # an mp4 holds no summary; the gate's verdict holds it back
+            assert [kinds[graph[n]["inputs"][i][0]] for i in ("held_back", "gate_report")] == ["PalsyPrivacyGate"] * 2
+            continue
         # The summary is the loader's account of what it loaded.
         summary = graph[n]["inputs"]["method_summary"]
         assert isinstance(summary, list) and kinds[summary[0]] == "PalsyTimestepWindowControlNetLoader"
@@ -87,7 +94,9 @@ def test_twin_is_gated_cropped_and_says_what_it_ran(name):
             assert graph[n]["inputs"]["t_lo"] == -1 and graph[n]["inputs"]["t_hi"] == -1
         if k == "LoadImage":  # each photo reaches the conditions only through the training face crop
             users = [m for m in graph if any(v == [n, 0] for v in graph[m]["inputs"].values() if isinstance(v, list))]
-            assert {kinds[m] for m in users} <= {"PalsyFaceLandmarks", "PalsyFaceCrop", "PalsyYanagiharaBatch"}, (name, n)
+            # (PalsyVideoConditions crops the donor itself, as PalsyFaceCrop would)
+            assert {kinds[m] for m in users} <= {"PalsyFaceLandmarks", "PalsyFaceCrop", "PalsyYanagiharaBatch",
+                                                  "PalsyVideoConditions"}, (name, n)
     for n, k in kinds.items():
         if k in ("PalsyPFCondition", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPrivacyGate"):
             assert any(kinds[s] == "PalsyFaceCrop" for s in _sources(graph, n)), (name, n)
@@ -216,3 +225,25 @@ def test_grid_gives_ten_images_per_identity_and_the_sheet(host, tmp_path):
     from PIL import Image
     w, h = Image.open(out / PATIENT / "grid_1.png").size
     assert w == 10 * 256 and h > 3 * 256  # rows of 10 tiles (256 px, labels beneath), one row per identity
+
+
+def test_video_workflow_saves_an_mp4_of_every_frame(host, tmp_path):
+    # A 6-frame grin (rest -> grin -> rest, left palsy) at 12 fps, uploaded under a patient's name.
+    clip = host.upload_image(write_expression_video(tmp_path / f"{PATIENT}_grin.mp4", frames=6, fps=12.0))
+    donor = host.upload_image(photo_paths()["astronaut"])
+    info, graph = host.object_info(), json.load(open(api("palsy_video"), encoding="utf-8"))
+    for ref, key, value in (("patient video", "file", clip), ("donor", "image", donor),
+                            ("checkpoint", "ckpt_name", TINY_CHECKPOINT),
+                            ("controlnet", "control_net_name", TINY_CONTROLNET),
+                            ("video conditions", "size", 64), ("KSampler", "steps", 2)):
+        wf.set_input(graph, ref, key, value, info)
+    wf.bypass(graph, "privacy gate", info)  # tiny models sample noise, not faces: the gate would hold it all back
+    result = host.run(graph)
+    assert result.ok, result.error
+    (save,) = wf.find(graph, "output")
+    (saved,) = result.outputs[save]["palsysim_video"]
+    path = os.path.join(host.output_dir, saved["subfolder"], saved["filename"])
+    frames, fps = read_video(path)
+    assert len(frames) == 6 and fps == pytest.approx(12.0) and frames[0].shape == (64, 64, 3)
+    assert result.outputs[save]["text"] == ["saved 6 frames at 12 fps as mp4"]
+    assert PATIENT not in path and PATIENT.encode() not in open(path, "rb").read()

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
-from real_faces import photo_paths
+from real_faces import photo_paths, write_expression_video
 from runner_helpers import REPO, api
 from shipped_workflows import NAMES, TITLES
 
@@ -85,7 +85,7 @@ def open_template(driver, title, url):
     else:
         raise AssertionError(f"no template card titled {title!r} in the Templates dialog")
     wait(driver, "return app.graph._nodes.length > 0 && "
-                 "app.graph._nodes.some(n => n.type === 'PalsySaveAnonymized') && "
+                 "app.graph._nodes.some(n => n.type.startsWith('PalsySaveAnonymized')) && "
                  "!document.querySelector('.p-dialog-mask')", 60)
     time.sleep(1)  # let the canvas draw
 
@@ -173,8 +173,14 @@ def tiny_arcface(host):
     return ARCFACE
 
 
+@pytest.fixture(scope="module")
+def clip(host, tmp_path_factory):
+    """The video workflow's input: a short real-face expression video in the server's input folder."""
+    return host.upload_image(write_expression_video(tmp_path_factory.mktemp("clip") / "grin.mp4", frames=6))
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
+def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, clip, name):
     # open_template loads a fresh page, so its model lists already hold the tiny ArcFace. (Not
     # app.refreshComboInNodes: frontend 1.32.9 sets every combo Primitive to 'C' there, measured on a
     # Primitive made by hand in the UI too.)
@@ -185,7 +191,8 @@ def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, name):
                        ("PalsyTimestepWindowControlNetLoader", "control_net_name", TINY_CONTROLNET),
                        ("EmptyLatentImage", "width", 64), ("EmptyLatentImage", "height", 64),
                        ("KSampler", "steps", 2), ("PalsyPrivacyGate", "model_name", tiny_arcface),
-                       ("LoadImage", "image", photo)])
+                       ("LoadImage", "image", photo), ("LoadVideo", "file", clip),
+                       ("PalsyVideoConditions", "size", 64)])  # the video's latent takes the conditions' size
     page.execute_script("for (const n of app.graph._nodes) if (n.type === 'LoadImage' && n.title === 'donor') {"
                         "const w = n.widgets.find(w => w.name === 'image'); w.value = arguments[0]; "
                         "if (w.callback) w.callback(arguments[0]); }", donor)  # the callback shows the photo

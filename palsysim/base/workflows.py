@@ -13,7 +13,8 @@ PAPER_PROMPT = PROMPT.replace("<identity>", "person")
 TITLES = {"palsy_pf": "PalsySim PF - synthetic palsy face from a patient photo",
           "palsy_codc": "PalsySim CODC - patient organs on a donor face contour",
           "palsy_zero_shot": "PalsySim zero-shot baseline - stock Canny ControlNet",
-          "palsy_yanagihara_grid": "PalsySim Yanagihara grid - ten items for each identity"}
+          "palsy_yanagihara_grid": "PalsySim Yanagihara grid - ten items for each identity",
+          "palsy_video": "PalsySim video - pseudo-palsy expression video"}
 
 
 def api_path(name):

@@ -4,7 +4,7 @@ UI format (what the browser saves): {"nodes": [{id, type, inputs: [{name, link, 
 widgets_values: [...], title?, mode}], "links": [[id, from_node, from_slot, to_node, to_slot, type]],
 "version": 0.4}. widgets_values lists a node's widget values in the order of its widget inputs in
 /object_info's input_order, plus values of widgets the frontend adds itself (the "control after
-generate" choice after a seed, the "upload" button after an image combo).
+generate" choice after a seed, the "upload" button after an image or video combo).
 
 API format (what POST /prompt takes): {"<id>": {"class_type", "inputs": {name: value or
 [from_id, from_slot]}, "_meta": {"title"}}}.
@@ -33,7 +33,7 @@ def _is_widget(spec):
 def _frontend_extras(spec):
     """How many values the frontend stores after this widget's own (widgets it adds beside it)."""
     opts = (spec[1] if len(spec) > 1 else {}) or {}
-    return int(bool(opts.get("control_after_generate"))) + int(bool(opts.get("image_upload")))
+    return int(bool(opts.get("control_after_generate"))) + int(bool(opts.get("image_upload") or opts.get("video_upload")))
 
 
 def to_api(workflow, object_info):
