@@ -2,7 +2,7 @@
 its own uploads when its jobs are done, so patient photos do not stay in the server's input folder.
 
 POST /palsysim/uploads/delete {"run": "<32 hex>", "names": ["<24 hex>.png", ...]} -> {"deleted": [...]}
-Only content-hash names, only in input/palsysim/<run>/ (each runner uploads into a folder of its own,
+(a video job's upload is "<24 hex>.mp4"). Only content-hash names, only in input/palsysim/<run>/ (each runner uploads into a folder of its own,
 so one that finishes never deletes a photo another runner's queued prompt still needs): the route
 can delete nothing else.
 
@@ -17,7 +17,7 @@ import folder_paths
 from aiohttp import web
 
 UPLOAD_FOLDER = "palsysim"  # palsysim.comfy.client.UPLOAD_FOLDER, not imported: the nodes never load the HTTP client
-CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.png")
+CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.(png|mp4)")  # photos, and videos re-encoded (plan.video_mp4)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -29,7 +29,7 @@ async def delete_uploads(request):
         return web.json_response({"error": 'expected JSON {"run": "<32 hex>", "names": ["<24 hex>.png", ...]}'},
                                  status=400)
     if not isinstance(names, list) or not all(isinstance(n, str) and CONTENT_NAME.fullmatch(n) for n in names):
-        return web.json_response({"error": "names must be the runner's content-hash names (24 hex digits + .png)"},
+        return web.json_response({"error": "names must be the runner's content-hash names (24 hex digits + .png or .mp4)"},
                                  status=400)
     if not isinstance(run, str) or not RUN_ID.fullmatch(run):
         return web.json_response({"error": "run must be the runner's id (32 hex digits)"}, status=400)

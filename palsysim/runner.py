@@ -21,7 +21,11 @@ The runner fills in nodes by their titles (the API file's _meta.title; the UI sh
 and every `seed`/`noise_seed` input gets the job's seed. When `output` is fed by a privacy gate,
 the gate's record of what it kept names each saved image by its place in the batch.
 
-Privacy: photos are re-encoded to PNG without metadata and uploaded under their content hash, so
+A video workflow (its LoadVideo titled `patient video`, workflows/api/palsy_video.json) takes
+PATIENTS/<patient>/<expression>.mp4|webm|mov, one job per video, and writes
+OUT/<patient>/<expression>/<identity>_<seed>.mp4; a photo workflow takes only photos.
+
+Privacy: photos are re-encoded to PNG (videos to a fresh mp4) without metadata and uploaded under their content hash, so
 the server never sees a patient's file name, path or EXIF; the manifest names patients only by
 the folder names the output layout already uses.
 
@@ -35,13 +39,15 @@ import os
 import sys
 
 from .base.errors import InputError
-from .base.layout import find_patients
+from .base.layout import find_patients, is_video
 from .base.outputs import folder_out, refuse_overlap
-from .base.photos import refuse_unreadable
+from .base.photos import read_image, refuse_unreadable
+from .base.video_files import read_video
 from .base.vocabulary import ITEMS
 from .comfy.client import UPLOAD_FOLDER
 from .comfy.generate import generate
 from .comfy.host import servers
+from .comfy.plan import refuse_mismatch, takes_videos
 
 
 def add_server_arguments(p, default="http://127.0.0.1:8188"):
@@ -64,7 +70,7 @@ def add_command(sub):
     p.add_argument("--models-dir", help="--embedded: extra models folder (default $MODELS_DIR)")
     p.add_argument("--reconnect-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait when no server answers (restarted, crashed) before giving up")
-    p.add_argument("--patients", required=True, help="PATIENTS/<patient>/<expression>.png|jpg")
+    p.add_argument("--patients", required=True, help="PATIENTS/<patient>/<expression>.png|jpg (a video workflow: .mp4|webm|mov)")
     p.add_argument("--expressions", nargs="+", help=f"only these items (default: every photo found): {' '.join(ITEMS)}")
     p.add_argument("--identities", nargs="+", help='prompt identities, e.g. "a man" "a woman" (default: the workflow\'s)')
     p.add_argument("--seeds", nargs="+", type=int, help="default: the workflow's seed")
@@ -81,12 +87,15 @@ def add_command(sub):
 
 
 def main(args):
-    patients = find_patients(args.patients, args.expressions)
+    # Videos are found too, so that a photo workflow given videos (or the reverse) is told so, now.
+    patients = find_patients(args.patients, args.expressions, videos=True)
+    refuse_mismatch(patients, takes_videos(args.workflow), args.expressions)
     if args.donor and not os.path.isfile(args.donor):
         raise InputError(f"--donor {args.donor}: no such file")
     refuse_overlap(args.out, [args.patients] + [args.donor] * bool(args.donor))
     # Every photo read once before any server starts or folder is made: an unreadable or oversized one is named now.
-    refuse_unreadable(sorted({p for photos in patients.values() for p in photos.values()}) + [args.donor] * bool(args.donor))
+    refuse_unreadable(sorted({p for photos in patients.values() for p in photos.values()}) + [args.donor] * bool(args.donor),
+                      read=lambda p: read_video(p) if is_video(os.path.basename(p)) else read_image(p))
     folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
     # Settings as given, minus anything that would locate patient files (the --patients path).
     settings = {"overrides": args.overrides, "bypassed": args.bypass}

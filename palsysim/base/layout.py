@@ -1,4 +1,5 @@
-"""The one list of photo file types, which files of a folder are photos, and the patients layout.
+"""The one list of photo file types and of video file types, which files of a folder are photos, and the
+patients layout.
 
 Every command that reads patients, donors, frames or generated images asks here, so that no command
 sees a photo another refuses. Hidden files (editors' and macOS's "._" copies, our own atomic-write
@@ -9,6 +10,7 @@ per expression), or both forms for different items. Each photo is a *source*: "<
 one-photo form, "<item>/photo<k>" for the k-th photo of a folder (file-name order, k zero-padded to
 the folder's count). Generated images are written under <patient>/<source>/ and paired with their
 source by it; the index, not the user's file name, names the folder, so no file name reaches an output.
+The headless runner's video workflows also take <item>.mp4|webm|mov, a video, as one source (videos=True).
 """
 import os
 
@@ -16,11 +18,17 @@ from .errors import InputError
 from .vocabulary import ITEMS
 
 PHOTO_EXTS = (".png", ".jpg", ".jpeg")
+VIDEO_EXTS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")  # what base/video_files.py decodes
 
 
 def is_photo(name):
     """True for a file name with a photo extension (any case) that is not hidden."""
     return name.lower().endswith(PHOTO_EXTS) and not name.startswith(".")
+
+
+def is_video(name):
+    """True for a file name with a video extension (any case) that is not hidden."""
+    return name.lower().endswith(VIDEO_EXTS) and not name.startswith(".")
 
 
 def photos_in(folder):
@@ -34,13 +42,13 @@ def find_rest_photo(patient_dir):
     return first_photo(sources_in(patient_dir), "rest")
 
 
-def sources_in(patient_dir):
-    """{source: photo path} of one patient folder, sorted by source (see the module docstring).
-    An item given in both forms is refused by the caller (items_in_both)."""
+def sources_in(patient_dir, videos=False):
+    """{source: photo path} of one patient folder, sorted by source (see the module docstring); videos:
+    <item>.mp4 etc. are sources too. An item given in both forms is refused by the caller (items_in_both)."""
     out = {}
     for name in sorted(os.listdir(patient_dir)):
         path = os.path.join(patient_dir, name)
-        if os.path.isfile(path) and is_photo(name):
+        if os.path.isfile(path) and (is_photo(name) or videos and is_video(name)):
             out[os.path.splitext(name)[0]] = path
         elif os.path.isdir(path) and not name.startswith("."):
             photos = photos_in(path)
@@ -62,8 +70,8 @@ def source_item(source):
 
 def first_photo(sources, item):
     """The item's photo where one photo stands for the item (CODC's rest photo, a grid's tile): the
-    one-photo form, else the folder's first; None without one."""
-    return next((p for s, p in sources.items() if source_item(s) == item), None)
+    one-photo form, else the folder's first (never a video); None without one."""
+    return next((p for s, p in sources.items() if source_item(s) == item and is_photo(os.path.basename(p))), None)
 
 
 def generated_sources(patient_dir):
@@ -79,10 +87,10 @@ def generated_sources(patient_dir):
     return out
 
 
-def find_patients(root, expressions=None):
+def find_patients(root, expressions=None, videos=False):
     """{patient: {source: photo path}} from root/<patient>/<item>.<ext> or <item>/*.<ext> (layout.py's
     sources): every photo of each patient who has one of `expressions` (all patients if None); Plan
-    picks the jobs' photos."""
+    picks the jobs' photos. videos: <item>.mp4|webm|mov are sources too (the runner's video jobs)."""
     if not root or not os.path.isdir(root):
         raise InputError(f"--patients {root!r} is not a folder (expected PATIENTS/<patient>/<expression>.png "
                          f"or PATIENTS/<patient>/<expression>/*.png)")
@@ -94,11 +102,11 @@ def find_patients(root, expressions=None):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder) or name.startswith("."):
             continue
-        stems = [os.path.splitext(f)[0] for f in os.listdir(folder) if is_photo(f)]
+        stems = [os.path.splitext(f)[0] for f in os.listdir(folder) if is_photo(f) or videos and is_video(f)]
         twice = sorted({s for s in stems if stems.count(s) > 1})
         if twice:
-            raise InputError(f"{name}: two photos for {twice[0]}: keep one, or put them in a {twice[0]}/ folder")
-        photos = sources_in(folder)
+            raise InputError(f"{name}: two {'files' if videos else 'photos'} for {twice[0]}: keep one, or put photos in a {twice[0]}/ folder")
+        photos = sources_in(folder, videos)
         strange = sorted({source_item(s) for s in photos} - set(ITEMS))
         if strange:
             raise InputError(f"{name}/{strange[0]}: name each photo (or folder of photos) after its Yanagihara item "

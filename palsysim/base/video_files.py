@@ -12,10 +12,9 @@ import numpy as np
 
 from .errors import InputError
 from .files import write_atomically
-from .layout import PHOTO_EXTS, is_photo
+from .layout import PHOTO_EXTS, VIDEO_EXTS, is_photo
 from .photos import MAX_PIXELS, read_image, to_rgb_uint8
 
-VIDEO_EXTS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
 CODECS = {".mp4": ("libx264", "yuv420p", {"crf": "18", "preset": "medium"}),
           ".webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})}
 MAX_FRAMES = 3000  # 100 s at 30 fps: a Yanagihara item takes a few seconds
@@ -91,10 +90,26 @@ def write_video(path, frames, fps):
 
     Odd sizes are padded by one edge pixel (4:2:0 chroma needs even sides). Returns path.
     """
-    import av
     ext = os.path.splitext(path)[1].lower()
+    encode = _encoder(frames, fps, ext, path)
+    write_atomically(path, encode)
+    return path
+
+
+def video_bytes(frames, fps, ext=".mp4"):
+    """write_video's file as bytes, made in memory: no file of the frames is ever on disk (the runner's
+    uploads of a patient's video)."""
+    import io
+    buf = io.BytesIO()
+    _encoder(frames, fps, ext, f"frames{ext}")(buf)
+    return buf.getvalue()
+
+
+def _encoder(frames, fps, ext, what):
+    """Check the frames and the rate -> write(target), which encodes them to a path or a file object."""
+    import av
     if ext not in CODECS:
-        raise InputError(f"{path}: a video is written as {' or '.join(CODECS)}")
+        raise InputError(f"{what}: a video is written as {' or '.join(CODECS)}")
     if not frames:
         raise InputError("no frames to write: the video would be empty")
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= 240):
@@ -106,17 +121,16 @@ def write_video(path, frames, fps):
     codec, pix_fmt, options = CODECS[ext]
     rate = _rate(fps)
 
-    def write(tmp):
+    def write(target):
         # bitexact: FFmpeg writes no "Lavf..." encoder tag; the container gets no metadata at all.
-        with av.open(tmp, "w", format=ext[1:], container_options={"fflags": "+bitexact"}) as out:
+        with av.open(target, "w", format=ext[1:], container_options={"fflags": "+bitexact"}) as out:
             stream = out.add_stream(codec, rate=rate, options=options)
             stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, pix_fmt
             for rgb in rgbs:
                 even = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(even, format="rgb24")))
             out.mux(stream.encode())
-    write_atomically(path, write)
-    return path
+    return write
 
 
 def _rate(fps):

@@ -17,7 +17,8 @@ from ..base.files import write_bytes
 from ..base.photos import refuse_unreadable
 from . import workflow as wf
 from .client import SERVER_GONE, execution_error
-from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, photo_png, titled
+from ..base.layout import is_video
+from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, photo_png, titled, video_mp4
 
 
 class Server:
@@ -33,7 +34,7 @@ class Server:
         an upload overwrites the file of the same name, which a prompt of ours may be reading (a broken PNG
         to LoadImage)."""
         if name not in self.uploads:
-            self.uploads[name] = self.client.upload(png)
+            self.uploads[name] = self.client.upload(png, name)
         return self.uploads[name]
 
 
@@ -87,10 +88,13 @@ class Batch:
         self.stop = []  # set: the workers end; an exception in it (a refused workflow) is raised by run()
 
     def png(self, path):
-        """The photo's upload, PNG bytes without metadata; each photo is decoded once per batch, or not at all
-        where it is one of the caller's own metadata-free PNGs (as_written)."""
+        """The photo's upload, PNG bytes without metadata (a video's: a fresh mp4, plan.video_mp4); each photo
+        is decoded once per batch, or not at all where it is one of the caller's own metadata-free PNGs
+        (as_written)."""
         if path not in self.pngs:
-            if path in self.as_written:
+            if is_video(os.path.basename(path)):
+                self.pngs[path], self.names[path] = video_mp4(path)
+            elif path in self.as_written:
                 with open(path, "rb") as f:
                     self.pngs[path] = f.read()
             else:

@@ -50,11 +50,14 @@ class Client:
         r.raise_for_status()
         return r
 
-    def upload(self, data):
-        """PNG bytes -> the name LoadImage takes; the name is the content hash (uploads dedupe)."""
-        name = content_name(data)
+    def upload(self, data, name=None):
+        """PNG bytes (or a video's mp4 bytes with its name, plan.video_mp4) -> the name LoadImage (LoadVideo)
+        takes; the name is the content hash (uploads dedupe). ComfyUI's /upload/image stores any file: the
+        frontend uploads videos through it too."""
+        name = name or content_name(data)
         # A folder per client: a runner that finishes deletes only what it uploaded itself.
-        r = requests.post(self.url + "/upload/image", files={"image": (name, data, "image/png")},
+        mime = "video/mp4" if name.endswith(".mp4") else "image/png"
+        r = requests.post(self.url + "/upload/image", files={"image": (name, data, mime)},
                           data={"overwrite": "true", "subfolder": f"{UPLOAD_FOLDER}/{self.client_id}", "type": "input"},
                           timeout=120)
         r.raise_for_status()

@@ -8,6 +8,10 @@ The runner fills in nodes by their titles (the API file's _meta.title; the UI sh
 `identities` (PalsyLines, a grid's), `output` and `grid output` (the save nodes); every
 `seed`/`noise_seed` input gets the job's seed. Photos are re-encoded to PNG without metadata and
 named by their content hash, so nothing here hands a server a patient's file name or EXIF.
+
+A video workflow's patient loader is a LoadVideo titled `patient` or `patient video`: each job is
+one video, re-encoded to a fresh mp4 without metadata (container tags can carry names and dates)
+and named by the hash of its frames; the save node titled `output` gives OUT/.../<identity>_<seed>.mp4.
 """
 import hashlib
 import io
@@ -17,7 +21,7 @@ import re
 
 from ..base.errors import InputError
 from ..base.files import write_bytes
-from ..base.layout import first_photo, source_item
+from ..base.layout import first_photo, is_video, source_item
 from ..base.outputs import unique_names
 from ..base.photos import read_image
 from ..base.vocabulary import ITEMS
@@ -25,6 +29,8 @@ from ..identity.check import KEPT_KEY
 from . import workflow as wf
 
 SEED_INPUTS = ("seed", "noise_seed")
+VIDEO_TITLES = ("patient", "patient video")  # a LoadVideo's titles the runner fills with the job's video
+VIDEO_OUTPUT = "palsysim_video"  # PalsySaveAnonymizedVideo's key in /history outputs
 DISPLAY_ONLY = ("PalsyPreview", "PreviewImage", "MaskPreview")  # nodes that only show images in the UI
 MANIFEST = "manifest.json"
 
@@ -47,6 +53,55 @@ def identity_names(identities, known):
     unique = unique_names(list(names.values()) + [slug(i) for i in new])[len(names):]
     names.update(zip(new, unique))
     return names
+
+
+def video_mp4(path):
+    """A video file -> (mp4 bytes with no metadata, its upload name): the frames decoded and encoded
+    afresh in memory, so no byte of the user's file (its tags) reaches a server. Named by the hash of
+    the frames and rate, which does not depend on the encoder's version: a rerun finds the job done."""
+    from ..base.video_files import read_video, video_bytes
+    frames, fps = read_video(path)
+    h = hashlib.sha256(f"{fps!r} {len(frames)} {frames[0].shape}".encode())
+    for f in frames:
+        h.update(f.tobytes())
+    return video_bytes(frames, fps), h.hexdigest()[:24] + ".mp4"
+
+
+def video_slot(graph):
+    """The LoadVideo (API graph) the runner fills with each job's video, or None: a photo workflow."""
+    return next((nid for nid in graph if graph[nid]["class_type"] == "LoadVideo"
+                 and wf.title(graph, nid) in VIDEO_TITLES), None)
+
+
+def takes_videos(path):
+    """True for a workflow file (API or UI format) whose patient loader is a LoadVideo; read from the
+    file alone, so that a mismatch with the patients is said before any server starts."""
+    data = wf.load_json(path)
+    if wf.is_ui_format(data):
+        nodes = [(n.get("type"), n.get("title", "")) for n in data["nodes"] if isinstance(n, dict)]
+    else:
+        nodes = [(n.get("class_type"), (n.get("_meta") or {}).get("title", "")) for n in data.values()
+                 if isinstance(n, dict)]
+    return any(kind == "LoadVideo" and t in VIDEO_TITLES for kind, t in nodes)
+
+
+def refuse_mismatch(patients, videos, expressions=None):
+    """A video workflow takes only videos and a photo workflow only photos: name the sources of the
+    other kind (among `expressions`) and what to do."""
+    wrong = [f"{p}/{os.path.basename(path) if '/' not in s else source_item(s) + '/'}"
+             for p, every in patients.items() for s, path in every.items()
+             if (expressions is None or source_item(s) in expressions) and is_video(os.path.basename(path)) != videos]
+    if not wrong:
+        return
+    more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+    if videos:
+        raise InputError(f"this is a video workflow (a LoadVideo titled 'patient video'): it takes one video per "
+                         f"job, <patient>/<expression>.mp4|webm|mov, but these are photos: {', '.join(wrong[:3])}"
+                         f"{more}: run a photo workflow (palsy_pf.json, palsy_codc.json) on photos, pick the items "
+                         f"that are videos with --expressions, or give videos")
+    raise InputError(f"this is a photo workflow (a LoadImage titled 'patient'): it takes photos, but these are "
+                     f"videos: {', '.join(wrong[:3])}{more}: run the video workflow (workflows/api/palsy_video.json) "
+                     f"on videos, pick the items that are photos with --expressions, or give photos")
 
 
 def photo_png(path):
@@ -84,7 +139,10 @@ class Plan:
         # Image previews write what they show (the patient's face crop) into the server's temp/, which
         # /view serves to anyone; a headless run shows nothing, so it runs none.
         self.graph = {nid: n for nid, n in graph.items() if n["class_type"] not in DISPLAY_ONLY}
+        self.video = video_slot(self.graph)
         self.slots = titled(graph, "patient", "LoadImage")
+        if self.video:
+            self.slots[""] = self.video
         self.grid = "" not in self.slots
         if not self.slots or (self.grid and set(self.slots) - set(ITEMS)):
             raise InputError("the workflow has no LoadImage titled 'patient' (or 'patient <expression>' with "
@@ -108,6 +166,7 @@ class Plan:
         if self.output is None:
             raise InputError("the workflow has no save node titled 'output'")
         self.jobs = []
+        refuse_mismatch(patients, bool(self.video), expressions)
         if self.grid and expressions:
             raise InputError("a grid workflow takes a photo of every item in one job: leave out --expressions")
         # One photo fills each other slot: a grid's items, a single workflow's `patient rest`.
@@ -138,7 +197,7 @@ class Plan:
         """The graph for one job; upload(path) -> the name the server knows the photo by."""
         g = json.loads(json.dumps(self.graph))
         for suffix, nid in self.slots.items():
-            g[nid]["inputs"]["image"] = upload(job["photos"][suffix or job["source"]])
+            g[nid]["inputs"]["file" if nid == self.video else "image"] = upload(job["photos"][suffix or job["source"]])
         if self.grid:
             g[self.lines]["inputs"]["text"] = "\n".join(self.identities)
         elif self.ident:
@@ -152,6 +211,14 @@ class Plan:
     def targets(self, job, outputs):
         """[(relative path, image ref, record)] for a finished job's /history outputs."""
         out, p, seed = [], job["patient"], job["seed"]
+        if self.video:
+            videos = outputs.get(self.output, {}).get(VIDEO_OUTPUT, [])
+            for k, ref in enumerate(videos):
+                extra = f"_{k + 1}" if len(videos) > 1 else ""
+                out.append((f"{p}/{job['source']}/{self.names[job['identity']]}_{seed}{extra}"
+                            f"{os.path.splitext(ref['filename'])[1]}", ref,
+                            {"patient": p, "expression": job["expression"], "identity": job["identity"], "seed": seed}))
+            return out
         images = outputs.get(self.output, {}).get("images", [])
         for (row, i, batch), ref in zip(self.places(self.output, outputs, len(images)), images):
             if self.grid:
@@ -193,7 +260,10 @@ class Plan:
         return None
 
     def held_back(self, outputs):
-        """How many images the privacy gate held back from the output node in a job's /history outputs."""
+        """How many images the privacy gate held back from the output node in a job's /history outputs
+        (a video workflow: 1 when the save node held the video back, as it does for one held-back frame)."""
+        if self.video:
+            return int(not outputs.get(self.output, {}).get(VIDEO_OUTPUT))
         return sum(r["batch"] - len(r["kept"]) for r in self.gate_records(self.output, outputs) or [])
 
 
