@@ -75,13 +75,18 @@ def test_a_video_job_gives_an_mp4_of_every_frame_and_no_patient_file_detail(host
     assert sorted(n[24:] for n in kept) == [".mp4", ".png"] and all(n[:24].isalnum() for n in kept)
 
 
-def test_the_upload_holds_none_of_the_source_files_bytes(first_run):
+def test_the_upload_holds_the_frames_and_none_of_the_source_files_bytes(first_run, tmp_path):
     from palsysim.comfy.plan import video_mp4
     _, patients, _, kept = first_run
     source = os.path.join(patients, PATIENT, "grin.mp4")
-    data, name = video_mp4(source)
-    assert kept[name] == data  # the server's copy: the frames encoded afresh in memory
-    assert TAG.encode() in open(source, "rb").read() and TAG.encode() not in data
+    _, name = video_mp4(source)  # named by the hash of the decoded frames and rate
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(kept[name])
+    (frames, fps), (theirs, their_fps) = read_video(source), read_video(str(copy))
+    assert len(theirs) == len(frames) == 6 and their_fps == fps == pytest.approx(12.0)
+    # A fresh encoding of the same frames (H.264 at crf 18: within a few grey levels), without the tags.
+    assert max(abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(frames, theirs)) < 3
+    assert TAG.encode() in open(source, "rb").read() and TAG.encode() not in kept[name]
 
 
 def test_a_second_run_does_nothing(host, first_run):
@@ -126,3 +131,18 @@ def test_a_photo_workflow_refuses_video_patients_and_the_reverse(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"photos: {PATIENT}/grin.png" in r.stderr and "give videos" in r.stderr, r.stderr
     assert "no ComfyUI server" not in r.stderr
+
+
+def test_a_video_the_gate_holds_back_is_recorded_with_its_reason(host, first_run, tmp_path):
+    # Not bypassed: the tiny models' noise frames show no face, so the gate holds back every frame.
+    _, patients, _, _ = first_run
+    gated = [a for a in TINY_VIDEO if a not in ("--bypass", "privacy gate")]
+    before = uploads(host)
+    r = run_runner(api("palsy_video"), host.url, patients, tmp_path / "out", *gated[:-1], tiny=False)  # seed 1 only
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 job(s) done" in r.stdout and "1 image(s) held back" in r.stdout, r.stdout
+    (job,) = json.loads((tmp_path / "out" / "manifest.json").read_text())["jobs"].values()
+    assert job["status"] == "held_back" and job["images"] == [] and job["held_back"] == 1
+    assert job["reports"]["privacy gate"].startswith("0 of 6 passed, 6 held back (6 with no face")  # the gate's reason
+    assert files(tmp_path / "out").keys() == {"manifest.json"}
+    assert uploads(host) == before  # its uploads deleted, as a photo run's are
