@@ -78,3 +78,18 @@ def test_each_image_of_many_photos_is_generated_under_and_scored_against_its_own
     row = result["rows"][0]
     assert row["images"] == 2 and row["unpaired"] == 0, row  # the rest image is noise: no face, skipped
     assert row["dlib_mean"] == pytest.approx(0.0, abs=1e-6), row  # the other grin is a different photo: > 0
+
+
+def test_videos_are_sources_only_where_asked_and_never_a_rest_photo(tmp_path):
+    folder = tmp_path / "patients" / "p1"
+    os.makedirs(folder)
+    shutil.copyfile(photo_paths()["astronaut"], folder / "rest.png")
+    (folder / "grin.mp4").write_bytes(b"")  # listed, not read: the runner reads every source before any job
+    (folder / "whistle.MOV").write_bytes(b"")
+    assert runner_patients(str(tmp_path / "patients")) == {"p1": {"rest": str(folder / "rest.png")}}
+    assert runner_patients(str(tmp_path / "patients"), videos=True)["p1"] == {
+        "grin": str(folder / "grin.mp4"), "rest": str(folder / "rest.png"), "whistle": str(folder / "whistle.MOV")}
+    (folder / "rest.webm").write_bytes(b"")
+    assert find_rest_photo(str(folder)) == str(folder / "rest.png")
+    with pytest.raises(InputError, match="p1: two files for rest"):
+        runner_patients(str(tmp_path / "patients"), videos=True)
