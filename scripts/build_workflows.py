@@ -33,6 +33,10 @@ GROUP_PAD, GROUP_TITLE = 12, 40
 # PreviewAny: the text box the frontend adds to show what it was given.
 SHOWS = {"LoadImage": 212, "PalsyPreview": 220, "PalsySaveAnonymized": 190, "PreviewAny": 120}
 NOTE_H = 200
+# The grid's photos, five abreast: no narrower than the frontend draws a LoadImage, or it widens them over
+# each other (measured with rest.png .. lower_lip_depression.png: 214..217 px in frontend 1.32.9,
+# 223..228 in 1.58.1).
+GRID_PHOTO_W = 230
 
 
 class Graph:
@@ -292,7 +296,8 @@ def grid(info):
     """One chain over the ten item photos as a batch; it runs once per identity line (list mapping)."""
     g = Graph(info)
     for i, item in enumerate(ITEMS):  # two rows of five, in the grading order
-        g.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, 1 + i % 5, node_w=200, image=f"{item}.png")
+        g.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, 1 + i % 5, node_w=GRID_PHOTO_W,
+              image=f"{item}.png")
     g.add("photos", "PalsyYanagiharaBatch", "photos (the ten items)", INPUTS, 0)
     for item in ITEMS:
         g.link("photos", item, f"patient {item}", "IMAGE")

@@ -6,7 +6,7 @@
 #                                         that ComfyUI's custom_nodes and its deps installed into
 #                                         COMFYUI_PYTHON (default: its venv/ or .venv/ python)
 #   PALSYSIM_ENV=current make setup    -> .venv-current/: the newest set that installs (numpy 2,
-#                                         mediapipe 1.2 Tasks API, torch 2.15) under
+#                                         mediapipe 1.2 Tasks API, torch 2.15, frontend 1.58.1) under
 #                                         constraints-current.txt + requirements-current.lock, and a
 #                                         test-only face_landmarker.task built offline beside it
 set -euo pipefail
@@ -71,7 +71,10 @@ if [ "$(cat "$venv/.palsysim-stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv (first run: a few minutes)"
   # torch first, alone: pip would otherwise pick a build that does not import with torchvision.
   "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" torch torchvision
-  grep -viE '^(torch|torchvision|torchaudio)$' "$host/requirements.txt" >"$venv/host-requirements.txt"
+  # The lock, not the host, decides the frontend: the current set's is newer than ComfyUI 0.3.75's own pin
+  # (the host only warns about a frontend older than its requirements.txt asks).
+  grep -viE '^(torch|torchvision|torchaudio)$' "$host/requirements.txt" \
+    | sed -E 's/^(comfyui[-_]frontend[-_]package)[[:space:]]*==.*/\1/I' >"$venv/host-requirements.txt"
   # The lock pins every package to the set this project was tested with.
   "${pip[@]}" install "${pip_quiet[@]}" -c "$constraints" -c "$lock" -r "$venv/host-requirements.txt" "${reqs[@]}"
   # One cv2: a real opencv-python (insightface's) gives way, in the same pip command that rewrites
