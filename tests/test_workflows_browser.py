@@ -213,15 +213,24 @@ def same_numbers(x):
     return {k: same_numbers(v) for k, v in x.items()}
 
 
+# What newer frontends add to a node's prompt beside its inputs, which the server ignores: Load Video's
+# preview (1.58.1 sends "video-preview": "", 1.32.9 nothing).
+NEWER_FRONTEND_WIDGETS = {"LoadVideo": ("video-preview",)}
+
+
 def as_sent(twin, prompt):
-    """The API twin less the frontend-added widgets (FRONTEND_WIDGETS: Preview as Text's text box, which the
-    server ignores) that this frontend leaves out of its prompt: 1.32.9 sends them, newer ones do not."""
-    twin = json.loads(json.dumps(twin))
+    """(twin, prompt) each less the frontend-added widgets the other lacks: FRONTEND_WIDGETS (Preview as
+    Text's text box: 1.32.9 sends it, newer ones do not) and NEWER_FRONTEND_WIDGETS (the reverse)."""
+    twin, prompt = json.loads(json.dumps(twin)), json.loads(json.dumps(prompt))
     for node_id, node in twin.items():
+        sent = prompt.get(node_id, {}).get("inputs", {})
         for widget in FRONTEND_WIDGETS.get(node["class_type"], ()):
-            if widget not in prompt.get(node_id, {}).get("inputs", {}):
+            if widget not in sent:
                 node["inputs"].pop(widget, None)
-    return twin
+        for widget in NEWER_FRONTEND_WIDGETS.get(node["class_type"], ()):
+            if widget not in node["inputs"]:
+                sent.pop(widget, None)
+    return twin, prompt
 
 
 def screenshot(driver, name):
@@ -279,7 +288,8 @@ def test_workflow_in_the_frontend(host, page, named_files, name):
     assert overlapping(nodes) == []
     prompt = page.execute_async_script("app.graphToPrompt().then(p => arguments[0](p.output))")
     twin = json.load(open(api(name), encoding="utf-8"))
-    assert same_numbers(prompt) == same_numbers(as_sent(twin, prompt))
+    twin, prompt = as_sent(twin, prompt)
+    assert same_numbers(prompt) == same_numbers(twin)
     page.execute_script("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
     time.sleep(1)
     screenshot(page, f"{name}_fit_view")
