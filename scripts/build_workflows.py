@@ -21,10 +21,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from palsysim.base.vocabulary import ITEMS  # noqa: E402
-from palsysim.base.workflows import PROMPT, template_path  # noqa: E402
+from palsysim.base.workflows import (PROMPT, STOCK_CONTROLNET, TRAIN_COMMAND, TRAINED_CONTROLNET,  # noqa: E402
+                                     TRAINED_WINDOW, template_path)
 from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
 
-CHECKPOINT, CONTROLNET, ARCFACE = "v1-5-pruned-emaonly.safetensors", "control_sd15_canny.pth", "buffalo_l/w600k_r50.onnx"
+CHECKPOINT, ARCFACE = "v1-5-pruned-emaonly.safetensors", "buffalo_l/w600k_r50.onnx"
 
 WIDTH, GAP, TITLE_H = 220, 20, 30          # node width, space between nodes, node title bar (above pos)
 GROUP_PAD, GROUP_TITLE = 12, 40
@@ -206,10 +207,11 @@ def face(g, who, photo, col, out="IMAGE"):
     return f"{who} crop"
 
 
-def generation(g, condition, identity, batch=1):
-    """Prompt, ControlNet and sampling, the sampler settings shared with the loader's report."""
+def generation(g, condition, identity, controlnet, batch=1):
+    """Prompt, ControlNet (file `controlnet`, through the window loader) and sampling, the sampler settings
+    shared with the loader's report."""
     g.add("checkpoint", "CheckpointLoaderSimple", "checkpoint", GENERATION, 0, ckpt_name=CHECKPOINT)
-    g.add("controlnet", "PalsyTimestepWindowControlNetLoader", "controlnet", GENERATION, 0, control_net_name=CONTROLNET,
+    g.add("controlnet", "PalsyTimestepWindowControlNetLoader", "controlnet", GENERATION, 0, control_net_name=controlnet,
           apply="everywhere", t_lo=-1, t_hi=-1)
     g.add("negative", "CLIPTextEncode", "negative", GENERATION, 0, text="")
     g.link("negative", "clip", "checkpoint", "CLIP")
@@ -283,7 +285,9 @@ def single(info, mode):
         g.link("condition", "landmarks", crop, "crop_landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 1 if mode == "codc" else 0)
     g.link("show", "images", "condition", "preview")
-    generation(g, ("condition", "condition"), ("identity", "STRING"))
+    # PF and CODC (the paper's Methods 1 and 2) sample with the fine-tuned net, zero-shot with the stock one.
+    generation(g, ("condition", "condition"), ("identity", "STRING"),
+               STOCK_CONTROLNET if mode == "zero_shot" else TRAINED_CONTROLNET)
     gate_and_save(g, f"palsysim/{mode}")
     return g
 
@@ -303,7 +307,7 @@ def grid(info):
     g.link("condition", "landmarks", crop, "crop_landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 0)
     g.link("show", "images", "condition", "preview")
-    generation(g, ("condition", "condition"), ("identities", "lines"), batch=len(ITEMS))
+    generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, batch=len(ITEMS))
     gate_and_save(g, "palsysim/grid")
     g.add("sheet", "PalsyLabelledGrid", "grid", SAVE, 1, columns=len(ITEMS))
     g.link("sheet", "images", "gate", "slots")
@@ -320,18 +324,26 @@ NOTE_END = ("\n\nModels: see README (*Models*). Every image passes the privacy g
             "writes pixels, the method summary and that the image passed the identity check, nothing else. Headless: `python -m palsysim run "
             "workflows/api/{api}.json --patients DIR --out OUT`.")
 
+# What PF and CODC load, and how to make it: the training line of README's "Fine-tuning the ControlNet".
+TRAINED = (f"\n\n**ControlNet**: `{TRAINED_CONTROLNET}`, fine-tuned on timesteps {TRAINED_WINDOW[0]}..{TRAINED_WINDOW[1]} "
+           f"(the file records the window; the loader applies the net at every step, as the paper does). Make it "
+           f"first, in the pack's folder, `models/` being your ComfyUI's models folder and `DATA` your photos as "
+           f"`DATA/<patient>/<expression>/*.png` (README: *Fine-tuning the ControlNet*):\n\n`{TRAIN_COMMAND}`"
+           f"\n\nUntil then, `{STOCK_CONTROLNET}` in *controlnet* gives the zero-shot baseline.")
+
 WORKFLOWS = {
     "palsy_pf": (lambda info: single(info, "pf"),
                  "**PF**: patient photo -> landmarks -> face crop (512, as in training) -> PF condition (Canny "
-                 "of the crop) -> SD1.5 + ControlNet -> privacy gate -> save."),
+                 "of the crop) -> SD1.5 + the fine-tuned ControlNet -> privacy gate -> save." + TRAINED),
     "palsy_codc": (lambda info: single(info, "codc"),
                    "**CODC**: the patient's eyes, nose and mouth edges, scaled to the donor, on the donor's "
                    "face contour (both face-cropped): each organ where the donor has it, moved as far as the "
-                   "patient's moved from their *rest* photo (the same photo at rest) -> SD1.5 + ControlNet -> "
-                   "privacy gate -> save. The donor is a healthy, consenting non-patient."),
+                   "patient's moved from their *rest* photo (the same photo at rest) -> SD1.5 + the fine-tuned "
+                   "ControlNet (trained on PF conditions: the paper's Method 2) -> privacy gate -> save. The donor "
+                   "is a healthy, consenting non-patient." + TRAINED),
     "palsy_zero_shot": (lambda info: single(info, "zero_shot"),
-                        "**Zero-shot baseline**: the PF condition with the stock `control_sd15_canny` (no "
-                        "fine-tuning); the saved summary says so."),
+                        f"**Zero-shot baseline**: the PF condition with the stock `{STOCK_CONTROLNET}` (no "
+                        "fine-tuning), applied at every step; the saved summary says so."),
     "palsy_yanagihara_grid": (grid,
                               "**Yanagihara grid**: one photo per item, one batch, one PF chain that runs once "
                               "per line of *identities*; the gate passes what no longer resembles the patient "

@@ -169,3 +169,11 @@ def test_grid_labels_in_japanese_render(host):
 def test_grid_labels_without_a_font_name_the_package(host):
     r, _ = _grid(host, "\U00013000", "a\nb")  # an Egyptian hieroglyph: in no font Debian installs by default
     assert r.status == "error" and "fonts-ipafont-gothic" in r.error, r.error
+
+
+def test_a_missing_fine_tuned_net_says_how_to_make_it(host):
+    from palsysim.base.workflows import TRAIN_COMMAND, TRAINED_CONTROLNET
+    assert not os.path.exists(host.model_path("controlnet", TRAINED_CONTROLNET))
+    r = host.run({"1": _loader(TRAINED_CONTROLNET), "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}})
+    assert r.status == "invalid" and f"{TRAINED_CONTROLNET!r} not found" in r.error, r.error
+    assert TRAIN_COMMAND in r.error and "models --fetch" not in r.error, r.error

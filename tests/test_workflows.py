@@ -3,6 +3,7 @@ script's output, and each twin runs headless on the real host with tiny models."
 import glob
 import json
 import os
+import re
 import sys
 import urllib.parse
 
@@ -216,3 +217,26 @@ def test_grid_gives_ten_images_per_identity_and_the_sheet(host, tmp_path):
     from PIL import Image
     w, h = Image.open(out / PATIENT / "grid_1.png").size
     assert w == 10 * 256 and h > 3 * 256  # rows of 10 tiles (256 px, labels beneath), one row per identity
+
+
+def _note(name):
+    (note,) = [n for n in json.load(open(UI[name], encoding="utf-8"))["nodes"] if n["type"] == "MarkdownNote"]
+    return note["widgets_values"][0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pf_and_codc_load_the_fine_tuned_net_and_say_how_to_make_it(name):
+    from palsysim.base.workflows import STOCK_CONTROLNET, TRAIN_COMMAND, TRAINED_CONTROLNET
+    graph = json.load(open(api(name), encoding="utf-8"))
+    (loader,) = [n for n in graph.values() if n["class_type"] == "PalsyTimestepWindowControlNetLoader"]
+    trained = name in ("palsy_pf", "palsy_codc")
+    # The paper's methods sample with the net training writes (its window read from the file, -1); the
+    # zero-shot baseline and the grid with the stock one.
+    assert loader["inputs"]["control_net_name"] == (TRAINED_CONTROLNET if trained else STOCK_CONTROLNET)
+    assert loader["inputs"]["apply"] == "everywhere" and loader["inputs"]["t_lo"] == loader["inputs"]["t_hi"] == -1
+    note = _note(name)
+    # The note names the file and the training line that makes it, README's own.
+    assert (f"`{TRAIN_COMMAND}`" in note) == trained and (TRAINED_CONTROLNET in note) == trained
+    readme = re.sub(r"\s*\\\n\s*", " ", open(os.path.join(REPO, "README.md"), encoding="utf-8").read())
+    assert TRAIN_COMMAND.replace("python", ".venv/bin/python", 1) in readme
+    assert "--mode" not in TRAIN_COMMAND and "--t-min" not in TRAIN_COMMAND  # partial, 500..700: the defaults
