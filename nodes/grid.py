@@ -9,7 +9,7 @@ from ..palsysim.base.errors import InputError
 from ..palsysim.base.photos import letterbox, to_rgb_uint8
 from ..palsysim.base.vocabulary import ITEMS
 from ..palsysim.face.draw import sheet
-from .common import Node, output, to_arrays, to_image
+from .common import Node, _one, output, to_arrays, to_image
 
 LABEL_H = 28  # the label strip under each tile in draw.sheet
 # The items' names for the grid's columns: English as the dataset's folder names, Japanese as the
@@ -112,11 +112,6 @@ class Lines(Node):
 
 def _no_line(text):
     return None if _lines(text) else "text has no line: write one per line"
-
-
-def _one(values):
-    """A list node's value: ComfyUI hands each input as a list (to validate_inputs, a tuple), one item for a widget."""
-    return values[0] if isinstance(values, (list, tuple)) and len(values) == 1 else values
 
 
 class LabelledGrid(Node):

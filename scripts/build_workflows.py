@@ -53,12 +53,6 @@ class Graph:
     def link(self, dst, name, src, out):
         self.nodes[dst]["inputs"][name] = (src, out)
 
-    def share(self, key, title, group, col, value, *targets):
-        """A frontend Primitive holding one widget value for every (node, input) in targets."""
-        self.add(key, "PrimitiveNode", title, group, col, value=value)
-        for dst, name in targets:
-            self.link(dst, name, key, "value")
-
 
 def _outputs(info):
     names = info.get("output_name") or info["output"]
@@ -80,19 +74,6 @@ def _socket_type(spec):
     return "COMBO" if isinstance(spec[0], list) else spec[0]
 
 
-def _input_spec(info, name):
-    return {**info["input"].get("required", {}), **info["input"].get("optional", {})}[name]
-
-
-def _primitive(g, key, ids, links):
-    """(outputs, widgets_values, height) of a Primitive: its type and widget are those of the inputs it feeds."""
-    mine = [l for l in links if l[1] == ids[key]]
-    kind, name = mine[0][5], mine[0][4]
-    values = [g.nodes[key]["widgets"]["value"], "fixed"] + ([""] if kind == "COMBO" else [])  # + control, filter
-    return [{"name": kind, "type": kind, "widget": {"name": name}, "links": [l[0] for l in mine]}], values, \
-        58 + 24 * (len(values) - 1)
-
-
 def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and top bar
     """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
     The note goes at the top of the inputs, or at the end of the column g.note_at names."""
@@ -103,12 +84,9 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
     links = []
     for k in g.order:
         for name_, (src, out) in g.nodes[k]["inputs"].items():
-            if g.nodes[src]["kind"] == "PrimitiveNode":  # typed as the widget it feeds
-                slot, kind = 0, _socket_type(_input_spec(g.info[g.nodes[k]["kind"]], name_))
-            else:
-                outs = _outputs(g.info[g.nodes[src]["kind"]])
-                slot = [o for o, _ in outs].index(out)
-                kind = outs[slot][1]
+            outs = _outputs(g.info[g.nodes[src]["kind"]])
+            slot = [o for o, _ in outs].index(out)
+            kind = outs[slot][1]
             links.append([len(links) + 1, ids[src], slot, ids[k], name_, kind])
     entries = {}
     for k in g.order:
@@ -117,10 +95,6 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
         if n["kind"] == "MarkdownNote":
             entry.update(inputs=[], outputs=[], properties={}, widgets_values=[note], size=[WIDTH, NOTE_H],
                          color="#432", bgcolor="#653")
-        elif n["kind"] == "PrimitiveNode":
-            outputs, values, h = _primitive(g, k, ids, links)
-            entry.update(inputs=[], outputs=outputs, properties={"Run widget replace on values": False},
-                         widgets_values=values, size=[n["width"], h])
         else:
             entry.update(_node_entry(g, k, ids, links), size=[n["width"], _height(g.info[n["kind"]], n["shows"])])
         entries[k] = entry
@@ -208,8 +182,8 @@ def face(g, who, photo, col, out="IMAGE"):
 
 
 def generation(g, condition, identity, controlnet, batch=1):
-    """Prompt, ControlNet (file `controlnet`, through the window loader) and sampling, the sampler settings
-    shared with the loader's report."""
+    """Prompt, ControlNet (file `controlnet`, through the window loader) and sampling; the report of the
+    steps that fell in the window, from the run."""
     g.add("checkpoint", "CheckpointLoaderSimple", "checkpoint", GENERATION, 0, ckpt_name=CHECKPOINT)
     g.add("controlnet", "PalsyTimestepWindowControlNetLoader", "controlnet", GENERATION, 0, control_net_name=controlnet,
           apply="everywhere", t_lo=-1, t_hi=-1)
@@ -233,15 +207,15 @@ def generation(g, condition, identity, controlnet, batch=1):
     g.link("sampler", "positive", "apply", "positive")
     g.link("sampler", "negative", "apply", "negative")
     g.link("sampler", "latent_image", "latent", "LATENT")
-    ks = g.info["KSampler"]["input"]["required"]
-    for key in ("steps", "sampler_name", "scheduler"):  # KSampler's defaults, tied to the loader's report
-        value = ks[key][1]["default"] if len(ks[key]) > 1 and "default" in ks[key][1] else ks[key][0][0]
-        g.share(key, key.replace("_name", ""), GENERATION, 2, value, ("sampler", key), ("controlnet", key))
     g.add("decode", "VAEDecode", "decode", GENERATION, 2)
     g.link("decode", "samples", "sampler", "LATENT")
     g.link("decode", "vae", "checkpoint", "VAE")
-    g.add("window report", "PreviewAny", "controlnet report", GENERATION, 2)  # the window and its steps
-    g.link("window report", "source", "controlnet", "report")
+    # Which steps fell in the window, read from the run (no sampler setting tied to the loader).
+    g.add("window steps", "PalsyWindowSteps", "controlnet window steps", GENERATION, 2)
+    g.link("window steps", "control_net", "controlnet", "control_net")
+    g.link("window steps", "samples", "sampler", "LATENT")
+    g.add("window report", "PreviewAny", "controlnet report", GENERATION, 2)
+    g.link("window report", "source", "window steps", "report")
 
 
 def gate_and_save(g, prefix):

@@ -83,8 +83,7 @@ def test_preview_writes_pixels_only(host):
 def _loader(name, **kw):
     return {"class_type": "PalsyTimestepWindowControlNetLoader",
             "inputs": {"control_net_name": name, "apply": "everywhere", "t_lo": -1, "t_hi": -1,
-                       "base_control_net_name": "(none)", "steps": 20, "sampler_name": "euler",
-                       "scheduler": "normal", **kw}}
+                       "base_control_net_name": "(none)", **kw}}
 
 
 def _summary(host, loader):

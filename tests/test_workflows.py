@@ -240,3 +240,22 @@ def test_pf_and_codc_load_the_fine_tuned_net_and_say_how_to_make_it(name):
     readme = re.sub(r"\s*\\\n\s*", " ", open(os.path.join(REPO, "README.md"), encoding="utf-8").read())
     assert TRAIN_COMMAND.replace("python", ".venv/bin/python", 1) in readme
     assert "--mode" not in TRAIN_COMMAND and "--t-min" not in TRAIN_COMMAND  # partial, 500..700: the defaults
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_window_is_tied_to_no_sampler_setting_and_its_steps_come_from_the_run(name):
+    # Frontend 1.32.9's Refresh Node Definitions turns combo Primitives into 'C': no Primitive node, and
+    # the sampler's settings are its own widgets, linked to nothing.
+    ui = json.load(open(UI[name], encoding="utf-8"))
+    assert [n["title"] for n in ui["nodes"] if n["type"] == "PrimitiveNode"] == []
+    graph = json.load(open(api(name), encoding="utf-8"))
+    kinds = {n: graph[n]["class_type"] for n in graph}
+    (loader,) = [n for n, k in kinds.items() if k == "PalsyTimestepWindowControlNetLoader"]
+    assert not {"steps", "sampler_name", "scheduler"} & set(graph[loader]["inputs"])
+    (sampler,) = [n for n, k in kinds.items() if k == "KSampler"]
+    assert all(not isinstance(graph[sampler]["inputs"][k], list) for k in ("steps", "sampler_name", "scheduler"))
+    # The report of the steps in the window follows the sampling and reads the loader's net.
+    (report,) = [n for n in graph if wf.title(graph, n) == "controlnet report"]
+    steps = graph[report]["inputs"]["source"][0]
+    assert kinds[steps] == "PalsyWindowSteps"
+    assert graph[steps]["inputs"] == {"control_net": [loader, 0], "samples": [sampler, 0]}
