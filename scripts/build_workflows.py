@@ -218,12 +218,14 @@ def generation(g, condition, identity, controlnet, batch=1):
     g.link("window report", "source", "window steps", "report")
 
 
-def gate_and_save(g, prefix):
+def gate_and_save(g, prefix, report=True):
+    """report: a Preview as Text of the gate's report (the grid shows its sheet's, which names each row's)."""
     g.add("gate", "PalsyPrivacyGate", "privacy gate", PRIVACY, 0, model_name=ARCFACE)
     g.link("gate", "image", "decode", "IMAGE")
     g.link("gate", "reference", "patient crop", "crop")
-    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # how many passed, and each image's score
-    g.link("gate report", "source", "gate", "report")
+    if report:
+        g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # how many passed, and each image's score
+        g.link("gate report", "source", "gate", "report")
     g.add("output", "PalsySaveAnonymized", "output", SAVE, 0, filename_prefix=prefix)
     g.link("output", "images", "gate", "images")
     g.link("output", "identity_check", "gate", "checked")
@@ -282,11 +284,14 @@ def grid(info):
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 0)
     g.link("show", "images", "condition", "preview")
     generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, batch=len(ITEMS))
-    gate_and_save(g, "palsysim/grid")
+    gate_and_save(g, "palsysim/grid", report=False)
     g.add("sheet", "PalsyLabelledGrid", "grid", SAVE, 1, columns=len(ITEMS))
     g.link("sheet", "images", "gate", "slots")
     g.link("sheet", "column_labels", "photos", "items")
     g.link("sheet", "row_labels", "identities", "labels")
+    g.link("sheet", "reports", "gate", "report")  # the gate runs once per identity: the sheet names each row's
+    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # every row's outcome, then each row's table
+    g.link("gate report", "source", "sheet", "report")
     g.add("grid output", "PalsySaveAnonymized", "grid output", SAVE, 1, filename_prefix="palsysim/grid_sheet")
     g.link("grid output", "images", "sheet", "grid")
     g.link("grid output", "method_summary", "controlnet", "summary")

@@ -259,3 +259,14 @@ def test_the_window_is_tied_to_no_sampler_setting_and_its_steps_come_from_the_ru
     steps = graph[report]["inputs"]["source"][0]
     assert kinds[steps] == "PalsyWindowSteps"
     assert graph[steps]["inputs"] == {"control_net": [loader, 0], "samples": [sampler, 0]}
+
+
+def test_the_grids_gate_report_names_each_identity():
+    # The gate runs once per identity line and Preview as Text shows only the first text it gets: the report
+    # shown is the sheet's, one text naming each row's (identity's) outcome.
+    graph = json.load(open(api("palsy_yanagihara_grid"), encoding="utf-8"))
+    (report,) = [n for n in graph if wf.title(graph, n) == "gate report"]
+    sheet = graph[graph[report]["inputs"]["source"][0]]
+    assert sheet["class_type"] == "PalsyLabelledGrid" and graph[report]["inputs"]["source"][1] == 1
+    assert graph[sheet["inputs"]["reports"][0]]["class_type"] == "PalsyPrivacyGate"
+    assert graph[sheet["inputs"]["row_labels"][0]]["class_type"] == "PalsyLines"
