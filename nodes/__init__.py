@@ -3,7 +3,7 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .controlnet_window import TimestepWindowControlNetLoader
+from .controlnet_window import TimestepWindowControlNetLoader, WindowSteps
 from .identity import ArcFaceDissimilarity, PrivacyGate
 from .landmarks import FaceLandmarks
 from .codc import ContourReposition, OrganCropResize, PFCondition
@@ -18,7 +18,7 @@ from .video import CrossFrameAttention, SameNoise, SaveAnonymizedVideo, SmoothLa
 class PalsySimExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [FaceLandmarks, OrganCropResize, ContourReposition, PFCondition, TimestepWindowControlNetLoader,
+        return [FaceLandmarks, OrganCropResize, ContourReposition, PFCondition, TimestepWindowControlNetLoader, WindowSteps,
                 ArcFaceDissimilarity, PrivacyGate, SaveAnonymized, YanagiharaBatch, Lines, LabelledGrid, FaceCrop, Preview,
                 SmoothLandmarks, VideoConditions, CrossFrameAttention, SameNoise, SaveAnonymizedVideo]
 

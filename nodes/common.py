@@ -103,6 +103,11 @@ def to_image(arrays):
     return torch.from_numpy(np.stack(arrays).astype(np.float32) / 255.0)
 
 
+def _one(values):
+    """A list node's value: ComfyUI hands each input as a list (to validate_inputs, a tuple), one item for a widget."""
+    return values[0] if isinstance(values, (list, tuple)) and len(values) == 1 else values
+
+
 def model_file(folder, name, input_name):
     """Full path of a file chosen from a models/<folder> list (the node input input_name), or a message
     that names file and folder."""

@@ -4,23 +4,26 @@ The window is put into ComfyUI's own step test: ControlNetApplyAdvanced copies t
 and gives the copy its (start_percent, end_percent); WindowControlNet narrows that pair to the
 window, so ControlNet.get_control skips the steps outside it exactly as it skips steps outside
 a user's range. In window_then_base a base ControlNet, holding the user's own range, takes the
-steps that the window test rejects.
+steps that the window test rejects. A percent range maps to sigmas the same way for every sampler,
+scheduler and step count, so the loader needs none of them.
+
+PalsyWindowSteps says which steps of a run fell in the window: the net and its copies share a
+RunRecord, into which the sampling writes the sigmas the sampler passes to the ControlNet.
 """
 import comfy.controlnet
-import comfy.samplers
 import folder_paths
 import torch
-from comfy.model_sampling import ModelSamplingDiscrete
 from comfy_api.latest import io
 
 from ..palsysim.controlnet.file import (CONTROL_PREFIX, check_complete, check_lora_base, is_lora,
                                         load_controlnet_weights, load_lora_factors, merge_lora, read_window,
                                         resolve_window)
 from ..palsysim.controlnet.schedule import describe_window, window_percents
-from .common import InputError, Node, model_file, output
+from .common import InputError, Node, _one, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
 NO_BASE = "(none)"
+NO_WINDOW = "no training window in the file (stock ControlNet); applied at every step"
 DISCLOSURE = "Synthetic face made by PalsySim: SD1.5 + "
 
 
@@ -33,32 +36,61 @@ def method_summary(meta, t_lo, t_hi, apply, lora_base):
     return DISCLOSURE + f"ControlNet {how}{lora}, window timesteps {t_lo}..{t_hi}, applied {apply.replace('_', ' ')}."
 
 
+class RunRecord:
+    """What the loader loaded, and the sigmas of the last sampling that used its net (or a copy of it)."""
+
+    def __init__(self, name, window, apply, trained):
+        self.name, self.window, self.apply, self.trained = name, window, apply, trained  # window: (t_lo, t_hi) or None
+        self.sigmas = None  # the sampler's M + 1 sigmas (transformer_options["sample_sigmas"]), as floats
+        self.seen = []      # else the distinct sigmas the ControlNet was called at, in order
+
+    def start(self):
+        self.sigmas, self.seen = None, []
+
+    def note(self, t, transformer_options):
+        if self.sigmas is None:
+            sample = transformer_options.get("sample_sigmas")
+            if sample is not None:
+                self.sigmas = [float(x) for x in torch.as_tensor(sample).reshape(-1).tolist()]
+            elif not self.seen or self.seen[-1] != float(t[0]):
+                self.seen.append(float(t[0]))
+
+    def run_sigmas(self):
+        """The run's M + 1 sigmas (the last the end point), or None when no sampling used the net."""
+        if self.sigmas is not None:
+            return self.sigmas
+        return self.seen + [0.0] if self.seen else None
+
+
 class WindowControlNet(comfy.controlnet.ControlNet):
-    """A ControlNet limited to the sampling-percent `window`; `base` (a ControlBase or None) runs outside it."""
-    window = (0.0, 1.0)
+    """A ControlNet limited to the sampling-percent `window` (None: every step); `base` (a ControlBase or None)
+    runs outside it; `record` (a RunRecord, shared by every copy) learns the sigmas each sampling uses."""
+    window = None
     base = None
     window_sigmas = None
+    record = None
 
     @classmethod
-    def wrap(cls, net, window, base):
+    def wrap(cls, net, window, base, record):
         """A WindowControlNet sharing net's model (no weights are copied), as ControlNet.copy shares them."""
         w = cls(None, global_average_pooling=net.global_average_pooling, load_device=net.load_device,
                 manual_cast_dtype=net.manual_cast_dtype)
         w.control_model, w.control_model_wrapped = net.control_model, net.control_model_wrapped
         net.copy_to(w)
-        w.window, w.base = window, base
+        w.window, w.base, w.record = window, base, record
         return w
 
     def copy(self):
-        return self.wrap(self, self.window, self.base)
+        return self.wrap(self, self.window, self.base, self.record)
 
     def set_cond_hint(self, cond_hint, strength=1.0, timestep_percent_range=(0.0, 1.0), vae=None, extra_concat=[]):
         if self.base is not None:
             self.base = self.base.copy().set_cond_hint(cond_hint, strength, timestep_percent_range, vae, extra_concat)
-        start, end = timestep_percent_range
-        # An empty intersection (start > end) makes get_control skip every step, as it should.
-        narrowed = (max(start, self.window[0]), min(end, self.window[1]))
-        return super().set_cond_hint(cond_hint, strength, narrowed, vae, extra_concat)
+        if self.window is not None:
+            start, end = timestep_percent_range
+            # An empty intersection (start > end) makes get_control skip every step, as it should.
+            timestep_percent_range = (max(start, self.window[0]), min(end, self.window[1]))
+        return super().set_cond_hint(cond_hint, strength, timestep_percent_range, vae, extra_concat)
 
     def set_previous_controlnet(self, controlnet):
         if self.base is not None:
@@ -67,11 +99,15 @@ class WindowControlNet(comfy.controlnet.ControlNet):
 
     def pre_run(self, model, percent_to_timestep_function):
         super().pre_run(model, percent_to_timestep_function)
+        if self.record is not None:
+            self.record.start()
         if self.base is not None:
             self.base.pre_run(model, percent_to_timestep_function)
             self.window_sigmas = tuple(percent_to_timestep_function(p) for p in self.window)
 
     def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
+        if self.record is not None:
+            self.record.note(t, transformer_options)
         # The complement of get_control's own range test, on the window alone: the base's steps.
         if self.base is not None and (t[0] > self.window_sigmas[0] or t[0] < self.window_sigmas[1]):
             return self.base.get_control(x_noisy, t, cond, batched_number, transformer_options)
@@ -156,13 +192,6 @@ def lora_base_name(name, meta, chosen):
                      f"base_control_net_name), or load the merged file training writes instead")
 
 
-def step_sigmas(sampler_name, scheduler, steps):
-    """The sigmas a KSampler with this setting samples an SD1.5 model at (as KSampler.calculate_sigmas)."""
-    discard = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
-    sigmas = comfy.samplers.calculate_sigmas(ModelSamplingDiscrete(), scheduler, steps + 1 if discard else steps)
-    return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
-
-
 class TimestepWindowControlNetLoader(Node):
     @classmethod
     def define_schema(cls):
@@ -175,7 +204,9 @@ class TimestepWindowControlNetLoader(Node):
                         "sampling percent 0.29930..0.49950: about 4 of 20 steps) and applies it everywhere, only "
                         "in the window, or in the window with a base ControlNet elsewhere. Connect it to Apply "
                         "ControlNet (Advanced); its start/end percent still apply on top. A LoRA file from training "
-                        "(--lora-format lora) is merged into its base ControlNet (base_control_net_name) here.",
+                        "(--lora-format lora) is merged into its base ControlNet (base_control_net_name) here. "
+                        "The window needs no sampler setting; ControlNet Window Steps says which steps of a run "
+                        "fell in it.",
             inputs=[
                 io.Combo.Input("control_net_name", options=names, tooltip="From models/controlnet."),
                 io.Combo.Input("apply", options=MODES, default="everywhere",
@@ -188,14 +219,10 @@ class TimestepWindowControlNetLoader(Node):
                                tooltip="The base ControlNet (e.g. control_sd15_canny): for a LoRA file, the net its "
                                        "changes merge into ((none) = the file name the LoRA records); for "
                                        "window_then_base, the net on the steps outside the window."),
-                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampler setting for the report only."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
-                               tooltip="Sampler setting for the report only."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
-                               tooltip="Sampler setting for the report only."),
             ],
             outputs=[output(io.ControlNet, "control_net"),
-                     output(io.String, "report", tooltip="The window, its percent pair and how many steps fall in it."),
+                     output(io.String, "report", tooltip="The window and its percent pair, as loaded (ControlNet "
+                                                         "Window Steps adds the steps of a run)."),
                      output(io.String, "summary", tooltip="The method as loaded (file mode and window, or stock "
                                                           "zero-shot), for the anonymized save's method_summary.")],
         )
@@ -213,8 +240,7 @@ class TimestepWindowControlNetLoader(Node):
                 "control_net_name": lambda name: controlnet_file_problem(name, "control_net_name")}
 
     @classmethod
-    def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name, steps, sampler_name,
-                scheduler) -> io.NodeOutput:
+    def execute(cls, control_net_name, apply, t_lo, t_hi, base_control_net_name) -> io.NodeOutput:
         # Checked again here: a null in the prompt reaches execute without validation (it reads as a link).
         path = model_file("controlnet", control_net_name, "control_net_name")
         problem = base_problem(base_control_net_name)
@@ -222,9 +248,9 @@ class TimestepWindowControlNetLoader(Node):
             raise InputError(problem)
         if apply == "everywhere" and t_lo < 0 and t_hi < 0 and read_window(path) is None:
             # A stock ControlNet (no window in it) applied at every step needs no window.
-            return io.NodeOutput(load_sd15_controlnet(control_net_name),
-                                 f"{control_net_name}: no training window in the file (stock ControlNet); "
-                                 f"applied at every step", method_summary(None, None, None, apply, None))
+            record = RunRecord(control_net_name, None, apply, "")
+            return io.NodeOutput(WindowControlNet.wrap(load_sd15_controlnet(control_net_name), None, None, record),
+                                 f"{control_net_name}: {NO_WINDOW}", method_summary(None, None, None, apply, None))
         t_lo, t_hi, meta = resolve_window(path, t_lo, t_hi)
         lora_base = lora_base_name(control_net_name, meta, base_control_net_name) if is_lora(meta) else None
         outside = base_control_net_name if base_control_net_name != NO_BASE else lora_base
@@ -232,12 +258,63 @@ class TimestepWindowControlNetLoader(Node):
             raise InputError("apply=window_then_base needs base_control_net_name: pick the ControlNet for the "
                              "steps outside the window (e.g. the original control_sd15_canny)")
         net = load_lora_controlnet(control_net_name, lora_base, meta) if lora_base else load_sd15_controlnet(control_net_name)
-        if apply != "everywhere":
-            base = load_sd15_controlnet(outside) if apply == "window_then_base" else None
-            net = WindowControlNet.wrap(net, window_percents(t_lo, t_hi), base)
-        report = describe_window(t_lo, t_hi, step_sigmas(sampler_name, scheduler, steps),
-                                 f"{sampler_name}/{scheduler}, {steps} steps")
+        base = load_sd15_controlnet(outside) if apply == "window_then_base" else None
         trained = f"; trained: {meta.get('mode', '?')}" if meta else ""
         trained += f"; LoRA merged into {lora_base}" if lora_base else ""
-        return io.NodeOutput(net, f"{control_net_name}: {report}; apply: {apply}{trained}",
+        record = RunRecord(control_net_name, (t_lo, t_hi), apply, trained)
+        net = WindowControlNet.wrap(net, None if apply == "everywhere" else window_percents(t_lo, t_hi), base, record)
+        return io.NodeOutput(net, f"{control_net_name}: {describe_window(t_lo, t_hi)}; apply: {apply}{trained}",
                              method_summary(meta, t_lo, t_hi, apply, lora_base))
+
+
+WHERE_IT_RAN = {"everywhere": "the net ran at every step",
+                "window_only": "the net ran on those steps only",
+                "window_then_base": "the net ran on those steps, the base ControlNet on the others"}
+
+
+def steps_report(record):
+    """What a run did with the loader's net: which of its steps fell in the window (from the run's sigmas)."""
+    sigmas = record.run_sigmas()
+    if sigmas is None:
+        return (f"{record.name}: no sampling used this ControlNet (Apply ControlNet bypassed, at strength 0, or "
+                f"not between this loader and the sampler): no steps to report")
+    steps = len(sigmas) - 1
+    if record.window is None:
+        return f"{record.name}: {NO_WINDOW}; this run: {steps} steps"
+    window = describe_window(*record.window, sigmas, "this run")
+    return f"{record.name}: {window}; apply: {record.apply}, {WHERE_IT_RAN[record.apply]}{record.trained}"
+
+
+class WindowSteps(Node):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PalsyWindowSteps",
+            display_name="ControlNet Window Steps (from the run)",
+            category="PalsySim",
+            description="Says which sampling steps fell in the timestep window of the net Load Timestep-Window "
+                        "ControlNet loaded, from the sigmas the sampler passed to that ControlNet in the run "
+                        "itself: right for any sampler, scheduler, step count or denoise, with nothing to keep in "
+                        "step with the sampler.",
+            inputs=[
+                io.ControlNet.Input("control_net", tooltip="The control_net output of Load Timestep-Window "
+                                                           "ControlNet (the one the sampling used)."),
+                io.Latent.Input("samples", tooltip="The sampler's LATENT output: only so this runs after the "
+                                                   "sampling; not read."),
+            ],
+            outputs=[output(io.String, "report", tooltip="The window, its percents and which of the run's steps "
+                                                         "fell in it.")],
+            is_input_list=True,  # one report for a sampler that ran once per identity
+        )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return super().validate_inputs(**{k: _one(v) for k, v in inputs.items()})
+
+    @classmethod
+    def execute(cls, control_net, samples) -> io.NodeOutput:
+        record = getattr(control_net[0], "record", None)
+        if record is None:
+            return io.NodeOutput("control_net is not from Load Timestep-Window ControlNet: connect that loader's "
+                                 "control_net output (the one Apply ControlNet takes) to see the steps")
+        return io.NodeOutput(steps_report(record))

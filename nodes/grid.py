@@ -9,7 +9,7 @@ from ..palsysim.base.errors import InputError
 from ..palsysim.base.photos import letterbox, to_rgb_uint8
 from ..palsysim.base.vocabulary import ITEMS
 from ..palsysim.face.draw import sheet
-from .common import Node, output, to_arrays, to_image
+from .common import Node, _one, output, to_arrays, to_image
 
 LABEL_H = 28  # the label strip under each tile in draw.sheet
 # The items' names for the grid's columns: English as the dataset's folder names, Japanese as the
@@ -114,11 +114,6 @@ def _no_line(text):
     return None if _lines(text) else "text has no line: write one per line"
 
 
-def _one(values):
-    """A list node's value: ComfyUI hands each input as a list (to validate_inputs, a tuple), one item for a widget."""
-    return values[0] if isinstance(values, (list, tuple)) and len(values) == 1 else values
-
-
 class LabelledGrid(Node):
     @classmethod
     def define_schema(cls):
@@ -135,8 +130,13 @@ class LabelledGrid(Node):
                 io.String.Input("column_labels", default="", multiline=True, tooltip="One per line."),
                 io.String.Input("row_labels", default="", multiline=True, tooltip="One per line."),
                 io.Int.Input("tile_size", default=256, min=32, max=1024),
+                io.String.Input("reports", optional=True, force_input=True,
+                                tooltip="The privacy gate's report, one per row (the gate runs once per identity): "
+                                        "`report` names each row's."),
             ],
-            outputs=[output(io.Image, "grid")],
+            outputs=[output(io.Image, "grid"),
+                     output(io.String, "report", tooltip="Each row's gate report under its row label, every row's "
+                                                         "outcome first.")],
             is_input_list=True,  # every row's batch at once, not one sheet per row
         )
 
@@ -145,7 +145,7 @@ class LabelledGrid(Node):
         return super().validate_inputs(**{k: _one(v) for k, v in inputs.items()})
 
     @classmethod
-    def execute(cls, images, columns, column_labels, row_labels, tile_size) -> io.NodeOutput:
+    def execute(cls, images, columns, column_labels, row_labels, tile_size, reports=None) -> io.NodeOutput:
         columns, column_labels, row_labels, tile_size = map(_one, (columns, column_labels, row_labels, tile_size))
         tiles = [to_rgb_uint8(a) for batch in images for a in to_arrays(batch, "images")]
         cols, rows = _lines(column_labels), _lines(row_labels)
@@ -156,7 +156,19 @@ class LabelledGrid(Node):
                                  f"{len(tiles)} images in rows of {columns}")
         labels = [" | ".join(x for x in (rows[i // columns] if rows else "", cols[i % columns] if cols else "") if x)
                   for i in range(len(tiles))]
+        text = rows_report(reports or [], rows)
         if all(label.isascii() for label in labels):  # OpenCV's own font has ASCII glyphs only
-            return io.NodeOutput(to_image([sheet(tiles, labels, tile_size, columns)]))
+            return io.NodeOutput(to_image([sheet(tiles, labels, tile_size, columns)]), text)
         blank = sheet(tiles, [""] * len(tiles), tile_size, columns)
-        return io.NodeOutput(to_image([draw_labels(blank, labels, tile_size, columns)]))
+        return io.NodeOutput(to_image([draw_labels(blank, labels, tile_size, columns)]), text)
+
+
+def rows_report(reports, rows):
+    """One text of the gate's reports, one per row: every row's outcome (its report's first line) under its
+    row label first, then each report in full, so a text box that shows one screen shows every row's."""
+    if not reports:
+        return "No privacy gate report: connect the gate's report to reports (a bypassed gate gives none)."
+    names = [rows[i] if len(rows) == len(reports) else f"row {i + 1}" for i in range(len(reports))]
+    parts = [(name, *(str(r) + "\n").split("\n", 1)) for name, r in zip(names, reports)]
+    summary = "\n".join(f"- {name}: {first}" for name, first, _ in parts)
+    return "\n\n".join([summary] + [f"**{name}**: {first}\n{rest}".rstrip() for name, first, rest in parts])

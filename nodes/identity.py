@@ -58,14 +58,14 @@ def _arcface_path(model_name):
         return None
 
 
-def _check(image, reference, model_name, threshold, backend, dlib_threshold):
+def _check(image, reference, model_name, threshold, backend, dlib_threshold, gate=False):
     """check() rows and their report for the node inputs."""
     # A null model_name (a prompt's, or an empty model list's) is fine where dlib may be used instead.
     path = (arcface_file(model_name) if backend in ("arcface", "both")
             else _arcface_path(model_name))
     used, rows = identity.check(to_arrays(image, "image"), to_arrays(reference, "reference"), backend, path,
                                 threshold, dlib_threshold)
-    return used, rows, identity.report(used, rows, threshold, dlib_threshold)
+    return used, rows, identity.report(used, rows, threshold, dlib_threshold, gate)
 
 
 def _validate(model_name, backend="auto"):
@@ -146,7 +146,7 @@ class PrivacyGate(Node):
     @classmethod
     def execute(cls, image, reference, model_name, threshold, backend="auto",
                 dlib_threshold=identity_dlib.THRESHOLD) -> io.NodeOutput:
-        used, rows, text = _check(image, reference, model_name, threshold, backend, dlib_threshold)
+        used, rows, text = _check(image, reference, model_name, threshold, backend, dlib_threshold, gate=True)
         keep = [i for i, r in enumerate(rows) if r["passed"]]
         held = len(rows) - len(keep)
         # An empty IMAGE batch breaks most nodes; block them instead (silently: the report says why).

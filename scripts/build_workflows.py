@@ -1,4 +1,5 @@
-"""Write the shipped UI workflows (example_workflows/<title>.json) from the specs below, laid out by stage.
+"""Write the shipped UI workflows (example_workflows/<title>.json) from the specs below, laid out by stage
+(scripts/workflow_layout.py).
 
     python scripts/build_workflows.py --embedded          # then: python scripts/workflow_to_api.py --embedded
     python scripts/build_workflows.py --server URL
@@ -21,184 +22,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from palsysim.base.vocabulary import ITEMS  # noqa: E402
-from palsysim.base.workflows import PROMPT, template_path  # noqa: E402
-from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
+from palsysim.base.workflows import (PROMPT, STOCK_CONTROLNET, TRAIN_COMMAND, TRAINED_CONTROLNET,  # noqa: E402
+                                     TRAINED_WINDOW, template_path)
+from workflow_layout import CONDITIONS, GENERATION, INPUTS, PRIVACY, SAVE, WIDTH, Graph, build  # noqa: E402
 
-CHECKPOINT, CONTROLNET, ARCFACE = "v1-5-pruned-emaonly.safetensors", "control_sd15_canny.pth", "buffalo_l/w600k_r50.onnx"
+CHECKPOINT, ARCFACE = "v1-5-pruned-emaonly.safetensors", "buffalo_l/w600k_r50.onnx"
 
-WIDTH, GAP, TITLE_H = 220, 20, 30          # node width, space between nodes, node title bar (above pos)
-GROUP_PAD, GROUP_TITLE = 12, 40
-# Room for what a node shows under its widgets: a photo, an image preview, a report.
-# LoadImage: the frontend makes it 314 px tall (102 of widgets) once a photo is loaded, whatever its size.
-# PreviewAny: the text box the frontend adds to show what it was given.
-SHOWS = {"LoadImage": 212, "PalsyPreview": 220, "PalsySaveAnonymized": 190, "PreviewAny": 120}
-NOTE_H = 200
 # The grid's photos, five abreast: no narrower than the frontend draws a LoadImage, or it widens them over
 # each other (measured with rest.png .. lower_lip_depression.png: 214..217 px in frontend 1.32.9,
 # 223..228 in 1.58.1).
 GRID_PHOTO_W = 230
-
-
-class Graph:
-    """Nodes added by key; link(dst, input, src, output) by names; laid out by stacks of groups and columns."""
-
-    def __init__(self, info):
-        self.info, self.nodes, self.order = info, {}, []
-        self.note_at = None  # (group, column) for the note, at the column's end; None: top of the inputs
-
-    def add(self, key, kind, title, group, col=0, node_w=WIDTH, shows=None, **widgets):
-        """node_w: the node's width; shows: room for what it shows (default SHOWS[kind])."""
-        self.nodes[key] = dict(kind=kind, title=title, group=group, col=col, widgets=widgets, inputs={}, width=node_w,
-                               shows=SHOWS.get(kind, 0) if shows is None else shows)
-        self.order.append(key)
-        return key
-
-    def link(self, dst, name, src, out):
-        self.nodes[dst]["inputs"][name] = (src, out)
-
-    def share(self, key, title, group, col, value, *targets):
-        """A frontend Primitive holding one widget value for every (node, input) in targets."""
-        self.add(key, "PrimitiveNode", title, group, col, value=value)
-        for dst, name in targets:
-            self.link(dst, name, key, "value")
-
-
-def _outputs(info):
-    names = info.get("output_name") or info["output"]
-    return list(zip(names, info["output"]))
-
-
-def _height(info, shows):
-    """The frontend's own height for a node's sockets and widgets (LGraphNode.computeSize: 20 px a
-    socket row, 24 a widget, 30 more a multiline box), plus room for typing (10) and for what it shows."""
-    specs = [s for sec in ("required", "optional") for s in info["input"].get(sec, {}).values()]
-    widgets = [s for s in specs if _is_widget(s)]
-    multiline = sum(1 for s in widgets if (s[1] if len(s) > 1 else {}).get("multiline"))
-    rows = max(len(specs) - len(widgets), len(info["output"]))
-    return 14 + 20 * rows + 24 * (len(widgets) + sum(_frontend_extras(s) for s in widgets)) + 40 * multiline + shows
-
-
-def _socket_type(spec):
-    """The frontend's type name for an /object_info input spec (a list of choices is a COMBO)."""
-    return "COMBO" if isinstance(spec[0], list) else spec[0]
-
-
-def _input_spec(info, name):
-    return {**info["input"].get("required", {}), **info["input"].get("optional", {})}[name]
-
-
-def _primitive(g, key, ids, links):
-    """(outputs, widgets_values, height) of a Primitive: its type and widget are those of the inputs it feeds."""
-    mine = [l for l in links if l[1] == ids[key]]
-    kind, name = mine[0][5], mine[0][4]
-    values = [g.nodes[key]["widgets"]["value"], "fixed"] + ([""] if kind == "COMBO" else [])  # + control, filter
-    return [{"name": kind, "type": kind, "widget": {"name": name}, "links": [l[0] for l in mine]}], values, \
-        58 + 24 * (len(values) - 1)
-
-
-def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and top bar
-    """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
-    The note goes at the top of the inputs, or at the end of the column g.note_at names."""
-    g.add("note", "MarkdownNote", "About this workflow", *(g.note_at or (INPUTS, 0)))
-    if g.note_at is None:
-        g.order.insert(0, g.order.pop())  # first: it is what a newcomer reads
-    ids = {k: i + 1 for i, k in enumerate(g.order)}
-    links = []
-    for k in g.order:
-        for name_, (src, out) in g.nodes[k]["inputs"].items():
-            if g.nodes[src]["kind"] == "PrimitiveNode":  # typed as the widget it feeds
-                slot, kind = 0, _socket_type(_input_spec(g.info[g.nodes[k]["kind"]], name_))
-            else:
-                outs = _outputs(g.info[g.nodes[src]["kind"]])
-                slot = [o for o, _ in outs].index(out)
-                kind = outs[slot][1]
-            links.append([len(links) + 1, ids[src], slot, ids[k], name_, kind])
-    entries = {}
-    for k in g.order:
-        n = g.nodes[k]
-        entry = {"id": ids[k], "type": n["kind"], "pos": [0, 0], "flags": {}, "order": 0, "mode": 0, "title": n["title"]}
-        if n["kind"] == "MarkdownNote":
-            entry.update(inputs=[], outputs=[], properties={}, widgets_values=[note], size=[WIDTH, NOTE_H],
-                         color="#432", bgcolor="#653")
-        elif n["kind"] == "PrimitiveNode":
-            outputs, values, h = _primitive(g, k, ids, links)
-            entry.update(inputs=[], outputs=outputs, properties={"Run widget replace on values": False},
-                         widgets_values=values, size=[n["width"], h])
-        else:
-            entry.update(_node_entry(g, k, ids, links), size=[n["width"], _height(g.info[n["kind"]], n["shows"])])
-        entries[k] = entry
-    # Links name their target input; the frontend wants its slot index.
-    for l in links:
-        target = entries[next(k for k in g.order if ids[k] == l[3])]
-        l[4] = [i["name"] for i in target["inputs"]].index(l[4])
-    groups, x = [], 0
-    for stack in STACKS:
-        y, stack_w = 0, 0
-        for title in stack:
-            members = [k for k in g.order if g.nodes[k]["group"] == title]
-            cols = sorted({g.nodes[k]["col"] for k in members})
-            cx, bottom = x + GROUP_PAD, y + GROUP_TITLE
-            for c in cols:
-                cy, col_w = y + GROUP_TITLE, 0
-                for k in (m for m in members if g.nodes[m]["col"] == c):
-                    entries[k]["pos"] = [cx, cy + TITLE_H]
-                    cy += TITLE_H + entries[k]["size"][1] + GAP
-                    col_w = max(col_w, entries[k]["size"][0])
-                bottom = max(bottom, cy)
-                cx += col_w + GAP
-            w, h = cx - GAP + GROUP_PAD - x, bottom - GAP + GROUP_PAD - y
-            groups.append({"id": len(groups) + 1, "title": title, "bounding": [x, y, w, h], "color": "#3f789e",
-                           "font_size": 24, "flags": {}})
-            y += h + GAP
-            stack_w = max(stack_w, w)
-        x += stack_w + GAP
-    nodes = [entries[k] for k in g.order]
-    for i, n in enumerate(nodes):
-        n["order"] = i
-    return {"id": "00000000-0000-4000-8000-0000000000" + f"{sum(map(ord, name)) % 100:02d}", "revision": 0,
-            "last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
-            "groups": groups, "config": {},
-            "extra": {"ds": {"scale": view[0], "offset": list(view[1])}}, "version": 0.4}
-
-
-def _node_entry(g, k, ids, links):
-    """inputs, outputs, properties and widgets_values of a server node, in /object_info's order."""
-    n, info = g.nodes[k], g.info[g.nodes[k]["kind"]]
-    inputs, values = [], []
-    for sec in ("required", "optional"):
-        specs = info["input"].get(sec, {})
-        for iname in info.get("input_order", {}).get(sec, list(specs)):
-            spec = specs[iname]
-            link = next((l[0] for l in links if l[3] == ids[k] and l[4] == iname), None)
-            kind = _socket_type(spec)
-            if _is_widget(spec):
-                opts = spec[1] if len(spec) > 1 else {}
-                default = opts.get("default", spec[0][0] if isinstance(spec[0], list) and spec[0] else None)
-                values.append(n["widgets"].get(iname, default))
-                if opts.get("control_after_generate"):
-                    values.append("fixed")
-                if opts.get("image_upload") or opts.get("video_upload"):  # the upload button: "image" for both
-                    values.append("image")
-                if link is not None:
-                    inputs.append({"name": iname, "type": kind, "widget": {"name": iname}, "link": link})
-            else:
-                inputs.append({"name": iname, "type": kind, "link": link})
-    unknown = set(n["widgets"]) - {i for sec in info["input"].values() for i in sec}
-    if unknown:
-        raise SystemExit(f"{n['kind']} has no input {sorted(unknown)}")
-    outputs = [{"name": o, "type": t, "links": [l[0] for l in links if l[1] == ids[k] and l[2] == i], "slot_index": i}
-               for i, (o, t) in enumerate(_outputs(info))]
-    values += ["" for _ in FRONTEND_WIDGETS.get(n["kind"], ())]
-    return {"inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": n["kind"]},
-            "widgets_values": values}
-
-
-# --- the workflows -----------------------------------------------------------------------------------
-
-INPUTS, CONDITIONS, GENERATION, PRIVACY, SAVE = ("1 inputs", "2 conditions", "3 generation", "4 privacy gate",
-                                                 "5 save (no metadata)")
-STACKS = [[INPUTS], [CONDITIONS], [GENERATION], [PRIVACY, SAVE]]
-
 
 def face(g, who, photo, col, out="IMAGE"):
     """Landmarks -> face crop of node `photo`'s output `out`; returns the crop node's key."""
@@ -210,10 +43,11 @@ def face(g, who, photo, col, out="IMAGE"):
     return f"{who} crop"
 
 
-def generation(g, condition, identity, batch=1):
-    """Prompt, ControlNet and sampling, the sampler settings shared with the loader's report."""
+def generation(g, condition, identity, controlnet, batch=1):
+    """Prompt, ControlNet (file `controlnet`, through the window loader) and sampling; the report of the
+    steps that fell in the window, from the run."""
     g.add("checkpoint", "CheckpointLoaderSimple", "checkpoint", GENERATION, 0, ckpt_name=CHECKPOINT)
-    g.add("controlnet", "PalsyTimestepWindowControlNetLoader", "controlnet", GENERATION, 0, control_net_name=CONTROLNET,
+    g.add("controlnet", "PalsyTimestepWindowControlNetLoader", "controlnet", GENERATION, 0, control_net_name=controlnet,
           apply="everywhere", t_lo=-1, t_hi=-1)
     g.add("negative", "CLIPTextEncode", "negative", GENERATION, 0, text="")
     g.link("negative", "clip", "checkpoint", "CLIP")
@@ -235,23 +69,25 @@ def generation(g, condition, identity, batch=1):
     g.link("sampler", "positive", "apply", "positive")
     g.link("sampler", "negative", "apply", "negative")
     g.link("sampler", "latent_image", "latent", "LATENT")
-    ks = g.info["KSampler"]["input"]["required"]
-    for key in ("steps", "sampler_name", "scheduler"):  # KSampler's defaults, tied to the loader's report
-        value = ks[key][1]["default"] if len(ks[key]) > 1 and "default" in ks[key][1] else ks[key][0][0]
-        g.share(key, key.replace("_name", ""), GENERATION, 2, value, ("sampler", key), ("controlnet", key))
     g.add("decode", "VAEDecode", "decode", GENERATION, 2)
     g.link("decode", "samples", "sampler", "LATENT")
     g.link("decode", "vae", "checkpoint", "VAE")
-    g.add("window report", "PreviewAny", "controlnet report", GENERATION, 2)  # the window and its steps
-    g.link("window report", "source", "controlnet", "report")
+    # Which steps fell in the window, read from the run (no sampler setting tied to the loader).
+    g.add("window steps", "PalsyWindowSteps", "controlnet window steps", GENERATION, 2)
+    g.link("window steps", "control_net", "controlnet", "control_net")
+    g.link("window steps", "samples", "sampler", "LATENT")
+    g.add("window report", "PreviewAny", "controlnet report", GENERATION, 2)
+    g.link("window report", "source", "window steps", "report")
 
 
-def gate_and_save(g, prefix):
+def gate_and_save(g, prefix, report=True):
+    """report: a Preview as Text of the gate's report (the grid shows its sheet's, which names each row's)."""
     g.add("gate", "PalsyPrivacyGate", "privacy gate", PRIVACY, 0, model_name=ARCFACE)
     g.link("gate", "image", "decode", "IMAGE")
     g.link("gate", "reference", "patient crop", "crop")
-    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # how many passed, and each image's score
-    g.link("gate report", "source", "gate", "report")
+    if report:
+        g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # how many passed, and each image's score
+        g.link("gate report", "source", "gate", "report")
     g.add("output", "PalsySaveAnonymized", "output", SAVE, 0, filename_prefix=prefix)
     g.link("output", "images", "gate", "images")
     g.link("output", "identity_check", "gate", "checked")
@@ -287,7 +123,9 @@ def single(info, mode):
         g.link("condition", "landmarks", crop, "crop_landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 1 if mode == "codc" else 0)
     g.link("show", "images", "condition", "preview")
-    generation(g, ("condition", "condition"), ("identity", "STRING"))
+    # PF and CODC (the paper's Methods 1 and 2) sample with the fine-tuned net, zero-shot with the stock one.
+    generation(g, ("condition", "condition"), ("identity", "STRING"),
+               STOCK_CONTROLNET if mode == "zero_shot" else TRAINED_CONTROLNET)
     gate_and_save(g, f"palsysim/{mode}")
     return g
 
@@ -308,12 +146,15 @@ def grid(info):
     g.link("condition", "landmarks", crop, "crop_landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 0)
     g.link("show", "images", "condition", "preview")
-    generation(g, ("condition", "condition"), ("identities", "lines"), batch=len(ITEMS))
-    gate_and_save(g, "palsysim/grid")
+    generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, batch=len(ITEMS))
+    gate_and_save(g, "palsysim/grid", report=False)
     g.add("sheet", "PalsyLabelledGrid", "grid", SAVE, 1, columns=len(ITEMS))
     g.link("sheet", "images", "gate", "slots")
     g.link("sheet", "column_labels", "photos", "items")
     g.link("sheet", "row_labels", "identities", "labels")
+    g.link("sheet", "reports", "gate", "report")  # the gate runs once per identity: the sheet names each row's
+    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # every row's outcome, then each row's table
+    g.link("gate report", "source", "sheet", "report")
     g.add("grid output", "PalsySaveAnonymized", "grid output", SAVE, 1, filename_prefix="palsysim/grid_sheet")
     g.link("grid output", "images", "sheet", "grid")
     g.link("grid output", "method_summary", "controlnet", "summary")
@@ -321,7 +162,6 @@ def grid(info):
     return g
 
 
-VIDEO_CONTROLNET = "palsy_partial.safetensors"  # the fine-tuned ControlNet, as the PF and CODC templates name it
 
 
 def video(info):
@@ -352,8 +192,7 @@ def video(info):
     g.link("condition", "donor_landmarks", "donor landmarks", "landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 1)
     g.link("show", "images", "condition", "conditions")
-    generation(g, ("condition", "conditions"), ("identity", "STRING"))
-    g.nodes["controlnet"]["widgets"]["control_net_name"] = VIDEO_CONTROLNET
+    generation(g, ("condition", "conditions"), ("identity", "STRING"), TRAINED_CONTROLNET)
     g.add("size", "GetImageSize", "frame size and count", GENERATION, 0, shows=60)  # it shows the sizes
     g.link("size", "image", "condition", "conditions")
     for key in ("width", "height", "batch_size"):
@@ -383,18 +222,26 @@ NOTE_END = ("\n\nModels: see README (*Models*). Every image passes the privacy g
             "writes pixels, the method summary and that the image passed the identity check, nothing else. Headless: `python -m palsysim run "
             "workflows/api/{api}.json --patients DIR --out OUT`.")
 
+# What PF and CODC load, and how to make it: the training line of README's "Fine-tuning the ControlNet".
+TRAINED = (f"\n\n**ControlNet**: `{TRAINED_CONTROLNET}`, fine-tuned on timesteps {TRAINED_WINDOW[0]}..{TRAINED_WINDOW[1]} "
+           f"(the file records the window; the loader applies the net at every step, as the paper does). Make it "
+           f"first, in the pack's folder, `models/` being your ComfyUI's models folder and `DATA` your photos as "
+           f"`DATA/<patient>/<expression>/*.png` (README: *Fine-tuning the ControlNet*):\n\n`{TRAIN_COMMAND}`"
+           f"\n\nUntil then, `{STOCK_CONTROLNET}` in *controlnet* gives the zero-shot baseline.")
+
 WORKFLOWS = {
     "palsy_pf": (lambda info: single(info, "pf"),
                  "**PF**: patient photo -> landmarks -> face crop (512, as in training) -> PF condition (Canny "
-                 "of the crop) -> SD1.5 + ControlNet -> privacy gate -> save."),
+                 "of the crop) -> SD1.5 + the fine-tuned ControlNet -> privacy gate -> save." + TRAINED),
     "palsy_codc": (lambda info: single(info, "codc"),
                    "**CODC**: the patient's eyes, nose and mouth edges, scaled to the donor, on the donor's "
                    "face contour (both face-cropped): each organ where the donor has it, moved as far as the "
-                   "patient's moved from their *rest* photo (the same photo at rest) -> SD1.5 + ControlNet -> "
-                   "privacy gate -> save. The donor is a healthy, consenting non-patient."),
+                   "patient's moved from their *rest* photo (the same photo at rest) -> SD1.5 + the fine-tuned "
+                   "ControlNet (trained on PF conditions: the paper's Method 2) -> privacy gate -> save. The donor "
+                   "is a healthy, consenting non-patient." + TRAINED),
     "palsy_zero_shot": (lambda info: single(info, "zero_shot"),
-                        "**Zero-shot baseline**: the PF condition with the stock `control_sd15_canny` (no "
-                        "fine-tuning); the saved summary says so."),
+                        f"**Zero-shot baseline**: the PF condition with the stock `{STOCK_CONTROLNET}` (no "
+                        "fine-tuning), applied at every step; the saved summary says so."),
     "palsy_yanagihara_grid": (grid,
                               "**Yanagihara grid**: one photo per item, one batch, one PF chain that runs once "
                               "per line of *identities*; the gate passes what no longer resembles the patient "
@@ -402,17 +249,17 @@ WORKFLOWS = {
     "palsy_video": (video,
                     "**Expression video**: a patient's expression video (e.g. rest -> grin -> rest) -> landmarks "
                     "per frame, smoothed over time -> one CODC condition per frame on the donor's face contour "
-                    "(frame 0's crop: organs move only as the face moves) -> SD1.5 + ControlNet, every frame in "
+                    "(frame 0's crop: organs move only as the face moves) -> SD1.5 + the fine-tuned ControlNet, every frame in "
                     "one batch from one noise, each taking frame 0's appearance (cross-frame attention) -> "
                     "privacy gate -> mp4 at the video's frame rate. Files: the patient video (input folder), "
                     "a donor photo (a healthy, consenting non-patient), models below. The whole video is one "
-                    "batch: a few seconds at 512 px need a GPU's memory; trim long clips first."),
+                    "batch: a few seconds at 512 px need a GPU's memory; trim long clips first." + TRAINED),
 }
-# The video's save writes pixels only (no summary), and the photo runner takes photos, not videos.
+# The video's save writes pixels only (no summary), and its patients are videos.
 VIDEO_NOTE_END = ("\n\nModels: see README (*Models*). Every frame passes the privacy gate before the save; one "
                   "frame held back holds back the video. The mp4 holds pixels and the codec's settings only: no "
-                  "audio, no file name, no metadata. Headless: queue `workflows/api/palsy_video.json` on "
-                  "ComfyUI's /prompt with *patient video*'s file set to the uploaded clip.")
+                  "audio, no file name, no metadata. Headless: `python -m palsysim run workflows/api/palsy_video.json "
+                  "--patients DIR --donor PHOTO --out OUT`, each expression a video (DIR/<patient>/<item>.mp4).")
 
 
 def main(argv=None):

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import requests
 
-from bad_input_graphs import (ASTRO, b_contour, b_grid, b_identity, b_landmarks_simple, b_loader, b_organs,
+from bad_input_graphs import (ASTRO, b_contour, b_window_run, b_grid, b_identity, b_landmarks_simple, b_loader, b_organs,
                                b_pf, b_save, batch, CHECKPOINT_IN_CONTROLNET, CUT_CKPT, CUT_ONNX, DISSIM,
                                EMPTY, empty, every_node, FEW_KEYS_SFT, G, GARBAGE_ONNX, GARBAGE_SFT, GATE,
                                GRACE, _grey, grid, grid_of_width, HALF_KEYS_SFT, held_back, HUGE, items, L,
                                landmarks, lines, LM, load, marks_on_face_of, NAN, nan_image,
                                NO_MIDDLE_OUT_SFT, ok, report_rows, RGBA, rgba, _rgba_composited_on_white,
                                _same_as, sampled, save, save_image, save_video, saved_all, saved_one,
-                               saved_video, setting, smoothed, _sweep_values, _two_faces_keep_largest, two_of,
+                               saved_video, setting, smoothed, steps_report_says, _sweep_values, _two_faces_keep_largest, two_of,
                                video_conditions, without, write_model_files)
 from host import TINY_CONTROLNET, read_image
 from host_graphs import ASTRONAUT, COFFEE, GRACE_HOPPER, assert_landmarks_drawn_on_face, landmarks_graph
@@ -175,10 +175,19 @@ CASES = [
      ["Failed to convert an input value to a INT value", "t_lo, abc"]),
     ("loader/t_lo above its maximum", "PalsyTimestepWindowControlNetLoader", b_loader(TINY_CONTROLNET, t_lo=1500),
      ["t_lo=1500 is out of range", "from -1 to 999"]),
-    ("loader/bogus sampler_name", "PalsyTimestepWindowControlNetLoader",
-     b_loader(TINY_CONTROLNET, sampler_name="eulerr"), ["sampler_name='eulerr' is not one of its choices", "euler"]),
-    ("loader/bogus scheduler", "PalsyTimestepWindowControlNetLoader",
-     b_loader(TINY_CONTROLNET, scheduler="linear"), ["scheduler='linear' is not one of its choices", "karras"]),
+    ("loader/bogus apply", "PalsyTimestepWindowControlNetLoader",
+     b_loader(TINY_CONTROLNET, apply="window"), ["apply='window' is not one of its choices", "window_only"]),
+
+    # PalsyWindowSteps
+    ("window steps/a 3-step run", "PalsyWindowSteps", b_window_run(),
+     ok(steps_report_says("t 500..700 = percent 0.29930..0.49950; this run: ", "of 3 steps in window"))),
+    ("window steps/a core ControlNet", "PalsyWindowSteps",
+     b_window_run(lambda g: [g.add("ControlNetLoader", control_net_name=TINY_CONTROLNET), 0]),
+     ok(steps_report_says("not from Load Timestep-Window ControlNet"))),
+    ("window steps/control_net a typed value", "PalsyWindowSteps", b_window_run(control_net=3),
+     ["control_net takes a link"]),
+    ("window steps/samples missing", "PalsyWindowSteps",
+     without(b_window_run(), "PalsyWindowSteps", "samples"), ["Required input is missing", "samples"]),
 
     # PalsyArcFaceDissimilarity (missing model: test_identity_host.py)
     ("arcface/no face in image", DISSIM, b_identity(DISSIM, L("coffee"), ASTRO), ok(held_back(DISSIM, "no face"))),
@@ -281,7 +290,7 @@ CASES = [
 ]
 IDS = [c[0] for c in CASES]
 NODES = ["PalsyFaceLandmarks", "PalsyOrganCropResize", "PalsyContourReposition", "PalsyPFCondition",
-         "PalsyTimestepWindowControlNetLoader", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid",
+         "PalsyTimestepWindowControlNetLoader", "PalsyWindowSteps", DISSIM, GATE, "PalsySaveAnonymized", "PalsyLabelledGrid",
          "PalsyFaceCrop", "PalsyPreview", "PalsyYanagiharaBatch", "PalsyLines", "PalsySmoothLandmarks",
          "PalsyVideoConditions", "PalsyCrossFrameAttention", "PalsySameNoise", "PalsySaveAnonymizedVideo"]
 

@@ -251,15 +251,15 @@ def _fingerprint(seed):
     return tiny_controlnet_state_dict(seed)["control_model.input_hint_block.0.weight"].flatten()[0].item()
 
 
-def _graph(apply="window_only", start=0.0, end=1.0, name=WINDOW_NET, t_lo=-1, t_hi=-1, base="(none)"):
+def _graph(apply="window_only", start=0.0, end=1.0, name=WINDOW_NET, t_lo=-1, t_hi=-1, base="(none)",
+           steps=STEPS, sampler="euler", scheduler="normal", denoise=1.0):
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "ID photo of a person"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
         "4": {"class_type": "PalsyTimestepWindowControlNetLoader",
               "inputs": {"control_net_name": name, "apply": apply, "t_lo": t_lo, "t_hi": t_hi,
-                         "base_control_net_name": base, "steps": STEPS, "sampler_name": "euler",
-                         "scheduler": "normal"}},
+                         "base_control_net_name": base}},
         "5": {"class_type": "LoadImage", "inputs": {"image": "HINT"}},
         "6": {"class_type": "ControlNetApplyAdvanced",
               "inputs": {"positive": ["2", 0], "negative": ["3", 0], "control_net": ["4", 0], "image": ["5", 0],
@@ -267,16 +267,20 @@ def _graph(apply="window_only", start=0.0, end=1.0, name=WINDOW_NET, t_lo=-1, t_
         "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         # cfg 1 lets ComfyUI skip the negative pass: one ControlNet call per step.
         "8": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["6", 0], "negative": ["6", 1],
-                                                   "latent_image": ["7", 0], "seed": 7, "steps": STEPS, "cfg": 1.0,
-                                                   "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+                                                   "latent_image": ["7", 0], "seed": 7, "steps": steps, "cfg": 1.0,
+                                                   "sampler_name": sampler, "scheduler": scheduler,
+                                                   "denoise": denoise}},
         "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
         "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": f"window_{apply}"}},
         "11": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}},
+        # Which steps fell in the window, learnt from the run: it follows the sampler's output.
+        "12": {"class_type": "PalsyWindowSteps", "inputs": {"control_net": ["4", 0], "samples": ["8", 0]}},
+        "13": {"class_type": "PreviewAny", "inputs": {"source": ["12", 0]}},
     }
 
 
 def _sample(host, **kw):
-    """Run the graph; returns (calls [(net seed, timestep)], image, report text)."""
+    """Run the graph; returns (calls [(net seed, timestep)], image, the loader's report, the steps report)."""
     graph = _graph(**kw)
     graph["5"]["inputs"]["image"] = host.hint
     open(host.probe_log, "w").close()
@@ -285,7 +289,7 @@ def _sample(host, **kw):
     seeds = {_fingerprint(s): s for s in (0, 1, 2)}
     with open(host.probe_log) as f:
         calls = [(seeds[c["net"]], int(t)) for c in map(json.loads, f) for t in c["t"]]
-    return calls, host.images(result, "10")[0], result.outputs["11"]["text"][0]
+    return calls, host.images(result, "10")[0], result.outputs["11"]["text"][0], result.outputs["13"]["text"][0]
 
 
 def _step_timesteps(start=0.0, end=1.0):
@@ -310,30 +314,64 @@ def test_forward_calls_per_mode_and_images(probe_host):
     window_ts = [t for t, inside, _ in steps if inside]
     assert len(window_ts) == 4
 
-    calls, everywhere_img, report = _sample(probe_host, apply="everywhere")
+    calls, everywhere_img, _, report = _sample(probe_host, apply="everywhere")
     assert calls == [(0, t) for t, _, _ in steps]
-    assert "percent 0.29930..0.49950" in report and "4 of 20 steps in window" in report
+    assert report == (f"{WINDOW_NET}: t 500..700 = percent 0.29930..0.49950; this run: 4 of 20 steps in window "
+                      f"(steps 7-10, t 684..526); apply: everywhere, the net ran at every step; trained: partial")
 
-    calls, window_img, _ = _sample(probe_host, apply="window_only")
+    calls, window_img, _, _ = _sample(probe_host, apply="window_only")
     assert calls == [(0, t) for t in window_ts]
 
-    calls, _, _ = _sample(probe_host, apply="window_then_base", base=BASE_NET)
+    calls, _, _, _ = _sample(probe_host, apply="window_then_base", base=BASE_NET)
     assert calls == [(0 if inside else 1, t) for t, inside, _ in steps]
 
     assert np.abs(window_img.astype(int) - everywhere_img.astype(int)).mean() > 1.0
 
 
+def _run_sigmas(sampler, scheduler, steps, denoise):
+    """The sigmas ComfyUI's KSampler samples at for this setting (comfy.samplers.KSampler.set_steps)."""
+    ms = ModelSamplingDiscrete()
+    total = steps if denoise >= 0.9999 else int(steps / denoise)
+    discard = sampler in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, total + 1 if discard else total)
+    if discard:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas[-(steps + 1):]
+
+
+@pytest.mark.parametrize("sampler, scheduler, steps, denoise", [
+    ("euler", "karras", 13, 1.0), ("dpmpp_2m", "sgm_uniform", 30, 1.0), ("euler", "normal", 20, 0.6),
+    ("uni_pc", "normal", 9, 1.0),  # a sampler that drops the penultimate sigma
+])
+def test_the_window_needs_no_sampler_setting_and_the_run_says_its_steps(probe_host, sampler, scheduler, steps, denoise):
+    # The loader has no sampler inputs: the window is a percent pair, which ComfyUI maps to sigmas the
+    # same way whatever samples them. The steps report is learnt from the sigmas of the run itself.
+    info = probe_host.object_info("PalsyTimestepWindowControlNetLoader")["input"]
+    assert not {"steps", "sampler_name", "scheduler"} & {*info["required"], *info.get("optional", {})}
+    calls, _, loaded, report = _sample(probe_host, apply="window_only", steps=steps, sampler=sampler,
+                                       scheduler=scheduler, denoise=denoise)
+    assert loaded == f"{WINDOW_NET}: t 500..700 = percent 0.29930..0.49950; apply: window_only; trained: partial"
+    sigmas = _run_sigmas(sampler, scheduler, steps, denoise)
+    inside = schedule.steps_in_window(sigmas, 500, 700)
+    assert report == (f"{WINDOW_NET}: {schedule.describe_window(500, 700, sigmas, 'this run')}; apply: window_only, "
+                      f"the net ran on those steps only; trained: partial")
+    assert f"of {steps} steps in window" in report and inside
+    # Exact: the net ran on the steps the report names, and on no other.
+    ms = ModelSamplingDiscrete()
+    assert sorted({t for _, t in calls}, reverse=True) == [int(ms.timestep(sigmas[i])) for i in inside]
+
+
 def test_apply_advanced_percents_still_narrow_both_nets(probe_host):
     start, end = 0.4, 0.9  # cuts the window (0.2993..0.4995) and the base's steps on both sides
     steps = _step_timesteps(start, end)
-    calls, _, _ = _sample(probe_host, apply="window_then_base", base=BASE_NET, start=start, end=end)
+    calls, _, _, _ = _sample(probe_host, apply="window_then_base", base=BASE_NET, start=start, end=end)
     assert calls == [(0 if inside else 1, t) for t, inside, user in steps if user]
     window_calls, base_calls = sum(net == 0 for net, _ in calls), sum(net == 1 for net, _ in calls)
     assert 0 < window_calls < 4 and 0 < base_calls < 16  # both cut, from 4 and 16 over the full range
 
 
 def test_overrides_set_the_window_of_a_plain_controlnet(probe_host):
-    calls, _, report = _sample(probe_host, name=PLAIN_NET, apply="window_only", t_lo=0, t_hi=400)
+    calls, _, report, _ = _sample(probe_host, name=PLAIN_NET, apply="window_only", t_lo=0, t_hi=400)
     assert report.startswith(f"{PLAIN_NET}: t 0..400 = percent 0.59960..1.00000")
     ms = ModelSamplingDiscrete()
     sigmas = comfy.samplers.calculate_sigmas(ms, "normal", STEPS)

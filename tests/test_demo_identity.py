@@ -37,4 +37,5 @@ def test_the_demo_names_the_images_the_gate_held_back_and_why(host, tmp_path):
                    "--identities", "a man")
     assert r.returncode == 0, r.stdout + r.stderr
     assert held_back(str(out)) == {"a man": "held back by the privacy gate: 0 of 1 passed, 1 held back (1 with no "
-                                            "face: its identity cannot be checked)."}
+                                            "face: its identity cannot be checked). Nothing goes on: the nodes fed "
+                                            "by the gate's images (the save) do not run."}

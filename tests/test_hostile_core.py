@@ -168,7 +168,7 @@ def test_a_mirror_that_cuts_a_download_short_is_named_and_the_download_resumes(
 def loader_prompt(**inputs):
     from host import TINY_CONTROLNET
     loader = {"control_net_name": TINY_CONTROLNET, "apply": "everywhere", "t_lo": 500, "t_hi": 700,
-              "base_control_net_name": "(none)", "steps": 20, "sampler_name": "euler", "scheduler": "normal"}
+              "base_control_net_name": "(none)"}
     return {"1": {"class_type": "PalsyTimestepWindowControlNetLoader", "inputs": {**loader, **inputs}},
             "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
 

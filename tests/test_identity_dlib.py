@@ -77,10 +77,11 @@ def test_check_dlib_holds_back_the_patient_and_a_faceless_image(faces):
     assert rows[0]["dlib"]["distance"] < 0.6 < rows[1]["dlib"]["distance"]
     assert rows[2]["problem"] == "no face" and rows[2]["dlib"] is None
     text = identity.report(used, rows)
-    # the outcome first, where a narrow Preview as Text box shows it without scrolling; then the table
-    first, second = text.splitlines()[:2]
+    # the outcome first, a paragraph of its own, where a narrow Preview as Text box shows it without
+    # scrolling; then the rule and the table
+    first, blank, second = text.splitlines()[:3]
     assert first == "1 of 3 passed, 2 held back (1 with no face: its identity cannot be checked)." and \
-        second.startswith("Identity check, dlib"), text
+        blank == "" and second.startswith("Identity check, dlib"), text
 
 
 def test_auto_falls_back_to_dlib_and_both_needs_the_arcface_file(faces, tmp_path):

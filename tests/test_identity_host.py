@@ -76,7 +76,7 @@ def test_graph_with_both_nodes_gates_exactly_the_images_above_the_threshold(arcf
     result = arcface_host.run(graph(uploaded, threshold))
     assert result.ok, result.error
     gate_report = result.outputs["8"]["text"][0]
-    assert gate_report.startswith("1 of 3 passed, 2 held back.\n"), gate_report  # the outcome on the first line
+    assert gate_report.startswith("1 of 3 passed, 2 held back.\n\n"), gate_report  # the outcome on the first line
     saved = arcface_host.images(result, "9")
     assert len(saved) == 1
     names = ["astronaut", "grace_hopper", "tom_hanks"]
@@ -104,8 +104,12 @@ def test_the_workflows_model_name_finds_buffalo_l_where_instantid_and_reactor_ke
 def test_gate_holding_back_everything_stops_the_save_without_an_error(arcface_host, uploaded):
     result = arcface_host.run(graph(uploaded, -1.0))
     assert result.ok, result.error
-    assert "0 of 3 passed, 3 held back." in result.outputs["8"]["text"][0]
+    # The first line says why the save after the gate stays empty; the check node, no gate, does not.
+    assert result.outputs["8"]["text"][0].startswith(
+        "0 of 3 passed, 3 held back. Nothing goes on: the nodes fed by the gate's images (the save) do not run.\n\n")
+    assert result.outputs["7"]["text"][0].startswith("0 of 3 passed, 3 held back.\n\n")
     assert arcface_host.images(result, "9") == []
+
 
 
 def test_missing_model_file_names_the_file_and_the_folder(arcface_host, uploaded):

@@ -121,6 +121,11 @@ def test_the_summary_counts_every_grid_image_the_gate_held_back(host, tmp_path):
     assert re.search(r"\b30 image\(s\) held back by the privacy gate", r.stdout), r.stdout
     job, = json.loads((out / "manifest.json").read_text())["jobs"].values()
     assert job["held_back"] == 30 and job["images"] == [f"{job['patient']}/grid_7920.png"]
+    # The report the graph shows names each identity's outcome, first lines first.
+    held = "0 of 10 passed, 10 held back (10 with no face: their identity cannot be checked). Nothing goes on"
+    first = job["reports"]["gate report"].splitlines()[:4]
+    assert first[3] == "" and all(line.startswith(f"- {who}: {held}")
+                                  for line, who in zip(first, ("a man", "a woman", "an elderly woman"))), first
 
 
 HIDE_LINUX_ONLY = '''

@@ -83,8 +83,7 @@ def test_preview_writes_pixels_only(host):
 def _loader(name, **kw):
     return {"class_type": "PalsyTimestepWindowControlNetLoader",
             "inputs": {"control_net_name": name, "apply": "everywhere", "t_lo": -1, "t_hi": -1,
-                       "base_control_net_name": "(none)", "steps": 20, "sampler_name": "euler",
-                       "scheduler": "normal", **kw}}
+                       "base_control_net_name": "(none)", **kw}}
 
 
 def _summary(host, loader):
@@ -169,3 +168,30 @@ def test_grid_labels_in_japanese_render(host):
 def test_grid_labels_without_a_font_name_the_package(host):
     r, _ = _grid(host, "\U00013000", "a\nb")  # an Egyptian hieroglyph: in no font Debian installs by default
     assert r.status == "error" and "fonts-ipafont-gothic" in r.error, r.error
+
+
+def test_a_missing_fine_tuned_net_says_how_to_make_it(host):
+    from palsysim.base.workflows import TRAIN_COMMAND, TRAINED_CONTROLNET
+    assert not os.path.exists(host.model_path("controlnet", TRAINED_CONTROLNET))
+    r = host.run({"1": _loader(TRAINED_CONTROLNET), "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}})
+    assert r.status == "invalid" and f"{TRAINED_CONTROLNET!r} not found" in r.error, r.error
+    assert TRAIN_COMMAND in r.error and "models --fetch" not in r.error, r.error
+
+
+def test_the_grid_report_names_each_rows_gate_report(host):
+    # Two gate runs (one per identity, as in the grid workflow) -> one text, each row's outcome first.
+    name = host.upload_image(photo_paths()["astronaut"])
+    r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "2": {"class_type": "PalsyLines", "inputs": {"text": "a man\na woman"}},
+                  "3": {"class_type": "StringConcatenate", "inputs": {"string_a": "1 of 1 passed, 0 held back.\n\n"
+                                                                                  "table of ", "string_b": ["2", 0],
+                                                                      "delimiter": ""}},
+                  "4": {"class_type": "PalsyLabelledGrid",
+                        "inputs": {"images": ["6", 0], "columns": 1, "column_labels": "", "row_labels": ["2", 1],
+                                   "tile_size": 64, "reports": ["3", 0]}},
+                  "5": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}},
+                  "6": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["1", 0]}}})
+    assert r.ok, r.error
+    assert r.outputs["5"]["text"] == ["- a man: 1 of 1 passed, 0 held back.\n- a woman: 1 of 1 passed, 0 held back.\n\n"
+                                      "**a man**: 1 of 1 passed, 0 held back.\n\ntable of a man\n\n"
+                                      "**a woman**: 1 of 1 passed, 0 held back.\n\ntable of a woman"]

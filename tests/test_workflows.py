@@ -3,6 +3,7 @@ script's output, and each twin runs headless on the real host with tiny models."
 import glob
 import json
 import os
+import re
 import sys
 import urllib.parse
 
@@ -247,3 +248,56 @@ def test_video_workflow_saves_an_mp4_of_every_frame(host, tmp_path):
     assert len(frames) == 6 and fps == pytest.approx(12.0) and frames[0].shape == (64, 64, 3)
     assert result.outputs[save]["text"] == ["saved 6 frames at 12 fps as mp4"]
     assert PATIENT not in path and PATIENT.encode() not in open(path, "rb").read()
+
+
+def _note(name):
+    (note,) = [n for n in json.load(open(UI[name], encoding="utf-8"))["nodes"] if n["type"] == "MarkdownNote"]
+    return note["widgets_values"][0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pf_codc_and_video_load_the_fine_tuned_net_and_say_how_to_make_it(name):
+    from palsysim.base.workflows import STOCK_CONTROLNET, TRAIN_COMMAND, TRAINED_CONTROLNET
+    graph = json.load(open(api(name), encoding="utf-8"))
+    (loader,) = [n for n in graph.values() if n["class_type"] == "PalsyTimestepWindowControlNetLoader"]
+    trained = name in ("palsy_pf", "palsy_codc", "palsy_video")
+    # The paper's methods sample with the net training writes (its window read from the file, -1); the
+    # zero-shot baseline and the grid with the stock one.
+    assert loader["inputs"]["control_net_name"] == (TRAINED_CONTROLNET if trained else STOCK_CONTROLNET)
+    assert loader["inputs"]["apply"] == "everywhere" and loader["inputs"]["t_lo"] == loader["inputs"]["t_hi"] == -1
+    note = _note(name)
+    # The note names the file and the training line that makes it, README's own.
+    assert (f"`{TRAIN_COMMAND}`" in note) == trained and (TRAINED_CONTROLNET in note) == trained
+    readme = re.sub(r"\s*\\\n\s*", " ", open(os.path.join(REPO, "README.md"), encoding="utf-8").read())
+    assert TRAIN_COMMAND.replace("python", ".venv/bin/python", 1) in readme
+    assert "--mode" not in TRAIN_COMMAND and "--t-min" not in TRAIN_COMMAND  # partial, 500..700: the defaults
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_window_is_tied_to_no_sampler_setting_and_its_steps_come_from_the_run(name):
+    # Frontend 1.32.9's Refresh Node Definitions turns combo Primitives into 'C': no Primitive node, and
+    # the sampler's settings are its own widgets, linked to nothing.
+    ui = json.load(open(UI[name], encoding="utf-8"))
+    assert [n["title"] for n in ui["nodes"] if n["type"] == "PrimitiveNode"] == []
+    graph = json.load(open(api(name), encoding="utf-8"))
+    kinds = {n: graph[n]["class_type"] for n in graph}
+    (loader,) = [n for n, k in kinds.items() if k == "PalsyTimestepWindowControlNetLoader"]
+    assert not {"steps", "sampler_name", "scheduler"} & set(graph[loader]["inputs"])
+    (sampler,) = [n for n, k in kinds.items() if k == "KSampler"]
+    assert all(not isinstance(graph[sampler]["inputs"][k], list) for k in ("steps", "sampler_name", "scheduler"))
+    # The report of the steps in the window follows the sampling and reads the loader's net.
+    (report,) = [n for n in graph if wf.title(graph, n) == "controlnet report"]
+    steps = graph[report]["inputs"]["source"][0]
+    assert kinds[steps] == "PalsyWindowSteps"
+    assert graph[steps]["inputs"] == {"control_net": [loader, 0], "samples": [sampler, 0]}
+
+
+def test_the_grids_gate_report_names_each_identity():
+    # The gate runs once per identity line and Preview as Text shows only the first text it gets: the report
+    # shown is the sheet's, one text naming each row's (identity's) outcome.
+    graph = json.load(open(api("palsy_yanagihara_grid"), encoding="utf-8"))
+    (report,) = [n for n in graph if wf.title(graph, n) == "gate report"]
+    sheet = graph[graph[report]["inputs"]["source"][0]]
+    assert sheet["class_type"] == "PalsyLabelledGrid" and graph[report]["inputs"]["source"][1] == 1
+    assert graph[sheet["inputs"]["reports"][0]]["class_type"] == "PalsyPrivacyGate"
+    assert graph[sheet["inputs"]["row_labels"][0]]["class_type"] == "PalsyLines"

@@ -90,8 +90,13 @@ def fetch_hint(*keys):
 
 
 def missing_hint(name):
-    """ " (python -m palsysim models --fetch NAME downloads it)" for a catalog file, else "": the tail
-    every "model file not found" message gets."""
+    """ " (python -m palsysim models --fetch NAME downloads it)" for a catalog file, " (training writes it:
+    python -m training ...)" for the fine-tuned ControlNet the PF and CODC templates load, else "": the
+    tail every "model file not found" message gets."""
+    from .workflows import TRAIN_COMMAND, TRAINED_CONTROLNET
+    if os.path.basename(name) == TRAINED_CONTROLNET:
+        return (f" (the fine-tuned ControlNet: make it with {TRAIN_COMMAND}, DATA holding your "
+                f"<patient>/<expression>/*.png photos; or pick another file there)")
     try:
         return f" ({fetch_hint(os.path.basename(name))} downloads it)"
     except KeyError:

@@ -15,6 +15,16 @@ TITLES = {"palsy_pf": "PalsySim PF - synthetic palsy face from a patient photo",
           "palsy_zero_shot": "PalsySim zero-shot baseline - stock Canny ControlNet",
           "palsy_yanagihara_grid": "PalsySim Yanagihara grid - ten items for each identity",
           "palsy_video": "PalsySim video - pseudo-palsy expression video"}
+# The stock ControlNet (zero-shot, and what fine-tuning starts from) and the fine-tuned one the PF and CODC
+# templates load: the file README's "Fine-tuning the ControlNet" line writes (default --mode partial, so
+# the file records the window 500..700), made by TRAIN_COMMAND, run in the pack's folder with the models
+# folder of the ComfyUI as models/.
+STOCK_CONTROLNET = "control_sd15_canny.pth"
+TRAINED_CONTROLNET = "palsy_partial.safetensors"
+TRAINED_WINDOW = (500, 700)
+TRAIN_COMMAND = ("python -m training --checkpoint models/checkpoints/v1-5-pruned-emaonly.safetensors "
+                 f"--controlnet models/controlnet/{STOCK_CONTROLNET} --data DATA "
+                 f"--out models/controlnet/{TRAINED_CONTROLNET}")
 
 
 def api_path(name):

@@ -182,8 +182,7 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
     from ..comfy.generate import generate
     workflow = api_path("palsy_pf")
     common = [f"checkpoint.ckpt_name={checkpoint}", f"controlnet.control_net_name={controlnet}",
-              f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}",
-              f"controlnet.steps={steps}"]
+              f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}"]
     res = {"size": size, "steps": steps, "jobs": jobs, "modes": {}, "servers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         patients = os.path.join(tmp, "patients")

@@ -67,8 +67,7 @@ def runner_overhead(models_dir, checkpoint, controlnet, jobs=4, size=64, steps=1
     from ..comfy.plan import Plan, photo_png, prepare_graph
     from .pipeline import sample_faces
     overrides = [f"checkpoint.ckpt_name={checkpoint}", f"controlnet.control_net_name={controlnet}",
-                 f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}",
-                 f"controlnet.steps={steps}"]
+                 f"EmptyLatentImage.width={size}", f"EmptyLatentImage.height={size}", f"KSampler.steps={steps}"]
     with tempfile.TemporaryDirectory() as tmp:
         write_image(os.path.join(tmp, "patients", "sample", "rest.png"), sample_faces(256)[0])
         found = find_patients(os.path.join(tmp, "patients"))

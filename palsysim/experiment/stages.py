@@ -241,7 +241,7 @@ def settings_edit(exp, net):
         "CheckpointLoaderSimple": {"ckpt_name": os.path.basename(exp.checkpoint)},
         "PalsyTimestepWindowControlNetLoader": {
             "control_net_name": f"{net}.safetensors" if net else os.path.basename(exp.controlnet),
-            "t_lo": -1, "t_hi": -1, "steps": g["steps"], "sampler_name": g["sampler"], "scheduler": g["scheduler"]},
+            "t_lo": -1, "t_hi": -1},
         "ControlNetLoader": {"control_net_name": f"{net}.safetensors" if net else os.path.basename(exp.controlnet)},
         "KSampler": {"steps": g["steps"], "sampler_name": g["sampler"], "scheduler": g["scheduler"], "cfg": g["cfg"]},
         "EmptyLatentImage": {"width": g["resolution"], "height": g["resolution"]},

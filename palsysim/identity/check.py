@@ -104,15 +104,26 @@ def passed_stamp(used, threshold=None, dlib_threshold=None):
     return f"Identity check passed: {' and '.join(rules)} against every photo of the patient."
 
 
-def report(used, rows, threshold=None, dlib_threshold=None):
-    """Per-image table (markdown) of check() rows; names images by index only."""
-    limits, recs = thresholds(threshold, dlib_threshold), recognizers(used)
-    cols = [h for r in recs.values() for h in r.report_columns]
+def outcome(rows, gate=False):
+    """The report's first line: how many passed, e.g. "1 of 3 passed, 2 held back (1 with no face: its
+    identity cannot be checked)."; gate: when none passed, say that nothing goes on (the save after the
+    gate stays empty, which it cannot say itself)."""
     held = sum(not r["passed"] for r in rows)
     faceless = sum(r["problem"] == "no face" for r in rows)
     no_face = f" ({faceless} with no face: {'its' if faceless == 1 else 'their'} identity cannot be checked)" * bool(faceless)
-    # The outcome first: a node's text box shows the top lines without scrolling.
-    lines = [f"{len(rows) - held} of {len(rows)} passed, {held} held back{no_face}.",
+    line = f"{len(rows) - held} of {len(rows)} passed, {held} held back{no_face}."
+    if gate and held == len(rows):
+        line += " Nothing goes on: the nodes fed by the gate's images (the save) do not run."
+    return line
+
+
+def report(used, rows, threshold=None, dlib_threshold=None, gate=False):
+    """The outcome (outcome()) on a line of its own, then the rule and the per-image table (markdown) of
+    check() rows; names images by index only."""
+    limits, recs = thresholds(threshold, dlib_threshold), recognizers(used)
+    cols = [h for r in recs.values() for h in r.report_columns]
+    # The outcome first, a paragraph of its own: a node's text box shows it before the rule and the table.
+    lines = [outcome(rows, gate), "",
              f"Identity check, {' and '.join(used)} (pass: {'; '.join(r.pass_rule(limits[b]) for b, r in recs.items())})",
              "", "| image | " + " | ".join(cols) + " | result |", "|---:|" + "---:|" * len(cols) + "---|"]
     for i, row in enumerate(rows):

@@ -123,7 +123,7 @@ def save_image(g, images, prefix="bad_inputs/out"):
 def loader(g, name, t_lo=500, t_hi=700, apply="everywhere", base="(none)", **kw):
     nid = g.add("PalsyTimestepWindowControlNetLoader", **{
         "control_net_name": name, "apply": apply, "t_lo": t_lo, "t_hi": t_hi, "base_control_net_name": base,
-        "steps": 20, "sampler_name": "euler", "scheduler": "normal", **kw})
+        **kw})
     g.add("PreviewAny", source=[nid, 1])
     return nid
 
@@ -322,6 +322,39 @@ def b_loader(name, **kw):
     return build
 
 
+def window_run(g, u, net=None, steps=3, **kw):
+    """The tiny checkpoint sampled (64x64, `steps` steps) with a ControlNet (default: the window loader's, on
+    the tiny net at 500..700) applied through Apply ControlNet (Advanced); then PalsyWindowSteps (its
+    inputs: control_net = `net`, samples the sampler's, overridden by kw) -> Preview as Text. Returns its id."""
+    if net is None:  # no Preview of its own report: the steps report is the prompt's one output
+        net = [g.add("PalsyTimestepWindowControlNetLoader", control_net_name=TINY_CONTROLNET, apply="everywhere",
+                     t_lo=500, t_hi=700, base_control_net_name="(none)"), 0]
+    ckpt = g.add("CheckpointLoaderSimple", ckpt_name="tiny_sd15.safetensors")
+    text = g.add("CLIPTextEncode", clip=[ckpt, 1], text="ID photo of a person")
+    apply = g.add("ControlNetApplyAdvanced", positive=[text, 0], negative=[text, 0], control_net=net,
+                  image=load(g, u, "astro"), strength=1.0, start_percent=0.0, end_percent=1.0, vae=[ckpt, 2])
+    latent = g.add("EmptyLatentImage", width=64, height=64, batch_size=1)
+    k = g.add("KSampler", model=[ckpt, 0], positive=[apply, 0], negative=[apply, 1], latent_image=[latent, 0],
+              seed=1, steps=steps, cfg=1.0, sampler_name="euler", scheduler="normal", denoise=1.0)
+    nid = g.add("PalsyWindowSteps", **{"control_net": net, "samples": [k, 0], **kw})
+    g.add("PreviewAny", source=[nid, 0])
+    return nid
+
+
+def b_window_run(net=None, **kw):
+    def build(g, u):
+        window_run(g, u, net(g) if net else None, **kw)
+    return build
+
+
+def steps_report_says(*words):
+    def check(host, result, g):
+        nid = next(k for k, v in g.nodes.items() if v["class_type"] == "PalsyWindowSteps")
+        (text,) = result.outputs[str(int(nid) + 1)]["text"]
+        assert all(w in text for w in words), text
+    return check
+
+
 def without(build, node, name):
     """build, then the input `name` of the last `node` node dropped (as a hand-written API prompt may)."""
     def built(g, u):
@@ -400,7 +433,7 @@ def every_node(g, u):
     sheet = save_image(g, [grid(g, batch(g, batch(g, [cond, 0], donor), [pf, 0]), columns=3,
                                 row_labels=[lines(g, "a man"), 1]), 0], prefix="bad_inputs/final_grid")
     g.add("PalsyPreview", images=items(lambda g, u: patient)(g, u))
-    loader(g, TINY_CONTROLNET)
+    window_run(g, u)
     g.add("PalsyPreview", images=video_conditions(g, patient, smoothed(g, plm)))
     save_video(g, sampled(g))
     return saved, sheet

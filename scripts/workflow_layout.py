@@ -1,0 +1,144 @@
+"""The layout engine of scripts/build_workflows.py: a Graph of nodes added by key and linked by names, laid
+out as the frontend would draw it (its own node sizes from the server's /object_info, plus room for what
+a node shows), in stacks of groups, one group per stage, columns inside; build() gives the UI-format JSON."""
+from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
+
+WIDTH, GAP, TITLE_H = 220, 20, 30          # node width, space between nodes, node title bar (above pos)
+GROUP_PAD, GROUP_TITLE = 12, 40
+# Room for what a node shows under its widgets: a photo, an image preview, a report.
+# LoadImage: the frontend makes it 314 px tall (102 of widgets) once a photo is loaded, whatever its size.
+# PreviewAny: the text box the frontend adds to show what it was given.
+SHOWS = {"LoadImage": 212, "PalsyPreview": 220, "PalsySaveAnonymized": 190, "PreviewAny": 120}
+NOTE_H = 200
+
+INPUTS, CONDITIONS, GENERATION, PRIVACY, SAVE = ("1 inputs", "2 conditions", "3 generation", "4 privacy gate",
+                                                 "5 save (no metadata)")
+STACKS = [[INPUTS], [CONDITIONS], [GENERATION], [PRIVACY, SAVE]]
+
+
+class Graph:
+    """Nodes added by key; link(dst, input, src, output) by names; laid out by stacks of groups and columns."""
+
+    def __init__(self, info):
+        self.info, self.nodes, self.order = info, {}, []
+        self.note_at = None  # (group, column) for the note, at the column's end; None: top of the inputs
+
+    def add(self, key, kind, title, group, col=0, node_w=WIDTH, shows=None, **widgets):
+        """node_w: the node's width; shows: room for what it shows (default SHOWS[kind])."""
+        self.nodes[key] = dict(kind=kind, title=title, group=group, col=col, widgets=widgets, inputs={}, width=node_w,
+                               shows=SHOWS.get(kind, 0) if shows is None else shows)
+        self.order.append(key)
+        return key
+
+    def link(self, dst, name, src, out):
+        self.nodes[dst]["inputs"][name] = (src, out)
+
+
+def _outputs(info):
+    names = info.get("output_name") or info["output"]
+    return list(zip(names, info["output"]))
+
+
+def _height(info, shows):
+    """The frontend's own height for a node's sockets and widgets (LGraphNode.computeSize: 20 px a
+    socket row, 24 a widget, 30 more a multiline box), plus room for typing (10) and for what it shows."""
+    specs = [s for sec in ("required", "optional") for s in info["input"].get(sec, {}).values()]
+    widgets = [s for s in specs if _is_widget(s)]
+    multiline = sum(1 for s in widgets if (s[1] if len(s) > 1 else {}).get("multiline"))
+    rows = max(len(specs) - len(widgets), len(info["output"]))
+    return 14 + 20 * rows + 24 * (len(widgets) + sum(_frontend_extras(s) for s in widgets)) + 40 * multiline + shows
+
+
+def _socket_type(spec):
+    """The frontend's type name for an /object_info input spec (a list of choices is a COMBO)."""
+    return "COMBO" if isinstance(spec[0], list) else spec[0]
+
+
+def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and top bar
+    """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
+    The note goes at the top of the inputs, or at the end of the column g.note_at names."""
+    g.add("note", "MarkdownNote", "About this workflow", *(g.note_at or (INPUTS, 0)))
+    if g.note_at is None:
+        g.order.insert(0, g.order.pop())  # first: it is what a newcomer reads
+    ids = {k: i + 1 for i, k in enumerate(g.order)}
+    links = []
+    for k in g.order:
+        for name_, (src, out) in g.nodes[k]["inputs"].items():
+            outs = _outputs(g.info[g.nodes[src]["kind"]])
+            slot = [o for o, _ in outs].index(out)
+            kind = outs[slot][1]
+            links.append([len(links) + 1, ids[src], slot, ids[k], name_, kind])
+    entries = {}
+    for k in g.order:
+        n = g.nodes[k]
+        entry = {"id": ids[k], "type": n["kind"], "pos": [0, 0], "flags": {}, "order": 0, "mode": 0, "title": n["title"]}
+        if n["kind"] == "MarkdownNote":
+            entry.update(inputs=[], outputs=[], properties={}, widgets_values=[note], size=[WIDTH, NOTE_H],
+                         color="#432", bgcolor="#653")
+        else:
+            entry.update(_node_entry(g, k, ids, links), size=[n["width"], _height(g.info[n["kind"]], n["shows"])])
+        entries[k] = entry
+    # Links name their target input; the frontend wants its slot index.
+    for l in links:
+        target = entries[next(k for k in g.order if ids[k] == l[3])]
+        l[4] = [i["name"] for i in target["inputs"]].index(l[4])
+    groups, x = [], 0
+    for stack in STACKS:
+        y, stack_w = 0, 0
+        for title in stack:
+            members = [k for k in g.order if g.nodes[k]["group"] == title]
+            cols = sorted({g.nodes[k]["col"] for k in members})
+            cx, bottom = x + GROUP_PAD, y + GROUP_TITLE
+            for c in cols:
+                cy, col_w = y + GROUP_TITLE, 0
+                for k in (m for m in members if g.nodes[m]["col"] == c):
+                    entries[k]["pos"] = [cx, cy + TITLE_H]
+                    cy += TITLE_H + entries[k]["size"][1] + GAP
+                    col_w = max(col_w, entries[k]["size"][0])
+                bottom = max(bottom, cy)
+                cx += col_w + GAP
+            w, h = cx - GAP + GROUP_PAD - x, bottom - GAP + GROUP_PAD - y
+            groups.append({"id": len(groups) + 1, "title": title, "bounding": [x, y, w, h], "color": "#3f789e",
+                           "font_size": 24, "flags": {}})
+            y += h + GAP
+            stack_w = max(stack_w, w)
+        x += stack_w + GAP
+    nodes = [entries[k] for k in g.order]
+    for i, n in enumerate(nodes):
+        n["order"] = i
+    return {"id": "00000000-0000-4000-8000-0000000000" + f"{sum(map(ord, name)) % 100:02d}", "revision": 0,
+            "last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
+            "groups": groups, "config": {},
+            "extra": {"ds": {"scale": view[0], "offset": list(view[1])}}, "version": 0.4}
+
+
+def _node_entry(g, k, ids, links):
+    """inputs, outputs, properties and widgets_values of a server node, in /object_info's order."""
+    n, info = g.nodes[k], g.info[g.nodes[k]["kind"]]
+    inputs, values = [], []
+    for sec in ("required", "optional"):
+        specs = info["input"].get(sec, {})
+        for iname in info.get("input_order", {}).get(sec, list(specs)):
+            spec = specs[iname]
+            link = next((l[0] for l in links if l[3] == ids[k] and l[4] == iname), None)
+            kind = _socket_type(spec)
+            if _is_widget(spec):
+                opts = spec[1] if len(spec) > 1 else {}
+                default = opts.get("default", spec[0][0] if isinstance(spec[0], list) and spec[0] else None)
+                values.append(n["widgets"].get(iname, default))
+                if opts.get("control_after_generate"):
+                    values.append("fixed")
+                if opts.get("image_upload") or opts.get("video_upload"):  # the upload button: "image" for both
+                    values.append("image")
+                if link is not None:
+                    inputs.append({"name": iname, "type": kind, "widget": {"name": iname}, "link": link})
+            else:
+                inputs.append({"name": iname, "type": kind, "link": link})
+    unknown = set(n["widgets"]) - {i for sec in info["input"].values() for i in sec}
+    if unknown:
+        raise SystemExit(f"{n['kind']} has no input {sorted(unknown)}")
+    outputs = [{"name": o, "type": t, "links": [l[0] for l in links if l[1] == ids[k] and l[2] == i], "slot_index": i}
+               for i, (o, t) in enumerate(_outputs(info))]
+    values += ["" for _ in FRONTEND_WIDGETS.get(n["kind"], ())]
+    return {"inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": n["kind"]},
+            "widgets_values": values}
