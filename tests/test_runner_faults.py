@@ -60,9 +60,9 @@ class CountingClient(Client):
         super().__init__(url)
         self.sent = []
 
-    def upload(self, data):
+    def upload(self, data, name=None):
         self.sent.append(data)
-        return super().upload(data)
+        return super().upload(data, name)
 
 
 def test_a_photo_two_expressions_share_is_uploaded_once(host, tmp_path):
