@@ -81,7 +81,7 @@ def generation(models_dir, checkpoint, controlnet, frames=8, size=512, steps=20,
         graph = json.load(open(api_path("palsy_video"), encoding="utf-8"))
         for ref, key, value in (("donor", "image", _upload(urls[0], "donor.png", donor_png)),
                                 ("checkpoint", "ckpt_name", checkpoint), ("controlnet", "control_net_name", controlnet),
-                                ("controlnet", "steps", steps), ("KSampler", "steps", steps),
+                                ("KSampler", "steps", steps),
                                 ("video conditions", "size", size)):
             wf.set_input(graph, ref, key, value, client.object_info)
         wf.bypass(graph, "privacy gate", client.object_info)
