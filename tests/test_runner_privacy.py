@@ -53,7 +53,7 @@ def files_written_since(roots, since, skip):
 
 
 @pytest.mark.parametrize("sig, hosts", [(signal.SIGHUP, 1), (signal.SIGKILL, 2)])
-def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_path, sig, hosts):
+def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_path, tmp_path_factory, sig, hosts):
     patient = f"zq_private_{uuid.uuid4().hex[:10]}"
     patients = make_patients(tmp_path / "p", ["rest", "grin"], patient=patient, size=240)
     photo = str(patients / patient / "rest.png")
@@ -93,8 +93,13 @@ def test_a_killed_embedded_run_leaves_no_server_and_no_patient_data(host, tmp_pa
         assert not os.path.exists(folder), f"{folder} was left behind"
 
     skip = [str(patients), str(out)]  # the inputs themselves, and results named as the output layout says
+    # In the system's temp, the test sessions' own folders are not the runner's: a suite beside this one (CI runs
+    # two) writes patients of the same pixels there. The runner's temp is run_tmp, searched whole.
+    sessions = str(tmp_path_factory.getbasetemp().parent)
+    written = [*files_written_since([str(run_tmp)], started, skip),
+               *files_written_since([tempfile.gettempdir(), comfyui_dir()], started, skip + [sessions])]
     found = []
-    for path in files_written_since([str(run_tmp), tempfile.gettempdir(), comfyui_dir()], started, skip):
+    for path in written:
         try:
             data = open(path, "rb").read()
         except OSError:
