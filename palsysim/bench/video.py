@@ -41,15 +41,6 @@ def video(frames=30, item="grin", log=print):
     return out
 
 
-def _upload(url, name, data):
-    """A file into the host's input folder, top level: Load Video lists no subfolder."""
-    import requests
-    r = requests.post(url + "/upload/image", files={"image": (name, data)}, data={"overwrite": "true", "type": "input"},
-                      timeout=120)
-    r.raise_for_status()
-    return r.json()["name"]
-
-
 def generation(models_dir, checkpoint, controlnet, frames=8, size=512, steps=20, repeats=3, server=None, log=print):
     """The shipped video workflow (privacy gate bypassed: random or tiny models make no face) on one embedded
     host, or the server at URL `server` (which must have the models): seconds per generated frame for a
@@ -57,13 +48,11 @@ def generation(models_dir, checkpoint, controlnet, frames=8, size=512, steps=20,
     whole graph runs (landmarks to the saved mp4) with the models a warm-up loaded; median of `repeats`.
     Returns the figures as a dict."""
     import json
-    import os
-    import tempfile
 
     import cv2
     import numpy as np
 
-    from ..base.video_files import write_video
+    from ..base.video_files import video_bytes
     from ..base.workflows import api_path
     from ..comfy import host
     from ..comfy import workflow as wf
@@ -74,12 +63,12 @@ def generation(models_dir, checkpoint, controlnet, frames=8, size=512, steps=20,
     donor, patient = sample_photos()
     seq = synth_expression_video(patient, face_landmarks(patient), "grin", frames)
     servers = host.servers([server] if server else None, embedded=1, models_dir=models_dir)
-    with tempfile.TemporaryDirectory() as tmp, servers as urls:
-        clip = open(write_video(os.path.join(tmp, "grin.mp4"), [f for f, _ in seq], 30.0), "rb").read()
+    with servers as urls:
+        clip = video_bytes([f for f, _ in seq], 30.0)
         donor_png = cv2.imencode(".png", cv2.cvtColor(donor, cv2.COLOR_RGB2BGR))[1].tobytes()
         client = Client(urls[0])
         graph = json.load(open(api_path("palsy_video"), encoding="utf-8"))
-        for ref, key, value in (("donor", "image", _upload(urls[0], "donor.png", donor_png)),
+        for ref, key, value in (("donor", "image", client.upload(donor_png)),
                                 ("checkpoint", "ckpt_name", checkpoint), ("controlnet", "control_net_name", controlnet),
                                 ("KSampler", "steps", steps),
                                 ("video conditions", "size", size)):
@@ -87,7 +76,7 @@ def generation(models_dir, checkpoint, controlnet, frames=8, size=512, steps=20,
         wf.bypass(graph, "privacy gate", client.object_info)
 
         def run(k):
-            wf.set_input(graph, "patient video", "file", _upload(urls[0], f"bench_grin_{k}.mp4", clip))
+            wf.set_input(graph, "patient video", "file", client.upload(clip, f"bench_grin_{k}.mp4"))
             start = time.perf_counter()
             entry = client.wait(client.queue(graph))
             problem = execution_error(entry, graph)
