@@ -165,7 +165,8 @@ def run_generation(out, patient, donor, patient_xy, backend="auto"):
             with servers(embedded=1, models_dir=os.environ.get("MODELS_DIR")) as urls:
                 # The template loads the fine-tuned net; the demo has only the stock one (zero-shot CODC).
                 summary = generate(urls, workflow, find_patients(os.path.join(tmp, "patients")), gen_dir,
-                                   [f"controlnet.control_net_name={DEMO_MODELS['controlnet']}"], bypasses=bypass, identities=DEMO_IDENTITIES, seeds=[1],
+                                   overrides=[f"controlnet.control_net_name={DEMO_MODELS['controlnet']}"],
+                                   bypasses=bypass, identities=DEMO_IDENTITIES, seeds=[1],
                                    donor=os.path.join(tmp, "donor.png"), settings={"bypassed": bypass})
         except (InputError, RuntimeError) as e:
             print(f"demo: generation failed: {e}")
