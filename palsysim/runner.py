@@ -70,7 +70,8 @@ def add_command(sub):
     p.add_argument("--models-dir", help="--embedded: extra models folder (default $MODELS_DIR)")
     p.add_argument("--reconnect-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait when no server answers (restarted, crashed) before giving up")
-    p.add_argument("--patients", required=True, help="PATIENTS/<patient>/<expression>.png|jpg (a video workflow: .mp4|webm|mov)")
+    p.add_argument("--patients", required=True,
+                   help="PATIENTS/<patient>/<expression>.png|jpg (a video workflow: .mp4|webm|mov)")
     p.add_argument("--expressions", nargs="+", help=f"only these items (default: every photo found): {' '.join(ITEMS)}")
     p.add_argument("--identities", nargs="+", help='prompt identities, e.g. "a man" "a woman" (default: the workflow\'s)')
     p.add_argument("--seeds", nargs="+", type=int, help="default: the workflow's seed")
@@ -94,7 +95,8 @@ def main(args):
         raise InputError(f"--donor {args.donor}: no such file")
     refuse_overlap(args.out, [args.patients] + [args.donor] * bool(args.donor))
     # Every photo read once before any server starts or folder is made: an unreadable or oversized one is named now.
-    refuse_unreadable(sorted({p for photos in patients.values() for p in photos.values()}) + [args.donor] * bool(args.donor),
+    sources = sorted({p for photos in patients.values() for p in photos.values()})
+    refuse_unreadable(sources + [args.donor] * bool(args.donor),
                       read=lambda p: read_video(p) if is_video(os.path.basename(p)) else read_image(p))
     folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
     # Settings as given, minus anything that would locate patient files (the --patients path).

@@ -105,7 +105,8 @@ def find_patients(root, expressions=None, videos=False):
         stems = [os.path.splitext(f)[0] for f in os.listdir(folder) if is_photo(f) or videos and is_video(f)]
         twice = sorted({s for s in stems if stems.count(s) > 1})
         if twice:
-            raise InputError(f"{name}: two {'files' if videos else 'photos'} for {twice[0]}: keep one, or put photos in a {twice[0]}/ folder")
+            raise InputError(f"{name}: two {'files' if videos else 'photos'} for {twice[0]}: keep one, or put photos "
+                             f"in a {twice[0]}/ folder")
         photos = sources_in(folder, videos)
         strange = sorted({source_item(s) for s in photos} - set(ITEMS))
         if strange:

@@ -14,10 +14,10 @@ from collections import Counter
 
 from ..base.errors import InputError
 from ..base.files import write_bytes
+from ..base.layout import is_video
 from ..base.photos import refuse_unreadable
 from . import workflow as wf
 from .client import SERVER_GONE, execution_error
-from ..base.layout import is_video
 from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, photo_png, titled, video_mp4
 
 
