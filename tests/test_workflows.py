@@ -301,3 +301,22 @@ def test_the_grids_gate_report_names_each_identity():
     assert sheet["class_type"] == "PalsyLabelledGrid" and graph[report]["inputs"]["source"][1] == 1
     assert graph[sheet["inputs"]["reports"][0]]["class_type"] == "PalsyPrivacyGate"
     assert graph[sheet["inputs"]["row_labels"][0]]["class_type"] == "PalsyLines"
+
+
+@pytest.mark.parametrize("name", ["palsy_pf", "palsy_zero_shot"])
+def test_the_experiments_graphs_crop_each_face_once(host, tmp_path, name):
+    # Training's conditions are Canny of one face crop at the training resolution; a PF condition that crops
+    # the face crop again resamples it a second time and frames it anew, out of what the net was trained on.
+    from palsysim.experiment.config import Experiment
+    from palsysim.experiment.stages import settings_edit
+    exp = Experiment(root=str(tmp_path), patients="", donors="", checkpoint="c.safetensors",
+                     controlnet="n.safetensors", generate={"resolution": 96, "steps": 2, "sampler": "euler",
+                                                           "scheduler": "normal", "cfg": 7.0})
+    graph = json.load(open(api(name), encoding="utf-8"))
+    settings_edit(exp, None)(graph, host.object_info())
+    crops = [n for n in graph.values() if n["class_type"] == "PalsyFaceCrop"]
+    assert crops and {n["inputs"]["size"] for n in crops} == {96}
+    for node in graph.values():
+        if node["class_type"] == "PalsyPFCondition":
+            assert graph[node["inputs"]["image"][0]]["class_type"] == "PalsyFaceCrop"
+            assert node["inputs"]["size"] == 0, "the PF condition crops the face crop again"

@@ -246,7 +246,6 @@ def settings_edit(exp, net):
         "KSampler": {"steps": g["steps"], "sampler_name": g["sampler"], "scheduler": g["scheduler"], "cfg": g["cfg"]},
         "EmptyLatentImage": {"width": g["resolution"], "height": g["resolution"]},
         "PalsyFaceCrop": {"size": g["resolution"]},
-        "PalsyPFCondition": {"size": g["resolution"]},
     }
 
     def edit(graph, object_info):
