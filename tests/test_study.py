@@ -175,7 +175,7 @@ def test_create_from_an_experiment_folder(inputs, tmp_path):
 
 def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_path):
     from palsysim.base.photos import read_image, write_image
-    from palsysim.study.store import source_face
+    from palsysim.study.media import source_face
     patients, generated = tmp_path / "patients", tmp_path / "generated"
     rest = read_image(os.path.join(inputs[1], sorted(os.listdir(inputs[1]))[0], "rest.png"))
     # two photos of one item, told apart by pixels: the face mirrored, and brightened
