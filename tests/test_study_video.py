@@ -141,6 +141,31 @@ def test_served_videos_are_rated_and_counted_like_images(inputs, tmp_path):
         assert float(row["mean"]) == pytest.approx(np.mean(values))
 
 
+def test_a_trainer_study_shows_videos_for_reference_scores_and_to_trainees(inputs, tmp_path):
+    folder = str(tmp_path / "S")
+    with served_rater(inputs, folder, "--mode", "trainer", "--feedback", "end") as (server, trainee, _, admin):
+        found = items(folder)
+        supervisor = server.session(admin)
+        reference = supervisor.get(server.url + "/admin/reference", timeout=10).text
+        assert f'<source src="/video/{found[("source", "grin")][0]}.mp4" type="video/mp4">' in reference
+        assert f'<img src="/img/{found[("source", "rest")][0]}"' in reference
+        assert_no_patient_names(reference)
+        csrf = csrf_of(supervisor, server.url + "/admin/reference")
+        supervisor.post(server.url + "/admin/reference", data={"csrf": csrf, "1:grin": "2", "1:rest": "4"}, timeout=10)
+        csrf = csrf_of(trainee, server.url + "/task/1")
+        scored = {}
+        for n in (1, 2):
+            page = trainee.get(f"{server.url}/task/{n}", timeout=10).text
+            scored[n] = "video" if "<video" in page else "image"
+            trainee.post(f"{server.url}/task/{n}", data={"csrf": csrf, "value": "2"}, timeout=10)
+        assert sorted(scored.values()) == ["image", "video"]
+        trainee.post(server.url + "/finish", data={"csrf": csrf}, timeout=10)
+        summary = trainee.get(server.url + "/done", timeout=10).text
+        assert "Your results" in summary
+        assert re.search(rf'<video [^>]*width="96"><source src="/video/{found[("generated", "grin")][0]}.mp4"', summary)
+        assert_no_patient_names(summary)
+
+
 def video_state(browser, index):
     return browser.execute_script(
         "var v=document.querySelectorAll('video')[arguments[0]];return {ready:v.readyState,width:v.videoWidth,"
