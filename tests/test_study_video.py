@@ -211,8 +211,8 @@ def test_a_real_browser_plays_the_videos_and_a_key_rates_them(inputs, tmp_path):
                     os.makedirs(ARTIFACTS, exist_ok=True)
                     b.save_screenshot(os.path.join(ARTIFACTS, "video_paired_question.png"))
                     # the page's second <source>, for browsers without H.264, plays here too on its own
-                    b.execute_script("var v=document.createElement('video');v.muted=true;v.loop=true;v.src=arguments[0];"
-                                     "document.body.appendChild(v);v.play();",
+                    b.execute_script("var v=document.createElement('video');v.muted=true;v.loop=true;"
+                                     "v.src=arguments[0];document.body.appendChild(v);v.play();",
                                      f"{server.url}/video/{found[('source', 'grin')][0]}.webm")
                     assert plays(b, 2)["width"] == 512
                 assert_no_patient_names(b.page_source + b.current_url)

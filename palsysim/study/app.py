@@ -208,8 +208,9 @@ async def task_page(request):
         title, question = q["title"], q["question"]
         choices = [(s, q["low"] if s == SCALE[0] else q["high"] if s == SCALE[-1] else "") for s in SCALE]
         ends = f'<div class="ends"><span>1 = {e(q["low"])}</span><span>5 = {e(q["high"])}</span></div>'
-        figures = (figure(t["source_id"], t["source_media"], "Patient's face") + figure(t["image_id"], t["media"], "Generated face")
-                   if q["with_source"] else figure(t["image_id"], t["media"], "Generated face", single=True))
+        generated = figure(t["image_id"], t["media"], "Generated face", single=not q["with_source"])
+        figures = figure(t["source_id"], t["source_media"], "Patient's face") + generated if q["with_source"] \
+            else generated
         question = f"{question} ({item})" if q["with_source"] else question
         keys = "Keys 1-5 answer and go on; &larr; &rarr; move without answering."
     buttons = "".join(f'<button type="submit" name="value" value="{s}" data-key="{s}"'
@@ -246,7 +247,7 @@ async def feedback_page(request):
         raise web.HTTPSeeOther(f"/task/{t['position']}")
     reference = _reference_of(study, t["image_id"])
     return page("Feedback", f"{_bar(tasks, t['position'])}<h1>Yanagihara item: {e(ITEM_TITLES[t['expression']])}</h1>"
-                            f'<div class="images">{figure(t["image_id"], t["media"], "Scored image", single=True)}</div>'
+                            f'<div class="images">{figure(t["image_id"], t["media"], "Scored image", True)}</div>'
                             f'<p class="feedback">Your score: <b>{t["value"]}</b> ({SCORE_WORDS[t["value"]]}). '
                             f'Reference: <b>{reference}</b> ({SCORE_WORDS[reference]}).<br>'
                             f'Your score {verdict(t["value"], reference)}.</p>'

@@ -28,12 +28,13 @@ def trainee_summary(study, rater):
     return page("Your results", f"<h1>Your results, {e(rater['label'])}</h1>"
                                 "<p>Agreement with the reference: quadratic-weighted kappa (1 = perfect, 0 = chance; "
                                 "n/a when it is undefined, e.g. one and the same score throughout).</p>"
-                                f"<table><tr><th>item</th><th>images</th><th>kappa</th><th>exact</th></tr>{items}</table>"
+                                "<table><tr><th>item</th><th>images</th><th>kappa</th><th>exact</th></tr>"
+                                f"{items}</table>"
                                 "<h2>Total scores per synthetic person (over the items you scored)</h2>"
                                 "<table><tr><th>synthetic person</th><th>items</th><th>your total</th>"
                                 "<th>reference total</th><th>difference</th>"
-                                f"</tr>{totals}</table><h2>Each image</h2><table><tr><th></th><th>item</th><th>yours</th>"
-                                f"<th>reference</th><th></th></tr>{rows}</table>")
+                                f"</tr>{totals}</table><h2>Each image</h2><table><tr><th></th><th>item</th>"
+                                f"<th>yours</th><th>reference</th><th></th></tr>{rows}</table>")
 
 
 def _kappa(k):
