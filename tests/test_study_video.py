@@ -68,6 +68,15 @@ def test_create_copies_videos_as_mp4_and_webm_beside_images_without_names(inputs
             assert_no_patient_names(f.read())  # ... the study's copies do not
 
 
+def test_a_study_of_videos_only(inputs, tmp_path):
+    copy = str(tmp_path / "in")
+    shutil.copytree(os.path.dirname(inputs[0]), copy)
+    shutil.rmtree(os.path.join(copy, "generated", "codc_window", PATIENT_NAMES[0], "rest"))
+    out = str(tmp_path / "S")
+    create_study(out, os.path.join(copy, "generated"), os.path.join(copy, "patients"))
+    assert {k: m for k, (_, m) in items(out).items() if k[0] == "generated"} == {("generated", "grin"): "video"}
+
+
 @pytest.mark.parametrize("broken", ["generated", "patient"])
 def test_a_video_that_will_not_decode_is_refused_and_nothing_is_left(inputs, tmp_path, broken):
     copy = str(tmp_path / "in")
