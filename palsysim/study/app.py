@@ -302,7 +302,7 @@ async def media(request):
         return refuse(403, "This image is not part of your study.")
     found = study.media_file(image_id, ext)
     if found is None:
-        return refuse(404, f"This item is not stored as {ext}.")
+        return refuse(404, "No such image or video.")
     return web.FileResponse(found[0], headers={"Content-Type": found[1]})
 
 
