@@ -175,7 +175,7 @@ def test_create_from_an_experiment_folder(inputs, tmp_path):
 
 def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_path):
     from palsysim.base.photos import read_image, write_image
-    from palsysim.study.store import source_face
+    from palsysim.study.media import source_face
     patients, generated = tmp_path / "patients", tmp_path / "generated"
     rest = read_image(os.path.join(inputs[1], sorted(os.listdir(inputs[1]))[0], "rest.png"))
     # two photos of one item, told apart by pixels: the face mirrored, and brightened
@@ -199,17 +199,23 @@ def test_each_image_of_many_photos_is_shown_beside_its_own_photo(inputs, tmp_pat
     assert [r[0] for r in study.conn.execute("SELECT DISTINCT expression FROM images")] == ["grin"]
     study.close()
 
-    # A study made before images had sources opens with each image's source its item, as it was.
+    # A study made before images had sources or videos opens with each image's source its item, as it was, and
+    # every item an image.
     import sqlite3
     old = str(tmp_path / "old")
     create_study(old, *inputs, mode="rating")
     conn = sqlite3.connect(os.path.join(old, "study.sqlite"))
     conn.execute("ALTER TABLE images DROP COLUMN source")
+    conn.execute("ALTER TABLE images DROP COLUMN media")
     conn.commit()
     conn.close()
     study = Study(old)
     study.add_raters(1)
-    assert all(t["source_id"] for t in study.tasks(1) if t["criterion"] != "naturalness")
+    tasks = study.tasks(1)
+    assert all(t["source_id"] for t in tasks if t["criterion"] != "naturalness")
+    assert {t["media"] for t in tasks} == {"image"}
+    path, kind = study.media_file(tasks[0]["image_id"], ".png")
+    assert kind == "image/png" and os.path.isfile(path) and study.media_file(tasks[0]["image_id"], ".mp4") is None
     study.close()
 
 

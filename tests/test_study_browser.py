@@ -15,17 +15,16 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from host import free_port
-from study_helpers import assert_no_patient_names, hand_ordinal_alpha, hand_quadratic_kappa, make_inputs
+from study_helpers import (HAS_CHROMIUM, assert_no_patient_names, chrome, hand_ordinal_alpha, hand_quadratic_kappa,
+                           make_inputs)
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
+pytestmark = pytest.mark.skipif(not HAS_CHROMIUM,
                                 reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "out", "test-artifacts", "study")
@@ -88,13 +87,7 @@ def browsers(tmp_path):
     made = []
 
     def make(width=1100, height=950):
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM
-        for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  f"--user-data-dir={tmp_path / f'profile{len(made)}'}", f"--window-size={width},{height}"):
-            opts.add_argument(a)
-        b = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=opts)
+        b = chrome(tmp_path / f"profile{len(made)}", width, height)
         made.append(b)
         return b
     yield make

@@ -5,7 +5,7 @@ from aiohttp import web
 
 from ..base.errors import InputError
 from ..base.vocabulary import ITEM_TITLES, ITEMS, SCORE_WORDS, SCORES
-from .pages import STUDY, e, page, refuse
+from .pages import STUDY, e, page, refuse, shown
 
 
 async def admin(request):
@@ -49,9 +49,7 @@ async def reference_page(request, message="", status=200):
             have = ref.get((p["id"], item))
             options = '<option value="">-</option>' + "".join(
                 f'<option value="{s}"{" selected" if have == s else ""}>{s}</option>' for s in SCORES)
-            photo = (f'<a href="/img/{p["photos"][item]}" target="_blank" title="open at full size">'
-                     f'<img src="/img/{p["photos"][item]}" alt="{e(p["label"])}, {item}"></a>' if item in p["photos"]
-                     else "<i>no photo</i>")
+            photo = _photo(p, item)
             need = '<span class="need">needed</span>' if (p["id"], item) in needed and have is None else ""
             cells.append(f'<label>{photo}<br>{e(ITEM_TITLES[item])} {need}'
                          f'<select name="{p["id"]}:{item}">{options}</select></label>')
@@ -70,6 +68,17 @@ async def reference_page(request, message="", status=200):
                                     f'<input type="hidden" name="csrf" value="{csrf}"><input type="file" name="csv" '
                                     'accept=".csv,text/csv" required> <button class="button" type="submit">Import</button>'
                                     "</form>", status)
+
+
+def _photo(patient, item):
+    """A patient's item beside its score: a photo links to its full size; a video plays in place."""
+    if item not in patient["photos"]:
+        return "<i>no photo</i>"
+    image_id, media = patient["photos"][item]
+    tag = shown(image_id, media, f'{patient["label"]}, {item}')
+    if media == "video":
+        return tag
+    return f'<a href="/img/{image_id}" target="_blank" title="open at full size">{tag}</a>'
 
 
 async def reference_save(request):

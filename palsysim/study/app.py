@@ -5,7 +5,7 @@ token, or the admin's. Images are served only by opaque id, only to those whose 
 POSTs need the session's CSRF field, and a browser's same-origin marks (Sec-Fetch-Site, Origin).
 """
 import ipaddress
-import math
+import os
 import sys
 
 from aiohttp import web
@@ -14,9 +14,10 @@ from ..base.errors import InputError
 from ..base.vocabulary import ITEM_TITLES, REST_SCORE_WORDS, SCORE_WORDS, SCORES
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
 from .folders import IMAGE_ID
-from .pages import CSP, SECONDS_PER_QUESTION, STUDY, e, instructions, page, refuse
+from .pages import CSP, SECONDS_PER_QUESTION, STUDY, e, figure, instructions, page, refuse
 from .questions import CRITERIA, SCALE, YANAGIHARA
 from .store import Study
+from .trainer import trainee_summary, verdict
 
 COOKIE = "palsysim_study"
 HOSTS = web.AppKey("hosts", object)  # the Host headers accepted, or None for any
@@ -180,11 +181,6 @@ def _nav(tasks, position, next_label="Next"):
     return f"<nav>{prev}{nxt}</nav>"
 
 
-def _figure(image_id, caption, single=False):
-    return (f'<figure{" class=single" if single else ""}><figcaption>{caption}</figcaption>'
-            f'<img src="/img/{image_id}" alt="{caption}"></figure>')
-
-
 def _score_final(study, rater, t):
     """A trainee's score is final once its feedback was shown (per image) or the trainee finished."""
     return study.mode == "trainer" and (rater["finished_at"] or (t["value"] is not None and study.meta["feedback"] == "image"))
@@ -205,15 +201,16 @@ async def task_page(request):
         title, question = item, ("Score the symmetry of this face at rest." if rest
                                  else "Score the movement of the palsied side in this image.")
         choices, ends = [(s, (REST_SCORE_WORDS if rest else SCORE_WORDS)[s]) for s in SCORES], ""
-        figures = _figure(t["image_id"], "Image to score", single=True)
+        figures = figure(t["image_id"], t["media"], "Image to score", single=True)
         keys = "Keys 0, 2, 4 score; &larr; &rarr; move without scoring."
     else:
         q = CRITERIA[t["criterion"]]
         title, question = q["title"], q["question"]
         choices = [(s, q["low"] if s == SCALE[0] else q["high"] if s == SCALE[-1] else "") for s in SCALE]
         ends = f'<div class="ends"><span>1 = {e(q["low"])}</span><span>5 = {e(q["high"])}</span></div>'
-        figures = (_figure(t["source_id"], "Patient's face") + _figure(t["image_id"], "Generated face")
-                   if q["with_source"] else _figure(t["image_id"], "Generated face", single=True))
+        generated = figure(t["image_id"], t["media"], "Generated face", single=not q["with_source"])
+        figures = figure(t["source_id"], t["source_media"], "Patient's face") + generated if q["with_source"] \
+            else generated
         question = f"{question} ({item})" if q["with_source"] else question
         keys = "Keys 1-5 answer and go on; &larr; &rarr; move without answering."
     buttons = "".join(f'<button type="submit" name="value" value="{s}" data-key="{s}"'
@@ -244,23 +241,16 @@ async def task_answer(request):
     raise web.HTTPSeeOther(f"/task/{t['position'] + 1}" if t["position"] < len(tasks) else "/done")
 
 
-def _verdict(score, reference):
-    diff = score - reference
-    if diff == 0:
-        return '<span class="good">agrees with the reference</span>'
-    return f'<span class="bad">{abs(diff)} points {"above" if diff > 0 else "below"} the reference</span>'
-
-
 async def feedback_page(request):
     study, rater, tasks, t = _task(request)
     if study.mode != "trainer" or t["value"] is None:
         raise web.HTTPSeeOther(f"/task/{t['position']}")
     reference = _reference_of(study, t["image_id"])
     return page("Feedback", f"{_bar(tasks, t['position'])}<h1>Yanagihara item: {e(ITEM_TITLES[t['expression']])}</h1>"
-                            f'<div class="images">{_figure(t["image_id"], "Scored image", single=True)}</div>'
+                            f'<div class="images">{figure(t["image_id"], t["media"], "Scored image", True)}</div>'
                             f'<p class="feedback">Your score: <b>{t["value"]}</b> ({SCORE_WORDS[t["value"]]}). '
                             f'Reference: <b>{reference}</b> ({SCORE_WORDS[reference]}).<br>'
-                            f'Your score {_verdict(t["value"], reference)}.</p>'
+                            f'Your score {verdict(t["value"], reference)}.</p>'
                             f'{_nav(tasks, t["position"])}<p class="help">&rarr; goes on.</p>')
 
 
@@ -291,35 +281,7 @@ async def done_page(request):
                               f'<form method="post" action="/finish"><input type="hidden" name="csrf" value="{csrf}">'
                               f'<button class="button" type="submit">Finish and show the feedback</button></form>'
                               f'<p><a href="/task/{len(tasks)}">&larr; back to the last image</a></p>')
-    return _trainee_summary(study, rater, tasks)
-
-
-def _trainee_summary(study, rater, tasks):
-    from .stats import trainee_items, trainee_totals, trainer_answers
-    mine = [r for r in trainer_answers(study) if r["trainee"] == rater["label"]]
-    kappa = {r["item"]: r for r in trainee_items(mine)}
-    rows = "".join(f'<tr><td><img src="/img/{r["image"]}" alt="scored image" width="96"></td>'
-                   f'<td>{e(ITEM_TITLES[r["item"]])}</td><td>{r["score"]}</td><td>{r["reference"]}</td>'
-                   f'<td>{_verdict(r["score"], r["reference"])}</td></tr>' for r in mine)
-    items = "".join(f"<tr><td>{e(ITEM_TITLES.get(i, 'all items together'))}</td><td>{k['n']}</td>"
-                    f"<td>{_kappa(k['kappa'])}</td><td>{100 * k['exact']:.0f}%</td></tr>"
-                    for i, k in kappa.items())
-    totals = "".join(f"<tr><td>{e(t['patient'])}, synthetic person {t['case']}</td><td>{t['items']}</td>"
-                     f"<td>{t['score']}</td><td>{t['reference']}</td><td>{t['difference']:+d}</td></tr>"
-                     for t in trainee_totals(mine))
-    return page("Your results", f"<h1>Your results, {e(rater['label'])}</h1>"
-                                "<p>Agreement with the reference: quadratic-weighted kappa (1 = perfect, 0 = chance; "
-                                "n/a when it is undefined, e.g. one and the same score throughout).</p>"
-                                f"<table><tr><th>item</th><th>images</th><th>kappa</th><th>exact</th></tr>{items}</table>"
-                                "<h2>Total scores per synthetic person (over the items you scored)</h2>"
-                                "<table><tr><th>synthetic person</th><th>items</th><th>your total</th>"
-                                "<th>reference total</th><th>difference</th>"
-                                f"</tr>{totals}</table><h2>Each image</h2><table><tr><th></th><th>item</th><th>yours</th>"
-                                f"<th>reference</th><th></th></tr>{rows}</table>")
-
-
-def _kappa(k):
-    return "n/a" if math.isnan(k) else f"{k:.2f}"
+    return trainee_summary(study, rater)
 
 
 async def finish(request):
@@ -330,15 +292,18 @@ async def finish(request):
     raise web.HTTPSeeOther("/done")
 
 
-async def image(request):
-    study, image_id = request.app[STUDY], request.match_info["id"]
+async def media(request):
+    """/img/<id> (a PNG) or /video/<id>.mp4|.webm: FileResponse answers Range requests, which seeking needs."""
+    study, name = request.app[STUDY], request.match_info["name"]
+    image_id, ext = (name, ".png") if request.path.startswith("/img/") else os.path.splitext(name)
     if not IMAGE_ID.match(image_id):
         return refuse(404, "No such image.")
     if not study.may_see(request["who"], image_id):
         return refuse(403, "This image is not part of your study.")
-    return web.FileResponse(study.image_path(image_id), headers={"Content-Type": "image/png"})
-
-
+    found = study.media_file(image_id, ext)
+    if found is None:
+        return refuse(404, "No such image or video.")
+    return web.FileResponse(found[0], headers={"Content-Type": found[1]})
 
 
 def make_app(study, hosts=None):
@@ -354,7 +319,8 @@ def make_app(study, hosts=None):
     app.router.add_get("/done", done_page)
     app.router.add_post("/finish", finish)
     app.router.add_post("/hand-over", hand_over)
-    app.router.add_get("/img/{id}", image)
+    app.router.add_get("/img/{name}", media)
+    app.router.add_get("/video/{name}", media)
     app.router.add_get("/admin", admin)
     app.router.add_get("/admin/reference", reference_page)
     app.router.add_post("/admin/reference", reference_save)

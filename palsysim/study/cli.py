@@ -58,10 +58,12 @@ def add_command(commands):
     sub = p.add_subparsers(dest="study_command", required=True)
     url = "http://127.0.0.1:8765"
 
-    c = sub.add_parser("create", help="a new study folder from generated images and the source photos")
+    c = sub.add_parser("create", help="a new study folder from generated images (or videos) and the source photos")
     c.add_argument("--from", dest="from_exp", metavar="EXP", help="an experiment folder (EXP/generated, EXP/prepared/photos)")
-    c.add_argument("--images", help="DIR/<method>/<patient>/<expression>/*.png (one runner tree per method)")
-    c.add_argument("--patients", help="DIR/<patient>/<expression>.png|jpg (or <expression>/ folders of many), the source photos")
+    c.add_argument("--images", help="DIR/<method>/<patient>/<expression>/*.png or *.mp4 (one runner tree per method)")
+    c.add_argument("--patients", help="DIR/<patient>/<expression>.png|jpg (or <expression>/ folders of many), the "
+                                      "source photos; <expression>.mp4|webm|mov, videos, where generated videos are "
+                                      "rated")
     c.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="the method folders to rate (default: all; with --from, the experiment's methods without "
                         "its Fig. 8 ablation windows)")

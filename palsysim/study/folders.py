@@ -12,9 +12,9 @@ IMAGES = "images"
 IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
 MARK = ".palsysim-study"
 # What a killed `study create` leaves in its .partial folder: the database (with SQLite's side files) and
-# image copies, whole or as write_atomically's temporary files.
+# image and video copies (media.py), whole or as write_atomically's temporary files.
 LEFTOVERS = {MARK, IMAGES, DB, DB + "-journal", DB + "-wal", DB + "-shm"}
-LEFTOVER_IMAGE = re.compile(r"^(\.[0-9a-f]{32}\.png\.[a-z0-9_]+\.tmp|[0-9a-f]{32}\.png)$")
+LEFTOVER_IMAGE = re.compile(r"^(\.[0-9a-f]{32}\.(png|mp4|webm)\.[a-z0-9_]+\.tmp|[0-9a-f]{32}\.(png|mp4|webm))$")
 
 
 def _mark(folder):

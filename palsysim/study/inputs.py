@@ -1,37 +1,38 @@
 """What a study is made from: the generated images (one runner tree per method) and, for --from EXP, an
 experiment's folders; the methods chosen, and never one image twice."""
-import hashlib
 import os
 
 from ..base.errors import InputError
 from ..base.layout import generated_sources, source_item
-from ..base.photos import read_image
 from ..base.vocabulary import ITEMS
 from ..experiment.config import METHODS
+from .media import digest, media_of
 
 
 def find_generated(root):
-    """[(method, patient, source, path)] of root/<method>/<patient>/<source>/*.png, sorted (layout.py's sources:
-    <expression>, or <expression>/photo<k> for the k-th of many photos)."""
+    """[(method, patient, source, path)] of root/<method>/<patient>/<source>/*.png or *.mp4 (the runner's video
+    jobs), sorted (layout.py's sources: <expression>, or <expression>/photo<k> for the k-th of many photos)."""
     if not root or not os.path.isdir(root):
-        raise InputError(f"--images {root!r} is not a folder (expected DIR/<method>/<patient>/<expression>/*.png)")
+        raise InputError(f"--images {root!r} is not a folder (expected DIR/<method>/<patient>/<expression>/*.png "
+                         "or *.mp4)")
     found = []
     for method in sorted(os.listdir(root)):
         for patient in _dirs(os.path.join(root, method)):
-            for source, path in generated_sources(os.path.join(root, method, patient)):
+            for source, path in generated_sources(os.path.join(root, method, patient), videos=True):
                 if source_item(source) not in ITEMS:
                     raise InputError(f"{method}/{patient}/{source_item(source)}: name expression folders after the "
                                      f"Yanagihara items ({', '.join(ITEMS)})")
-                if path.lower().endswith(".png"):
+                if path.lower().endswith(".png") or media_of(path) == "video":  # what the runner writes
                     found.append((method, patient, source, path))
     if not found:
-        raise InputError(f"no generated images under {root} (expected {root}/<method>/<patient>/<expression>/*.png)")
+        raise InputError(f"no generated images or videos under {root} (expected "
+                         f"{root}/<method>/<patient>/<expression>/*.png or *.mp4)")
     return sorted(found)
 
 
 def chosen_methods(generated, methods=None):
     """find_generated's images of `methods` (None: all); refused when two methods hold the same pixels for
-    one patient and source, as an experiment's window_500_700 and partial do (one net, one seed)."""
+    one patient and source, as an experiment's window_500_700 and partial do (one net, one seed), photos or videos."""
     found = sorted({g[0] for g in generated})
     unknown = sorted(set(methods or ()) - set(found))
     if unknown:
@@ -39,10 +40,10 @@ def chosen_methods(generated, methods=None):
     generated = [g for g in generated if methods is None or g[0] in methods]
     seen = {}
     for method, patient, source, path in generated:
-        key = (patient, source, hashlib.sha256(read_image(path).tobytes()).hexdigest())
+        key = (patient, source, digest(path))
         if key in seen and seen[key] != method:
-            raise InputError(f"methods {seen[key]} and {method} hold identical images ({source}): raters would score "
-                             f"one image twice; choose one of the two with --methods")
+            raise InputError(f"methods {seen[key]} and {method} hold identical images or videos ({source}): raters "
+                             f"would score one twice; choose one of the two with --methods")
         seen.setdefault(key, method)
     return generated
 

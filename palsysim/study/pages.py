@@ -7,6 +7,7 @@ import html
 from aiohttp import web
 
 from ..base.vocabulary import REST_SCORE_WORDS, SCORE_WORDS, SCORES
+from .media import FILES
 from .questions import CRITERIA
 from .store import Study
 
@@ -18,8 +19,8 @@ h1{font-size:1.35em;margin:.3em 0}.question{font-size:1.15em;margin:.2em 0 .6em}
 .bar{display:flex;align-items:center;gap:12px;flex-wrap:wrap;color:#333}progress{flex:1;min-width:160px;height:14px}
 .images{display:flex;gap:16px;flex-wrap:wrap;justify-content:center;margin:8px 0}
 figure{margin:0;text-align:center}figcaption{font-weight:600;margin-bottom:4px}
-figure img{width:min(44vw,52vh,460px);height:auto;border:1px solid #ccc;background:#fff}
-figure.single img{width:min(90vw,52vh,520px)}
+figure img,figure video{width:min(44vw,52vh,460px);height:auto;border:1px solid #ccc;background:#fff}
+figure.single img,figure.single video{width:min(90vw,52vh,520px)}
 .handover{margin:18px auto 0;display:block;background:none;border:none;color:#1a5fb4;text-decoration:underline;
 cursor:pointer;font-size:.85em}
 .scale{display:flex;gap:8px;justify-content:center;flex-wrap:wrap;margin:10px 0}
@@ -34,7 +35,7 @@ text-decoration:none;background:#fff;font-size:1em}nav a.off{visibility:hidden}
 td,th{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eee}
 .good{color:#176b2c;font-weight:600}.bad{color:#a51d2d;font-weight:600}
 .items{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
-.items label{display:block;border:1px solid #ccc;padding:6px;background:#fff}.items img{width:100%}
+.items label{display:block;border:1px solid #ccc;padding:6px;background:#fff}.items img,.items video{width:100%}
 .items select{font-size:1em;width:100%;margin-top:4px}.need{color:#a51d2d;font-size:.85em}
 pre{background:#fff;border:1px solid #ccc;padding:8px;white-space:pre-wrap;font-size:.85em}
 .feedback{font-size:1.2em;text-align:center}.error{color:#a51d2d;font-weight:600}
@@ -49,7 +50,7 @@ def _sha(text):
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-CSP = (f"default-src 'none'; img-src 'self'; style-src {_sha(CSS)}; script-src {_sha(JS)}; "
+CSP = (f"default-src 'none'; img-src 'self'; media-src 'self'; style-src {_sha(CSS)}; script-src {_sha(JS)}; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 e = html.escape
 
@@ -63,6 +64,22 @@ def page(title, body, status=200):
 
 def refuse(status, message):
     return page("Not allowed", f'<h1>Not allowed</h1><p class="error">{e(message)}</p>', status)
+
+
+def shown(image_id, media, alt, width=None):
+    """An item as the page shows it: an <img>, or a <video> the study serves itself in each of its formats (the
+    browser plays the first it can). Muted and looping, as the expression repeats; controls to pause and seek."""
+    size = f' width="{width}"' if width else ""
+    if media == "image":
+        return f'<img src="/img/{image_id}" alt="{e(alt)}"{size}>'
+    sources = "".join(f'<source src="/video/{image_id}{ext}" type="{kind}">' for ext, kind in FILES["video"].items())
+    return (f'<video controls loop muted autoplay playsinline preload="auto" aria-label="{e(alt)}"{size}>{sources}'
+            "This browser plays neither MP4 (H.264) nor WebM (VP9) video.</video>")
+
+
+def figure(image_id, media, caption, single=False):
+    return (f'<figure{" class=single" if single else ""}><figcaption>{caption}</figcaption>'
+            f'{shown(image_id, media, caption)}</figure>')
 
 
 SECONDS_PER_QUESTION = 8  # a glance, a comparison and a click; the estimate on the welcome page

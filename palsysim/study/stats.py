@@ -20,9 +20,10 @@ BOOTSTRAP = 1000
 
 
 def rating_answers(study):
-    """[{rater, method, image, patient, expression, criterion, value}] of every saved rating answer."""
+    """[{rater, method, image, media, patient, expression, criterion, value}] of every saved rating answer (a video
+    item counts as one answer, as an image does)."""
     return [dict(r) for r in study.conn.execute(
-        """SELECT r.label AS rater, m.name AS method, i.id AS image, p.label AS patient, i.expression,
+        """SELECT r.label AS rater, m.name AS method, i.id AS image, i.media, p.label AS patient, i.expression,
                   t.criterion, a.value
            FROM answers a JOIN tasks t ON t.rater_id = a.rater_id AND t.position = a.position
            JOIN raters r ON r.id = a.rater_id JOIN images i ON i.id = t.image_id
@@ -165,11 +166,12 @@ def rating_markdown(table, alphas, raters, progress):
 # --- trainer -----------------------------------------------------------------------------------------
 
 def trainer_answers(study):
-    """[{trainee, method, patient, case, item, score, reference}] of every saved trainee score (reference
-    None where the supervisor has not entered it)."""
+    """[{trainee, method, patient, case, item, score, reference, image, media}] of every saved trainee score
+    (reference None where the supervisor has not entered it)."""
     return [dict(r) for r in study.conn.execute(
         """SELECT r.label AS trainee, m.name AS method, p.label AS patient, i.variant AS "case",
-                  i.expression AS item, a.value AS score, ref.score AS reference, i.id AS image
+                  i.expression AS item, a.value AS score, ref.score AS reference, i.id AS image,
+                  i.media
            FROM answers a JOIN tasks t ON t.rater_id = a.rater_id AND t.position = a.position
            JOIN raters r ON r.id = a.rater_id JOIN images i ON i.id = t.image_id
            JOIN methods m ON m.id = i.method_id JOIN patients p ON p.id = i.patient_id
@@ -262,7 +264,8 @@ def results(study, boot=BOOTSTRAP):
         tables = {"table1": (table, ["method", "criterion", "mean", "sd", "n"]),
                   "alpha": (alphas, ["criterion", "alpha", "low", "high", "raters", "images"]),
                   "raters": (raters, ["rater", "criterion", "mean", "sd", "n"]),
-                  "answers": (rows, ["rater", "method", "image", "patient", "expression", "criterion", "value"])}
+                  "answers": (rows, ["rater", "method", "image", "media", "patient", "expression", "criterion",
+                                     "value"])}
         markdown = rating_markdown(table, alphas, raters, progress)
     else:
         rows = trainer_answers(study)
@@ -272,7 +275,8 @@ def results(study, boot=BOOTSTRAP):
                   "totals": (totals, ["trainee", "method", "patient", "case", "items", "score", "reference",
                                       "difference"]),
                   "class": (summary, ["item", "trainees", "mean_kappa", "pooled_kappa", "n"]),
-                  "answers": (rows, ["trainee", "method", "patient", "case", "item", "score", "reference", "image"])}
+                  "answers": (rows, ["trainee", "method", "patient", "case", "item", "score", "reference", "image",
+                                     "media"])}
         markdown = trainer_markdown(items, totals, summary, mad, progress)
     return {"markdown": markdown, "tables": tables, "rows": rows, "methods": methods}
 

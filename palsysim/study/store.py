@@ -11,15 +11,12 @@ import sqlite3
 
 from ..base.errors import InputError
 from ..base.layout import find_patients, source_item
-from ..base.photos import read_image, write_image
 from ..base.vocabulary import ITEMS, SCORES
-from ..condition.facecrop import face_crop
-from ..face.landmarks import face_landmarks
 from .folders import DB, IMAGES, new_study_folder
 from .inputs import chosen_methods, find_generated
+from .media import FILES, copy_in, media_of
 from .questions import CRITERIA, SCALE, YANAGIHARA
 
-SOURCE_SIZE = 512  # the face crop's side, as in training and generation
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # secrets.token_urlsafe's alphabet
 
 SCHEMA = """
@@ -29,9 +26,11 @@ CREATE TABLE patients(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL);
 -- kind 'source': a patient's photo; 'generated': a method's image of that patient and expression.
 -- variant numbers the generated images of one method (one synthetic person = one trainer case).
 -- source pairs a generated image with the photo it was made from: the item, or <item>/photo<k> (layout.py).
+-- media: what the item is, a still image or an expression video (media.py's files of each).
 CREATE TABLE images(id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('source', 'generated')),
                     method_id INTEGER REFERENCES methods(id), patient_id INTEGER NOT NULL REFERENCES patients(id),
-                    expression TEXT NOT NULL, variant INTEGER, source TEXT NOT NULL);
+                    expression TEXT NOT NULL, variant INTEGER, source TEXT NOT NULL,
+                    media TEXT NOT NULL DEFAULT 'image' CHECK (media IN ('image', 'video')));
 CREATE TABLE raters(id INTEGER PRIMARY KEY, label TEXT UNIQUE NOT NULL, token_hash TEXT UNIQUE NOT NULL,
                     seed TEXT NOT NULL, finished_at TEXT);
 CREATE TABLE tasks(rater_id INTEGER NOT NULL REFERENCES raters(id), position INTEGER NOT NULL,
@@ -87,7 +86,9 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
         raise InputError(f"--mode {mode} needs --patients DIR (the source photos, DIR/<patient>/<expression>.png): "
                          + ("raters compare the generated images with them" if mode == "rating"
                             else "the reference scores are entered for them"))
-    sources = find_patients(patients)
+    # a patient's videos are sources only where generated videos are rated: a photo-only study keeps refusing
+    # nothing that it did before (a patient with grin.png and grin.mp4)
+    sources = find_patients(patients, videos=any(media_of(g[3]) == "video" for g in generated))
     missing = sorted({f"{p}/{e}" for _, p, e, _ in generated if e not in sources.get(p, {})})
     if missing:
         raise InputError(f"generated images without a source photo in --patients ({len(missing)}): "
@@ -133,24 +134,11 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
     return admin
 
 
-def source_face(path, patient_id, source):
-    """A patient's photo as raters compare it: the same 512 face crop the generated faces were made from
-    (facecrop.face_crop), not the whole photo at another scale."""
-    rgb = read_image(path)
-    try:
-        xy = face_landmarks(rgb, what=f"patient {patient_id}'s {source} photo").xy
-    except InputError as ex:
-        raise InputError(f"{ex}; the study shows each patient photo as its face crop, beside the generated face")
-    return face_crop(rgb, xy, SOURCE_SIZE)[0]
-
-
 def _add_image(conn, folder, path, kind, method_id, patient_id, source, variant):
     image_id = secrets.token_hex(16)
-    # re-encoded pixels only: a runner PNG's text chunks carry the workflow, which names the patient's file
-    pixels = source_face(path, patient_id, source) if kind == "source" else read_image(path)
-    write_image(os.path.join(folder, IMAGES, image_id + ".png"), pixels)
-    conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 (image_id, kind, method_id, patient_id, source_item(source), variant, source))
+    media = copy_in(folder, image_id, path, kind, patient_id, source)
+    conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (image_id, kind, method_id, patient_id, source_item(source), variant, source, media))
 
 
 class Study:
@@ -166,10 +154,13 @@ class Study:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # an answer acknowledged is an answer on disk
         self.conn.execute("PRAGMA foreign_keys=ON")
-        if "source" not in [r["name"] for r in self.conn.execute("PRAGMA table_info(images)")]:
+        columns = [r["name"] for r in self.conn.execute("PRAGMA table_info(images)")]
+        if "source" not in columns:
             # a study made before photos had sources: each image's source is its item, as it was
             self.conn.execute("ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT ''")
             self.conn.execute("UPDATE images SET source = expression")
+        if "media" not in columns:  # a study made before videos: every item is an image
+            self.conn.execute("ALTER TABLE images ADD COLUMN media TEXT NOT NULL DEFAULT 'image'")
         self.meta = {r["key"]: r["value"] for r in self.conn.execute("SELECT key, value FROM meta")}
         self.mode = self.meta["mode"]
 
@@ -235,9 +226,11 @@ class Study:
 
     # --- a rater's tasks and answers --------------------------------------------------------------
     def tasks(self, rater_id):
-        """[{position, image_id, criterion, expression, source_id, value}] of one rater, in their order."""
+        """[{position, image_id, media, criterion, expression, source_id, source_media, value}] of one rater, in
+        their order."""
         return [dict(r) for r in self.conn.execute(
-            """SELECT t.position, t.image_id, t.criterion, i.expression, s.id AS source_id, a.value
+            """SELECT t.position, t.image_id, i.media, t.criterion, i.expression, s.id AS source_id,
+                      s.media AS source_media, a.value
                FROM tasks t JOIN images i ON i.id = t.image_id
                LEFT JOIN images s ON s.kind = 'source' AND s.patient_id = i.patient_id AND s.source = i.source
                LEFT JOIN answers a ON a.rater_id = t.rater_id AND a.position = t.position
@@ -272,9 +265,13 @@ class Study:
                WHERE t.rater_id = ? AND (i.id = ? OR (s.id = ? AND ? = 'rating')) LIMIT 1""",
             (who[1]["id"], image_id, image_id, self.mode)).fetchone() is not None
 
-    def image_path(self, image_id):
-        """An opaque id (already checked against IMAGE_ID and the database) -> its file in the study folder."""
-        return os.path.join(self.folder, IMAGES, image_id + ".png")
+    def media_file(self, image_id, ext):
+        """An opaque id (already checked against IMAGE_ID) and a file type -> (its file in the study folder,
+        Content-Type), or None where the item is not stored as that type."""
+        row = self.conn.execute("SELECT media FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None or ext not in FILES[row["media"]]:
+            return None
+        return os.path.join(self.folder, IMAGES, image_id + ext), FILES[row["media"]][ext]
 
     def progress(self):
         """[{label, answered, total, finished_at}] of every rater (counts only)."""
@@ -286,13 +283,13 @@ class Study:
 
     # --- reference Yanagihara scores (trainer) ----------------------------------------------------
     def patients(self):
-        """[{id, label, photos: {expression: source image id}}]."""
+        """[{id, label, photos: {expression: (source image id, media)}}]."""
         out = []
         for p in self.conn.execute("SELECT id, label FROM patients ORDER BY id"):
             photos = {}  # an item's first photo where it has many
-            for r in self.conn.execute("SELECT id, expression FROM images WHERE kind = 'source' AND patient_id = ? "
-                                       "ORDER BY source", (p["id"],)):
-                photos.setdefault(r["expression"], r["id"])
+            for r in self.conn.execute("SELECT id, expression, media FROM images WHERE kind = 'source' AND "
+                                       "patient_id = ? ORDER BY source", (p["id"],)):
+                photos.setdefault(r["expression"], (r["id"], r["media"]))
             out.append({"id": p["id"], "label": p["label"], "photos": photos})
         return out
 

@@ -111,18 +111,9 @@ def queued(server):
 def make_video_patients(root, expressions, tag, frames=6, fps=12.0, patient=PATIENT):
     """root/<patient>/<expression>.mp4: the real-face grin of real_faces.write_expression_video, its container
     tagged with `tag` as title and comment (what a camera or an editor may write: names, dates)."""
-    import av
     from real_faces import write_expression_video
     folder = os.path.join(root, patient)
     os.makedirs(folder, exist_ok=True)
     for e in expressions:
-        plain = write_expression_video(os.path.join(folder, f".{e}.plain.mp4"), frames=frames, fps=fps)
-        with av.open(plain) as src, av.open(os.path.join(folder, e + ".mp4"), "w") as dst:
-            dst.metadata.update(title=tag, comment=tag)
-            stream = dst.add_stream_from_template(src.streams.video[0])
-            for packet in src.demux(src.streams.video[0]):
-                if packet.dts is not None:
-                    packet.stream = stream
-                    dst.mux(packet)
-        os.remove(plain)
+        write_expression_video(os.path.join(folder, e + ".mp4"), frames=frames, fps=fps, tag=tag)
     return root

@@ -63,6 +63,33 @@ def make_inputs(root, cells, methods=METHODS):
     return os.path.join(root, "generated"), os.path.join(root, "patients")
 
 
+VIDEO_FRAMES, VIDEO_FPS = 12, 12.0  # one second: rest -> grin -> rest
+
+
+def make_video_inputs(root, methods=METHODS[:1]):
+    """A study's inputs with videos (issue 26): patient 0 (PATIENT_NAMES[0]) has grin.mp4, Grace Hopper's real face
+    grinning with a left palsy, its container tagged with the patient's name and path, beside a rest.png; each
+    method's generated tree holds the runner's video job output <name>/grin/a_man_7.mp4 (another real face, the
+    same grin) and a rest image <name>/rest/a_man_7.png. Returns (images dir, patients dir)."""
+    from real_faces import write_expression_video
+
+    from palsysim.face.synth import synth_expression
+    faces = _faces()
+    patient = os.path.join(root, "patients", PATIENT_NAMES[0])
+    os.makedirs(patient)
+    write_expression_video(os.path.join(patient, "grin.mp4"), VIDEO_FRAMES, fps=VIDEO_FPS,
+                           tag=os.path.join(patient, "grin.mp4"))
+    _save(os.path.join(patient, "rest.png"), synth_expression(*faces["grace_hopper"], "rest", "left", 0.7)[0])
+    for m, method in enumerate(methods):
+        out = os.path.join(root, "generated", method, PATIENT_NAMES[0])
+        os.makedirs(os.path.join(out, "grin"))
+        write_expression_video(os.path.join(out, "grin", "a_man_7.mp4"), VIDEO_FRAMES, fps=VIDEO_FPS,
+                               who=("astronaut", "tom_hanks")[m % 2])
+        _save(os.path.join(out, "rest", "a_man_7.png"),
+              synth_expression(*faces["astronaut"], "rest", "left", 0.3 + 0.4 * m)[0], secret=patient)
+    return os.path.join(root, "generated"), os.path.join(root, "patients")
+
+
 def assert_no_patient_names(text):
     """No patient folder name nor any file-system path of the inputs in text (bytes or str)."""
     if isinstance(text, bytes):
@@ -178,3 +205,21 @@ def served_rater(inputs, folder, *create_args):
     token = invited(folder)
     with Served(folder) as server:
         yield server, server.session(token), token, admin
+
+
+# --- a real browser: Debian's chromium and chromedriver, driven by selenium ---------------------------
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+HAS_CHROMIUM = os.path.exists(CHROMIUM) and os.path.exists(DRIVER)
+
+
+def chrome(profile, width=1100, height=950):
+    """A headless chromium with its own profile folder (no state shared between tests)."""
+    from selenium import webdriver
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+              f"--window-size={width},{height}"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=opts)
