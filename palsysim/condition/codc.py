@@ -34,6 +34,7 @@ from ..face.draw import COLOURS
 from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
 from .facecrop import box_at, edges_over, transform_points
 from .placement import organ_anchors, placements, separate
+from .reuse import DonorResults
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
 ORGAN_NAMES = ("right_eye", "left_eye", "nose", "mouth")
@@ -42,6 +43,8 @@ CONTOURS = ("canny", "oval")
 # paper's rule); "rest" also by the donor's organ size over the patient's at rest.
 ORGAN_SIZES = ("face", "rest")
 MAX_REST_RATIO = 3.0  # donor organ size over the patient's rest one, in IPD units: beyond, not the same face
+# The contours of the last few donors: one donor serves many patients (reuse.py).
+CONTOURS_KEPT = DonorResults()
 # Each organ's landmark indices as an array once: indexing with the list converted it on every call.
 _INDEX = {n: np.array(R.ORGANS[n]) for n in ORGAN_NAMES}
 # All four organs' indices end to end, and where each starts: their extents in one reduceat each.
@@ -272,14 +275,21 @@ def _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, edge, w
 
 def donor_contour(donor_image, donor_xy, donor_boxes, mode="canny", low_threshold=LOW, high_threshold=HIGH,
                   blur_sigma=0.0, convention=ANNOTATOR):
-    """The donor's face without its organs: (H, W) uint8 0/255.
+    """The donor's face without its organs: (H, W) uint8 0/255, read-only (the same donor again gets the kept one).
 
     mode "canny": the donor photo's edges with its organ boxes cleared; "oval": only its face oval
     (jaw and forehead line) drawn from the landmarks, nothing of the background.
     """
+    settings = (mode, float(low_threshold), float(high_threshold), float(blur_sigma), convention,
+                tuple((n, tuple(int(v) for v in b)) for n, b in donor_boxes.items()))
+    return CONTOURS_KEPT.get(donor_image, donor_xy, settings, lambda: _contour(
+        donor_image, donor_xy, donor_boxes, mode, low_threshold, high_threshold, blur_sigma, convention))
+
+
+def _contour(donor_image, donor_xy, donor_boxes, mode, low_threshold, high_threshold, blur_sigma, convention):
     rgb = to_rgb_uint8(donor_image, "donor image")
     if mode == "canny":
-        out = canny(rgb, low_threshold, high_threshold, blur_sigma, convention=convention).copy()
+        out = canny(rgb, low_threshold, high_threshold, blur_sigma, convention=convention)
     elif mode == "oval":
         out = np.zeros(rgb.shape[:2], np.uint8)
         pts = np.round(np.asarray(donor_xy)[list(R.FACE_OVAL), :2]).astype(np.int32)
