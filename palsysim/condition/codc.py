@@ -340,7 +340,8 @@ def codc_conditions(photos, donor_image, donor_xy, contour="canny", low_threshol
     """codc_condition for many patient photos against one donor: [(image, xy), ...] -> [(condition, Organs), ...].
 
     The donor's organ boxes and contour edges are made once for all the photos (the contour's Canny
-    is most of a condition's own time); each condition is byte for byte codc_condition's.
+    is most of a condition's own time), the contour kept for the next call with this donor (reuse.py);
+    each condition is byte for byte codc_condition's.
     """
     check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)
     donor = to_rgb_uint8(donor_image, "donor image")
