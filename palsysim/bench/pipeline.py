@@ -31,14 +31,16 @@ def sample_faces(size=512):
 
 
 def _interleaved_s(fns, repeats):
-    """Median seconds of each fn, run in turns so that load from other processes hits all alike."""
-    times = [[] for _ in fns]
+    """Median seconds of each fn, run in turns so that load from other processes hits all alike: wall-clock
+    medians, and medians of the process's CPU time (all its threads), which other processes' load moves less."""
+    wall, cpu = [[] for _ in fns], [[] for _ in fns]
     for _ in range(repeats):
-        for fn, t in zip(fns, times):
-            start = time.perf_counter()
+        for fn, w, c in zip(fns, wall, cpu):
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            t.append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
+            w.append(time.perf_counter() - start)
+            c.append(time.process_time() - start_cpu)
+    return [float(np.median(t)) for t in wall], [float(np.median(t)) for t in cpu]
 
 
 def preprocess(repeats=30, size=512, log=print):
@@ -78,7 +80,9 @@ def preprocess(repeats=30, size=512, log=print):
     fns = (detect, cold(condition), condition, detect_batch, cold(condition_batch), condition_batch)
     for fn in fns:  # warm up: detector built, caches filled
         fn()
-    t = dict(zip(("detect", "cold", "warm", "detect_batch", "batch_cold", "batch_warm"), _interleaved_s(fns, repeats)))
+    wall, cpu = _interleaved_s(fns, repeats)
+    names = ("detect", "cold", "warm", "detect_batch", "batch_cold", "batch_warm")
+    t, c = dict(zip(names, wall)), dict(zip(names, cpu))
     n = len(photos)
 
     def figures(codc_s, detect_s, photos=1):
@@ -90,7 +94,8 @@ def preprocess(repeats=30, size=512, log=print):
            "warm": figures(t["warm"], t["detect"]),
            "batch": {"photos": n, "detect_ms": 1e3 * t["detect_batch"],
                      **figures(t["batch_cold"], t["detect_batch"], n),
-                     "warm": figures(t["batch_warm"], t["detect_batch"], n)}}
+                     "warm": figures(t["batch_warm"], t["detect_batch"], n)},
+           "cpu_ms": {k: 1e3 * v for k, v in c.items()}}
     b = res["batch"]
     log(f"{size}x{size}, patient + donor, median of {repeats}; cold: the donor's contour made in the call (a donor "
         f"never seen), warm: kept from the call before (the same donor again):")
@@ -98,11 +103,16 @@ def preprocess(repeats=30, size=512, log=print):
     for name, r in (("cold", res), ("warm", res["warm"])):
         log(f"  whole CODC preprocessing, {name}  : {r['codc_ms']:7.2f} ms  ({r['beyond_detection_ms']:.2f} ms "
             f"beyond detection)  ratio {r['ratio']:.3f}x" + ("  (target <= 1.2x)" if name == "cold" else ""))
+    log(f"  CPU time, same calls: detection {1e3 * c['detect']:.2f} ms, cold {1e3 * c['cold']:.2f} ms "
+        f"({c['cold'] / c['detect']:.3f}x), warm {1e3 * c['warm']:.2f} ms ({c['warm'] / c['detect']:.3f}x)")
     log(f"a patient's {n} Yanagihara photos against one donor (its landmarks, boxes and contour made once):")
     log(f"  landmark detection alone ({n} + 1 faces)      : {b['detect_ms']:7.2f} ms")
     for name, r in (("cold", b), ("warm", b["warm"])):
         log(f"  whole CODC preprocessing ({n} conditions), {name}: {r['codc_ms']:7.2f} ms  "
             f"({r['ms_per_condition']:.2f} ms per condition)  ratio {r['ratio']:.3f}x")
+    log(f"  CPU time, same calls: detection {1e3 * c['detect_batch']:.2f} ms, cold {1e3 * c['batch_cold']:.2f} ms "
+        f"({c['batch_cold'] / c['detect_batch']:.3f}x), warm {1e3 * c['batch_warm']:.2f} ms "
+        f"({c['batch_warm'] / c['detect_batch']:.3f}x)")
     return res
 
 
