@@ -34,6 +34,7 @@ from ..face.draw import COLOURS
 from .edges import ANNOTATOR, HIGH, LOW, canny, check_edge_settings
 from .facecrop import box_at, edges_over, transform_points
 from .placement import organ_anchors, placements, separate
+from .reuse import DonorResults
 
 EYE_MARGIN, NOSE_MARGIN, MOUTH_MARGIN = 0.12, 0.08, 0.12  # in inter-pupil distances
 ORGAN_NAMES = ("right_eye", "left_eye", "nose", "mouth")
@@ -42,8 +43,13 @@ CONTOURS = ("canny", "oval")
 # paper's rule); "rest" also by the donor's organ size over the patient's at rest.
 ORGAN_SIZES = ("face", "rest")
 MAX_REST_RATIO = 3.0  # donor organ size over the patient's rest one, in IPD units: beyond, not the same face
+# The contours of the last few donors: one donor serves many patients (reuse.py).
+CONTOURS_KEPT = DonorResults()
 # Each organ's landmark indices as an array once: indexing with the list converted it on every call.
 _INDEX = {n: np.array(R.ORGANS[n]) for n in ORGAN_NAMES}
+# All four organs' indices end to end, and where each starts: their extents in one reduceat each.
+_ALL = np.concatenate([_INDEX[n] for n in ORGAN_NAMES])
+_STARTS = np.cumsum([0] + [len(_INDEX[n]) for n in ORGAN_NAMES[:-1]])
 
 
 def _ipd(xy):
@@ -63,7 +69,8 @@ def organ_boxes(xy, image_size=None, eye_margin=EYE_MARGIN, nose_margin=NOSE_MAR
     ipd = _ipd(xy)
     if not np.isfinite(ipd) or ipd < 1.0:
         raise InputError(f"the landmarks of {what} are degenerate (pupils {ipd:.2f} px apart): detect the face again")
-    ext = {n: (xy[_INDEX[n]].min(0), xy[_INDEX[n]].max(0)) for n in ORGAN_NAMES}
+    points = xy[_ALL]
+    ext = dict(zip(ORGAN_NAMES, zip(np.minimum.reduceat(points, _STARTS), np.maximum.reduceat(points, _STARTS))))
     eye_size = np.maximum(*(ext[n][1] - ext[n][0] for n in ("right_eye", "left_eye"))) + 2 * eye_margin * ipd
     boxes = {n: box_at((ext[n][0] + ext[n][1]) / 2.0, np.ceil(eye_size)) for n in ("right_eye", "left_eye")}
     for n, m in (("nose", nose_margin), ("mouth", mouth_margin)):
@@ -135,11 +142,11 @@ def rest_ratios(donor_xy, rest_xy, what="patient"):
 
 def _bounds(box, matrix):
     """Integer box holding box carried through matrix (its corners' floor and ceiling)."""
-    corners = transform_points([box[:2], box[2:], (box[0], box[3]), (box[2], box[1])], matrix)
-    lo, hi = corners.min(0), corners.max(0)
-    x0, y0 = np.floor(lo + 1e-6).astype(int)
-    x1, y1 = np.ceil(hi - 1e-6).astype(int)
-    return (int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1)))
+    x0, y0, x1, y1 = box
+    corners = transform_points(np.array([(x0, y0), (x1, y1), (x0, y1), (x1, y0)], dtype=np.float64), matrix)
+    x0, y0 = np.floor(corners.min(0) + 1e-6).astype(int).tolist()
+    x1, y1 = np.ceil(corners.max(0) - 1e-6).astype(int).tolist()
+    return (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
 
 
 @dataclass(frozen=True)
@@ -243,11 +250,12 @@ def _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, edge, w
     """organ_crop_resize once the donor's boxes and rest_ratios are known; edge: (low, high, blur_sigma, convention)."""
     low_threshold, high_threshold, blur_sigma, convention = edge
     rgb = to_rgb_uint8(image, what)
+    xy = np.asarray(xy, dtype=np.float64)[:, :2]
     boxes = organ_boxes(xy, rgb.shape[:2], what=what, **margins)
     scales = organ_scales(xy, donor_xy, ratios)
     matrices = placements(xy, donor_xy, scales, rest_xy)
-    anchors = {n: transform_points([a], matrices[n])[0] for n, a in organ_anchors(xy).items()}
-    placed = {n: transform_points(np.asarray(xy, dtype=np.float64)[_INDEX[n]], matrices[n]) for n in ORGAN_NAMES}
+    anchors = {n: transform_points(a[None], matrices[n])[0] for n, a in organ_anchors(xy).items()}
+    placed = {n: transform_points(xy[_INDEX[n]], matrices[n]) for n in ORGAN_NAMES}
     targets = separate({n: _bounds(boxes[n], matrices[n]) for n in ORGAN_NAMES},
                        {n: (p.min(0), p.max(0)) for n, p in placed.items()})
     donor_anchors, donor_ipd = organ_anchors(donor_xy), _ipd(np.asarray(donor_xy, dtype=np.float64)[:, :2])
@@ -267,14 +275,21 @@ def _place_organs(image, xy, donor_xy, donor_boxes, donor_size, margins, edge, w
 
 def donor_contour(donor_image, donor_xy, donor_boxes, mode="canny", low_threshold=LOW, high_threshold=HIGH,
                   blur_sigma=0.0, convention=ANNOTATOR):
-    """The donor's face without its organs: (H, W) uint8 0/255.
+    """The donor's face without its organs: (H, W) uint8 0/255, read-only (the same donor again gets the kept one).
 
     mode "canny": the donor photo's edges with its organ boxes cleared; "oval": only its face oval
     (jaw and forehead line) drawn from the landmarks, nothing of the background.
     """
+    settings = (mode, float(low_threshold), float(high_threshold), float(blur_sigma), convention,
+                tuple((n, tuple(int(v) for v in b)) for n, b in donor_boxes.items()))
+    return CONTOURS_KEPT.get(donor_image, donor_xy, settings, lambda: _contour(
+        donor_image, donor_xy, donor_boxes, mode, low_threshold, high_threshold, blur_sigma, convention))
+
+
+def _contour(donor_image, donor_xy, donor_boxes, mode, low_threshold, high_threshold, blur_sigma, convention):
     rgb = to_rgb_uint8(donor_image, "donor image")
     if mode == "canny":
-        out = canny(rgb, low_threshold, high_threshold, blur_sigma, convention=convention).copy()
+        out = canny(rgb, low_threshold, high_threshold, blur_sigma, convention=convention)
     elif mode == "oval":
         out = np.zeros(rgb.shape[:2], np.uint8)
         pts = np.round(np.asarray(donor_xy)[list(R.FACE_OVAL), :2]).astype(np.int32)
@@ -325,7 +340,8 @@ def codc_conditions(photos, donor_image, donor_xy, contour="canny", low_threshol
     """codc_condition for many patient photos against one donor: [(image, xy), ...] -> [(condition, Organs), ...].
 
     The donor's organ boxes and contour edges are made once for all the photos (the contour's Canny
-    is most of a condition's own time); each condition is byte for byte codc_condition's.
+    is most of a condition's own time), the contour kept for the next call with this donor (reuse.py);
+    each condition is byte for byte codc_condition's.
     """
     check_edge_settings(low_threshold, high_threshold, blur_sigma, convention)
     donor = to_rgb_uint8(donor_image, "donor image")

@@ -14,12 +14,13 @@ ORGAN_NAMES = tuple(R.ORGANS)  # right_eye, left_eye, nose, mouth: codc's order
 NOSE_TIP = 4  # MediaPipe's nose tip
 
 
-def _placed(anchor_to, anchor_from, scale, turn=0.0):
-    """(2, 3) matrix: isotropic scale and a turn (radians) about anchor_from, which lands on anchor_to
+def _placed(anchor_to, anchor_from, scale, rotation):
+    """(2, 3) matrix: isotropic scale and a (2, 2) rotation about anchor_from (2,), which lands on anchor_to
     (sub-pixel, not rounded)."""
-    a = scale * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
-    t = np.asarray(anchor_to, dtype=np.float64) - a @ np.asarray(anchor_from, dtype=np.float64)
-    return np.hstack([a, t[:, None]])
+    out = np.empty((2, 3))
+    out[:, :2] = a = scale * rotation
+    out[:, 2] = anchor_to - a @ anchor_from
+    return out
 
 
 def _tilt(xy):
@@ -32,7 +33,7 @@ def organ_anchors(xy):
     """{organ: (2,) point} of (478, 2+) landmarks: each pupil, the nose tip, the mouth corners' midpoint."""
     xy = np.asarray(xy, dtype=np.float64)[:, :2]
     return {"right_eye": xy[R.PUPIL["right"]], "left_eye": xy[R.PUPIL["left"]], "nose": xy[NOSE_TIP],
-            "mouth": xy[list(R.MOUTH_CORNER.values())].mean(0)}
+            "mouth": (xy[R.MOUTH_CORNER["right"]] + xy[R.MOUTH_CORNER["left"]]) / 2.0}  # the mean, as one sum
 
 
 def anchor_moves(xy, rest_xy):
@@ -56,11 +57,12 @@ def placements(xy, donor_xy, scales, rest_xy=None):
     xy, donor_xy = (np.asarray(a, dtype=np.float64)[:, :2] for a in (xy, donor_xy))
     turn = _tilt(donor_xy) - _tilt(xy)
     right, left = donor_xy[R.PUPIL["right"]], donor_xy[R.PUPIL["left"]]
-    ipd = face_frame(donor_xy)[1]
+    ipd = float(np.hypot(*(left - right)))  # face_frame's, without carrying all 478 points into the frame
     ex = (left - right) / ipd
     to_donor = ipd * np.stack([ex, [-ex[1], ex[0]]], axis=1)  # face frame -> donor pixels
     anchors, donor_anchors, moves = organ_anchors(xy), organ_anchors(donor_xy), anchor_moves(xy, rest_xy)
-    return {n: _placed(donor_anchors[n] + to_donor @ moves[n], anchors[n], scales[n], turn) for n in ORGAN_NAMES}
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])  # one turn for every organ
+    return {n: _placed(donor_anchors[n] + to_donor @ moves[n], anchors[n], scales[n], rotation) for n in ORGAN_NAMES}
 
 
 def separate(boxes, extents):
