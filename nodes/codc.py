@@ -1,9 +1,9 @@
-from comfy.utils import ProgressBar
 from comfy_api.latest import io
 
 from ..palsysim.base.errors import InputError
 from ..palsysim.condition import codc, facecrop
 from ..palsysim.condition.edges import HIGH, LOW
+from .comfy_internals import ProgressBar
 from .common import Landmarks, Node, output, to_arrays, to_image
 
 Organs = io.Custom("PALSY_ORGANS")

@@ -9,8 +9,9 @@ scheduler and step count, so the loader needs none of them.
 
 PalsyWindowSteps says which steps of a run fell in the window: the net and its copies share a
 RunRecord, into which the sampling writes the sigmas the sampler passes to the ControlNet.
+WindowControlNet, ComfyUI's ControlNet subclassed, is in comfy_internals.py with the pack's other uses of
+ComfyUI internals.
 """
-import comfy.controlnet
 import folder_paths
 import torch
 from comfy_api.latest import io
@@ -19,6 +20,7 @@ from ..palsysim.controlnet.file import (CONTROL_PREFIX, check_complete, check_lo
                                         load_controlnet_weights, load_lora_factors, merge_lora, read_window,
                                         resolve_window)
 from ..palsysim.controlnet.schedule import describe_window, window_percents
+from .comfy_internals import WindowControlNet, control_weights, is_controlnet, load_controlnet_state_dict
 from .common import InputError, Node, _one, model_file, output
 
 MODES = ["everywhere", "window_only", "window_then_base"]
@@ -47,13 +49,13 @@ class RunRecord:
     def start(self):
         self.sigmas, self.seen = None, []
 
-    def note(self, t, transformer_options):
+    def note(self, sigma, sample_sigmas):
+        """A ControlNet call at `sigma` (float); sample_sigmas: the run's sigmas when the sampler passes them."""
         if self.sigmas is None:
-            sample = transformer_options.get("sample_sigmas")
-            if sample is not None:
-                self.sigmas = [float(x) for x in torch.as_tensor(sample).reshape(-1).tolist()]
-            elif not self.seen or self.seen[-1] != float(t[0]):
-                self.seen.append(float(t[0]))
+            if sample_sigmas is not None:
+                self.sigmas = [float(x) for x in torch.as_tensor(sample_sigmas).reshape(-1).tolist()]
+            elif not self.seen or self.seen[-1] != sigma:
+                self.seen.append(sigma)
 
     def run_sigmas(self):
         """The run's M + 1 sigmas (the last the end point), or None when no sampling used the net."""
@@ -62,84 +64,22 @@ class RunRecord:
         return self.seen + [0.0] if self.seen else None
 
 
-class WindowControlNet(comfy.controlnet.ControlNet):
-    """A ControlNet limited to the sampling-percent `window` (None: every step); `base` (a ControlBase or None)
-    runs outside it; `record` (a RunRecord, shared by every copy) learns the sigmas each sampling uses."""
-    window = None
-    base = None
-    window_sigmas = None
-    record = None
-
-    @classmethod
-    def wrap(cls, net, window, base, record):
-        """A WindowControlNet sharing net's model (no weights are copied), as ControlNet.copy shares them."""
-        w = cls(None, global_average_pooling=net.global_average_pooling, load_device=net.load_device,
-                manual_cast_dtype=net.manual_cast_dtype)
-        w.control_model, w.control_model_wrapped = net.control_model, net.control_model_wrapped
-        net.copy_to(w)
-        w.window, w.base, w.record = window, base, record
-        return w
-
-    def copy(self):
-        return self.wrap(self, self.window, self.base, self.record)
-
-    def set_cond_hint(self, cond_hint, strength=1.0, timestep_percent_range=(0.0, 1.0), vae=None, extra_concat=[]):
-        if self.base is not None:
-            self.base = self.base.copy().set_cond_hint(cond_hint, strength, timestep_percent_range, vae, extra_concat)
-        if self.window is not None:
-            start, end = timestep_percent_range
-            # An empty intersection (start > end) makes get_control skip every step, as it should.
-            timestep_percent_range = (max(start, self.window[0]), min(end, self.window[1]))
-        return super().set_cond_hint(cond_hint, strength, timestep_percent_range, vae, extra_concat)
-
-    def set_previous_controlnet(self, controlnet):
-        if self.base is not None:
-            self.base.set_previous_controlnet(controlnet)
-        return super().set_previous_controlnet(controlnet)
-
-    def pre_run(self, model, percent_to_timestep_function):
-        super().pre_run(model, percent_to_timestep_function)
-        if self.record is not None:
-            self.record.start()
-        if self.base is not None:
-            self.base.pre_run(model, percent_to_timestep_function)
-            self.window_sigmas = tuple(percent_to_timestep_function(p) for p in self.window)
-
-    def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
-        if self.record is not None:
-            self.record.note(t, transformer_options)
-        # The complement of get_control's own range test, on the window alone: the base's steps.
-        if self.base is not None and (t[0] > self.window_sigmas[0] or t[0] < self.window_sigmas[1]):
-            return self.base.get_control(x_noisy, t, cond, batched_number, transformer_options)
-        return super().get_control(x_noisy, t, cond, batched_number, transformer_options)
-
-    def cleanup(self):
-        if self.base is not None:
-            self.base.cleanup()
-        self.window_sigmas = None
-        super().cleanup()
-
-    def get_models(self):
-        out = super().get_models()
-        return out + [m for m in (self.base.get_models() if self.base is not None else []) if m not in out]
-
-
 def comfy_controlnet(weights, what, **options):
     """ComfyUI's ControlNet built from `weights` (as load_controlnet_weights gives them); an InputError
     naming `what` when ComfyUI cannot build one or the weights leave part of it unset."""
     ldm_keys = "controlnet_cond_embedding.conv_in.weight" not in weights
     keys = list(weights)  # ComfyUI's loader pops the diffusers keys it converts
     try:
-        net = comfy.controlnet.load_controlnet_state_dict(weights, model_options=options)
+        net = load_controlnet_state_dict(weights, options)
     except Exception as e:  # a partial net fails deep in ComfyUI's detection: 'NoneType' has no attribute ..., a key,
         # a shape, an assert ("You forgot to include the dimension of your cross-attention conditioning")
         raise InputError(f"{what}: ComfyUI could not build a ControlNet from it ({type(e).__name__}: {e}); it is "
                          f"incomplete or not an SD1.5 ControlNet: copy the original file again") from None
-    if not isinstance(net, comfy.controlnet.ControlNet):
+    if not is_controlnet(net):
         raise InputError(f"{what}: ComfyUI did not recognise a ControlNet in it (got {type(net).__name__}); "
                          f"choose an SD1.5 ControlNet file")
     if ldm_keys:  # ComfyUI loads a net with missing weights (left at random) and only logs it
-        check_complete(what, keys, net.control_model.state_dict())
+        check_complete(what, keys, control_weights(net))
     return net
 
 
@@ -157,7 +97,7 @@ def load_lora_controlnet(name, base_name, meta):
     factors = load_lora_factors(model_file("controlnet", name, "control_net_name"))
     base = load_controlnet_weights(model_file("controlnet", base_name, "base_control_net_name"))
     if not any(k.startswith(CONTROL_PREFIX) for k in base):  # diffusers keys: ComfyUI converts them, as in training
-        base = comfy_controlnet(base, base_name, dtype=torch.float32).control_model.state_dict()
+        base = control_weights(comfy_controlnet(base, base_name, dtype=torch.float32))
     check_lora_base(meta, base, name, base_name)
     try:
         merged = merge_lora(base, factors)

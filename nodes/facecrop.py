@@ -3,11 +3,11 @@
 Conditions made from the cropped photo and its carried landmarks equal the CLI's pixel for pixel,
 and ComfyUI gets a square hint at the sampling size instead of centre-cropping a raw photo.
 """
-from comfy.utils import ProgressBar
 from comfy_api.latest import io
 
 from ..palsysim.condition import facecrop
 from .codc import _check_faces
+from .comfy_internals import ProgressBar
 from .common import Landmarks, Node, output, to_arrays, to_image
 
 

@@ -2,12 +2,12 @@
 import folder_paths
 import torch
 from comfy_api.latest import io, ui
-from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..palsysim.face.draw import held_back_tile
 from ..palsysim.identity import arcface
 from ..palsysim.identity import check as identity
 from ..palsysim.identity import dlib_face as identity_dlib
+from .comfy_internals import ExecutionBlocker
 from .common import Node, model_file, output, to_arrays, to_image
 
 THRESHOLD_TIP = (f"Pass only below this ArcFace cosine similarity to the patient. {arcface.THRESHOLD} is "

@@ -1,9 +1,9 @@
 import folder_paths
-from comfy.utils import ProgressBar
 from comfy_api.latest import io
 
 from ..palsysim.face import draw
 from ..palsysim.face.landmarks import TASK_FILE, face_landmarks
+from .comfy_internals import ProgressBar
 from .common import Landmarks, Node, output, to_arrays, to_image
 
 

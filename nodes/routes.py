@@ -16,6 +16,8 @@ import shutil
 import folder_paths
 from aiohttp import web
 
+from .comfy_internals import add_post_route
+
 UPLOAD_FOLDER = "palsysim"  # palsysim.comfy.client.UPLOAD_FOLDER, not imported: the nodes never load the HTTP client
 CONTENT_NAME = re.compile(r"[0-9a-f]{24}\.(png|mp4)")  # photos, and videos re-encoded (plan.video_mp4)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -56,9 +58,7 @@ def remove_leftover_uploads():
 
 def register_routes():
     """Add the route to the server as it starts, and delete the uploads runners left; called from
-    comfy_entrypoint, before the server copies its route table into the app. Importing server.py
-    outside the host (e.g. under pytest) would fail, and there is no server's input folder to clean."""
-    from server import PromptServer
-    if getattr(PromptServer, "instance", None) is not None:
-        PromptServer.instance.routes.post("/palsysim/uploads/delete")(delete_uploads)
+    comfy_entrypoint, before the server copies its route table into the app. Outside the host (e.g. under
+    pytest) there is no server, and no server's input folder to clean."""
+    if add_post_route("/palsysim/uploads/delete", delete_uploads):
         remove_leftover_uploads()

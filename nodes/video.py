@@ -14,6 +14,7 @@ from ..palsysim.condition import codc, sequence
 from ..palsysim.controlnet.crossframe import first_frame_attention
 from ..palsysim.face import smoothing
 from ..palsysim.face.landmarks import Face
+from .comfy_internals import with_attn1_patch
 from .common import Landmarks, Node, output, to_arrays, to_image
 from .save import check_prefix
 
@@ -102,9 +103,7 @@ class CrossFrameAttention(Node):
 
     @classmethod
     def execute(cls, model) -> io.NodeOutput:
-        patched = model.clone()
-        patched.set_model_attn1_patch(first_frame_attention)
-        return io.NodeOutput(patched)
+        return io.NodeOutput(with_attn1_patch(model, first_frame_attention))
 
 
 class SameNoise(Node):

@@ -19,7 +19,9 @@ import pytest
 import torch
 from host import start_host
 from safetensors.torch import save_file
-from tiny_models import import_comfy, tiny_checkpoint_state_dict, tiny_controlnet_state_dict, write_tiny_checkpoint
+from tiny_models import import_comfy, tiny_checkpoint_state_dict, tiny_controlnet_state_dict
+from window_nets import (BASE_NET, META, PLAIN_NET, WINDOW_NET, apply_advanced, rings_hint, sampling_graph,
+                         window_loader, write_window_models)
 
 from palsysim.base.errors import InputError
 from palsysim.controlnet import schedule
@@ -30,8 +32,6 @@ import comfy.controlnet  # noqa: E402
 import comfy.samplers  # noqa: E402
 from comfy.cldm.cldm import ControlNet as CldmControlNet  # noqa: E402
 from comfy.model_sampling import ModelSamplingDiscrete  # noqa: E402
-
-META = dict(t_lo=500, t_hi=700, mode="partial", base_model="v1-5-pruned-emaonly.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,6 @@ def forward(self, *args, **kwargs):
 comfy.cldm.cldm.ControlNet.forward = forward
 NODE_CLASS_MAPPINGS = {}
 '''
-WINDOW_NET, BASE_NET, PLAIN_NET = "palsy_partial.safetensors", "control_sd15_canny.pth", "plain.safetensors"
 STEPS = 20
 
 
@@ -227,24 +226,12 @@ def probe_host(module_tmp):
     python = os.environ.get("COMFYUI_PYTHON") or sys.executable
     wrapper.write_text(f'#!/bin/sh\nexec "{python}" "$@" --extra-model-paths-config "{work / "probe_paths.yaml"}"\n')
     wrapper.chmod(0o755)
-    models = work / "server" / "models"
-    write_tiny_checkpoint(str(models / "checkpoints" / "tiny_sd15.safetensors"))
-    os.makedirs(models / "controlnet")
-    save_controlnet(str(models / "controlnet" / WINDOW_NET), tiny_controlnet_state_dict(seed=0), **META)
-    torch.save({"state_dict": tiny_controlnet_state_dict(seed=1)}, str(models / "controlnet" / BASE_NET))
-    save_file(tiny_controlnet_state_dict(seed=2), str(models / "controlnet" / PLAIN_NET))
+    write_window_models(str(work / "server" / "models"))
     server = start_host(str(work / "server"), python=str(wrapper))
     server.probe_log = str(probe_dir / "control_calls.jsonl")
-    server.hint = server.upload_image(_hint_image())
+    server.hint = server.upload_image(rings_hint())
     yield server
     server.stop()
-
-
-def _hint_image():
-    """A 64x64 edge-map-like hint: white rings on black."""
-    y, x = np.mgrid[:64, :64]
-    r = np.hypot(y - 32, x - 30)
-    return (((r % 12) < 2) * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
 
 
 def _fingerprint(seed):
@@ -253,24 +240,10 @@ def _fingerprint(seed):
 
 def _graph(apply="window_only", start=0.0, end=1.0, name=WINDOW_NET, t_lo=-1, t_hi=-1, base="(none)",
            steps=STEPS, sampler="euler", scheduler="normal", denoise=1.0):
+    control = {"4": window_loader(name, apply, t_lo, t_hi, base),
+               "6": apply_advanced(["4", 0], ["2", 0], ["3", 0], start, end)}
     return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "ID photo of a person"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "4": {"class_type": "PalsyTimestepWindowControlNetLoader",
-              "inputs": {"control_net_name": name, "apply": apply, "t_lo": t_lo, "t_hi": t_hi,
-                         "base_control_net_name": base}},
-        "5": {"class_type": "LoadImage", "inputs": {"image": "HINT"}},
-        "6": {"class_type": "ControlNetApplyAdvanced",
-              "inputs": {"positive": ["2", 0], "negative": ["3", 0], "control_net": ["4", 0], "image": ["5", 0],
-                         "strength": 1.0, "start_percent": start, "end_percent": end}},
-        "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        # cfg 1 lets ComfyUI skip the negative pass: one ControlNet call per step.
-        "8": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["6", 0], "negative": ["6", 1],
-                                                   "latent_image": ["7", 0], "seed": 7, "steps": steps, "cfg": 1.0,
-                                                   "sampler_name": sampler, "scheduler": scheduler,
-                                                   "denoise": denoise}},
-        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        **sampling_graph("HINT", control, ["6", 0], ["6", 1], steps, sampler, scheduler, denoise),
         "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": f"window_{apply}"}},
         "11": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}},
         # Which steps fell in the window, learnt from the run: it follows the sampler's output.

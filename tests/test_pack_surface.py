@@ -5,6 +5,7 @@ import glob
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -112,6 +113,39 @@ def test_what_the_host_loads_has_no_process_network_or_download_code(loaded):
     apps = [f for f in map(lambda f: os.path.relpath(f, REPO), files)
             if any(f.startswith(os.path.join("palsysim", *a.split("."))) for a in CLI_APPS)]
     assert not apps, f"the host imported CLI code: {apps}"
+
+
+# ComfyUI's public surface for a pack: comfy_api's versioned APIs, folder_paths and the documented loader
+# functions (imported by name). Anything else of the host's own modules is an internal, used only through
+# nodes/comfy_internals.py, whose docstring names each.
+PUBLIC_HOST_API = re.compile(r"(comfy_api\.(latest|v\d+_\d+_\d+)|folder_paths)(\..+)?")
+DOCUMENTED_LOADERS = {"comfy.controlnet.load_controlnet", "comfy.sd.load_checkpoint_guess_config"}
+INTERNALS_ADAPTER = os.path.join("nodes", "comfy_internals.py")
+
+
+def host_imports(path):
+    """What a file imports from the host's own top-level modules (comfy, server, ComfyUI's nodes, ...), at top
+    level or in a function: `import a.b` as a.b, `from a.b import c` as a.b.c."""
+    roots = {os.path.splitext(name)[0] for name in os.listdir(comfyui_dir())}
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if m.split(".")[0] in roots}
+
+
+def test_only_the_adapter_module_uses_comfyui_internals():
+    files = [os.path.join(REPO, "__init__.py"), *glob.glob(os.path.join(REPO, "nodes", "*.py"))]
+    internal = {os.path.relpath(f, REPO): sorted(m for m in host_imports(f) if not PUBLIC_HOST_API.fullmatch(m)
+                                                 and m not in DOCUMENTED_LOADERS) for f in files}
+    adapter = internal.pop(INTERNALS_ADAPTER)
+    elsewhere = {f: m for f, m in internal.items() if m}
+    assert not elsewhere, f"use these through {INTERNALS_ADAPTER}: {elsewhere}"
+    assert adapter, "the check found no internal even in the adapter"
+    doc = ast.get_docstring(ast.parse(open(os.path.join(REPO, INTERNALS_ADAPTER), encoding="utf-8").read()))
+    assert [m for m in adapter if m not in doc] == [], "the adapter's docstring does not name an internal it uses"
 
 
 def run_cli_without(module, *argv):
