@@ -31,10 +31,10 @@ def is_video(name):
     return name.lower().endswith(VIDEO_EXTS) and not name.startswith(".")
 
 
-def photos_in(folder):
-    """Sorted paths of the photo files directly in folder."""
+def photos_in(folder, videos=False):
+    """Sorted paths of the photo files directly in folder (videos: and of the video files)."""
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if is_photo(f) and os.path.isfile(os.path.join(folder, f)))
+                  if (is_photo(f) or videos and is_video(f)) and os.path.isfile(os.path.join(folder, f)))
 
 
 def find_rest_photo(patient_dir):
@@ -74,14 +74,14 @@ def first_photo(sources, item):
     return next((p for s, p in sources.items() if source_item(s) == item and is_photo(os.path.basename(p))), None)
 
 
-def generated_sources(patient_dir):
+def generated_sources(patient_dir, videos=False):
     """[(source, image path)] under one patient's folder of a generated tree: <patient>/<item>/*.png and
-    <patient>/<item>/photo<k>/*.png, the runner's output layout."""
+    <patient>/<item>/photo<k>/*.png, the runner's output layout (videos: <patient>/<item>/*.mp4 too)."""
     out = []
     for item in sorted(d for d in os.listdir(patient_dir) if os.path.isdir(os.path.join(patient_dir, d))
                        and not d.startswith(".")):
         folder = os.path.join(patient_dir, item)
-        out += [(item, p) for p in photos_in(folder)]
+        out += [(item, p) for p in photos_in(folder, videos)]
         for sub in sorted(d for d in os.listdir(folder) if d.startswith("photo") and os.path.isdir(os.path.join(folder, d))):
             out += [(f"{item}/{sub}", p) for p in photos_in(os.path.join(folder, sub))]
     return out
