@@ -48,6 +48,7 @@ def evaluated(tree):
     r = palsysim_cli("evaluate", "--generated", str(tree / "generated"), "--patients",
                      str(tree / "patients"), "--backend", "dlib", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "copy: 1 videos, dynamics r 1.000, pass rate 0.0%" in r.stdout, r.stdout
     return out
 
 

@@ -177,7 +177,8 @@ def patient_problems(exp):
     if exp.patients:
         try:
             found = stages.patients(exp)
-            videos.patient_videos(exp, found)  # two files of one item, a video and a photo, refused now
+            if exp.video:  # two files of one item, a video and a photo, refused now
+                videos.patient_videos(exp, found)
         except InputError as e:
             problems.append(f"[data] patients: {e}")
     if exp.donors and not os.path.exists(exp.donors):

@@ -79,6 +79,7 @@ class Identity(Metric):
     def __init__(self, recognizer):
         r = self.recognizer = recognizer
         self.closest = f"{r.name}_{'max' if r.higher_is_alike else 'min'}"
+        self.word = self.closest[-3:]  # the pass rule's name for the closest score
         self.keys = (r.name, self.closest)
         arrow = "↓" if r.higher_is_alike else "↑"
         self.titles = (f"{r.label} {r.unit} (paired) {arrow}", f"{r.label} {self.closest[-3:]} over photos {arrow}")
@@ -93,7 +94,7 @@ class Identity(Metric):
     def rule(self, s):
         """The pass rule on the closest score: "ArcFace max < 0.28", "dlib min >= 0.60"."""
         r = self.recognizer
-        return f"{r.label} {self.closest[-3:]} {'<' if r.higher_is_alike else '>='} {s.thresholds[r.name]:.2f}"
+        return f"{r.label} {self.word} {'<' if r.higher_is_alike else '>='} {s.thresholds[r.name]:.2f}"
 
     def used(self, s):
         return self.recognizer.name in s.recognizers
@@ -182,14 +183,14 @@ class Stability(Metric):
                 "flicker_patient": source and source.flicker(), "jitter_patient": source and jitter(source.xy)}
 
 
-class VideoIdentity(Metric):
+class VideoIdentity(Identity):
     """A recognizer's most patient-like frame against all the patient's references (it decides the video's
     pass: one recognisable frame gives the patient away) and the spread of the identity across frames."""
     kind = "video"
 
     def __init__(self, recognizer):
         r = self.recognizer = recognizer
-        self.closest = f"{r.name}_worst"
+        self.closest, self.word = f"{r.name}_worst", "worst frame"
         self.keys = (self.closest, f"{r.name}_spread")
         self.titles = (f"{r.label} most patient-like frame {'↓' if r.higher_is_alike else '↑'}",
                        f"{r.label} identity spread over frames ↓")
@@ -200,13 +201,6 @@ class VideoIdentity(Metric):
         return (f"{r.label} over frames: each frame's {r.unit} to the closest of the patient's photos and video "
                 f"frames; the most patient-like frame decides the video's pass ({self.rule(s)}); spread: the mean "
                 f"{'1 - cosine' if r.higher_is_alike else 'distance'} of the frames' features to their mean.")
-
-    def rule(self, s):
-        r = self.recognizer
-        return f"{r.label} worst frame {'<' if r.higher_is_alike else '>='} {s.thresholds[r.name]:.2f}"
-
-    passed = Identity.passed
-    used = Identity.used
 
     def score(self, s, clip, source, patient, expression):
         name = self.recognizer.name
