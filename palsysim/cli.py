@@ -9,8 +9,8 @@ from .base.extras import require_extras
 from .base.layout import is_photo
 from .base.outputs import folder_out, image_file_out, refuse_overlap, unique_names
 from .base.photos import read_image, refuse_unreadable, write_image
-from .face.landmarks import mute_native_logs
 from .condition.edges import ANNOTATOR, CONVENTIONS
+from .face.landmarks import mute_native_logs
 
 
 def _face(path, args):
@@ -188,6 +188,10 @@ def cmd_evaluate(args):
                                                              ("dlib (paired)", "dlib_mean")) if r[key] is not None]
         print(f"{r['method']}: {r['images']} images, {', '.join(measures) or 'no paired image'}, "
               f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}, unpaired {r['unpaired']}")
+    for r in result["video_rows"]:
+        r_mean = r["dynamics_r_mean"]
+        print(f"{r['method']}: {r['images']} videos, dynamics r {'n/a' if r_mean is None else f'{r_mean:.3f}'}, "
+              f"pass rate {100 * (r['pass_rate'] or 0):.1f}%, skipped {r['skipped']}, unpaired {r['unpaired']}")
     print("\n".join(result["files"]))
 
 
@@ -318,9 +322,10 @@ def parser():
     p.add_argument("--steps", type=int, default=20, help="generate: sampling steps")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method folder")
+    p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method "
+                       "folder; on videos, dynamics, flicker and identity over frames")
     p.add_argument("--generated", required=True, action="append",
-                   help="METHOD=OUT: one method's runner output (OUT/<patient>/<expression>/<image>); repeat per "
+                   help="METHOD=OUT: one method's runner output (OUT/<patient>/<expression>/<image or mp4>); repeat per "
                         "method. Or DIR holding one such tree per method (DIR/<method>/...)")
     p.add_argument("--patients", required=True, help="the runner's --patients folder: <patient>/<expression>.png or <expression>/*.png")
     p.add_argument("--arcface", help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")

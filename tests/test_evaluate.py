@@ -121,7 +121,7 @@ def test_bad_folders_get_messages(tree, tmp_path):
     with pytest.raises(InputError, match="is not a folder"):
         ev.evaluate(str(tmp_path / "none"), str(root / "patients"), model, str(tmp_path / "o"))
     (tmp_path / "empty" / "method").mkdir(parents=True)
-    with pytest.raises(InputError, match="no images that match a patient.*<expression>"):
+    with pytest.raises(InputError, match="no images or videos that match a patient.*<expression>"):
         ev.evaluate(str(tmp_path / "empty"), str(root / "patients"), model, str(tmp_path / "o"))
 
 

@@ -99,10 +99,11 @@ def too_large(path, size):
                       f"(a face needs about 1000x1000 pixels) and give the smaller copy")
 
 
-def refuse_unreadable(paths, read=None):
+def refuse_unreadable(paths, read=None, what="photo"):
     """Read every photo once, before any work: one InputError listing each that cannot be read, and why.
 
-    read: what reading means (default read_image); e.g. the runner's cached PNG re-encoding.
+    read: what reading means (default read_image); e.g. the runner's cached PNG re-encoding, or read_video
+    (what: "video", as the message calls them).
     """
     problems = []
     for path in paths:
@@ -110,13 +111,13 @@ def refuse_unreadable(paths, read=None):
             (read or read_image)(path)
         except InputError as e:
             problems.append(str(e))
-    refuse_problems(problems)
+    refuse_problems(problems, what)
 
 
-def refuse_problems(problems):
+def refuse_problems(problems, what="photo"):
     """refuse_unreadable's one message for the read errors (messages) a caller gathered itself."""
     if problems:
-        raise InputError(f"{len(problems)} photo(s) cannot be read: move them away or replace them:\n  "
+        raise InputError(f"{len(problems)} {what}(s) cannot be read: move them away or replace them:\n  "
                          + "\n  ".join(problems))
 
 

@@ -2,14 +2,15 @@
 
     init  writes EXP/experiment.toml (commented; the paper's methods, windows and settings)
     run   preflight -> prepare -> train -> generate -> evaluate -> figures -> report, each item skipped
-          when its fingerprint (input bytes and settings) is unchanged; kill it and run it again.
+          when its fingerprint (input bytes and settings) is unchanged; kill it and run it again. Patients'
+          expression videos go through the [video] methods too (videos.py): the report's video section.
 """
 import json
 import os
 
 from .. import runner
 from ..base.files import sha256_of, write_bytes
-from . import config, preflight, report, stages
+from . import config, preflight, report, stages, videos
 
 
 def evaluate(exp, state, bar, found, faces):
@@ -59,18 +60,24 @@ def run(exp_dir, servers=None, quiet=False, embedded=1):
     state = stages.State(exp.root)
     found = preflight.check(exp, state)
     state.claim(preflight.outputs(exp))
-    bar = stages.Progress(stages.count_items(exp, found), quiet)
+    clips = videos.patient_videos(exp, found) if exp.video else {}
+    extra = sum(map(len, clips.values())) + 2 * len(exp.video_runs()) if clips else 0
+    bar = stages.Progress(stages.count_items(exp, found) + extra, quiet)
     try:
         faces = stages.prepare(exp, state, found, bar)
+        videos.prepare(exp, state, clips, bar)
         stages.train(exp, state, found, bar, quiet)
         stages.generate(exp, state, found, bar, servers, embedded)
+        if clips:
+            videos.generate(exp, state, found, clips, bar, servers, embedded)
         rows = evaluate(exp, state, bar, found, faces)
+        video_rows = videos.evaluate(exp, state, clips, bar) if clips else []
         bar.step("figures")
         methods = [r for r in rows if r["run"] in exp.methods]
         windows = [r for r in rows if r["run"] not in exp.methods]
         figures = figures_of(exp, found, methods, windows)
         bar.step("report")
-        files = report.write_report(exp, methods, windows, figures, found)
+        files = report.write_report(exp, methods, windows, figures, found, video_rows)
     finally:
         bar.close()
     return files

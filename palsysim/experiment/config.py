@@ -23,6 +23,7 @@ METHODS = {
     "lora": {"net": ("lora", 0, 999), "condition": "pf"},
 }
 WORKFLOWS = {"zero_shot": "palsy_zero_shot", "pf": "palsy_pf", "codc": "palsy_codc"}
+VIDEO_WORKFLOW = "palsy_video"  # every method's videos: its net, its condition mode (zero_shot: the stock net, PF)
 
 TEMPLATE = '''\
 # PalsySim experiment: the paper's comparison (Table II, Figs. 6-8) on your own patients.
@@ -77,6 +78,12 @@ sampler = "euler"
 scheduler = "normal"
 cfg = 7.5
 resolution = 512
+
+[video]
+# Patients' expression videos (PATIENTS/<patient>/<expression>.mp4|webm|mov, beside their photos) are
+# generated frame by frame with these methods' nets (of [methods] run) and scored over time: the
+# report's video section. Without videos this section does nothing.
+methods = ["partial_codc"]
 '''
 
 
@@ -95,6 +102,7 @@ class Experiment:
     windows: list = field(default_factory=list)
     train: dict = field(default_factory=dict)
     generate: dict = field(default_factory=dict)
+    video: list = field(default_factory=list)  # the methods that make videos, where the patients have them
     problems: list = field(default_factory=list)  # what is wrong in experiment.toml, reported with the file checks
 
     def path(self, *parts):
@@ -116,6 +124,11 @@ class Experiment:
         for lo, hi in self.windows:
             out[window_name(lo, hi)] = (WORKFLOWS["pf"], net_name(window_net(lo, hi)), "pf")
         return out
+
+    def video_runs(self):
+        """{run name: (workflow, net name or None, condition)} of the videos: video_<method> per [video] method."""
+        return {f"video_{m}": (VIDEO_WORKFLOW, net, "pf" if net is None else condition)
+                for m in self.video for _, net, condition in [self.runs()[m]]}
 
 
 def twins(runs):
@@ -231,6 +244,7 @@ SETTINGS = {
                  "seeds": ([1], list_of(whole(0), "[1, 2]")), "steps": (20, whole(1, 10000)),
                  "sampler": ("euler", text), "scheduler": ("normal", text), "cfg": (7.5, number(0, 100)),
                  "resolution": (512, whole(64, 4096, 8))},
+    "video": {"methods": (["partial_codc"], list_of(choice(METHODS), '["partial_codc"]', empty=True))},
 }
 REQUIRED = {("data", "patients"): "the folder of patients' photos (PATIENTS/<patient>/<expression>.png, or "
                                   "<expression>/ folders of many photos)",
@@ -289,6 +303,12 @@ def load(root):
                      windows=list(dict.fromkeys(tuple(w) for w in values["ablation", "windows"])),
                      train={k: values["train", k] for k in SETTINGS["train"]},
                      generate={k: values["generate", k] for k in SETTINGS["generate"]}, problems=problems)
+    exp.video = [m for m in dict.fromkeys(values["video", "methods"]) if m in exp.methods]
+    given = doc.get("video", {}).get("methods", []) if isinstance(doc.get("video"), dict) else []
+    stray = [m for m in given if isinstance(m, str) and m in METHODS and m not in exp.methods]
+    if stray:  # the default names partial_codc: only what the file itself asks for must be run
+        problems.append(f"[video] methods names {', '.join(stray)}, not in [methods] run: a video is made with its "
+                        f"method's net; add {stray[0]} to [methods] run or drop it from [video] methods")
     exp.train["lr"] = float(exp.train["lr"])
     exp.generate["cfg"] = float(exp.generate["cfg"])
     if not exp.methods and not exp.windows and not any(p.startswith(("[methods]", "[ablation]")) for p in problems):

@@ -15,7 +15,7 @@ from ..base.model_files import digest_state, fetch_hint, missing_hint
 from ..base.outputs import overlap
 from ..base.photos import read_image
 from ..controlnet.keys import CONTROL_PREFIX, RECOGNISED_BY, SD15_CONTEXT_DIM
-from . import config, stages
+from . import config, stages, videos
 
 UNET_PREFIX = "model.diffusion_model."
 
@@ -47,6 +47,9 @@ def outputs(exp):
         out[stages.work_path(exp, name)] = f"the training of {name}"
     for run in exp.runs():
         out[exp.path("generated", run)] = f"the images of {run}"
+        out[exp.path("evaluation", run)] = f"the scores of {run}"
+    for run in exp.video_runs():
+        out[exp.path("generated", run)] = f"the videos of {run}"
         out[exp.path("evaluation", run)] = f"the scores of {run}"
     for run, first in config.twins(exp.runs()).items():
         out[exp.path("generated", run) + ".partial"] = f"the copy of {first}'s images being made for {run}"
@@ -174,6 +177,8 @@ def patient_problems(exp):
     if exp.patients:
         try:
             found = stages.patients(exp)
+            if exp.video:  # two files of one item, a video and a photo, refused now
+                videos.patient_videos(exp, found)
         except InputError as e:
             problems.append(f"[data] patients: {e}")
     if exp.donors and not os.path.exists(exp.donors):

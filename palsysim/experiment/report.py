@@ -93,11 +93,11 @@ def _fmt(mean, std):
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def columns(rows):
-    """[(row key, heading)] of Table II: the counts, each metric's Table II columns that any row measured
-    (metrics.Metric.table), the private share."""
+def columns(rows, kind="image"):
+    """[(row key, heading)] of Table II (kind "video": of the video table): the counts, each metric's table
+    columns that any row measured (metrics.Metric.table), the private share."""
     from ..measure.metrics import metrics
-    measured = [(k, h) for m in metrics() for k, h in m.table.items() if any(f"{k}_mean" in r for r in rows)]
+    measured = [(k, h) for m in metrics(kind) for k, h in m.table.items() if any(f"{k}_mean" in r for r in rows)]
     return ([("run", "method"), ("generated", "generated"), ("images", "scored"), ("no_face", "no face")]
             + measured + [("passed", "private share")])
 
@@ -111,13 +111,17 @@ def result_cells(row, cols):
     return cells
 
 
-def notes(exp, rows):
-    """What Table II's columns mean: each shown metric's own note, then the private share."""
+def notes(exp, rows, kind="image"):
+    """What Table II's (or the video table's) columns mean: each shown metric's own note, then the private share."""
     from ..identity.check import thresholds
-    from ..measure.metrics import Identity, Scoring, metrics
-    shown = {k for k, _ in columns(rows)}
-    s = Scoring({m.recognizer.name: m.recognizer for m in metrics() if isinstance(m, Identity) and shown & set(m.keys)},
-                thresholds(), lpips=bool(exp.lpips_weights))
+    from ..measure.metrics import Scoring, metrics
+    shown = {k for k, _ in columns(rows, kind)}
+    s = Scoring({m.recognizer.name: m.recognizer for m in metrics(kind) if hasattr(m, "recognizer")
+                 and shown & set(m.keys)}, thresholds(), lpips=bool(exp.lpips_weights))
+    if kind == "video":
+        return [m.note(s) for m in metrics(kind) if shown & set(m.keys)] + [
+            "Each generated video against the patient's video of the same expression (patient k's prepared copy); "
+            "private share: videos whose every frame passes every backend's same-person threshold."]
     missing = [f"{m.table[k]} (needs {m.needs})" for m in metrics() if m.needs for k in m.table if k not in shown]
     return ([m.note(s) for m in metrics() if shown & set(m.keys)]
             + ([f"Not measured here: {'; '.join(missing)}."] if missing else [])
@@ -148,8 +152,9 @@ def plain_html(headers, rows):
     return f"<table><tr>{cells('th', headers)}</tr>" + "".join(f"<tr>{cells('td', r)}</tr>" for r in rows) + "</table>"
 
 
-def write_report(exp, methods_rows, window_rows, figures, found):
-    """EXP/report.md and EXP/report.html from the tables and figure files, opening with what made them."""
+def write_report(exp, methods_rows, window_rows, figures, found, video_rows=()):
+    """EXP/report.md and EXP/report.html from the tables and figure files, opening with what made them;
+    video_rows: the video section's (experiment/videos.py), where the patients have expression videos."""
     from . import provenance as pv
     made = f"Made {pv.made()} with {pv.software()}."
     empty = nothing_scored(methods_rows + window_rows)
@@ -172,6 +177,11 @@ def write_report(exp, methods_rows, window_rows, figures, found):
         md += ["## Timestep ablation (Fig. 8)", "", plain_md(heads, cells(window_rows))]
         md += [same + ".", ""] if same else []
     md += ["\n".join(f"- {n}" for n in notes(exp, methods_rows + window_rows)), ""]
+    vcols = columns(video_rows, "video")
+    video = [[h for _, h in vcols], [result_cells(r, vcols) for r in video_rows], notes(exp, video_rows, "video")]
+    if video_rows:
+        md += ["## Videos: expression dynamics, temporal stability, identity over frames", "", plain_md(*video[:2]),
+               "\n".join(f"- {n}" for n in video[2]), ""]
     for title, path in figures:
         md += [f"## {title}", "", f"![{title}](figures/{os.path.basename(path)})", ""]
     write_bytes(exp.path("report.md"), "\n".join(md))
@@ -185,6 +195,10 @@ def write_report(exp, methods_rows, window_rows, figures, found):
     if window_rows:
         body.append("<h2>Timestep ablation (Fig. 8)</h2>" + plain_html(heads, cells(window_rows))
                     + (f"<p>{html.escape(same)}.</p>" if same else ""))
+    if video_rows:
+        body.append("<h2>Videos: expression dynamics, temporal stability, identity over frames</h2>"
+                    + plain_html(*video[:2]) + "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in video[2])
+                    + "</ul>")
     for title, path in figures:
         data = base64.b64encode(open(path, "rb").read()).decode()
         body.append(f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{data}\">")

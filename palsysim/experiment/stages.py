@@ -232,9 +232,10 @@ def train(exp, state, found, bar, quiet=False):
 
 # --- generate --------------------------------------------------------------------------------------
 
-def settings_edit(exp, net):
-    """generate()'s edit for a shipped API workflow: the experiment's models and sampling settings, and
-    the privacy gate bypassed (every image is scored: the gate's threshold would bias the privacy numbers)."""
+def settings_edit(exp, net, condition="pf"):
+    """generate()'s edit for a shipped API workflow: the experiment's models and sampling settings (the video
+    workflow's condition mode too), and the privacy gate bypassed (every image is scored: the gate's
+    threshold would bias the privacy numbers)."""
     from ..comfy import workflow as wf
     g = exp.generate
     values = {
@@ -246,6 +247,7 @@ def settings_edit(exp, net):
         "KSampler": {"steps": g["steps"], "sampler_name": g["sampler"], "scheduler": g["scheduler"], "cfg": g["cfg"]},
         "EmptyLatentImage": {"width": g["resolution"], "height": g["resolution"]},
         "PalsyFaceCrop": {"size": g["resolution"]},
+        "PalsyVideoConditions": {"size": g["resolution"], "mode": condition},
     }
 
     def edit(graph, object_info):

@@ -26,26 +26,34 @@ An image whose source photo is missing is listed as unpaired: its paired columns
 filled from another photo. An image without a face is listed with the reason (per image, never a
 crash). pass: the image passes every backend used (ArcFace max < threshold, dlib min >= 0.6).
 
+Videos (the runner's video jobs: OUT/<patient>/<expression>/<identity>_<seed>.mp4) are scored against
+the patient's video of the same expression (PATIENTS/<patient>/<expression>.mp4|webm|mov) by the video
+metrics (metrics("video"): dynamics of the asymmetry curves, flicker and jitter, identity over frames),
+into videos.csv (per method), video_records.csv (per video) and report.md's video section.
+
 Privacy: the outputs name methods, expressions and counts only; patients appear as "patient 1..K"
 (their folders in sorted order), images by number, never by folder or file name; no pixels copied.
 """
 import csv
 import io
 import os
+from dataclasses import replace
 
 import numpy as np
 
 from ..base.errors import InputError
 from ..base.files import write_bytes
-from ..base.layout import find_patients, generated_sources, is_photo, photos_in
+from ..base.layout import find_patients, generated_sources, is_photo, is_video, photos_in
 from ..base.photos import read_image, refuse_problems, refuse_unreadable
+from ..base.video_files import read_video
 from ..base.vocabulary import ITEMS
 from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
 from ..identity import arcface, dlib_face
 from ..identity.check import check_thresholds, recognizers, resolve_backend
-from . import chart, fidelity, reid, serfiq
+from . import chart, fidelity, reid, serfiq, video_report
 from .metrics import LPIPS_SIZE, Identity, Scoring, keys, metrics
+from .video import Clip
 
 COLUMNS = ["method", "images", "patients", "skipped", "unpaired"] + [f"{m}_{s}" for m in keys()
                                                                      for s in ("mean", "std")] + ["pass_rate"]
@@ -87,7 +95,7 @@ def find_generated(trees, patient_keys):
         for name in sorted(os.listdir(tree)):
             path = os.path.join(tree, name)
             if os.path.isdir(path):
-                files = [(_stem(f), f) for f in photos_in(path)] + generated_sources(path)
+                files = [(_stem(f), f) for f in photos_in(path, videos=True)] + generated_sources(path, videos=True)
                 if name in patient_keys:
                     found += [(name, e, f) for e, f in files]
                 else:
@@ -102,8 +110,8 @@ def find_generated(trees, patient_keys):
         if found or stray:
             methods[method], unmatched[method] = found, stray
     if not any(methods.values()):
-        raise InputError(f"--generated {', '.join(trees.values()) or '(no method folders)'} has no images that "
-                         f"match a patient: lay each method out as the runner writes it, "
+        raise InputError(f"--generated {', '.join(trees.values()) or '(no method folders)'} has no images or videos "
+                         f"that match a patient: lay each method out as the runner writes it, "
                          f"<patient folder name>/<expression>/<image>")
     return methods, unmatched
 
@@ -183,7 +191,8 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     or the experiment's prepare stage), not read again.
     Returns {"rows": [per-method dict with COLUMNS, and "chart": its chart.series], "per_patient": {method:
     [(index, n, privacy mean, pass rate)]}, "listed": [(method, image label, problem)], "backends": used,
-    "reid": {method: reid.measure}, "faces": the patients' faces, "files": [written paths]}.
+    "reid": {method: reid.measure}, "faces": the patients' faces, "files": [written paths], "video_rows": per-method
+    rows of the videos' metrics (metrics("video")), "video_records": {method: per-video records}}.
     """
     if item not in fidelity.ITEM_WEIGHTS:
         raise InputError(f"unknown Yanagihara item {item!r}: use one of {', '.join(ITEMS)}")
@@ -192,47 +201,32 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     recs = recognizers(used, arcface_path)
     if lpips:
         fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
-    found = find_patients(patients_dir)
+    found = find_patients(patients_dir, videos=True)
+    photos = {k: {src: p for src, p in ps.items() if not _is_video(p)} for k, ps in found.items()}
     trees = method_trees([generated] if isinstance(generated, str) else list(generated))
     methods, unmatched = find_generated(trees, set(found))
+    clips = {m: [e for e in entries if _is_video(e[2])] for m, entries in methods.items()}
+    methods = {m: [e for e in entries if not _is_video(e[2])] for m, entries in methods.items()}
     refuse_unreadable([p for images in methods.values() for _, _, p in images])
+    refuse_unreadable([p for entries in clips.values() for _, _, p in entries], read_video, "video")
     faces = dict(faces or {})
-    patient_faces, refs = read_patients(found, recs, faces, crop=lpips)
+    patient_faces, refs = read_patients({k: ps for k, ps in photos.items() if ps}, recs, faces, crop=lpips)
     s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, refs, arcface_path, lpips,
                 lpips_weights, serfiq_passes, seed, item)
     measured = [m for m in metrics() if m.used(s)]
     identities = [m for m in measured if isinstance(m, Identity)]
     gallery = reid.Gallery({k: {src: f.features for src, f in faces.items()} for k, faces in patient_faces.items()},
-                           _distractors(distractors, recs), recs)
+                           _distractors(distractors, recs), recs) if any(methods.values()) else None
     reid_results, rows, per_patient, listed = {}, [], {}, []
+    def pairs(key, expression, face):
+        return (patient_faces.get(key, {}).get(expression) if expression else None,
+                "the patient has no usable photo of this expression")
     for method, images in methods.items():
-        records, skipped, unpaired = [], unmatched[method], 0
-        counters, probes = {}, []
-        for key, expression, path in images:
-            index = list(found).index(key) + 1
-            counters[key] = counters.get(key, 0) + 1
-            label = f"patient {index}, {expression or 'no expression'}, image {counters[key]}"
-            face = Face(recs, path)
-            if face.problem is not None:
-                skipped += 1
-                listed.append((method, label, face.problem))
-                continue
-            source = patient_faces[key].get(expression) if expression else None
-            if source is None:
-                unpaired += 1
-                listed.append((method, label, "unpaired: the patient has no usable photo of this expression"))
-            rec = {"patient": key, **{k: None for k in keys()}}
-            for m in measured:
-                rec.update(m.score(s, face, source, key, expression))
-            rec["passed"] = all(m.passed(s, rec) for m in identities)
-            records.append(rec)
-            probes.append((key, face.features, label))
-        row = {"method": method, "images": len(records), "patients": len({r["patient"] for r in records}),
-               "skipped": skipped, "unpaired": unpaired}
-        for col in keys():
-            row[f"{col}_mean"], row[f"{col}_std"] = chart.mean_std([r[col] for r in records])
-        row["pass_rate"] = float(np.mean([r["passed"] for r in records])) if records else None
-        row["measured"] = [k for m in measured for k in m.keys]
+        if not images:
+            continue
+        records, skipped, unpaired, probes = score_all(method, images, "image", lambda p: Face(recs, p), pairs, s,
+                                                       measured, list(found), listed)
+        row = summary_row(method, records, skipped + unmatched[method], unpaired, measured)
         privacy = identities[0]
         row["chart"] = chart.series(privacy.recognizer, privacy.closest, s.thresholds[privacy.recognizer.name], records)
         rows.append(row)
@@ -240,16 +234,104 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
         per_patient[method] = [
             (i + 1, len(rs), float(np.mean([r[privacy.closest] for r in rs])), float(np.mean([r["passed"] for r in rs])))
             for i, key in enumerate(found) for rs in [[r for r in records if r["patient"] == key]] if rs]
+    videos = score_videos(clips, found, recs, s, listed)
 
     os.makedirs(out_dir, exist_ok=True)
-    files = [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
-             write_bytes(os.path.join(out_dir, "report.md"),
-                         _markdown(rows, per_patient, listed, len(found), s, measured)
-                         + reid.markdown(reid_results, gallery, s.thresholds)),
-             write_bytes(os.path.join(out_dir, "report.png"),
-                         chart.privacy_fidelity([(r["method"], r["chart"]) for r in rows]))]
-    return {"rows": rows, "per_patient": per_patient, "listed": listed, "backends": used, "reid": reid_results,
-            "faces": faces, "files": files}
+    files = []
+    if rows or not videos["rows"]:
+        files += [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
+                  write_bytes(os.path.join(out_dir, "report.png"),
+                              chart.privacy_fidelity([(r["method"], r["chart"]) for r in rows]))]
+    md = _markdown(rows, per_patient, [x[:3] for x in listed if x[3] == "image"], len(found), s, measured) \
+        + reid.markdown(reid_results, gallery, s.thresholds) if rows or not videos["rows"] else ""
+    files += video_report.write(out_dir, videos)
+    files.insert(0, write_bytes(os.path.join(out_dir, "report.md"), md + video_report.markdown(
+        videos, [x for x in listed if x[3] == "video"], len(found), heading=not md)))
+    return {"rows": rows, "per_patient": per_patient, "listed": [x[:3] for x in listed], "backends": used,
+            "reid": reid_results, "faces": faces, "files": files, "video_rows": videos["rows"],
+            "video_records": videos["records"]}
+
+
+def _is_video(path):
+    return is_video(os.path.basename(path))
+
+
+def score_all(method, entries, kind, read, pairs, s, measured, keys_order, listed):
+    """Score one method's images (kind "image") or videos ("video"): read(path) gives a Face or a Clip,
+    pairs(key, expression, item) its source (None where unpaired) and why not. Records what could not be
+    used in listed as (method, label, why, kind). Returns (records, skipped, unpaired, probes)."""
+    records, skipped, unpaired, probes, counters = [], 0, 0, [], {}
+    deciding = [m for m in measured if hasattr(m, "passed")]
+    for key, expression, path in entries:
+        counters[key] = counters.get(key, 0) + 1
+        label = f"patient {keys_order.index(key) + 1}, {expression or 'no expression'}, {kind} {counters[key]}"
+        item = read(path)
+        if item.problem is None and key not in s.refs:
+            item.problem = "the patient has no usable photo or video to compare with"
+        if item.problem is not None:
+            skipped += 1
+            listed.append((method, label, item.problem, kind))
+            continue
+        source, why = pairs(key, expression, item)
+        if source is None:
+            unpaired += 1
+            listed.append((method, label, f"unpaired: {why}", kind))
+        rec = {"patient": key, "label": label, **{k: None for k in keys(kind)}}
+        for m in measured:
+            rec.update(m.score(s, item, source, key, expression))
+        rec["passed"] = all(m.passed(s, rec) for m in deciding)
+        records.append(rec)
+        probes.append((key, item.features, label))
+    return records, skipped, unpaired, probes
+
+
+def summary_row(method, records, skipped, unpaired, measured, kind="image"):
+    """One method's row: counts, each key's mean and standard deviation over its records, the pass rate."""
+    row = {"method": method, "images": len(records), "patients": len({r["patient"] for r in records}),
+           "skipped": skipped, "unpaired": unpaired}
+    for col in keys(kind):
+        row[f"{col}_mean"], row[f"{col}_std"] = chart.mean_std([r[col] for r in records])
+    row["pass_rate"] = float(np.mean([r["passed"] for r in records])) if records else None
+    row["measured"] = [k for m in measured for k in m.keys]
+    return row
+
+
+def score_videos(clips, found, recs, s, listed):
+    """Every generated video against the patient's video of its expression (video.Clip, read once per
+    patient video) -> {"rows": per-method summary rows, "records": {method: per-video records}}. The
+    identity references are the patient's photos and REFERENCE_FRAMES frames of each of their videos."""
+    wanted = {key for entries in clips.values() for key, _, _ in entries}
+    patient_clips = {k: {src: Clip(recs, p) for src, p in ps.items() if _is_video(p)} for k, ps in found.items()
+                     if k in wanted}
+    refuse_problems([c.unreadable for cs in patient_clips.values() for c in cs.values() if c.unreadable], "video")
+    refs = dict(s.refs)
+    for key, cs in patient_clips.items():
+        usable = [c for c in cs.values() if c.problem is None]
+        if usable:
+            photos = [s.refs[key][b] for b in recs] if key in s.refs else [None] * len(recs)
+            refs[key] = {b: np.concatenate(([p] if p is not None else []) + [c.reference(b) for c in usable])
+                         for b, p in zip(recs, photos)}
+    sv = replace(s, refs=refs)
+    measured = [m for m in metrics("video") if m.used(sv)]
+
+    def pairs(key, expression, clip):
+        source = patient_clips.get(key, {}).get(expression)
+        if source is None:
+            return None, (f"the patient has no video of {expression or 'this expression'}: put it beside their photos "
+                          f"as PATIENTS/<patient>/{expression or '<expression>'}.mp4")
+        if source.problem is not None:
+            return None, f"the patient's video of this expression cannot be measured ({source.problem})"
+        if len(source) != len(clip):
+            return None, f"{len(clip)} frames against the patient video's {len(source)}: generate from the whole video"
+        return source, None
+    rows, records = [], {}
+    for method, entries in clips.items():
+        if entries:
+            recs_m, skipped, unpaired, _ = score_all(method, entries, "video", lambda p: Clip(recs, p), pairs, sv,
+                                                     measured, list(found), listed)
+            rows.append(summary_row(method, recs_m, skipped, unpaired, measured, "video"))
+            records[method] = recs_m
+    return {"rows": rows, "records": records, "measured": measured, "scoring": sv}
 
 
 def _distractors(folder, recs):

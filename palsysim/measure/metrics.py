@@ -2,16 +2,20 @@
 report.md's table and notes), the experiment's Table II and report, and the privacy-fidelity chart.
 
 A new metric is one subclass and one entry in `metrics()`. Its `keys` name its columns (`key_mean` and
-`key_std` per method), `score` fills them for one image, `table` picks the keys the experiment's Table II
-shows. Scoring holds what an evaluation shares: the recognizers, their thresholds, the patients' features.
+`key_std` per method), `score` fills them for one image (a video metric, kind "video": for one video,
+measure.video.Clip), `table` picks the keys the experiment's Table II (or its video table) shows. Scoring
+holds what an evaluation shares: the recognizers, their thresholds, the patients' features.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..base.layout import source_item
+from ..face.asymmetry import MEASURES
+from ..face.smoothing import jitter
 from ..identity.check import RECOGNIZERS
 from . import fidelity, serfiq
+from .video import dynamics, identity_over_frames
 
 LPIPS_SIZE = 512  # the face crop's side, and LPIPS's input size
 
@@ -32,6 +36,7 @@ class Scoring:
 
 
 class Metric:
+    kind = "image"  # what it scores: "image" (evaluate.Face) or "video" (video.Clip)
     keys = ()     # its columns, in metrics.csv order
     titles = ()   # report.md's heading per key
     table = {}    # {key: heading} of the keys the experiment's Table II shows
@@ -74,6 +79,7 @@ class Identity(Metric):
     def __init__(self, recognizer):
         r = self.recognizer = recognizer
         self.closest = f"{r.name}_{'max' if r.higher_is_alike else 'min'}"
+        self.word = self.closest[-3:]  # the pass rule's name for the closest score
         self.keys = (r.name, self.closest)
         arrow = "↓" if r.higher_is_alike else "↑"
         self.titles = (f"{r.label} {r.unit} (paired) {arrow}", f"{r.label} {self.closest[-3:]} over photos {arrow}")
@@ -88,7 +94,7 @@ class Identity(Metric):
     def rule(self, s):
         """The pass rule on the closest score: "ArcFace max < 0.28", "dlib min >= 0.60"."""
         r = self.recognizer
-        return f"{r.label} {self.closest[-3:]} {'<' if r.higher_is_alike else '>='} {s.thresholds[r.name]:.2f}"
+        return f"{r.label} {self.word} {'<' if r.higher_is_alike else '>='} {s.thresholds[r.name]:.2f}"
 
     def used(self, s):
         return self.recognizer.name in s.recognizers
@@ -136,10 +142,78 @@ class Fidelity(Metric):
         return {"fidelity": fidelity.expression_fidelity(face.xy, source.xy, item)["score"]}
 
 
-def metrics():
-    """Every metric, in metrics.csv's column order."""
+class Dynamics(Metric):
+    """Each asymmetry measure as a curve over the frames, generated against the patient's video: the
+    columns average the measures (record["per_measure"] keeps each)."""
+    kind = "video"
+    keys = ("dynamics_r", "dynamics_lag", "peak_kept")
+    titles = ("asymmetry curves r ↑", "lag (frames)", "peak asymmetry kept")
+    table = {"dynamics_r": "dynamics r", "dynamics_lag": "lag (frames)", "peak_kept": "peak kept"}
+
+    def note(self, s):
+        return ("Dynamics: each asymmetry measure (right minus left) as a curve over the frames against the "
+                "patient video's: r, their Pearson correlation (1: the expression moves as the patient's); lag, "
+                "the frames the generated curve runs behind at its best alignment; peak kept, its largest "
+                "asymmetry over the patient's. Averaged over the measures the patient's expression moves (a range "
+                "of at least 0.01 inter-pupil distances, 1° for the smile angle).")
+
+    def score(self, s, clip, source, patient, expression):
+        if source is None:
+            return {k: None for k in self.keys} | {"per_measure": None}
+        d = dynamics(clip.xy, source.xy)
+        moving = [m for m in MEASURES if d[m]["moves"] and d[m]["r"] is not None]
+        means = {k: [d[m][k] for m in moving if d[m][k] is not None] for k in ("r", "lag", "peak_kept")}
+        means = {k: float(np.mean(v)) if v else None for k, v in means.items()}
+        return {"dynamics_r": means["r"], "dynamics_lag": means["lag"], "peak_kept": means["peak_kept"], "per_measure": d}
+
+
+class Stability(Metric):
+    kind = "video"
+    keys = ("flicker", "flicker_patient", "jitter", "jitter_patient")
+    titles = ("flicker ↓", "patient video's flicker", "landmark jitter ↓", "patient video's jitter")
+    table = {"flicker": "flicker", "flicker_patient": "patient's flicker", "jitter": "jitter"}
+
+    def note(self, s):
+        return ("Flicker: mean |frame t - frame t+1 warped back along their optical flow| (0..255) of the face "
+                "crops, beside the patient video's own (real motion leaves some); jitter: the smoothed "
+                "landmarks' frame-to-frame shake (second difference, inter-pupil distances). Lower is steadier.")
+
+    def score(self, s, clip, source, patient, expression):
+        return {"flicker": clip.flicker(), "jitter": jitter(clip.xy),
+                "flicker_patient": source and source.flicker(), "jitter_patient": source and jitter(source.xy)}
+
+
+class VideoIdentity(Identity):
+    """A recognizer's most patient-like frame against all the patient's references (it decides the video's
+    pass: one recognisable frame gives the patient away) and the spread of the identity across frames."""
+    kind = "video"
+
+    def __init__(self, recognizer):
+        r = self.recognizer = recognizer
+        self.closest, self.word = f"{r.name}_worst", "worst frame"
+        self.keys = (self.closest, f"{r.name}_spread")
+        self.titles = (f"{r.label} most patient-like frame {'↓' if r.higher_is_alike else '↑'}",
+                       f"{r.label} identity spread over frames ↓")
+        self.table = {self.closest: f"{r.label} worst frame", f"{r.name}_spread": f"{r.label} spread"}
+
+    def note(self, s):
+        r = self.recognizer
+        return (f"{r.label} over frames: each frame's {r.unit} to the closest of the patient's photos and video "
+                f"frames; the most patient-like frame decides the video's pass ({self.rule(s)}); spread: the mean "
+                f"{'1 - cosine' if r.higher_is_alike else 'distance'} of the frames' features to their mean.")
+
+    def score(self, s, clip, source, patient, expression):
+        name = self.recognizer.name
+        out = identity_over_frames(s.recognizers[name], clip.features[name], s.refs[patient][name])
+        return {self.closest: out["worst"], f"{name}_spread": out["spread"]}
+
+
+def metrics(kind="image"):
+    """Every metric of a kind ("image" or "video"), in its CSV's column order."""
+    if kind == "video":
+        return [Dynamics(), Stability()] + [VideoIdentity(r) for r in RECOGNIZERS.values()]
     return [Perceptual()] + [Identity(r) for r in RECOGNIZERS.values()] + [Quality(), Fidelity()]
 
 
-def keys():
-    return [k for m in metrics() for k in m.keys]
+def keys(kind="image"):
+    return [k for m in metrics(kind) for k in m.keys]

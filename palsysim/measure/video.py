@@ -8,13 +8,24 @@
   jitter in smoothing.jitter.
 - Identity: the recognizers' similarity to the patient frame by frame (the worst frame is what a
   re-identification attempt would use) and the spread of the generated identity across frames.
+
+Clip holds what evaluate reads of one video; metrics.py's video metrics score it.
 """
 import cv2
 import numpy as np
 
 from ..base.errors import InputError
 from ..base.photos import to_rgb_uint8
+from ..base.video_files import read_video
+from ..condition.facecrop import face_crop
+from ..condition.sequence import sequence_landmarks
 from ..face.asymmetry import MEASURES, measure
+
+FLICKER_SIZE = 256  # flicker is measured on face crops of this side: generated and patient videos alike
+# A patient curve moves when its range passes these (IPD units; smile_angle degrees): below, a detector's
+# residual jitter is all there is to correlate.
+MOVES_AT = {m: 1.0 if m == "smile_angle" else 0.01 for m in MEASURES}
+REFERENCE_FRAMES = 5  # frames of each patient video that join the patient's photos as identity references
 
 
 def asymmetry_curves(xys):
@@ -47,7 +58,8 @@ def dynamics(generated_xys, patient_xys, max_lag=5):
 
     Each measure: "r" (Pearson of the two curves, None where either is flat), "lag" (frames the
     generated curve runs behind the patient's, positive = later), "peak_kept" (the generated curve's
-    largest |asymmetry| over the patient's; None where the patient's is 0).
+    largest |asymmetry| over the patient's; None where the patient's is 0), "moves" (the patient's curve
+    spans at least MOVES_AT: the expression moves this measure).
     """
     if len(generated_xys) != len(patient_xys):
         raise InputError(f"the generated video has {len(generated_xys)} frames and the patient's {len(patient_xys)}: "
@@ -57,7 +69,8 @@ def dynamics(generated_xys, patient_xys, max_lag=5):
     for m in MEASURES:
         peak = np.abs(pat[m]).max()
         out[m] = {"r": _pearson(gen[m], pat[m]), "lag": _best_lag(gen[m], pat[m], min(max_lag, len(gen[m]) // 3)),
-                  "peak_kept": float(np.abs(gen[m]).max() / peak) if peak > 1e-12 else None}
+                  "peak_kept": float(np.abs(gen[m]).max() / peak) if peak > 1e-12 else None,
+                  "moves": bool(np.ptp(pat[m]) >= MOVES_AT[m])}
     return out
 
 
@@ -84,25 +97,59 @@ def flicker(frames):
     return float(np.mean(errors))
 
 
-def identity_over_time(frames, references, backend="auto", arcface_path=None):
-    """Identity of each frame against the patient's photos -> {backend: {"per_frame", "worst", "spread"}}.
+def identity_over_frames(recognizer, features, references):
+    """A video's identity against the patient: (T, D) frame features, (M, D) the patient's -> {"per_frame",
+    "worst", "spread"}.
 
-    per_frame: ArcFace similarity or dlib distance of each frame to its closest reference (None
-    where a frame has no usable face); worst: the most patient-like frame (highest similarity,
-    lowest distance); spread: how much the generated identity varies across frames (mean distance
-    of each frame's features from their mean: 1 - cosine for ArcFace, Euclidean for dlib).
+    per_frame: each frame's score to its closest reference (ArcFace similarity, dlib distance); worst: the
+    most patient-like frame's (what a re-identification attempt would use); spread: how much the
+    generated identity varies across frames (mean dissimilarity of each frame's features to their mean:
+    1 - cosine for ArcFace, Euclidean for dlib).
     """
-    from ..identity.check import check, recognizers
-    used, rows = check(frames, references, backend, arcface_path)
-    out = {}
-    for b, r in recognizers(used, arcface_path).items():
-        per_frame = [row[b][r.unit] if row[b] else None for row in rows]
-        found = [v for v in per_frame if v is not None]
-        usable = [f for f, v in zip(frames, per_frame) if v is not None]
-        spread = None
-        if len(usable) > 1:
-            feats = np.asarray(r.features(usable, "frame"), dtype=np.float64)
-            spread = float(r.dissimilarity(r.scores(feats, feats.mean(0, keepdims=True))[:, 0]).mean())
-        out[b] = {"per_frame": per_frame, "spread": spread,
-                  "worst": found[int(np.argmax(r.closeness(found)))] if found else None}
-    return out
+    r = recognizer
+    scores = r.scores(features, references)
+    per_frame = scores[np.arange(len(scores)), np.argmax(r.closeness(scores), axis=1)]
+    spread = r.dissimilarity(r.scores(features, features.mean(0, keepdims=True))[:, 0]).mean()
+    return {"per_frame": per_frame.astype(float).tolist(), "worst": float(per_frame[np.argmax(r.closeness(per_frame))]),
+            "spread": float(spread) if len(features) > 1 else None}
+
+
+class Clip:
+    """What evaluate measures of one video: its smoothed landmarks per frame (xy) and raw (raw), its fps, the
+    face crops flicker is measured on (the first frame's crop box, so the face moves inside it) and each
+    backend's features per frame; or why it could not be used (problem; unreadable: the reader's message)."""
+
+    def __init__(self, recognizers, path):
+        self.problem = self.unreadable = None
+        self.features, self._flicker = {}, None
+        try:
+            frames, self.fps = read_video(path)
+        except InputError as e:
+            self.problem, self.unreadable = "not a readable video", str(e)
+            return
+        try:
+            self.raw, self.xy = sequence_landmarks(frames, self.fps)
+        except InputError as e:
+            # the message names the frame ("frame 3 of 30"), never the file
+            self.problem = str(e) if "no face" in str(e) else "a frame is unreadable or too small"
+            return
+        self.crops = [face_crop(f, self.xy[0], FLICKER_SIZE)[0] for f in frames]
+        for b, r in recognizers.items():
+            try:
+                self.features[b] = np.asarray(r.features(frames, "frame", landmarks=list(self.raw)), dtype=np.float64)
+            except InputError as e:
+                self.problem = f"a frame without a face {b} finds" if "no face" in str(e) else f"{b}: {e}"
+                return
+
+    def __len__(self):
+        return len(self.xy)
+
+    def flicker(self):
+        if self._flicker is None:
+            self._flicker = flicker(self.crops)
+        return self._flicker
+
+    def reference(self, backend, frames=REFERENCE_FRAMES):
+        """(k, D) features of `frames` evenly spaced frames: the patient's video as identity references."""
+        feats = self.features[backend]
+        return feats[np.unique(np.linspace(0, len(feats) - 1, min(frames, len(feats))).round().astype(int))]
