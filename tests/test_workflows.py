@@ -13,7 +13,7 @@ from PIL import Image
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths, write_expression_video
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
-from shipped_workflows import NAMES, TITLES
+from shipped_workflows import NAMES, TITLES, readme_templates
 
 from palsysim.base.paths import API_DIR, TEMPLATES_DIR
 from palsysim.base.video_files import read_video
@@ -301,3 +301,10 @@ def test_the_grids_gate_report_names_each_identity():
     assert sheet["class_type"] == "PalsyLabelledGrid" and graph[report]["inputs"]["source"][1] == 1
     assert graph[sheet["inputs"]["reports"][0]]["class_type"] == "PalsyPrivacyGate"
     assert graph[sheet["inputs"]["row_labels"][0]]["class_type"] == "PalsyLines"
+
+
+def test_readme_counts_each_templates_nodes():
+    table = readme_templates()
+    assert sorted(table) == NAMES
+    for name in NAMES:
+        assert table[name][0] == len(json.load(open(UI[name], encoding="utf-8"))["nodes"]), name
