@@ -122,13 +122,25 @@ class PFCondition(Node):
             inputs=[
                 io.Image.Input("image"), Landmarks.Input("landmarks"),
                 io.Int.Input("size", default=512, min=0, max=4096, step=8,
-                             tooltip="Side of the square face crop (512: the paper's); 0 = the whole photo as it is."),
+                             tooltip="Side of the square face crop (512: the paper's); 0 = the whole photo as it is "
+                                     "(a Face Crop's output, as in the shipped workflows)."),
                 io.Float.Input("margin", default=facecrop.FACE_MARGIN, min=0.0, max=1.0, step=0.01,
-                               tooltip="Added on each side of the face oval, as a fraction of its larger side."),
+                               tooltip="Added on each side of the face oval, as a fraction of its larger side, when "
+                                       f"size crops; with size 0 nothing is cropped, so it must stay "
+                                       f"{facecrop.FACE_MARGIN} (set the margin on the Face Crop before it)."),
                 *_edge_inputs(),
             ],
             outputs=[output(io.Image, "condition"), output(io.Image, "preview")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        size, margin = inputs.get("size"), inputs.get("margin")
+        if size == 0 and isinstance(margin, (int, float)) and margin != facecrop.FACE_MARGIN:
+            return (f"margin={margin} does nothing with size 0 (the whole photo, nothing cropped): set the margin on "
+                    f"the Face Crop that feeds this node and leave this one at {facecrop.FACE_MARGIN}, or give size "
+                    f"to crop here")
+        return super().validate_inputs(**inputs)
 
     @classmethod
     def execute(cls, image, landmarks, size, margin, low_threshold, high_threshold, blur_sigma) -> io.NodeOutput:

@@ -8,10 +8,9 @@ from comfy_api.latest import io
 from ..palsysim.base.errors import InputError
 from ..palsysim.base.photos import letterbox, to_rgb_uint8
 from ..palsysim.base.vocabulary import ITEMS
-from ..palsysim.face.draw import sheet
+from ..palsysim.face.draw import LABEL_H, LABEL_PAD, fit_label, sheet
 from .common import Node, _one, output, to_arrays, to_image
 
-LABEL_H = 28  # the label strip under each tile in draw.sheet
 # The items' names for the grid's columns: English as the dataset's folder names, Japanese as the
 # Yanagihara (40-point) grading system's own item names.
 ITEM_NAMES = {
@@ -44,14 +43,19 @@ def font_for(text):
 
 
 def draw_labels(grid, labels, tile_size, columns):
-    """Labels written with a font that has their glyphs, under each tile of a draw.sheet grid (labels left blank)."""
+    """Labels written with a font that has their glyphs, under each tile of a draw.sheet grid (labels left blank);
+    smaller or on two lines where one would not fit the tile's width, as draw.sheet's."""
     from PIL import Image, ImageDraw, ImageFont
-    font = ImageFont.truetype(font_for("".join(labels)), 16)
+    path = font_for("".join(labels))
+    fonts = {size: ImageFont.truetype(path, size) for size in range(16, 8, -1)}
     im = Image.fromarray(grid)
     pen = ImageDraw.Draw(im)
     for i, label in enumerate(labels):
         r, c = divmod(i, columns)
-        pen.text((c * tile_size + 6, r * (tile_size + LABEL_H) + tile_size + 4), label, font=font, fill=(235, 235, 235))
+        lines, size = fit_label(label, tile_size - 2 * LABEL_PAD, lambda t, s: fonts[s].getlength(t), tuple(fonts))
+        top = r * (tile_size + LABEL_H) + tile_size + (4 if len(lines) == 1 else 1)
+        for k, line in enumerate(lines):
+            pen.text((c * tile_size + LABEL_PAD, top + 13 * k), line, font=fonts[size], fill=(235, 235, 235))
     return np.asarray(im)
 
 

@@ -4,12 +4,14 @@
     python scripts/build_workflows.py --embedded          # then: python scripts/workflow_to_api.py --embedded
     python scripts/build_workflows.py --server URL
 
-Each workflow is a row of groups, one per stage (inputs, conditions, generation, privacy, save),
-stacked where a stage is short, with its nodes in columns inside; the note sits at the top of the
-inputs. Sizes follow the frontend's own node sizes (slots, widgets, multiline boxes) plus room for
-what a node shows (a photo, a preview, a report), so the whole graph fits a 1600x1000 window at a
-zoom where the frontend still draws text. Node sockets and widget order come from the server's
-/object_info, so the files load as if made in the frontend. Titles are what the headless runner fills.
+Each workflow is a row of groups, one per stage (inputs with the prompt, conditions, generation,
+privacy, save), stacked where a stage is short, with its nodes in columns inside; the note sits at
+the top of the inputs. Heights follow the frontend's own node sizes (slots, widgets, multiline boxes)
+plus room for what a node shows (a photo, a preview, a report); widths let every widget show its
+label and value uncut, and never go below what the frontend widens a node to (its title), one width a
+column; so PF, zero-shot and CODC fit a 1600x1000 window at a zoom where the frontend still draws text.
+Node sockets and widget order come from the server's /object_info, so the files load as if made in the
+frontend. Titles are what the headless runner fills.
 """
 import argparse
 import json
@@ -21,17 +23,14 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from workflow_layout import CONDITIONS, GENERATION, INPUTS, PRIVACY, SAVE, Graph, build  # noqa: E402
+
 from palsysim.base.vocabulary import ITEMS  # noqa: E402
 from palsysim.base.workflows import (PROMPT, STOCK_CONTROLNET, TRAIN_COMMAND, TRAINED_CONTROLNET,  # noqa: E402
                                      TRAINED_WINDOW, template_path)
-from workflow_layout import CONDITIONS, GENERATION, INPUTS, PRIVACY, SAVE, WIDTH, Graph, build  # noqa: E402
 
 CHECKPOINT, ARCFACE = "v1-5-pruned-emaonly.safetensors", "buffalo_l/w600k_r50.onnx"
 
-# The grid's photos, five abreast: no narrower than the frontend draws a LoadImage, or it widens them over
-# each other (measured with rest.png .. lower_lip_depression.png: 214..217 px in frontend 1.32.9,
-# 223..228 in 1.58.1).
-GRID_PHOTO_W = 230
 
 def face(g, who, photo, col, out="IMAGE"):
     """Landmarks -> face crop of node `photo`'s output `out`; returns the crop node's key."""
@@ -43,20 +42,21 @@ def face(g, who, photo, col, out="IMAGE"):
     return f"{who} crop"
 
 
-def generation(g, condition, identity, controlnet, batch=1):
-    """Prompt, ControlNet (file `controlnet`, through the window loader) and sampling; the report of the
-    steps that fell in the window, from the run."""
+def generation(g, condition, identity, controlnet, prompt_col, batch=1):
+    """The prompt (an input: in column prompt_col of the inputs, after the identity that fills it), the
+    ControlNet (file `controlnet`, through the window loader) and sampling in two columns, the models and
+    encoders, then apply, sample, decode and the report of the steps that fell in the window, from the run."""
+    g.add("prompt", "StringReplace", "prompt", INPUTS, prompt_col, string=PROMPT, find="<identity>")
+    g.link("prompt", "replace", *identity)
     g.add("checkpoint", "CheckpointLoaderSimple", "checkpoint", GENERATION, 0, ckpt_name=CHECKPOINT)
     g.add("controlnet", "PalsyTimestepWindowControlNetLoader", "controlnet", GENERATION, 0, control_net_name=controlnet,
           apply="everywhere", t_lo=-1, t_hi=-1)
+    g.add("positive", "CLIPTextEncode", "positive", GENERATION, 0)
+    g.link("positive", "clip", "checkpoint", "CLIP")
+    g.link("positive", "text", "prompt", "STRING")
     g.add("negative", "CLIPTextEncode", "negative", GENERATION, 0, text="")
     g.link("negative", "clip", "checkpoint", "CLIP")
     g.add("latent", "EmptyLatentImage", "latent", GENERATION, 0, width=512, height=512, batch_size=batch)
-    g.add("prompt", "StringReplace", "prompt", GENERATION, 1, string=PROMPT, find="<identity>")
-    g.link("prompt", "replace", *identity)
-    g.add("positive", "CLIPTextEncode", "positive", GENERATION, 1)
-    g.link("positive", "clip", "checkpoint", "CLIP")
-    g.link("positive", "text", "prompt", "STRING")
     g.add("apply", "ControlNetApplyAdvanced", "apply controlnet", GENERATION, 1, strength=1.0, start_percent=0.0,
           end_percent=1.0)
     for side in ("positive", "negative"):
@@ -69,14 +69,14 @@ def generation(g, condition, identity, controlnet, batch=1):
     g.link("sampler", "positive", "apply", "positive")
     g.link("sampler", "negative", "apply", "negative")
     g.link("sampler", "latent_image", "latent", "LATENT")
-    g.add("decode", "VAEDecode", "decode", GENERATION, 2)
+    g.add("decode", "VAEDecode", "decode", GENERATION, 1)
     g.link("decode", "samples", "sampler", "LATENT")
     g.link("decode", "vae", "checkpoint", "VAE")
     # Which steps fell in the window, read from the run (no sampler setting tied to the loader).
-    g.add("window steps", "PalsyWindowSteps", "controlnet window steps", GENERATION, 2)
+    g.add("window steps", "PalsyWindowSteps", "controlnet window steps", GENERATION, 1)
     g.link("window steps", "control_net", "controlnet", "control_net")
     g.link("window steps", "samples", "sampler", "LATENT")
-    g.add("window report", "PreviewAny", "controlnet report", GENERATION, 2)
+    g.add("window report", "PreviewAny", "controlnet report", GENERATION, 1)
     g.link("window report", "source", "window steps", "report")
 
 
@@ -96,15 +96,14 @@ def gate_and_save(g, prefix, report=True):
 
 def single(info, mode):
     g = Graph(info)
-    photo_w = 180 if mode == "codc" else WIDTH  # three photos in two columns: CODC still fits one screen
-    g.add("patient", "LoadImage", "patient", INPUTS, node_w=photo_w, image="patient.png")
+    g.add("patient", "LoadImage", "patient", INPUTS, image="patient.png")
     if mode == "codc":
-        g.add("rest", "LoadImage", "patient rest", INPUTS, 1, node_w=photo_w, image="rest.png")
-        g.add("donor", "LoadImage", "donor", INPUTS, 1, node_w=photo_w, image="donor.png")
-    g.add("identity", "PrimitiveString", "identity", INPUTS, value="a man")
+        g.add("rest", "LoadImage", "patient rest", INPUTS, 1, image="rest.png")
+        g.add("donor", "LoadImage", "donor", INPUTS, 1, image="donor.png")
+    g.add("identity", "PrimitiveString", "identity", INPUTS, 0 if mode == "codc" else 1, value="a man")
     crop = face(g, "patient", "patient", 0)
     if mode == "codc":
-        g.note_at = (INPUTS, 0)  # under the identity: the photos' column is full
+        g.note_at = (INPUTS, 1)  # under the rest and donor photos: the first column holds the identity and prompt
         face(g, "donor", "donor", 0)
         g.add("organs", "PalsyOrganCropResize", "organ crop + resize", CONDITIONS, 1)
         g.link("organs", "image", crop, "crop")
@@ -125,7 +124,7 @@ def single(info, mode):
     g.link("show", "images", "condition", "preview")
     # PF and CODC (the paper's Methods 1 and 2) sample with the fine-tuned net, zero-shot with the stock one.
     generation(g, ("condition", "condition"), ("identity", "STRING"),
-               STOCK_CONTROLNET if mode == "zero_shot" else TRAINED_CONTROLNET)
+               STOCK_CONTROLNET if mode == "zero_shot" else TRAINED_CONTROLNET, 0 if mode == "codc" else 1)
     gate_and_save(g, f"palsysim/{mode}")
     return g
 
@@ -134,8 +133,7 @@ def grid(info):
     """One chain over the ten item photos as a batch; it runs once per identity line (list mapping)."""
     g = Graph(info)
     for i, item in enumerate(ITEMS):  # two rows of five, in the grading order
-        g.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, 1 + i % 5, node_w=GRID_PHOTO_W,
-              image=f"{item}.png")
+        g.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, 1 + i % 5, image=f"{item}.png")
     g.add("photos", "PalsyYanagiharaBatch", "photos (the ten items)", INPUTS, 0)
     for item in ITEMS:
         g.link("photos", item, f"patient {item}", "IMAGE")
@@ -146,7 +144,7 @@ def grid(info):
     g.link("condition", "landmarks", crop, "crop_landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 0)
     g.link("show", "images", "condition", "preview")
-    generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, batch=len(ITEMS))
+    generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, 0, batch=len(ITEMS))
     gate_and_save(g, "palsysim/grid", report=False)
     g.add("sheet", "PalsyLabelledGrid", "grid", SAVE, 1, columns=len(ITEMS))
     g.link("sheet", "images", "gate", "slots")
@@ -192,17 +190,19 @@ def video(info):
     g.link("condition", "donor_landmarks", "donor landmarks", "landmarks")
     g.add("show", "PalsyPreview", "condition preview", CONDITIONS, 1)
     g.link("show", "images", "condition", "conditions")
-    generation(g, ("condition", "conditions"), ("identity", "STRING"), TRAINED_CONTROLNET)
-    g.add("size", "GetImageSize", "frame size and count", GENERATION, 0, shows=60)  # it shows the sizes
+    generation(g, ("condition", "conditions"), ("identity", "STRING"), TRAINED_CONTROLNET, 1)
+    # The conditions' size and count set the latent's; with the two video nodes under the latent, the graph
+    # stays narrow enough for Fit View to draw text.
+    g.add("size", "GetImageSize", "frame size and count", CONDITIONS, 0, shows=60)  # it shows the sizes
     g.link("size", "image", "condition", "conditions")
     for key in ("width", "height", "batch_size"):
         g.link("latent", key, "size", key)
-    g.add("one face", "PalsyCrossFrameAttention", "cross-frame attention", GENERATION, 2)
-    g.link("one face", "model", "checkpoint", "MODEL")
-    g.link("sampler", "model", "one face", "patched_model")
-    g.add("same noise", "PalsySameNoise", "same noise", GENERATION, 2)
+    g.add("same noise", "PalsySameNoise", "same noise", GENERATION, 0)
     g.link("same noise", "latent", "latent", "LATENT")
     g.link("sampler", "latent_image", "same noise", "same_noise_latent")
+    g.add("one face", "PalsyCrossFrameAttention", "cross-frame attention", GENERATION, 0)
+    g.link("one face", "model", "checkpoint", "MODEL")
+    g.link("sampler", "model", "one face", "patched_model")
     g.add("gate", "PalsyPrivacyGate", "privacy gate", PRIVACY, 0, model_name=ARCFACE)
     g.link("gate", "image", "decode", "IMAGE")
     g.link("gate", "reference", "patient crop", "crop")
@@ -219,11 +219,13 @@ def video(info):
 
 
 NOTE_END = ("\n\nModels: see README (*Models*). Every image passes the privacy gate before the save, which "
-            "writes pixels, the method summary and that the image passed the identity check, nothing else. Headless: `python -m palsysim run "
+            "writes pixels, the method summary and that the image passed the identity check, nothing else. "
+            "Headless: `python -m palsysim run "
             "workflows/api/{api}.json --patients DIR --out OUT`.")
 
 # What PF and CODC load, and how to make it: the training line of README's "Fine-tuning the ControlNet".
-TRAINED = (f"\n\n**ControlNet**: `{TRAINED_CONTROLNET}`, fine-tuned on timesteps {TRAINED_WINDOW[0]}..{TRAINED_WINDOW[1]} "
+TRAINED = (f"\n\n**ControlNet**: `{TRAINED_CONTROLNET}`, fine-tuned on timesteps "
+           f"{TRAINED_WINDOW[0]}..{TRAINED_WINDOW[1]} "
            f"(the file records the window; the loader applies the net at every step, as the paper does). Make it "
            f"first, in the pack's folder, `models/` being your ComfyUI's models folder and `DATA` your photos as "
            f"`DATA/<patient>/<expression>/*.png` (README: *Fine-tuning the ControlNet*):\n\n`{TRAIN_COMMAND}`"
@@ -249,7 +251,8 @@ WORKFLOWS = {
     "palsy_video": (video,
                     "**Expression video**: a patient's expression video (e.g. rest -> grin -> rest) -> landmarks "
                     "per frame, smoothed over time -> one CODC condition per frame on the donor's face contour "
-                    "(frame 0's crop: organs move only as the face moves) -> SD1.5 + the fine-tuned ControlNet, every frame in "
+                    "(frame 0's crop: organs move only as the face moves) -> SD1.5 + the fine-tuned ControlNet, "
+                    "every frame in "
                     "one batch from one noise, each taking frame 0's appearance (cross-frame attention) -> "
                     "privacy gate -> mp4 at the video's frame rate. Files: the patient video (input folder), "
                     "a donor photo (a healthy, consenting non-patient), models below. The whole video is one "

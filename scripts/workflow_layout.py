@@ -1,6 +1,10 @@
 """The layout engine of scripts/build_workflows.py: a Graph of nodes added by key and linked by names, laid
 out as the frontend would draw it (its own node sizes from the server's /object_info, plus room for what
-a node shows), in stacks of groups, one group per stage, columns inside; build() gives the UI-format JSON."""
+a node shows), in stacks of groups, one group per stage, columns inside; build() gives the UI-format JSON.
+Widths let every widget show its label and value uncut and never go below what the frontend widens a node
+to (its title), one width a column."""
+import math
+
 from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
 
 WIDTH, GAP, TITLE_H = 220, 20, 30          # node width, space between nodes, node title bar (above pos)
@@ -10,6 +14,27 @@ GROUP_PAD, GROUP_TITLE = 12, 40
 # PreviewAny: the text box the frontend adds to show what it was given.
 SHOWS = {"LoadImage": 212, "PalsyPreview": 220, "PalsySaveAnonymized": 190, "PreviewAny": 120}
 NOTE_H = 200
+# Advance widths (1/1000 em) of ASCII 32..126 in the frontend's node font: Arial in 1.32.9
+# (LiteGraph.NODE_FONT), Inter in 1.58.1 (measured in its page at 12 and 14 px: its text cut, wider).
+FONTS = {
+    "Arial": [278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556,
+              556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667, 611, 778, 722, 278,
+              500, 667, 556, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469,
+              556, 333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, 556, 556, 333, 500,
+              278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584],
+    "Inter": [281, 288, 466, 633, 642, 982, 644, 300, 365, 365, 501, 662, 288, 460, 288, 360, 631, 407, 610, 618, 646,
+              593, 620, 583, 619, 620, 288, 302, 662, 662, 662, 511, 966, 703, 654, 730, 722, 601, 590, 746, 743, 269,
+              571, 672, 565, 903, 753, 765, 639, 765, 644, 642, 646, 744, 703, 1007, 682, 679, 629, 365, 316, 365, 471,
+              456, 323, 562, 612, 571, 612, 583, 335, 613, 591, 242, 242, 549, 242, 876, 591, 600, 612, 612, 391, 528,
+              327, 591, 562, 818, 546, 562, 552, 426, 333, 426, 662],
+}
+# A widget shows "label ... value" in its width less 85 px (margins, arrows) with 5 between them, at 12 px
+# (frontends 1.32.9 and 1.58.1, BaseWidget.drawTruncatingText); past that it cuts the label, then the value.
+WIDGET_CHROME, LABEL_GAP, FONT_PX = 85, 5, 12
+# The frontend widens a node to its title (14 px) plus 40, and Load Image to its upload button and photo
+# (measured with rest.png .. lower_lip_depression.png: 214..217 px in frontend 1.32.9, 223..228 in 1.58.1).
+TITLE_PX, TITLE_CHROME = 14, 40
+MIN_WIDTH = {"LoadImage": 230}
 
 INPUTS, CONDITIONS, GENERATION, PRIVACY, SAVE = ("1 inputs", "2 conditions", "3 generation", "4 privacy gate",
                                                  "5 save (no metadata)")
@@ -49,6 +74,33 @@ def _height(info, shows):
     return 14 + 20 * rows + 24 * (len(widgets) + sum(_frontend_extras(s) for s in widgets)) + 40 * multiline + shows
 
 
+def text_width(text, px=FONT_PX):
+    """Width of text at px pixels in the wider of the two fonts (a character beyond ASCII a full em)."""
+    return max(sum(em[ord(c) - 32] if 32 <= ord(c) < 127 else 1000 for c in str(text)) * px / 1000
+               for em in FONTS.values())
+
+
+def _shown(value, opts):
+    """The text a widget shows for value: a FLOAT to its step's decimals, as the frontend rounds it."""
+    if isinstance(value, float):
+        step = opts.get("round") or opts.get("step") or 0.01
+        return f"{value:.{max(0, -math.floor(math.log10(step)))}f}"
+    return str(value)
+
+
+def _text_fits_width(info, values):
+    """The least node width that shows every widget's label and value uncut: values {input: value shown}."""
+    need = 0
+    for sec in ("required", "optional"):
+        for name, spec in info["input"].get(sec, {}).items():
+            opts = (spec[1] if len(spec) > 1 else {}) or {}
+            if _is_widget(spec) and not opts.get("multiline") and name in values:
+                need = max(need, WIDGET_CHROME + text_width(name) + LABEL_GAP + text_width(_shown(values[name], opts)))
+            if opts.get("control_after_generate"):  # the combo the frontend adds after a seed
+                need = max(need, WIDGET_CHROME + text_width("control after generate") + LABEL_GAP + text_width("fixed"))
+    return math.ceil(need / 10) * 10
+
+
 def _socket_type(spec):
     """The frontend's type name for an /object_info input spec (a list of choices is a COMBO)."""
     return "COMBO" if isinstance(spec[0], list) else spec[0]
@@ -71,12 +123,25 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
     entries = {}
     for k in g.order:
         n = g.nodes[k]
-        entry = {"id": ids[k], "type": n["kind"], "pos": [0, 0], "flags": {}, "order": 0, "mode": 0, "title": n["title"]}
+        entry = {"id": ids[k], "type": n["kind"], "pos": [0, 0], "flags": {}, "order": 0, "mode": 0,
+                 "title": n["title"]}
         if n["kind"] == "MarkdownNote":
             entry.update(inputs=[], outputs=[], properties={}, widgets_values=[note], size=[WIDTH, NOTE_H],
                          color="#432", bgcolor="#653")
         else:
-            entry.update(_node_entry(g, k, ids, links), size=[n["width"], _height(g.info[n["kind"]], n["shows"])])
+            entry.update(_node_entry(g, k, ids, links))
+            values = {}
+            shown = iter(entry["widgets_values"])
+            for sec in ("required", "optional"):
+                specs = g.info[n["kind"]]["input"].get(sec, {})
+                for iname in g.info[n["kind"]].get("input_order", {}).get(sec, list(specs)):
+                    if _is_widget(specs[iname]):
+                        values[iname] = next(shown)
+                        for _ in range(_frontend_extras(specs[iname])):
+                            next(shown)
+            width = max(n["width"], _text_fits_width(g.info[n["kind"]], values), MIN_WIDTH.get(n["kind"], 0),
+                        math.ceil((text_width(n["title"], TITLE_PX) + TITLE_CHROME) / 10) * 10)
+            entry["size"] = [width, _height(g.info[n["kind"]], n["shows"])]
         entries[k] = entry
     # Links name their target input; the frontend wants its slot index.
     for l in links:
@@ -90,11 +155,13 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
             cols = sorted({g.nodes[k]["col"] for k in members})
             cx, bottom = x + GROUP_PAD, y + GROUP_TITLE
             for c in cols:
-                cy, col_w = y + GROUP_TITLE, 0
-                for k in (m for m in members if g.nodes[m]["col"] == c):
+                column = [m for m in members if g.nodes[m]["col"] == c]
+                # One width a column: the widest node's, so every text box in it gets the room.
+                cy, col_w = y + GROUP_TITLE, max(entries[k]["size"][0] for k in column)
+                for k in column:
                     entries[k]["pos"] = [cx, cy + TITLE_H]
+                    entries[k]["size"][0] = col_w
                     cy += TITLE_H + entries[k]["size"][1] + GAP
-                    col_w = max(col_w, entries[k]["size"][0])
                 bottom = max(bottom, cy)
                 cx += col_w + GAP
             w, h = cx - GAP + GROUP_PAD - x, bottom - GAP + GROUP_PAD - y
@@ -102,6 +169,8 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
                            "font_size": 24, "flags": {}})
             y += h + GAP
             stack_w = max(stack_w, w)
+        for group in groups[len(groups) - len(stack):]:  # a stack's groups as wide as its widest
+            group["bounding"][2] = stack_w
         x += stack_w + GAP
     nodes = [entries[k] for k in g.order]
     for i, n in enumerate(nodes):

@@ -133,6 +133,11 @@ CASES = [
     ("pf/landmarks of another image size (16x16 image)", "PalsyPFCondition", b_pf(L("tiny"), ASTRO),
      ["16x16", "512x512", "same image"]),
     ("pf/RGBA tensor", "PalsyPFCondition", b_pf(RGBA), ok(saved_one((512, 512)))),
+    # issue 25: with size 0 nothing is cropped, so a margin there would silently do nothing
+    ("pf/margin with size 0", "PalsyPFCondition", setting(b_pf(ASTRO), "PalsyPFCondition", size=0, margin=0.4),
+     ["margin=0.4 does nothing with size 0", "Face Crop", "0.25"]),
+    ("pf/size 0, the margin left as it is", "PalsyPFCondition", setting(b_pf(ASTRO), "PalsyPFCondition", size=0),
+     ok(saved_one((512, 512)))),
     ("pf/NaN pixels", "PalsyPFCondition", b_pf(NAN, ASTRO), ["NaN"]),
 
     # PalsyFaceCrop

@@ -139,13 +139,13 @@ def test_save_takes_a_multiline_summary(host):
     assert Image.open(path).text["Description"] == text + "\nIdentity not checked: no privacy gate ran before this save."
 
 
-def _grid(host, rows, cols):
+def _grid(host, rows, cols, tile_size=64):
     name = host.upload_image(photo_paths()["astronaut"])
     r = host.run({"1": {"class_type": "LoadImage", "inputs": {"image": name}},
                   "2": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["1", 0]}},
                   "3": {"class_type": "PalsyLabelledGrid",
                         "inputs": {"images": ["2", 0], "columns": 2, "column_labels": cols, "row_labels": rows,
-                                   "tile_size": 64}},
+                                   "tile_size": tile_size}},
                   "4": {"class_type": "PalsySaveAnonymized",
                         "inputs": {"images": ["3", 0], "filename_prefix": "palsysim/grid_labels", "method_summary": ""}}})
     return r, (host.images(r, "4")[0] if r.ok else None)
@@ -195,3 +195,22 @@ def test_the_grid_report_names_each_rows_gate_report(host):
     assert r.outputs["5"]["text"] == ["- a man: 1 of 1 passed, 0 held back.\n- a woman: 1 of 1 passed, 0 held back.\n\n"
                                       "**a man**: 1 of 1 passed, 0 held back.\n\ntable of a man\n\n"
                                       "**a woman**: 1 of 1 passed, 0 held back.\n\ntable of a woman"]
+
+
+@pytest.mark.parametrize("row", ["an elderly woman", "高齢の女性"])
+def test_long_grid_labels_stay_inside_their_tile(host, row):
+    # "an elderly woman | lower_lip_depression" is wider than a 256 px tile at the label's size: it was cut
+    # off by the next tile ("raise_eye"); it is written smaller or on two lines, clear of the tile's edge.
+    import glob
+    if not row.isascii() and not glob.glob("/usr/share/fonts/opentype/ipafont-gothic/*.ttf") + glob.glob(
+            "/usr/share/fonts/opentype/noto/*CJK*"):
+        pytest.skip("no Japanese font installed: apt-get install fonts-ipafont-gothic")
+    r, sheet = _grid(host, row, "lower_lip_depression\nraise_eyebrows", tile_size=256)
+    assert r.ok, r.error
+    assert sheet.shape == (256 + 28, 512, 3)
+    strip = sheet[256:].astype(int)
+    text = (strip > 120).any(axis=2)  # the label's light glyphs on the dark strip
+    for cell in (text[:, :256], text[:, 256:]):
+        columns = np.flatnonzero(cell.any(axis=0))
+        assert columns.size and columns.max() > 110, "the label is not written"
+        assert columns.max() < 252, "the label runs into the next tile"

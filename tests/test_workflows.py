@@ -13,7 +13,7 @@ from PIL import Image
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths, write_expression_video
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
-from shipped_workflows import NAMES, TITLES
+from shipped_workflows import NAMES, TITLES, readme_templates
 
 from palsysim.base.paths import API_DIR, TEMPLATES_DIR
 from palsysim.base.video_files import read_video
@@ -320,3 +320,10 @@ def test_the_experiments_graphs_crop_each_face_once(host, tmp_path, name):
         if node["class_type"] == "PalsyPFCondition":
             assert graph[node["inputs"]["image"][0]]["class_type"] == "PalsyFaceCrop"
             assert node["inputs"]["size"] == 0, "the PF condition crops the face crop again"
+
+
+def test_readme_counts_each_templates_nodes():
+    table = readme_templates()
+    assert sorted(table) == NAMES
+    for name in NAMES:
+        assert table[name][0] == len(json.load(open(UI[name], encoding="utf-8"))["nodes"]), name

@@ -28,7 +28,7 @@ import pytest
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths, write_expression_video
 from runner_helpers import REPO, api
-from shipped_workflows import NAMES, TITLES
+from shipped_workflows import NAMES, TITLES, readme_templates
 
 from palsysim.base.workflows import template_path
 from palsysim.comfy.workflow import FRONTEND_WIDGETS
@@ -36,7 +36,7 @@ from palsysim.comfy.workflow import FRONTEND_WIDGETS
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = os.path.join(REPO, "out", "test-artifacts")
 ARCFACE = "browser_tiny/arcface.onnx"
-# Too many nodes to draw text when the whole graph fits 1600x1000 (measured: fit view at 0.40, where
+# Too many nodes to draw text when the whole graph fits 1600x1000 (measured: fit view at 0.38, where
 # text needs 0.57): ten photos plus the whole chain. Its saved view shows the start at a readable zoom.
 TOO_BIG_FOR_FIT_VIEW = {"palsy_yanagihara_grid"}
 # The project's environments (scripts/setup.sh) and the lock each installs.
@@ -192,6 +192,42 @@ return app.graph._nodes.map(n => ({id: n.id, type: n.type, title: n.title,
 """
 
 
+# Each combo, number and text widget whose label and value do not both fit its node: the frontend then cuts
+# the label ("co… control_sd15_canny.pth"), then the value. Its test (frontends 1.32.9 in Arial and 1.58.1 in
+# Inter, BaseWidget.drawTruncatingText): label + 5 + value <= width - 85 (combo, number) or width - 60 (text).
+CUT_WIDGETS_JS = """
+const ctx = app.canvas.ctx, font = ctx.font, out = [];
+ctx.font = app.canvas.inner_text_font;
+const chrome = {ComboWidget: 85, NumberWidget: 85, TextWidget: 60};
+for (const n of app.graph._nodes) for (const w of n.widgets || []) {
+    const kind = w.constructor && w.constructor.name;
+    if (!(kind in chrome) || w.computedDisabled) continue;
+    const label = ctx.measureText(w.displayName ?? w.label ?? w.name).width;
+    const value = ctx.measureText(String(w._displayValue ?? w.value)).width;
+    if (label + 5 + value > n.size[0] - chrome[kind]) out.push([n.title, w.name]);
+}
+ctx.font = font;
+return out;
+"""
+GROUPS_JS = """
+return app.graph._groups.map(g => ({title: g.title, rect: [g.pos[0], g.pos[1], g.size[0], g.size[1]]}));
+"""
+
+
+def crossing_group_edges(nodes, groups):
+    """(node, group) for each node that lies partly in a group (as drawn: its title bar included), not wholly."""
+    out = []
+    for n in nodes:
+        x, y, w, h = n["rect"]
+        for g in groups:
+            gx, gy, gw, gh = g["rect"]
+            touches = x < gx + gw and gx < x + w and y < gy + gh and gy < y + h
+            inside = gx <= x and x + w <= gx + gw and gy <= y and y + h <= gy + gh
+            if touches and not inside:
+                out.append((n["title"], g["title"]))
+    return out
+
+
 def overlapping(nodes):
     out = []
     for i, a in enumerate(nodes):
@@ -286,6 +322,9 @@ def test_workflow_in_the_frontend(host, page, named_files, name):
     assert [n["type"] for n in nodes if not n["known"]] == [], "missing node types"
     assert [n["title"] for n in nodes if n["errors"]] == [], "nodes marked red"
     assert overlapping(nodes) == []
+    crossing = crossing_group_edges(nodes, page.execute_script(GROUPS_JS))
+    assert crossing == [], f"nodes over a group's edge: {crossing}"
+    assert page.execute_script(CUT_WIDGETS_JS) == [], "widgets whose label or value the frontend cuts"
     prompt = page.execute_async_script("app.graphToPrompt().then(p => arguments[0](p.output))")
     twin = json.load(open(api(name), encoding="utf-8"))
     twin, prompt = as_sent(twin, prompt)
@@ -296,6 +335,7 @@ def test_workflow_in_the_frontend(host, page, named_files, name):
     scale, drawn = text_is_drawn(page)
     print(f"{name}: fit view at {scale:.3f}, text drawn: {drawn}")
     assert drawn or name in TOO_BIG_FOR_FIT_VIEW, f"fit view at {scale:.2f} is too small to draw text"
+    assert abs(readme_templates()[name][1] - 100 * scale) < 1, f"README's Fit View for {name} is not {scale:.1%}"
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +399,8 @@ def test_workflow_runs_from_the_frontend(host, page, tiny_arcface, clip, named_f
                                 ".map(n => n.widgets.map(w => String(w.value)).join(' '))")
     assert shown and all("held back" in t for t in shown), f"the graph does not show the gate's report: {shown}"
     assert overlapping(page.execute_script(NODES_JS)) == [], "a node grew over another after the run"
+    assert crossing_group_edges(page.execute_script(NODES_JS), page.execute_script(GROUPS_JS)) == [], \
+        "a node grew over its group's edge after the run"
     page.execute_script("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
     time.sleep(1)
     screenshot(page, f"{name}_after_run")

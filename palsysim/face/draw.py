@@ -34,14 +34,63 @@ def landmarks_preview(image, face):
     return canvas
 
 
+LABEL_H, LABEL_PAD = 28, 6  # the strip under each tile, and the space left of (and right of) its label
+
+
+def split_label(label):
+    """Two lines of a label too long for one: at its ' | ' (row | column), else at the space or '_' nearest
+    its middle; (label,) when there is nowhere to split."""
+    if " | " in label:
+        head, tail = label.split(" | ", 1)
+        return (head + " |", tail)
+    cuts = [i for i, c in enumerate(label) if c in " _"]
+    if not cuts:
+        return (label,)
+    i = min(cuts, key=lambda i: abs(i - len(label) / 2))
+    return (label[:i + (label[i] == "_")].rstrip(), label[i + 1:])
+
+
+def fit_label(label, width, measure, sizes):
+    """How to write label in `width`: (lines, size). One line at a size of `sizes` (largest first) down to 80%
+    of the largest; else the two lines of split_label at a smaller size; else one line, smaller still; else
+    the two lines cut to fit at the smallest size. measure(text, size) -> its width."""
+    big = [s for s in sizes if s > sizes[0] * 0.8]
+    small = [s for s in sizes if s not in big]
+    lines = split_label(label)
+    for size in big:
+        if measure(label, size) <= width:
+            return (label,), size
+    for size in small:
+        if len(lines) == 2 and all(measure(line, size) <= width for line in lines):
+            return lines, size
+    for size in small:
+        if measure(label, size) <= width:
+            return (label,), size
+    return tuple(_cut(line, width, lambda t: measure(t, sizes[-1])) for line in lines), sizes[-1]
+
+
+def _cut(text, width, measure):
+    """text, or as much of its start as fits width with '..' after it."""
+    if measure(text) <= width:
+        return text
+    return next((text[:n] + ".." for n in range(len(text) - 1, 0, -1) if measure(text[:n] + "..") <= width), "")
+
+
+def _cv2_width(text, scale):
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+
+
 def sheet(tiles, labels, tile_size=384, columns=4):
-    """Side-by-side sheet: each (H, W, C) tile letterboxed to tile_size, its label written beneath."""
-    label_h = 28
+    """Side-by-side sheet: each (H, W, C) tile letterboxed to tile_size, its label written beneath, smaller or
+    on two lines where it would not fit the tile's width (never cut off by the next tile)."""
     cells = []
     for tile, label in zip(tiles, labels):
-        cell = np.full((tile_size + label_h, tile_size, 3), 24, np.uint8)
+        cell = np.full((tile_size + LABEL_H, tile_size, 3), 24, np.uint8)
         cell[:tile_size] = letterbox(to_rgb_uint8(tile), tile_size, tile_size, fill=24)
-        cv2.putText(cell, label, (6, tile_size + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (235, 235, 235), 1, cv2.LINE_AA)
+        lines, scale = fit_label(label, tile_size - 2 * LABEL_PAD, _cv2_width, (0.55, 0.5, 0.45, 0.4, 0.35, 0.3))
+        baselines = [tile_size + 20] if len(lines) == 1 else [tile_size + 12, tile_size + 25]
+        for line, y in zip(lines, baselines):
+            cv2.putText(cell, line, (LABEL_PAD, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1, cv2.LINE_AA)
         cells.append(cell)
     while len(cells) % columns:
         cells.append(np.full_like(cells[0], 24))
