@@ -199,6 +199,7 @@ def video(info):
         g.link("latent", key, "size", key)
     g.add("one face", "PalsyCrossFrameAttention", "cross-frame attention", GENERATION, 2)
     g.link("one face", "model", "checkpoint", "MODEL")
+    g.link("one face", "conditions", "condition", "conditions")  # for attend_to flow_guided
     g.link("sampler", "model", "one face", "patched_model")
     g.add("same noise", "PalsySameNoise", "same noise", GENERATION, 2)
     g.link("same noise", "latent", "latent", "LATENT")
