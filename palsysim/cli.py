@@ -155,7 +155,8 @@ def cmd_bench(args):
         video()
         if args.checkpoint and args.controlnet:  # and the shipped workflow, per generated frame
             generation(args.models_dir or os.environ.get("MODELS_DIR"), args.checkpoint, args.controlnet,
-                       frames=args.jobs, size=args.size, steps=args.steps)
+                       frames=args.jobs, size=args.size, steps=args.steps, repeats=args.repeats or 3,
+                       attend_to=args.attend_to)
     elif args.which == "runner":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench runner needs --checkpoint and --controlnet (file names in the models folders)")
@@ -165,7 +166,7 @@ def cmd_bench(args):
             raise InputError("bench runner needs --models-dir (or MODELS_DIR): the folder with checkpoints/ and "
                              "controlnet/")
         runner_overhead(models, args.checkpoint, args.controlnet, jobs=args.jobs, size=args.size, steps=args.steps,
-                        rounds=args.repeats)
+                        rounds=args.repeats or 30)
         prepare_per_photo(models, args.checkpoint, args.controlnet)
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
@@ -173,7 +174,7 @@ def cmd_bench(args):
         bench.generate(args.models_dir, args.checkpoint, args.controlnet, args.servers, args.jobs,
                        args.size, args.steps)
     else:
-        bench.preprocess(repeats=args.repeats, size=args.size)
+        bench.preprocess(repeats=args.repeats or 30, size=args.size)
 
 
 def cmd_evaluate(args):
@@ -306,7 +307,7 @@ def parser():
                                       "video (per-frame seconds of the video pipeline, smoothing jitter and lag), "
                                       "runner (s/image of the runner vs a bare /prompt loop; prepare s/photo)")
     p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate", "video", "runner"])
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=int, help="timed repeats (default 30; video: 3)")
     p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures, codc-layout) or image size (generate)")
     p.add_argument("--models-dir", help="generate, runner, video: the folder with checkpoints/ and controlnet/ "
                                         "(default $MODELS_DIR)")
@@ -316,6 +317,9 @@ def parser():
     p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 3], help="generate: host counts to compare")
     p.add_argument("--jobs", type=int, default=12, help="generate: images per figure")
     p.add_argument("--steps", type=int, default=20, help="generate: sampling steps")
+    p.add_argument("--attend-to", nargs="+", metavar="MODE",
+                   help="video: cross-frame attention modes to compare on one video and seed (first_frame, "
+                        "first_and_previous, flow_guided): flicker, dynamics and s/frame per mode")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method folder")

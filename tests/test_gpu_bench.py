@@ -164,14 +164,14 @@ def test_gpu_bench_script_runs_end_to_end_with_tiny_models_on_the_cpu(tmp_path):
                          timeout=3600)  # minutes on a quiet CPU; far more on a shared one
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     table = run.stdout.split("| training step |")[-1]
-    for step in ("models", "train_checkpointing", "train_no_checkpointing", "generate"):
+    for step in ("models", "train_checkpointing", "train_no_checkpointing", "generate", "video"):
         assert (out / f"{step}.status").read_text().strip() == "ok", step
     # every figure was found in the steps' outputs: no "-" left in the training and generation rows
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     figures = [row for row in rows if not row.startswith(("| device", "| setting", "| profile", "| bench", "| GPU busy",
                                                           "| kernels"))]
     assert len(figures) >= 12 and all(" - |" not in row for row in figures), table
-    assert "ours vs diffusers speed" in table and "window_only" in table, table
+    assert "ours vs diffusers speed" in table and "window_only" in table and "| flow_guided |" in table, table
     assert "top ops of ours" in table and "aten::" in table, table
     assert (out / "profile" / "ours" / "trace.json").stat().st_size > 0
 

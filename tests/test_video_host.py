@@ -8,6 +8,7 @@ import pytest
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths
 
+from palsysim.base.errors import InputError
 from palsysim.base.photos import read_image
 from palsysim.base.video_files import read_video
 from palsysim.identity import dlib_face as identity_dlib
@@ -184,11 +185,19 @@ def test_one_held_back_frame_holds_back_the_video_with_its_reason(host, people):
     assert after == before
 
 
-def test_bench_video_times_the_shipped_workflow_per_frame(host):
+def test_bench_video_times_the_shipped_workflow_per_frame_and_compares_the_attention_modes(host):
     from palsysim.bench.video import generation
     lines = []
     figures = generation(None, TINY_CHECKPOINT, TINY_CONTROLNET, frames=3, size=64, steps=1, repeats=1,
-                         server=host.url, log=lines.append)
+                         server=host.url, attend_to=list(MODES), log=lines.append)
     assert figures["s_per_frame"] > 0 and figures["frames"] == 3
     assert lines[0].startswith("shipped video workflow, 3 frames at 64x64, 1 step(s)")
     assert "s per generated frame" in lines[0]
+    assert set(figures["attend_to"]) == set(MODES) and figures["source_flicker"] > 0 and figures["source_change"] > 0
+    table = lines[1].splitlines()
+    for mode, m in figures["attend_to"].items():
+        assert m["s_per_frame"] > 0 and m["flicker"] >= 0 and m["change"] >= 0, (mode, m)
+        (row,) = [line for line in table if line.split()[0] == mode]
+        assert row.split()[1:3] == [f"{m['flicker']:.2f}", f"{m['change']:.2f}"] and f"{m['s_per_frame']:.3f}" in row
+    with pytest.raises(InputError, match="unknown cross-frame attention sideways"):
+        generation(None, TINY_CHECKPOINT, TINY_CONTROLNET, server=host.url, attend_to=["sideways"])
