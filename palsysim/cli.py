@@ -172,8 +172,13 @@ def cmd_bench(args):
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
+        from .bench.video import generation
+
+        def video_on(url):  # the video workflow per attention mode, on generate's host
+            return generation(args.models_dir, args.checkpoint, args.controlnet, args.frames, args.size, args.steps,
+                              args.repeats or 3, url, args.attend_to)
         bench.generate(args.models_dir, args.checkpoint, args.controlnet, args.servers, args.jobs,
-                       args.size, args.steps, args.attend_to, args.frames, args.repeats or 3)
+                       args.size, args.steps, video_on if args.attend_to else None)
     else:
         bench.preprocess(repeats=args.repeats or 30, size=args.size)
 
