@@ -11,7 +11,7 @@ from ..palsysim.base.errors import InputError
 from ..palsysim.base.photos import to_rgb_uint8
 from ..palsysim.base.video_files import write_video
 from ..palsysim.condition import codc, sequence
-from ..palsysim.controlnet.crossframe import first_frame_attention
+from ..palsysim.controlnet.crossframe import MODES, attention_patch
 from ..palsysim.face import smoothing
 from ..palsysim.face.landmarks import Face
 from .comfy_internals import with_attn1_patch
@@ -95,15 +95,21 @@ class CrossFrameAttention(Node):
     def define_schema(cls):
         return io.Schema(
             node_id="PalsyCrossFrameAttention", display_name="Cross-Frame Attention (video)", category="PalsySim/video",
-            description="Every frame's self-attention takes keys and values from the batch's first frame "
-                        "(Text2Video-Zero), so all frames of a video get one face; frame 0 is unchanged.",
-            inputs=[io.Model.Input("model")],
+            description="Every frame's self-attention takes keys and values from other frames of the batch, so all "
+                        "frames of a video get one face: the first frame's (Text2Video-Zero; frame 0 unchanged), "
+                        "the first and the previous frame's (Tune-A-Video), or the previous frame's gathered along "
+                        "the optical flow between the conditions (flow_guided; frame 0 unchanged).",
+            inputs=[io.Model.Input("model"),
+                    io.Combo.Input("attend_to", options=list(MODES), default=MODES[0]),
+                    io.Image.Input("conditions", optional=True,
+                                   tooltip="The video's conditions, one a frame: flow_guided follows their motion.")],
             outputs=[output(io.Model, "patched_model")],
         )
 
     @classmethod
-    def execute(cls, model) -> io.NodeOutput:
-        return io.NodeOutput(with_attn1_patch(model, first_frame_attention))
+    def execute(cls, model, attend_to, conditions=None) -> io.NodeOutput:
+        patch = attention_patch(attend_to, None if conditions is None else to_arrays(conditions, "conditions"))
+        return io.NodeOutput(with_attn1_patch(model, patch))
 
 
 class SameNoise(Node):

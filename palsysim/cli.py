@@ -152,10 +152,12 @@ def cmd_bench(args):
         yanagihara_table(size=args.size)
     elif args.which == "video":
         from .bench.video import generation, video
-        video()
-        if args.checkpoint and args.controlnet:  # and the shipped workflow, per generated frame
+        if not (args.checkpoint and args.controlnet):
+            video()
+        else:  # the shipped workflow, per generated frame
             generation(args.models_dir or os.environ.get("MODELS_DIR"), args.checkpoint, args.controlnet,
-                       frames=args.jobs, size=args.size, steps=args.steps)
+                       frames=args.jobs, size=args.size, steps=args.steps, repeats=args.repeats or 3,
+                       attend_to=args.attend_to)
     elif args.which == "runner":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench runner needs --checkpoint and --controlnet (file names in the models folders)")
@@ -165,15 +167,20 @@ def cmd_bench(args):
             raise InputError("bench runner needs --models-dir (or MODELS_DIR): the folder with checkpoints/ and "
                              "controlnet/")
         runner_overhead(models, args.checkpoint, args.controlnet, jobs=args.jobs, size=args.size, steps=args.steps,
-                        rounds=args.repeats)
+                        rounds=args.repeats or 30)
         prepare_per_photo(models, args.checkpoint, args.controlnet)
     elif args.which == "generate":
         if not (args.checkpoint and args.controlnet):
             raise InputError("bench generate needs --checkpoint and --controlnet (file names in the models folders)")
+        from .bench.video import generation
+
+        def video_on(url):  # the video workflow per attention mode, on generate's host
+            return generation(args.models_dir, args.checkpoint, args.controlnet, args.frames, args.size, args.steps,
+                              args.repeats or 3, url, args.attend_to)
         bench.generate(args.models_dir, args.checkpoint, args.controlnet, args.servers, args.jobs,
-                       args.size, args.steps)
+                       args.size, args.steps, video_on if args.attend_to else None)
     else:
-        bench.preprocess(repeats=args.repeats, size=args.size)
+        bench.preprocess(repeats=args.repeats or 30, size=args.size)
 
 
 def cmd_evaluate(args):
@@ -310,16 +317,21 @@ def parser():
                                       "video (per-frame seconds of the video pipeline, smoothing jitter and lag), "
                                       "runner (s/image of the runner vs a bare /prompt loop; prepare s/photo)")
     p.add_argument("which", choices=["preprocess", "codc-measures", "codc-layout", "generate", "video", "runner"])
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=int, help="timed repeats (default 30; video: 3)")
     p.add_argument("--size", type=int, default=512, help="face size (preprocess, codc-measures, codc-layout) or image size (generate)")
     p.add_argument("--models-dir", help="generate, runner, video: the folder with checkpoints/ and controlnet/ "
                                         "(default $MODELS_DIR)")
-    p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name (video: with --controlnet, also time "
-                                        "the shipped video workflow per frame: --jobs frames, --size, --steps)")
+    p.add_argument("--checkpoint", help="generate: SD1.5 checkpoint file name (video: with --controlnet, time the "
+                                        "shipped video workflow per frame instead: --jobs frames, --size, --steps)")
     p.add_argument("--controlnet", help="generate: ControlNet file name")
     p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 3], help="generate: host counts to compare")
     p.add_argument("--jobs", type=int, default=12, help="generate: images per figure")
     p.add_argument("--steps", type=int, default=20, help="generate: sampling steps")
+    p.add_argument("--attend-to", nargs="+", metavar="MODE",
+                   help="video: cross-frame attention modes to compare on one video and seed (first_frame, "
+                        "first_and_previous, flow_guided): flicker, dynamics and s/frame per mode; generate: "
+                        "the same on its first host, --frames frames, median of --repeats (default 3)")
+    p.add_argument("--frames", type=int, default=16, help="generate --attend-to: frames of the video")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="ArcFace privacy, expression fidelity, SER-FIQ (and LPIPS) per method "

@@ -202,6 +202,7 @@ def video(info):
     g.link("sampler", "latent_image", "same noise", "same_noise_latent")
     g.add("one face", "PalsyCrossFrameAttention", "cross-frame attention", GENERATION, 0)
     g.link("one face", "model", "checkpoint", "MODEL")
+    g.link("one face", "conditions", "condition", "conditions")  # for attend_to flow_guided
     g.link("sampler", "model", "one face", "patched_model")
     g.add("gate", "PalsyPrivacyGate", "privacy gate", PRIVACY, 0, model_name=ARCFACE)
     g.link("gate", "image", "decode", "IMAGE")

@@ -4,6 +4,8 @@
 #   - the training step, ours vs diffusers', batch 4, 512x512, bf16, gradient checkpointing on and off
 #   - a torch.profiler profile of ours (and diffusers') with the top ops
 #   - python -m palsysim bench generate: s/image for the four ControlNet modes at 512x512, 20 steps
+#     and, on the same host, the shipped video workflow (16 frames at 512x512, 20 steps): s/frame for each
+#     cross-frame attention mode with its flicker (random weights draw no face: no dynamics)
 #
 #   scripts/gpu_bench.sh           on a GPU machine, from this repository alone
 #   scripts/gpu_bench.sh --tiny    the same steps at small size on a CPU (tests/test_gpu_bench.py)
@@ -53,12 +55,14 @@ models=$OUT/models
 if [ $tiny = 1 ]; then
   train=(--tiny --resolution 64 --batch-size 1 --steps 1 --warmup 0 --device cpu)
   gen=(--size 64 --steps 2 --jobs 1)
+  video=(--frames 2 --repeats 1)
   checkpoint=tiny_sd15.safetensors controlnet=tiny_canny.safetensors
   step models "$PY" -c "import sys; sys.path.insert(0, 'tests/support'); import tiny_models as t
 t.write_tiny_checkpoint('$models/checkpoints/$checkpoint'); t.write_tiny_controlnet('$models/controlnet/$controlnet')"
 else
   train=(--resolution 512 --batch-size 4 --steps 10 --warmup 2 --precision bf16)
   gen=(--size 512 --steps 20 --jobs 4)
+  video=(--frames 16 --repeats 3)
   checkpoint=sd15_random.safetensors controlnet=sd15_canny_random.safetensors
   step models "$PY" -m training.bench --write-models "$models"
 fi
@@ -68,7 +72,8 @@ step train_checkpointing "$PY" -m training.bench "${train[@]}" "${peer[@]}" --pr
 step train_no_checkpointing "$PY" -m training.bench "${train[@]}" "${peer[@]}" --no-gradient-checkpointing
 if has mediapipe; then
   step generate "$PY" -m palsysim bench generate --models-dir "$models" --checkpoint "$checkpoint" \
-    --controlnet "$controlnet" --servers 1 "${gen[@]}"
+    --controlnet "$controlnet" --servers 1 "${gen[@]}" "${video[@]}" \
+    --attend-to first_frame first_and_previous flow_guided
 else
   skip generate "mediapipe missing (the workflow's landmarks)"
 fi
@@ -115,6 +120,13 @@ for mode in ("none", "everywhere", "window_only", "window_then_base"):
     m = re.search(rf"^ +{mode} +([\d.]+) s/image +\(([\d.]+)x everywhere\)", text, re.M) if status == "ok" else None
     print(f"| {mode} | {m.group(1) if m else status} | {m.group(2) + 'x' if m else '-'} |")
 print(find(r"^(\d+x\d+, \d+ step\(s\), \d+ images per figure.*)$", text, ""))
+print("\n| bench video, attend_to | s/frame | flicker | change | dynamics r |\n|---|---|---|---|---|")
+for mode in ("first_frame", "first_and_previous", "flow_guided"):
+    m = re.search(rf"^ +{mode} +([\d.]+) +([\d.]+) +(no face|[-\d.]+) +\S+ +([\d.]+)$", text, re.M) \
+        if status == "ok" else None
+    cells = (m.group(4), m.group(1), m.group(2), m.group(3)) if m else (status, "-", "-", "-")
+    print(f"| {mode} | " + " | ".join(cells) + " |")
+print(find(r"^shipped video workflow, (.+):$", text, "") + " " + find(r"flicker: (.+?); change", text, ""))
 failed = [n for n in STEPS if read(n)[0] == "failed"]
 print(f"\nlogs in {out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
 sys.exit(1 if failed else 0)

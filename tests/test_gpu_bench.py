@@ -171,7 +171,7 @@ def test_gpu_bench_script_runs_end_to_end_with_tiny_models_on_the_cpu(tmp_path):
     figures = [row for row in rows if not row.startswith(("| device", "| setting", "| profile", "| bench", "| GPU busy",
                                                           "| kernels"))]
     assert len(figures) >= 12 and all(" - |" not in row for row in figures), table
-    assert "ours vs diffusers speed" in table and "window_only" in table, table
+    assert "ours vs diffusers speed" in table and "window_only" in table and "| flow_guided |" in table, table
     assert "top ops of ours" in table and "aten::" in table, table
     assert (out / "profile" / "ours" / "trace.json").stat().st_size > 0
 

@@ -163,3 +163,34 @@ def test_bench_video_prints_per_frame_figures():
     assert all(figures[k] > 0 for k in ("landmarks_s_per_frame", "pf_s_per_frame", "codc_s_per_frame"))
     assert figures["jitter_smoothed"] < figures["jitter_raw"]
     assert lines[0].startswith("8 frames of a synthetic grin") and "ms" in lines[1]
+
+
+def test_flow_guided_attention_gathers_each_frames_tokens_from_where_they_were_in_the_previous_frame():
+    import cv2
+    import torch
+
+    from palsysim.condition.edges import canny
+    from palsysim.controlnet.crossframe import attention_patch
+    photo = cv2.resize(read_image(photo_paths()["grace_hopper"])[:512, :512], (256, 256), interpolation=cv2.INTER_AREA)
+    # The face moves 4, then 8 px right and 4 down per frame (at 256 px): 1 and 2 tokens a frame on a 64-token map.
+    frames = [cv2.warpAffine(photo, np.float32([[1, 0, dx], [0, 1, dy]]), (256, 256), borderMode=cv2.BORDER_REFLECT)
+              for dx, dy in ((0, 0), (4, 0), (12, 4))]
+    conditions = [canny(f) for f in frames]
+    tokens = torch.tensor(np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in frames]),
+                          dtype=torch.float32).reshape(3, 64 * 64, 3)
+    x = torch.cat([tokens, tokens + 1])  # positive and negative chunks
+    extra = {"cond_or_uncond": [0, 1], "original_shape": [6, 4, 64, 64]}
+    _, keys, values = attention_patch("flow_guided", conditions)(x, x, x, extra)
+    assert torch.equal(keys, values) and torch.equal(keys[0], x[0]) and torch.equal(keys[3], x[3])
+    inner = (slice(8, 56), slice(8, 56))  # away from the border, where the flow has nothing to follow
+
+    def error(a, b):
+        return (a.reshape(64, 64, 3) - b.reshape(64, 64, 3))[inner].abs().mean().item()
+    for t in (1, 2):
+        gathered, unmoved = error(keys[t], x[t]), error(x[t - 1], x[t])
+        assert gathered < 0.1 * unmoved, (t, gathered, unmoved)
+        assert torch.allclose(keys[3 + t], keys[t] + 1, atol=1e-4)  # the negative chunk follows the same flow
+    with pytest.raises(InputError, match="flow of 3 conditions but the batch holds 2 frames"):
+        attention_patch("flow_guided", conditions)(x[:4], x[:4], x[:4], extra)
+    with pytest.raises(InputError, match="connect them"):
+        attention_patch("flow_guided")

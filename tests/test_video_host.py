@@ -8,6 +8,7 @@ import pytest
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths
 
+from palsysim.base.errors import InputError
 from palsysim.base.photos import read_image
 from palsysim.base.video_files import read_video
 from palsysim.identity import dlib_face as identity_dlib
@@ -27,10 +28,14 @@ def hints(host):
     return [host.upload_image(_hint(s), f"video_hint_{s}.png") for s in range(4)]
 
 
-def _graph(frames, patch=True, first_noise=0):
+MODES = ("first_frame", "first_and_previous", "flow_guided")
+
+
+def _graph(frames, patch="first_frame", first_noise=0):
     """Three 64x64 frames, one condition each (uploaded names), through the timestep-window ControlNet at cfg 2
     (positive and negative chunks both in the batch), 4 steps. first_noise: None draws each frame's own
-    noise; k gives frames 1 and 2 the shared noise (batch_index 0) and frame 0 noise number k (0: the same)."""
+    noise; k gives frames 1 and 2 the shared noise (batch_index 0) and frame 0 noise number k (0: the same).
+    patch: the cross-frame attention's attend_to, None for none."""
     g = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "ID photo of a person"}},
@@ -55,7 +60,8 @@ def _graph(frames, patch=True, first_noise=0):
                                                           "length": 1}},
         "19": {"class_type": "LatentFromBatch", "inputs": {"samples": ["12", 0], "batch_index": 1, "length": 2}},
         "20": {"class_type": "LatentBatch", "inputs": {"samples1": ["18", 0], "samples2": ["19", 0]}},
-        "13": {"class_type": "PalsyCrossFrameAttention", "inputs": {"model": ["1", 0]}},
+        "13": {"class_type": "PalsyCrossFrameAttention", "inputs": {"model": ["1", 0], "attend_to": patch or MODES[0],
+                                                                   "conditions": ["9", 0]}},
         "14": {"class_type": "KSampler", "inputs": {
             "model": ["13" if patch else "1", 0], "positive": ["10", 0], "negative": ["10", 1],
             "latent_image": ["11" if first_noise is None else "20", 0], "seed": 3, "steps": 4, "cfg": 2.0,
@@ -74,12 +80,17 @@ def _frames(host, frames, **kw):
     return out
 
 
-def test_frame_0_is_the_frame_a_run_without_the_patch_makes(host, hints):
+@pytest.mark.parametrize("mode", MODES)
+def test_frame_0_is_the_frame_a_run_without_the_patch_makes(host, hints, mode):
     a, b, c = hints[:3]
     # Each frame from its own noise: with one shared noise the tiny ControlNet leaves the three frames
-    # within a few grey levels of each other, so first-frame keys and values would change nothing.
-    patched, plain = _frames(host, [a, b, c], first_noise=None), _frames(host, [a, b, c], patch=False, first_noise=None)
-    assert np.array_equal(patched[0], plain[0])
+    # within a few grey levels of each other, so other frames' keys and values would change little.
+    patched = _frames(host, [a, b, c], patch=mode, first_noise=None)
+    plain = _frames(host, [a, b, c], patch=None, first_noise=None)
+    if mode == "first_and_previous":  # frame 0's own keys twice: the same softmax, rounded differently
+        assert _diff(patched[0], plain[0]).max() <= 2 and _diff(patched[0], plain[0]).mean() < 0.05
+    else:
+        assert np.array_equal(patched[0], plain[0])
     assert not np.array_equal(patched[1], plain[1]) and not np.array_equal(patched[2], plain[2])
 
 
@@ -87,26 +98,37 @@ def _diff(a, b):
     return np.abs(a.astype(int) - b.astype(int))
 
 
-def test_identical_inputs_give_identical_frames(host, hints):
-    same = _frames(host, [hints[0]] * 3)
+@pytest.mark.parametrize("mode", MODES)
+def test_identical_inputs_give_identical_frames(host, hints, mode):
+    same = _frames(host, [hints[0]] * 3, patch=mode)
     # Equal up to rounding: the CPU's batched matmuls round each batch row a little differently.
     for k in (1, 2):
-        assert _diff(same[0], same[k]).max() <= 2 and _diff(same[0], same[k]).mean() < 0.05, _diff(same[0], same[k]).max()
-    # Without the shared noise the same conditions make three different frames: the noise node does it.
+        diff = _diff(same[0], same[k])
+        assert diff.max() <= 2 and diff.mean() < 0.05, (diff.max(), diff.mean())
+
+
+def test_without_the_shared_noise_the_same_conditions_make_different_frames(host, hints):
     drawn = _frames(host, [hints[0]] * 3, first_noise=None)
     assert _diff(drawn[0], drawn[1]).mean() > 2
 
 
-def test_changing_frame_0_changes_the_other_frames_only_through_the_patch(host, hints):
+@pytest.mark.parametrize("mode", MODES)
+def test_changing_frame_0_changes_the_other_frames_through_the_patch(host, hints, mode):
     # Frame 0 starts from other noise; frames 1 and 2 keep theirs (the tiny ControlNet barely moves a frame,
-    # the start noise decides it).
+    # the start noise decides it). Without the patch frames 1 and 2 stay byte for byte (the next test): a mean
+    # change of a few tenths of a grey level is the patch's. flow_guided reaches frame 2 only through frame 1
+    # (0.1 of a grey level here).
     a, b, c = hints[:3]
-    before, after = _frames(host, [a, b, c]), _frames(host, [a, b, c], first_noise=5)
+    before, after = _frames(host, [a, b, c], patch=mode), _frames(host, [a, b, c], patch=mode, first_noise=5)
     assert _diff(before[0], after[0]).mean() > 2
-    assert _diff(before[1], after[1]).mean() > 0.5 and _diff(before[2], after[2]).mean() > 0.5
-    plain_before, plain_after = _frames(host, [a, b, c], patch=False), _frames(host, [a, b, c], first_noise=5,
-                                                                               patch=False)
-    assert np.array_equal(plain_before[1], plain_after[1]) and np.array_equal(plain_before[2], plain_after[2])
+    assert _diff(before[1], after[1]).mean() > 0.2 and not np.array_equal(before[2], after[2])
+
+
+def test_without_the_patch_frame_0_leaves_the_other_frames_alone(host, hints):
+    a, b, c = hints[:3]
+    before, after = _frames(host, [a, b, c], patch=None), _frames(host, [a, b, c], patch=None, first_noise=5)
+    assert _diff(before[0], after[0]).mean() > 2
+    assert np.array_equal(before[1], after[1]) and np.array_equal(before[2], after[2])
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +185,19 @@ def test_one_held_back_frame_holds_back_the_video_with_its_reason(host, people):
     assert after == before
 
 
-def test_bench_video_times_the_shipped_workflow_per_frame(host):
+def test_bench_video_times_the_shipped_workflow_per_frame_and_compares_the_attention_modes(host):
     from palsysim.bench.video import generation
     lines = []
     figures = generation(None, TINY_CHECKPOINT, TINY_CONTROLNET, frames=3, size=64, steps=1, repeats=1,
-                         server=host.url, log=lines.append)
+                         server=host.url, attend_to=list(MODES), log=lines.append)
     assert figures["s_per_frame"] > 0 and figures["frames"] == 3
     assert lines[0].startswith("shipped video workflow, 3 frames at 64x64, 1 step(s)")
     assert "s per generated frame" in lines[0]
+    assert set(figures["attend_to"]) == set(MODES) and figures["source_flicker"] > 0 and figures["source_change"] > 0
+    table = lines[1].splitlines()
+    for mode, m in figures["attend_to"].items():
+        assert m["s_per_frame"] > 0 and m["flicker"] >= 0 and m["change"] >= 0, (mode, m)
+        (row,) = [line for line in table if line.split()[0] == mode]
+        assert row.split()[1:3] == [f"{m['flicker']:.2f}", f"{m['change']:.2f}"] and f"{m['s_per_frame']:.3f}" in row
+    with pytest.raises(InputError, match="unknown cross-frame attention sideways"):
+        generation(None, TINY_CHECKPOINT, TINY_CONTROLNET, server=host.url, attend_to=["sideways"])

@@ -200,10 +200,12 @@ CONTROLNET_MODES = {
 }
 
 
-def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, size=64, steps=1, log=print):
+def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, size=64, steps=1, then=None, log=print):
     """Generation through real embedded ComfyUI hosts (the shipped PF workflow, privacy gate bypassed):
     seconds per image for each ControlNet mode on one host, then images/s with each number of hosts
-    sharing one batch. Every host is warmed up (models loaded) before it is timed. Returns the figures."""
+    sharing one batch. Every host is warmed up (models loaded) before it is timed. then: a function of the
+    first host's URL, run on it after the modes (another bench that need not start a host of its own); its
+    result goes in the figures as "then". Returns the figures."""
     import tempfile
 
     from ..base.layout import find_patients
@@ -234,6 +236,8 @@ def generate(models_dir, checkpoint, controlnet, servers=(1, 2, 3), jobs=12, siz
                 overrides = [o.format(controlnet=controlnet) for o in overrides]
                 batch(urls, overrides, bypasses, [0])
                 res["modes"][mode] = batch(urls, overrides, bypasses, list(range(1, jobs + 1))) / jobs
+            if then:
+                res["then"] = then(urls[0])
         log(f"{size}x{size}, {steps} step(s), {jobs} images per figure, one host:")
         for mode, s in res["modes"].items():
             log(f"  {mode:16s} {s:8.3f} s/image  ({s / res['modes']['everywhere']:.2f}x everywhere)")

@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from ..base.errors import InputError
-from ..base.photos import to_rgb_uint8
 from ..base.video_files import read_video
 from ..condition.facecrop import face_crop
 from ..condition.sequence import sequence_landmarks
 from ..face.asymmetry import MEASURES, measure
+from ..face.flow import dense_flow, grey
 
 FLICKER_SIZE = 256  # flicker is measured on face crops of this side: generated and patient videos alike
 # A patient curve moves when its range passes these (IPD units; smile_angle degrees): below, a detector's
@@ -74,24 +74,20 @@ def dynamics(generated_xys, patient_xys, max_lag=5):
     return out
 
 
-def _grey(frame):
-    return cv2.cvtColor(to_rgb_uint8(frame), cv2.COLOR_RGB2GRAY)
-
-
 def flicker(frames):
     """Warping error of a video: list of (H, W, 3) -> float, mean |frame t - frame t+1 warped onto t| in 0..255.
 
     The flow from each frame to the next is estimated on the video itself (Farneback), so real
     motion is compensated and what remains is change that follows no motion: flicker. 0 for one frame.
     """
-    greys = [_grey(f) for f in frames]
+    greys = [grey(f) for f in frames]
     if len(greys) < 2:
         return 0.0
     h, w = greys[0].shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     errors = []
     for prev, nxt in zip(greys[:-1], greys[1:]):
-        flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        flow = dense_flow(prev, nxt)
         warped = cv2.remap(nxt, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         errors.append(np.abs(prev.astype(np.float32) - warped.astype(np.float32)).mean())
     return float(np.mean(errors))
