@@ -131,12 +131,16 @@ def single(info, mode):
 
 def grid(info):
     """One chain over the ten item photos as a batch; it runs once per identity line (list mapping)."""
-    g = Graph(info)
+    photos = Graph(info)
     for i, item in enumerate(ITEMS):  # two rows of five, in the grading order
-        g.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, 1 + i % 5, image=f"{item}.png")
-    g.add("photos", "PalsyYanagiharaBatch", "photos (the ten items)", INPUTS, 0)
+        photos.add(f"patient {item}", "LoadImage", f"patient {item}", INPUTS, i % 5, image=f"{item}.png")
+    photos.add("photos", "PalsyYanagiharaBatch", "photos (the ten items)", INPUTS, 5)
     for item in ITEMS:
-        g.link("photos", item, f"patient {item}", "IMAGE")
+        photos.link("photos", item, f"patient {item}", "IMAGE")
+    g = Graph(info)
+    # One node for the ten photos: the whole grid then fits the window at a zoom where the frontend draws text.
+    g.add_subgraph("photos", "patient photos (the ten items)", INPUTS, 0, "the ten item photos", photos,
+                   [("images", "photos", "images"), ("items", "photos", "items")])
     g.add("identities", "PalsyLines", "identities", INPUTS, 0, text="a man\na woman\nan elderly woman")
     crop = face(g, "patient", "photos", 0, "images")
     g.add("condition", "PalsyPFCondition", "PF condition", CONDITIONS, 0, size=0)
@@ -146,7 +150,8 @@ def grid(info):
     g.link("show", "images", "condition", "preview")
     generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, 0, batch=len(ITEMS))
     gate_and_save(g, "palsysim/grid", report=False)
-    g.add("sheet", "PalsyLabelledGrid", "grid", SAVE, 1, columns=len(ITEMS))
+    # The sheet beside the gate, its save beside the images': the graph stays as tall as the generation.
+    g.add("sheet", "PalsyLabelledGrid", "grid", PRIVACY, 1, columns=len(ITEMS))
     g.link("sheet", "images", "gate", "slots")
     g.link("sheet", "column_labels", "photos", "items")
     g.link("sheet", "row_labels", "identities", "labels")
@@ -248,7 +253,8 @@ WORKFLOWS = {
     "palsy_yanagihara_grid": (grid,
                               "**Yanagihara grid**: one photo per item, one batch, one PF chain that runs once "
                               "per line of *identities*; the gate passes what no longer resembles the patient "
-                              "and the grid shows held-back tiles in grey."),
+                              "and the grid shows held-back tiles in grey. The ten photos are inside *patient "
+                              "photos (the ten items)*: open it (the icon at its top right) to pick them."),
     "palsy_video": (video,
                     "**Expression video**: a patient's expression video (e.g. rest -> grin -> rest) -> landmarks "
                     "per frame, smoothed over time -> one CODC condition per frame on the donor's face contour "

@@ -4,6 +4,7 @@ a node shows), in stacks of groups, one group per stage, columns inside; build()
 Widths let every widget show its label and value uncut and never go below what the frontend widens a node
 to (its title), one width a column."""
 import math
+import uuid
 
 from palsysim.comfy.workflow import FRONTEND_WIDGETS, _frontend_extras, _is_widget
 
@@ -34,6 +35,9 @@ WIDGET_CHROME, LABEL_GAP, FONT_PX = 85, 5, 12
 # The frontend widens a node to its title (14 px) plus 40, and Load Image to its upload button and photo
 # (measured with rest.png .. lower_lip_depression.png: 214..217 px in frontend 1.32.9, 223..228 in 1.58.1).
 TITLE_PX, TITLE_CHROME = 14, 40
+# A subgraph node's title has its icon before it and the button that opens it after (1.58.1 cuts the title
+# short of them).
+SUBGRAPH_TITLE_CHROME = 40
 MIN_WIDTH = {"LoadImage": 230}
 
 INPUTS, CONDITIONS, GENERATION, PRIVACY, SAVE = ("1 inputs", "2 conditions", "3 generation", "4 privacy gate",
@@ -45,8 +49,9 @@ class Graph:
     """Nodes added by key; link(dst, input, src, output) by names; laid out by stacks of groups and columns."""
 
     def __init__(self, info):
-        self.info, self.nodes, self.order = info, {}, []
+        self.info, self.nodes, self.order = dict(info), {}, []
         self.note_at = None  # (group, column) for the note, at the column's end; None: top of the inputs
+        self.subgraphs = {}  # the subgraph id (a node kind here): (its name, its Graph, its outputs)
 
     def add(self, key, kind, title, group, col=0, node_w=WIDTH, shows=None, **widgets):
         """node_w: the node's width; shows: room for what it shows (default SHOWS[kind])."""
@@ -57,6 +62,15 @@ class Graph:
 
     def link(self, dst, name, src, out):
         self.nodes[dst]["inputs"][name] = (src, out)
+
+    def add_subgraph(self, key, title, group, col, name, inner, outputs):
+        """A node that is the Graph `inner` as a subgraph (frontend >= 1.24): one node on the canvas, its
+        nodes inside. outputs: [(output name, inner node key, that node's output)]; its id comes from name."""
+        sid = str(uuid.uuid5(uuid.NAMESPACE_URL, "palsysim/subgraph/" + name))
+        kinds = [dict(_outputs(inner.info[inner.nodes[k]["kind"]]))[out] for _, k, out in outputs]
+        self.info[sid] = {"input": {}, "output": kinds, "output_name": [o for o, _, _ in outputs]}
+        self.subgraphs[sid] = (name, inner, outputs)
+        return self.add(key, sid, title, group, col)
 
 
 def _outputs(info):
@@ -106,26 +120,33 @@ def _socket_type(spec):
     return "COMBO" if isinstance(spec[0], list) else spec[0]
 
 
-def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and top bar
+def build(g, name, note, view=(0.8, (120, 180)), first=(1, 1)):  # clear of the sidebar and top bar
     """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
-    The note goes at the top of the inputs, or at the end of the column g.note_at names."""
-    g.add("note", "MarkdownNote", "About this workflow", *(g.note_at or (INPUTS, 0)))
-    if g.note_at is None:
-        g.order.insert(0, g.order.pop())  # first: it is what a newcomer reads
-    ids = {k: i + 1 for i, k in enumerate(g.order)}
+    The note (None: none) goes at the top of the inputs, or at the end of the column g.note_at names.
+    first: the first node and link id (a subgraph's follow its parent's: the frontend keeps one count)."""
+    if note is not None:
+        g.add("note", "MarkdownNote", "About this workflow", *(g.note_at or (INPUTS, 0)))
+        if g.note_at is None:
+            g.order.insert(0, g.order.pop())  # first: it is what a newcomer reads
+    ids = {k: i + first[0] for i, k in enumerate(g.order)}
     links = []
     for k in g.order:
         for name_, (src, out) in g.nodes[k]["inputs"].items():
             outs = _outputs(g.info[g.nodes[src]["kind"]])
             slot = [o for o, _ in outs].index(out)
             kind = outs[slot][1]
-            links.append([len(links) + 1, ids[src], slot, ids[k], name_, kind])
+            links.append([len(links) + first[1], ids[src], slot, ids[k], name_, kind])
     entries = {}
     for k in g.order:
         n = g.nodes[k]
         entry = {"id": ids[k], "type": n["kind"], "pos": [0, 0], "flags": {}, "order": 0, "mode": 0,
                  "title": n["title"]}
-        if n["kind"] == "MarkdownNote":
+        if n["kind"] in g.subgraphs:  # no widget of its nodes shown on it: open it to see them
+            entry.update(_node_entry(g, k, ids, links), properties={"proxyWidgets": []})
+            title_w = text_width(n["title"], TITLE_PX) + TITLE_CHROME + SUBGRAPH_TITLE_CHROME
+            entry["size"] = [max(n["width"], math.ceil(title_w / 10) * 10),
+                             _height(g.info[n["kind"]], n["shows"])]
+        elif n["kind"] == "MarkdownNote":
             entry.update(inputs=[], outputs=[], properties={}, widgets_values=[note], size=[WIDTH, NOTE_H],
                          color="#432", bgcolor="#653")
         else:
@@ -150,8 +171,11 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
     groups, x = [], 0
     for stack in STACKS:
         y, stack_w = 0, 0
+        stack_groups = []
         for title in stack:
             members = [k for k in g.order if g.nodes[k]["group"] == title]
+            if not members:
+                continue
             cols = sorted({g.nodes[k]["col"] for k in members})
             cx, bottom = x + GROUP_PAD, y + GROUP_TITLE
             for c in cols:
@@ -165,20 +189,57 @@ def build(g, name, note, view=(0.8, (120, 180))):  # clear of the sidebar and to
                 bottom = max(bottom, cy)
                 cx += col_w + GAP
             w, h = cx - GAP + GROUP_PAD - x, bottom - GAP + GROUP_PAD - y
-            groups.append({"id": len(groups) + 1, "title": title, "bounding": [x, y, w, h], "color": "#3f789e",
-                           "font_size": 24, "flags": {}})
+            stack_groups.append({"id": len(groups) + len(stack_groups) + 1, "title": title,
+                                 "bounding": [x, y, w, h], "color": "#3f789e", "font_size": 24, "flags": {}})
             y += h + GAP
             stack_w = max(stack_w, w)
-        for group in groups[len(groups) - len(stack):]:  # a stack's groups as wide as its widest
+        for group in stack_groups:  # a stack's groups as wide as its widest
             group["bounding"][2] = stack_w
-        x += stack_w + GAP
+        groups += stack_groups
+        x += stack_w + GAP if stack_groups else 0
     nodes = [entries[k] for k in g.order]
     for i, n in enumerate(nodes):
         n["order"] = i
-    return {"id": "00000000-0000-4000-8000-0000000000" + f"{sum(map(ord, name)) % 100:02d}", "revision": 0,
-            "last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
-            "groups": groups, "config": {},
-            "extra": {"ds": {"scale": view[0], "offset": list(view[1])}}, "version": 0.4}
+    wf = {"id": "00000000-0000-4000-8000-0000000000" + f"{sum(map(ord, name)) % 100:02d}", "revision": 0,
+          "last_node_id": first[0] + len(nodes) - 1, "last_link_id": first[1] + len(links) - 1, "nodes": nodes,
+          "links": links, "groups": groups, "config": {},
+          "extra": {"ds": {"scale": view[0], "offset": list(view[1])}}, "version": 0.4}
+    if g.subgraphs:
+        wf["definitions"] = {"subgraphs": []}
+        for sid, (sub_name, inner, outputs) in g.subgraphs.items():
+            inner_wf = build(inner, sub_name, None, first=(wf["last_node_id"] + 1, wf["last_link_id"] + 1))
+            wf["definitions"]["subgraphs"].append(_definition(sid, sub_name, inner_wf, outputs, inner))
+            wf["last_node_id"], wf["last_link_id"] = inner_wf["last_node_id"], inner_wf["last_link_id"]
+    return wf
+
+
+def _definition(sid, name, wf, outputs, inner):
+    """A subgraph definition as the frontend saves one (definitions.subgraphs): the inner workflow wf, its
+    links as objects, each output fed by a link to the output node (id -20) beside the inner nodes."""
+    links = [dict(zip(("id", "origin_id", "origin_slot", "target_id", "target_slot", "type"), l)) for l in wf["links"]]
+    by_key = dict(zip(inner.order, wf["nodes"]))
+    slots = []
+    for j, (out_name, key, out) in enumerate(outputs):
+        node = by_key[key]
+        slot = [o["name"] for o in node["outputs"]].index(out)
+        link_id = wf["last_link_id"] = wf["last_link_id"] + 1
+        kind = node["outputs"][slot]["type"]
+        links.append({"id": link_id, "origin_id": node["id"], "origin_slot": slot, "target_id": -20, "target_slot": j,
+                      "type": kind})
+        node["outputs"][slot]["links"].append(link_id)
+        slots.append({"id": str(uuid.uuid5(uuid.UUID(sid), out_name)), "name": out_name, "type": kind,
+                      "linkIds": [link_id], "localized_name": out_name})
+    for group in wf["groups"]:
+        group["title"] = name
+    x0, y0 = min(g["bounding"][0] for g in wf["groups"]), min(g["bounding"][1] for g in wf["groups"])
+    x1 = max(g["bounding"][0] + g["bounding"][2] for g in wf["groups"])
+    return {"id": sid, "version": 1, "revision": 0, "config": {}, "name": name,
+            "state": {"lastGroupId": len(wf["groups"]), "lastNodeId": wf["last_node_id"],
+                      "lastLinkId": wf["last_link_id"], "lastRerouteId": 0},
+            "inputNode": {"id": -10, "bounding": [x0 - 160, y0, 120, 40]},
+            "outputNode": {"id": -20, "bounding": [x1 + 40, y0, 120, 20 + 20 * len(slots)]},
+            "inputs": [], "outputs": slots, "widgets": [], "nodes": wf["nodes"], "groups": wf["groups"],
+            "links": links, "extra": {}}
 
 
 def _node_entry(g, k, ids, links):

@@ -52,6 +52,16 @@ def test_ui_file_is_a_comfyui_workflow(name):
         assert isinstance(n["type"], str) and isinstance(n.get("widgets_values", []), list)
         for i in n.get("inputs", []):
             assert i["link"] is None or any(l[0] == i["link"] for l in wf["links"])
+    for sub in wf.get("definitions", {}).get("subgraphs", []):  # the grid's photos: one node on the canvas
+        assert [n["title"] for n in nodes.values() if n["type"] == sub["id"]], "a subgraph no node stands for"
+        inner = {n["id"]: n for n in sub["nodes"]}
+        assert not set(inner) & set(nodes), "the frontend counts node ids across the subgraphs"
+        for link in sub["links"]:
+            assert link["id"] in inner[link["origin_id"]]["outputs"][link["origin_slot"]]["links"]
+            if link["target_id"] == -20:
+                assert link["id"] in sub["outputs"][link["target_slot"]]["linkIds"]
+            else:
+                assert inner[link["target_id"]]["inputs"][link["target_slot"]]["link"] == link["id"]
     text = json.dumps(wf)
     assert "ID photo of <identity> wearing light-blue surgical cap and top" in text
     assert "v1-5-pruned-emaonly.safetensors" in text
@@ -131,6 +141,29 @@ def test_template_browser_lists_and_serves_them(host):
 def test_api_twins_are_the_scripts_output(host):
     for path, text in twins(host.object_info(), [UI[n] for n in NAMES]).items():
         assert open(path, encoding="utf-8").read() == text, f"{path} is stale: run scripts/workflow_to_api.py"
+
+
+def test_a_subgraph_is_sent_as_its_inner_nodes(host):
+    # The grid's photos are a subgraph with outputs only; here its condition preview moves into one more, fed
+    # through the subgraph's input (node -10): the frontend sends it as "<outer>:<inner>", linked to the PF
+    # condition outside, and nothing for the subgraph node.
+    ui = json.load(open(UI["palsy_yanagihara_grid"], encoding="utf-8"))
+    twin = json.load(open(api("palsy_yanagihara_grid"), encoding="utf-8"))
+    (show,) = [n for n in ui["nodes"] if n["title"] == "condition preview"]
+    (link,) = [l for l in ui["links"] if l[0] == show["inputs"][0]["link"]]
+    sid = "0f0f0f0f-0000-4000-8000-000000000001"
+    ui["definitions"]["subgraphs"].append({
+        "id": sid, "name": "preview", "inputs": [{"name": "images", "type": "IMAGE", "linkIds": [1]}],
+        "outputs": [], "nodes": [dict(show, inputs=[dict(show["inputs"][0], link=1)])], "links": [
+            {"id": 1, "origin_id": -10, "origin_slot": 0, "target_id": show["id"], "target_slot": 0, "type": "IMAGE"}]})
+    outer = 900
+    ui["nodes"][ui["nodes"].index(show)] = {"id": outer, "type": sid, "mode": 0, "outputs": [],
+                                            "inputs": [{"name": "images", "type": "IMAGE", "link": link[0]}]}
+    link[3] = outer
+    sent = wf.to_api(ui, host.object_info())
+    moved = twin.pop(str(show["id"]))
+    assert sent.pop(f"{outer}:{show['id']}") == moved and moved["inputs"]["images"][0] == str(link[1])
+    assert sent == twin
 
 
 def test_api_twins_use_only_installed_nodes_and_inputs(host):

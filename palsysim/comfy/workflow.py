@@ -8,6 +8,10 @@ generate" choice after a seed, the "upload" button after an image or video combo
 
 API format (what POST /prompt takes): {"<id>": {"class_type", "inputs": {name: value or
 [from_id, from_slot]}, "_meta": {"title"}}}.
+
+Subgraphs (frontend >= 1.24): definitions.subgraphs holds each one's nodes and links (links as objects;
+node -10 is its inputs, -20 its outputs); a node whose type is a subgraph's id stands for it. The frontend
+sends the inner nodes, id "<outer id>:<inner id>", and no node for the subgraph itself: so does to_api.
 """
 import json
 import math
@@ -36,28 +40,68 @@ def _frontend_extras(spec):
     return int(bool(opts.get("control_after_generate"))) + int(bool(opts.get("image_upload") or opts.get("video_upload")))
 
 
+def _flatten(workflow):
+    """(nodes by str id, links by str id as [id, from, slot]): each subgraph node replaced by its inner
+    nodes, id "<outer>:<inner>", its inputs' and outputs' links joined through to the nodes inside."""
+    nodes = {str(n["id"]): n for n in workflow["nodes"]}
+    links = {str(l[0]): [str(l[0]), str(l[1]), l[2]] for l in workflow["links"]}
+    for sub in workflow.get("definitions", {}).get("subgraphs", []):
+        for outer_id in [i for i, n in nodes.items() if n["type"] == sub["id"]]:
+            outer = nodes.pop(outer_id)
+            feeds = {}  # the subgraph's output slot -> its inner source
+            for l in sub["links"]:
+                key, src = f"{outer_id}:{l['id']}", f"{outer_id}:{l['origin_id']}"
+                if l["origin_id"] == -10:  # from the subgraph's input: from what feeds the outer node's input
+                    fed = outer["inputs"][l["origin_slot"]].get("link")
+                    if fed is not None:
+                        links[key] = [key] + links[str(fed)][1:]
+                elif l["target_id"] == -20:
+                    feeds[l["target_slot"]] = [src, l["origin_slot"]]
+                else:
+                    links[key] = [key, src, l["origin_slot"]]
+            for inner in sub["nodes"]:
+                if inner["type"] in {s["id"] for s in workflow["definitions"]["subgraphs"]}:
+                    raise InputError(f"node {outer_id}: a subgraph inside a subgraph is not supported")
+                inputs = []
+                for i in inner.get("inputs", []):  # a subgraph input fed by nothing leaves its inputs unlinked
+                    key = f"{outer_id}:{i.get('link')}"
+                    inputs.append(dict(i, link=key if key in links else None))
+                nodes[f"{outer_id}:{inner['id']}"] = dict(inner, inputs=inputs)
+            for link in links.values():
+                if link[1] == outer_id:
+                    link[1:] = feeds[link[2]]
+    for n in nodes.values():
+        for i in n.get("inputs", []):
+            if i.get("link") is not None:
+                i["link"] = str(i["link"])
+    return nodes, links
+
+
+def _id_order(nid):
+    return [int(p) for p in nid.split(":")]
+
+
 def to_api(workflow, object_info):
     """UI-format workflow -> API-format prompt, using /object_info for the widgets' input names.
 
-    Deterministic: nodes sorted by id, inputs in the node's input_order.
+    Deterministic: nodes sorted by id ("3:12" after "3"), inputs in the node's input_order.
     """
     if not is_ui_format(workflow):
         raise InputError("not a UI-format ComfyUI workflow (no 'nodes' and 'links')")
-    nodes = {n["id"]: n for n in workflow["nodes"]}
-    links = {l[0]: l for l in workflow["links"]}
+    nodes, links = _flatten(json.loads(json.dumps(workflow)))
 
     def source(link_id):
         """The real node and slot behind a link (following Reroute nodes)."""
-        _, src, slot = links[link_id][:3]
+        _, src, slot = links[link_id]
         while nodes[src]["type"] == "Reroute":
             upstream = nodes[src]["inputs"][0].get("link")
             if upstream is None:
                 raise InputError(f"Reroute node {src} has no input connected")
-            _, src, slot = links[upstream][:3]
-        return [str(src), slot]
+            _, src, slot = links[upstream]
+        return [src, slot]
 
     api = {}
-    for nid in sorted(nodes, key=lambda i: int(i)):
+    for nid in sorted(nodes, key=_id_order):
         node = nodes[nid]
         kind = node["type"]
         if kind in UI_ONLY or kind == "Reroute":
@@ -90,7 +134,7 @@ def to_api(workflow, object_info):
                     inputs[name] = src["widgets_values"][0] if src["type"] == "PrimitiveNode" else source(linked[name])
         for name in FRONTEND_WIDGETS.get(kind, ()):
             inputs[name], pos = (values[pos] if pos < len(values) else ""), pos + 1
-        api[str(nid)] = {"class_type": kind, "inputs": inputs,
+        api[nid] = {"class_type": kind, "inputs": inputs,
                          "_meta": {"title": node.get("title") or info.get("display_name") or kind}}
     return api
 
