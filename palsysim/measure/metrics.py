@@ -164,7 +164,8 @@ class Dynamics(Metric):
         moving = [m for m in MEASURES if d[m]["moves"] and d[m]["r"] is not None]
         means = {k: [d[m][k] for m in moving if d[m][k] is not None] for k in ("r", "lag", "peak_kept")}
         means = {k: float(np.mean(v)) if v else None for k, v in means.items()}
-        return {"dynamics_r": means["r"], "dynamics_lag": means["lag"], "peak_kept": means["peak_kept"], "per_measure": d}
+        return {"dynamics_r": means["r"], "dynamics_lag": means["lag"], "peak_kept": means["peak_kept"],
+                "per_measure": d}
 
 
 class Stability(Metric):
