@@ -338,8 +338,7 @@ def parser():
                        "folder; on videos, dynamics, flicker and identity over frames")
     p.add_argument("--generated", required=True, action="append",
                    help="METHOD=OUT: one method's runner output (OUT/<patient>/<expression>/<image or mp4>); "
-                        "repeat per "
-                        "method. Or DIR holding one such tree per method (DIR/<method>/...)")
+                        "repeat per method. Or DIR holding one such tree per method (DIR/<method>/...)")
     p.add_argument("--patients", required=True, help="the runner's --patients folder: <patient>/<expression>.png or <expression>/*.png")
     p.add_argument("--arcface", help="an ArcFace ONNX, e.g. models/insightface/buffalo_l/w600k_r50.onnx")
     p.add_argument("--backend", choices=["auto", "arcface", "dlib", "both"], default="auto",
