@@ -75,6 +75,7 @@ def test_mismatched_donor_batch_is_refused(host, uploaded):
 @pytest.mark.parametrize("size", [512, 0])
 def test_pf_condition_graph_is_the_cores(host, uploaded, size):
     images, names = uploaded
+    margin = 0.3 if size else facecrop.FACE_MARGIN  # with size 0 nothing is cropped: another margin is refused
     g = {
         "1": {"class_type": "LoadImage", "inputs": {"image": names["patient"]}},
         "2": {"class_type": "LoadImage", "inputs": {"image": names["healthy"]}},
@@ -82,7 +83,7 @@ def test_pf_condition_graph_is_the_cores(host, uploaded, size):
         "4": {"class_type": "PalsyFaceLandmarks",
               "inputs": {"image": ["3", 0], "max_faces": 1, "min_confidence": 0.5, "face_index": 0, "backend": "auto"}},
         "5": {"class_type": "PalsyPFCondition",
-              "inputs": {"image": ["3", 0], "landmarks": ["4", 0], "size": size, "margin": 0.3, **EDGE}},
+              "inputs": {"image": ["3", 0], "landmarks": ["4", 0], "size": size, "margin": margin, **EDGE}},
         "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "pf"}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["5", 1], "filename_prefix": "pf_preview"}},
     }
@@ -92,7 +93,7 @@ def test_pf_condition_graph_is_the_cores(host, uploaded, size):
     assert len(conditions) == 2 and len(previews) == 2
     for got, preview, key in zip(conditions, previews, ("patient", "healthy")):
         # margin 0.3, not the default: the node must pass its own on
-        want = facecrop.pf_condition(images[key], face_landmarks(images[key]).xy, size, 0.3, **EDGE)
+        want = facecrop.pf_condition(images[key], face_landmarks(images[key]).xy, size, margin, **EDGE)
         assert want.shape == ((512, 512) if size else images[key].shape[:2])
         assert np.array_equal(got, np.repeat(want[..., None], 3, axis=2)), "the node's condition is not the core's"
         assert preview.shape == got.shape and (preview[want > 0] == 255).all()

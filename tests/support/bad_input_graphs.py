@@ -154,7 +154,8 @@ def sampled(g, model=None, latent=None):
     """Two 64x64 frames of the tiny checkpoint through the cross-frame patch from one noise -> decoded IMAGE."""
     ckpt = g.add("CheckpointLoaderSimple", ckpt_name="tiny_sd15.safetensors")
     text = g.add("CLIPTextEncode", clip=[ckpt, 1], text="ID photo of a person")
-    model = model if model is not None else [g.add("PalsyCrossFrameAttention", model=[ckpt, 0]), 0]
+    if model is None:
+        model = [g.add("PalsyCrossFrameAttention", model=[ckpt, 0], attend_to="first_frame"), 0]
     latent = latent if latent is not None else [g.add("PalsySameNoise", latent=[g.add(
         "EmptyLatentImage", width=64, height=64, batch_size=2), 0]), 0]
     k = g.add("KSampler", model=model, positive=[text, 0], negative=[text, 0], latent_image=latent, seed=1, steps=1,
