@@ -8,7 +8,7 @@ import pytest
 from study_helpers import csrf_of, make_inputs, served_rater
 
 from palsysim.base.vocabulary import ITEM_TITLES
-from palsysim.study.questions import CRITERIA
+from palsysim.study.questions import CRITERIA, worded
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_welcome_names_the_parts_and_the_scale_and_the_order_is_enforced(inputs,
     with served_rater(inputs, str(tmp_path / "S")) as (server, rater, _, _):
         welcome = rater.get(server.url + "/", timeout=10).text
         assert "How it works" in welcome and "minutes of work" in welcome
-        for q in CRITERIA.values():
+        for q in (worded(c, ["image"], ["image"]) for c in CRITERIA):  # a study of images
             assert q["title"] in welcome and f"1 = {q['low']}, 5 = {q['high']}" in welcome
         first = rater.get(server.url + "/task/1", timeout=10).text
         total = question_count(first)

@@ -17,6 +17,7 @@ from study_helpers import (HAS_CHROMIUM, PATIENT_NAMES, VIDEO_FPS, VIDEO_FRAMES,
 from palsysim.base.video_files import read_video
 from palsysim.condition.facecrop import face_crop
 from palsysim.face.landmarks import face_landmarks
+from palsysim.study.questions import CRITERIA, worded
 from palsysim.study.store import create_study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,6 +137,9 @@ def test_served_videos_are_rated_and_counted_like_images(inputs, tmp_path):
     out = str(tmp_path / "results")
     r = study_cli("results", folder, "--out", out, "--bootstrap", "20")
     assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
+        assert "Naturalness 1 = clearly artificial, 5 = indistinguishable from a real photograph or video recording" \
+            in f.read()  # the scales as the raters of this mixed study read them
     with open(os.path.join(out, "answers.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     given = {n: 2 + n % 3 for n, _ in pages}
@@ -155,7 +159,9 @@ def test_a_trainer_study_shows_videos_for_reference_scores_and_to_trainees(input
     with served_rater(inputs, folder, "--mode", "trainer", "--feedback", "end") as (server, trainee, _, admin):
         found = items(folder)
         supervisor = server.session(admin)
+        assert "1 generated image and 1 generated video;" in supervisor.get(server.url + "/admin", timeout=10).text
         reference = supervisor.get(server.url + "/admin/reference", timeout=10).text
+        assert "Generated images and videos inherit" in reference and "<i>no photo or video</i>" in reference
         assert f'<source src="/video/{found[("source", "grin")][0]}.mp4" type="video/mp4">' in reference
         assert f'<img src="/img/{found[("source", "rest")][0]}"' in reference
         assert_no_patient_names(reference)
@@ -166,11 +172,12 @@ def test_a_trainer_study_shows_videos_for_reference_scores_and_to_trainees(input
         for n in (1, 2):
             page = trainee.get(f"{server.url}/task/{n}", timeout=10).text
             scored[n] = "video" if "<video" in page else "image"
+            assert ("palsied side in this video" in page) == (scored[n] == "video")  # the image is the rest item
             trainee.post(f"{server.url}/task/{n}", data={"csrf": csrf, "value": "2"}, timeout=10)
         assert sorted(scored.values()) == ["image", "video"]
         trainee.post(server.url + "/finish", data={"csrf": csrf}, timeout=10)
         summary = trainee.get(server.url + "/done", timeout=10).text
-        assert "Your results" in summary
+        assert "Your results" in summary and "<h2>Each image or video</h2>" in summary
         assert re.search(rf'<video [^>]*width="96"><source src="/video/{found[("generated", "grin")][0]}.mp4"', summary)
         assert_no_patient_names(summary)
 
@@ -195,6 +202,19 @@ def plays(browser, index):
     raise AssertionError(f"video {index} did not play: {state}")
 
 
+def wording(browser):
+    """The kind of item on screen ("image" or "video"), checked against the words of its question and scale."""
+    from selenium.webdriver.common.by import By
+    kind = "video" if browser.find_elements(By.TAG_NAME, "video") else "image"
+    title = browser.find_element(By.TAG_NAME, "h1").text
+    criterion = next(c for c, q in CRITERIA.items() if q["title"] == title)
+    asked = worded(criterion, [kind], [kind])  # in these inputs a video is compared with a video, an image a photo
+    question, ends = (browser.find_element(By.CLASS_NAME, c).text for c in ("question", "ends"))
+    assert question.startswith(asked["question"]) and f"5 = {asked['high']}" in ends, (kind, question, ends)
+    assert {"image": "video", "video": "image"}[kind] not in question + ends, (kind, question, ends)
+    return kind
+
+
 @pytest.mark.skipif(not HAS_CHROMIUM, reason="needs Debian's chromium and chromium-driver")
 def test_a_real_browser_plays_the_videos_and_a_key_rates_them(inputs, tmp_path):
     from selenium.webdriver.common.by import By
@@ -206,9 +226,13 @@ def test_a_real_browser_plays_the_videos_and_a_key_rates_them(inputs, tmp_path):
         b = chrome(tmp_path / "profile")
         try:
             b.get(f"{server.url}/start/{token}")
-            n, paired = 1, None
+            welcome = b.find_element(By.TAG_NAME, "body").text  # a mixed study names both
+            assert "questions about generated images and videos" in welcome, welcome
+            assert "real photograph or video recording" in welcome, welcome
+            n, paired, worded_as = 1, None, set()
             while "/done" not in b.current_url:
                 b.get(f"{server.url}/task/{n}")
+                worded_as.add(wording(b))
                 for k, element in enumerate(b.find_elements(By.TAG_NAME, "video")):
                     state = plays(b, k)
                     assert state["duration"] == pytest.approx(VIDEO_FRAMES / VIDEO_FPS, abs=0.1), state
@@ -231,6 +255,7 @@ def test_a_real_browser_plays_the_videos_and_a_key_rates_them(inputs, tmp_path):
                     time.sleep(0.1)
                 n += 1
             assert paired is not None, "no page showed the patient's and the generated video side by side"
+            assert worded_as == {"image", "video"}
         finally:
             b.quit()
     with sqlite3.connect(os.path.join(folder, "study.sqlite")) as c:

@@ -6,6 +6,7 @@ from aiohttp import web
 from ..base.errors import InputError
 from ..base.vocabulary import ITEM_TITLES, ITEMS, SCORE_WORDS, SCORES
 from .pages import STUDY, e, page, refuse, shown
+from .questions import WORDS, words
 
 
 async def admin(request):
@@ -15,7 +16,9 @@ async def admin(request):
     rows = "".join(f"<tr><td>{e(p['label'])}</td><td>{p['answered']} of {p['total']}</td>"
                    f"<td>{'done' if done(p) else 'in progress' if p['answered'] else 'not started'}</td></tr>"
                    for p in study.progress())
-    n = study.conn.execute("SELECT COUNT(*) FROM images WHERE kind = 'generated'").fetchone()[0]
+    counts = study.conn.execute("SELECT media, COUNT(*) FROM images WHERE kind = 'generated' GROUP BY media "
+                                "ORDER BY media").fetchall()
+    generated = " and ".join(f"{n} generated {WORDS[m]['item' if n == 1 else 'items']}" for m, n in counts)
     methods = ", ".join(e(r[0]) for r in study.conn.execute("SELECT name FROM methods ORDER BY id"))
     trainer = ""
     if study.mode == "trainer":
@@ -24,8 +27,9 @@ async def admin(request):
                    + (f'<span class="need">{len(missing)} still needed before trainees can start</span>' if missing
                       else '<span class="good">complete</span>') + "</p>")
     return page("Study admin", f"<h1>Study administration ({e(study.mode)} study)</h1>"
-                               f"<p>{n} generated images; methods (never shown to raters): {methods}."
-                               + (f" Feedback to trainees: {'per image' if study.meta['feedback'] == 'image' else 'at the end'}."
+                               f"<p>{generated}; methods (never shown to raters): {methods}."
+                               + (" Feedback to trainees: " + ("after each one." if study.meta["feedback"] == "image"
+                                                                   else "at the end.")
                                   if study.mode == "trainer" else "") + f"</p>{trainer}"
                                f'<p><a class="button" href="/admin/results">Results so far</a></p>'
                                f"<h2>Progress</h2><table><tr><th>who</th><th>answered</th><th>state</th></tr>{rows}</table>"
@@ -38,26 +42,29 @@ async def reference_page(request, message="", status=200):
     study = request.app[STUDY]
     if study.mode != "trainer":
         raise web.HTTPSeeOther("/admin")
-    ref = study.reference()
+    ref, patients = study.reference(), study.patients()
+    generated = words(r[0] for r in study.conn.execute("SELECT DISTINCT media FROM images WHERE kind = 'generated'"))
+    sources = words(m for p in patients for _, m in p["photos"].values())
     needed = {(r["patient_id"], r["expression"]) for r in study.conn.execute(
         "SELECT DISTINCT patient_id, expression FROM images WHERE kind = 'generated'")}
     csrf = study.csrf(request["token"])
     blocks = []
-    for p in study.patients():
+    for p in patients:
         cells = []
         for item in ITEMS:
             have = ref.get((p["id"], item))
             options = '<option value="">-</option>' + "".join(
                 f'<option value="{s}"{" selected" if have == s else ""}>{s}</option>' for s in SCORES)
-            photo = _photo(p, item)
+            photo = _photo(p, item, sources["source"])
             need = '<span class="need">needed</span>' if (p["id"], item) in needed and have is None else ""
             cells.append(f'<label>{photo}<br>{e(ITEM_TITLES[item])} {need}'
                          f'<select name="{p["id"]}:{item}">{options}</select></label>')
         blocks.append(f'<h2>{e(p["label"])}</h2><div class="items">{"".join(cells)}</div>')
     return page("Reference scores", f'<p><a href="/admin">&larr; admin</a></p><h1>Reference Yanagihara scores</h1>'
                                     f"{message}<p>Score each item of each patient 0, 2 or 4 (0 = {SCORE_WORDS[0]}, "
-                                    f"2 = {SCORE_WORDS[2]}, 4 = {SCORE_WORDS[4]}). Generated images inherit the score of "
-                                    "their patient's item; '-' leaves an item without a score.</p>"
+                                    f"2 = {SCORE_WORDS[2]}, 4 = {SCORE_WORDS[4]}). Generated "
+                                    f"{generated['items']} inherit the score of their patient's item; '-' leaves an item "
+                                    "without a score.</p>"
                                     f'<form method="post" action="/admin/reference"><input type="hidden" name="csrf" '
                                     f'value="{csrf}">{"".join(blocks)}<p><button class="button" type="submit">Save all '
                                     "scores</button></p></form><h2>Or import a CSV</h2><p>Columns: <code>patient,"
@@ -70,10 +77,11 @@ async def reference_page(request, message="", status=200):
                                     "</form>", status)
 
 
-def _photo(patient, item):
-    """A patient's item beside its score: a photo links to its full size; a video plays in place."""
+def _photo(patient, item, called):
+    """A patient's item beside its score: a photo links to its full size; a video plays in place. called: what
+    the study's patient items are (photo, video, photo or video)."""
     if item not in patient["photos"]:
-        return "<i>no photo</i>"
+        return f"<i>no {called}</i>"
     image_id, media = patient["photos"][item]
     tag = shown(image_id, media, f'{patient["label"]}, {item}')
     if media == "video":

@@ -1,7 +1,7 @@
 """The study's web app (aiohttp): server-rendered pages, one small key-handling script, no external assets.
 
 Every request but /start/<token> needs the session cookie that link sets: a rater's (or trainee's)
-token, or the admin's. Images are served only by opaque id, only to those whose tasks show them.
+token, or the admin's. Images and videos are served only by opaque id, only to those whose tasks show them.
 POSTs need the session's CSRF field, and a browser's same-origin marks (Sec-Fetch-Site, Origin).
 """
 import ipaddress
@@ -15,7 +15,7 @@ from ..base.vocabulary import ITEM_TITLES, REST_SCORE_WORDS, SCORE_WORDS, SCORES
 from .admin import admin, reference_csv, reference_import, reference_page, reference_save, results_page
 from .folders import IMAGE_ID
 from .pages import CSP, SECONDS_PER_QUESTION, STUDY, e, figure, instructions, page, refuse
-from .questions import CRITERIA, SCALE, YANAGIHARA
+from .questions import CRITERIA, SCALE, YANAGIHARA, worded, words
 from .store import Study
 from .trainer import trainee_summary, verdict
 
@@ -117,7 +117,9 @@ async def home(request):
     todo = [t for t in tasks if t["value"] is None]
     if not todo or rater["finished_at"]:
         raise web.HTTPSeeOther("/done")
-    what = "images to score on the Yanagihara items" if study.mode == "trainer" else "questions about generated images"
+    kind = words(t["media"] for t in tasks)["items"]
+    what = f"{kind} to score on the Yanagihara items" if study.mode == "trainer" else \
+        f"questions about generated {kind}"
     first = "Start" if len(todo) == len(tasks) else f"Continue with question {todo[0]['position']}"
     minutes = max(1, round(len(todo) * SECONDS_PER_QUESTION / 60))
     return page("Study", f"<h1>Welcome, {e(rater['label'])}</h1><p>You have {len(tasks)} {what}; "
@@ -195,16 +197,16 @@ async def task_page(request):
     if (first := _first_open(tasks, t)) is not None:
         raise web.HTTPSeeOther(f"/task/{first}")
     csrf = study.csrf(request["token"])
-    item = f"Yanagihara item: {ITEM_TITLES.get(t['expression'], t['expression'])}"
+    item, kind = f"Yanagihara item: {ITEM_TITLES.get(t['expression'], t['expression'])}", words([t["media"]])["item"]
     if t["criterion"] == YANAGIHARA:
         rest = t["expression"] == "rest"
         title, question = item, ("Score the symmetry of this face at rest." if rest
-                                 else "Score the movement of the palsied side in this image.")
+                                 else f"Score the movement of the palsied side in this {kind}.")
         choices, ends = [(s, (REST_SCORE_WORDS if rest else SCORE_WORDS)[s]) for s in SCORES], ""
-        figures = figure(t["image_id"], t["media"], "Image to score", single=True)
+        figures = figure(t["image_id"], t["media"], f"{kind.capitalize()} to score", single=True)
         keys = "Keys 0, 2, 4 score; &larr; &rarr; move without scoring."
     else:
-        q = CRITERIA[t["criterion"]]
+        q = worded(t["criterion"], [t["media"]], [t["source_media"]])
         title, question = q["title"], q["question"]
         choices = [(s, q["low"] if s == SCALE[0] else q["high"] if s == SCALE[-1] else "") for s in SCALE]
         ends = f'<div class="ends"><span>1 = {e(q["low"])}</span><span>5 = {e(q["high"])}</span></div>'
@@ -228,10 +230,11 @@ async def task_answer(request):
     if (w := _waiting(study)) is not None:
         return w
     if _score_final(study, rater, t):
-        return refuse(409, "This image is already scored; scores are final once the feedback has been shown.")
+        return refuse(409, f"This {words([t['media']])['item']} is already scored; scores are final once the "
+                           "feedback has been shown.")
     if (first := _first_open(tasks, t)) is not None:
         return refuse(409, f"Answer the naturalness questions first (question {first} is open): they come before "
-                           "any page that shows the patient's photo.")
+                           "any page that shows the patient's face.")
     try:
         study.answer(rater["id"], t["position"], int(request["form"].get("value", "")))
     except (ValueError, InputError) as ex:
@@ -246,8 +249,9 @@ async def feedback_page(request):
     if study.mode != "trainer" or t["value"] is None:
         raise web.HTTPSeeOther(f"/task/{t['position']}")
     reference = _reference_of(study, t["image_id"])
+    scored = f"Scored {words([t['media']])['item']}"
     return page("Feedback", f"{_bar(tasks, t['position'])}<h1>Yanagihara item: {e(ITEM_TITLES[t['expression']])}</h1>"
-                            f'<div class="images">{figure(t["image_id"], t["media"], "Scored image", True)}</div>'
+                            f'<div class="images">{figure(t["image_id"], t["media"], scored, True)}</div>'
                             f'<p class="feedback">Your score: <b>{t["value"]}</b> ({SCORE_WORDS[t["value"]]}). '
                             f'Reference: <b>{reference}</b> ({SCORE_WORDS[reference]}).<br>'
                             f'Your score {verdict(t["value"], reference)}.</p>'
@@ -276,18 +280,20 @@ async def done_page(request):
                                  "You may close this page. To change an answer, go back to "
                                  f'<a href="/task/{len(tasks)}">the last question</a>.</p>{_hand_over(study, request)}')
     if study.meta["feedback"] == "end" and not rater["finished_at"]:
-        return page("Finish", f"<h1>All {len(tasks)} images scored</h1><p>You can still go back and change scores. "
+        kind = words(t["media"] for t in tasks)["items"]
+        return page("Finish", f"<h1>All {len(tasks)} {kind} scored</h1><p>You can still go back and change scores. "
                               "Once you finish, your scores are final and you see the reference scores.</p>"
                               f'<form method="post" action="/finish"><input type="hidden" name="csrf" value="{csrf}">'
                               f'<button class="button" type="submit">Finish and show the feedback</button></form>'
-                              f'<p><a href="/task/{len(tasks)}">&larr; back to the last image</a></p>')
+                              f'<p><a href="/task/{len(tasks)}">&larr; back to the last question</a></p>')
     return trainee_summary(study, rater)
 
 
 async def finish(request):
     study, rater = request.app[STUDY], _rater(request)
-    if any(t["value"] is None for t in study.tasks(rater["id"])):
-        return refuse(409, "Some images are not scored yet; score them first.")
+    tasks = study.tasks(rater["id"])
+    if any(t["value"] is None for t in tasks):
+        return refuse(409, f"Some {words(t['media'] for t in tasks)['items']} are not scored yet; score them first.")
     study.finish(rater["id"])
     raise web.HTTPSeeOther("/done")
 
@@ -297,9 +303,9 @@ async def media(request):
     study, name = request.app[STUDY], request.match_info["name"]
     image_id, ext = (name, ".png") if request.path.startswith("/img/") else os.path.splitext(name)
     if not IMAGE_ID.match(image_id):
-        return refuse(404, "No such image.")
+        return refuse(404, "No such image or video.")
     if not study.may_see(request["who"], image_id):
-        return refuse(403, "This image is not part of your study.")
+        return refuse(403, "This image or video is not part of your study.")
     found = study.media_file(image_id, ext)
     if found is None:
         return refuse(404, "No such image or video.")

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..base.vocabulary import REST_SCORE_WORDS, SCORE_WORDS, SCORES
 from .media import FILES
-from .questions import CRITERIA
+from .questions import CRITERIA, worded, words
 from .store import Study
 
 STUDY = web.AppKey("study", Study)
@@ -86,19 +86,22 @@ SECONDS_PER_QUESTION = 8  # a glance, a comparison and a click; the estimate on 
 
 
 def instructions(study, tasks):
-    """What is asked and what each end of the scale means, before the first question."""
+    """What is asked and what each end of the scale means, before the first question, worded for what the
+    rater's questions show (images, videos or both)."""
+    kind = words(t["media"] for t in tasks)
     if study.mode == "trainer":
-        words = "".join(f"<li><b>{s}</b>: {e(SCORE_WORDS[s])} (at rest: {e(REST_SCORE_WORDS[s])})</li>" for s in SCORES)
-        return ("<h2>How to score</h2><p>Each image shows one Yanagihara item of a synthetic person with a facial "
-                f"palsy. Score the palsied side's movement for that item:</p><ul>{words}</ul>"
+        scale = "".join(f"<li><b>{s}</b>: {e(SCORE_WORDS[s])} (at rest: {e(REST_SCORE_WORDS[s])})</li>" for s in SCORES)
+        return (f"<h2>How to score</h2><p>Each {kind['item']} shows one Yanagihara item of a synthetic person with a "
+                f"facial palsy. Score the palsied side's movement for that item:</p><ul>{scale}</ul>"
                 f"<p>Your scores are compared with the supervisor's reference scores "
-                f"({'after each image' if study.meta['feedback'] == 'image' else 'when you finish'}).</p>")
+                f"({'after each ' + kind['item'] if study.meta['feedback'] == 'image' else 'when you finish'}).</p>")
+    media, sources = [t["media"] for t in tasks], [t["source_media"] for t in tasks]
     parts = []
-    for c, q in CRITERIA.items():
-        n = sum(t["criterion"] == c for t in tasks)
-        shown = "beside the patient's face (the same face crop), for the same Yanagihara item" if q["with_source"] \
-            else "alone, before any patient's photo is shown"
-        parts.append(f"<li><b>{e(q['title'])}</b> ({n} questions): the generated face {shown}. {e(q['question'])} "
+    for c in CRITERIA:
+        q, n = worded(c, media, sources), sum(t["criterion"] == c for t in tasks)
+        where = "beside the patient's face (the same face crop), for the same Yanagihara item" if q["with_source"] \
+            else f"alone, before any patient's {words(sources)['source']} is shown"
+        parts.append(f"<li><b>{e(q['title'])}</b> ({n} questions): the generated face {where}. {e(q['question'])} "
                      f"<br>1 = {e(q['low'])}, 5 = {e(q['high'])}; 2 to 4 lie between.</li>")
     return ("<h2>How it works</h2><p>The questions come in parts, in this order; a part opens when the one "
             f"before it is answered.</p><ol>{''.join(parts)}</ol>"

@@ -14,7 +14,7 @@ from ..base.errors import InputError
 from ..base.files import write_atomically, write_bytes
 from ..base.vocabulary import ITEMS, SCORES
 from .folders import results_folder
-from .questions import CRITERIA, SCALE
+from .questions import CRITERIA, SCALE, worded
 
 BOOTSTRAP = 1000
 
@@ -139,7 +139,8 @@ def _csv(rows, fields):
     return buf.getvalue()
 
 
-def rating_markdown(table, alphas, raters, progress):
+def rating_markdown(table, alphas, raters, progress, media):
+    """media: what was rated ("image", "video"), for the scales' words."""
     titles = [q["title"] for q in CRITERIA.values()]
     methods = list(dict.fromkeys(r["method"] for r in table))
     lines = ["# Table I: ratings per method (mean ± SD, n answers)", "",
@@ -147,7 +148,8 @@ def rating_markdown(table, alphas, raters, progress):
     for m in methods:
         cells = [f"{_f(r['mean'])} ± {_f(r['sd'])} (n={r['n']})" for r in table if r["method"] == m]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "Scales: " + "; ".join(f"{q['title']} 1 = {q['low']}, 5 = {q['high']}" for q in CRITERIA.values()),
+    scales = [worded(c, media, media) for c in CRITERIA]
+    lines += ["", "Scales: " + "; ".join(f"{q['title']} 1 = {q['low']}, 5 = {q['high']}" for q in scales),
               "", "## Inter-rater reliability (Krippendorff's alpha, ordinal, 95% bootstrap interval over images)", "",
               "| criterion | alpha | 95% interval | raters | images |", "|---|---|---|---|---|"]
     for a in alphas:
@@ -266,7 +268,8 @@ def results(study, boot=BOOTSTRAP):
                   "raters": (raters, ["rater", "criterion", "mean", "sd", "n"]),
                   "answers": (rows, ["rater", "method", "image", "media", "patient", "expression", "criterion",
                                      "value"])}
-        markdown = rating_markdown(table, alphas, raters, progress)
+        media = [r[0] for r in study.conn.execute("SELECT DISTINCT media FROM images WHERE kind = 'generated'")]
+        markdown = rating_markdown(table, alphas, raters, progress, media)
     else:
         rows = trainer_answers(study)
         items, totals = trainee_items(rows), trainee_totals(rows)

@@ -3,6 +3,7 @@ import math
 
 from ..base.vocabulary import ITEM_TITLES
 from .pages import e, page, shown
+from .questions import words
 
 
 def verdict(score, reference):
@@ -16,9 +17,10 @@ def trainee_summary(study, rater):
     from .stats import trainee_items, trainee_totals, trainer_answers
     mine = [r for r in trainer_answers(study) if r["trainee"] == rater["label"]]
     kappa = {r["item"]: r for r in trainee_items(mine)}
-    rows = "".join(f'<tr><td>{shown(r["image"], r["media"], "scored image", 96)}</td>'
+    rows = "".join(f'<tr><td>{shown(r["image"], r["media"], "scored " + words([r["media"]])["item"], 96)}</td>'
                    f'<td>{e(ITEM_TITLES[r["item"]])}</td><td>{r["score"]}</td><td>{r["reference"]}</td>'
                    f'<td>{verdict(r["score"], r["reference"])}</td></tr>' for r in mine)
+    each = words(r["media"] for r in mine)["item"]
     items = "".join(f"<tr><td>{e(ITEM_TITLES.get(i, 'all items together'))}</td><td>{k['n']}</td>"
                     f"<td>{_kappa(k['kappa'])}</td><td>{100 * k['exact']:.0f}%</td></tr>"
                     for i, k in kappa.items())
@@ -28,12 +30,12 @@ def trainee_summary(study, rater):
     return page("Your results", f"<h1>Your results, {e(rater['label'])}</h1>"
                                 "<p>Agreement with the reference: quadratic-weighted kappa (1 = perfect, 0 = chance; "
                                 "n/a when it is undefined, e.g. one and the same score throughout).</p>"
-                                "<table><tr><th>item</th><th>images</th><th>kappa</th><th>exact</th></tr>"
+                                "<table><tr><th>item</th><th>scored</th><th>kappa</th><th>exact</th></tr>"
                                 f"{items}</table>"
                                 "<h2>Total scores per synthetic person (over the items you scored)</h2>"
                                 "<table><tr><th>synthetic person</th><th>items</th><th>your total</th>"
                                 "<th>reference total</th><th>difference</th>"
-                                f"</tr>{totals}</table><h2>Each image</h2><table><tr><th></th><th>item</th>"
+                                f"</tr>{totals}</table><h2>Each {each}</h2><table><tr><th></th><th>item</th>"
                                 f"<th>yours</th><th>reference</th><th></th></tr>{rows}</table>")
 
 
