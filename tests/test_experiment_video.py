@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+from cli_helpers import experiment_cli
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths
 from runner_helpers import make_video_patients
@@ -89,3 +90,23 @@ def test_the_report_gives_a_video_section_from_the_scores(experiment):
     assert "<h2>Videos: expression dynamics" in page
     for out in (md, page, open(exp.path("evaluation", "video_zero_shot", "report.md"), encoding="utf-8").read()):
         assert NAME not in out
+
+
+def test_a_patient_folder_of_videos_only_is_refused_up_front(experiment, tmp_path):
+    """The patients are numbered by their photos, which training and the image methods use and CODC's rest
+    comes from; a folder of videos alone would be left out of the video comparison without a word."""
+    exp = config.load(experiment)
+    patients = tmp_path / "patients"
+    shutil.copytree(exp.patients, patients)
+    (patients / "zq_patient_delta").mkdir()
+    shutil.copy(patients / NAME / "grin.mp4", patients / "zq_patient_delta" / "grin.mp4")
+    exp_dir = tmp_path / "exp"
+    exp_dir.mkdir()
+    with open(os.path.join(experiment, "experiment.toml"), encoding="utf-8") as f:
+        text = f.read().replace(f'patients = "{exp.patients}"', f'patients = "{patients}"')
+    (exp_dir / "experiment.toml").write_text(text, encoding="utf-8")
+    r = experiment_cli("run", str(exp_dir), "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert (f"[data] patients: {patients / 'zq_patient_delta'} holds videos but no photo" in r.stderr
+            and f"add its photos (at least {patients / 'zq_patient_delta' / 'rest.png'})" in r.stderr), r.stderr
+    assert sorted(os.listdir(exp_dir)) == ["experiment.toml"]  # refused before any stage

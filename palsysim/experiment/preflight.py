@@ -177,7 +177,7 @@ def patient_problems(exp):
     if exp.patients:
         try:
             found = stages.patients(exp)
-            if exp.video:  # two files of one item, a video and a photo, refused now
+            if exp.video:  # two files of one item, a video and a photo, or videos without photos: refused now
                 videos.patient_videos(exp, found)
         except InputError as e:
             problems.append(f"[data] patients: {e}")

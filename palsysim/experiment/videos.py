@@ -24,13 +24,20 @@ from .stages import fingerprint, link_models, net_path, patient_donors, settings
 
 def patient_videos(exp, found):
     """{"patient_k": {expression: video path}} of the patients (numbered as stages.patients numbers them,
-    found) who have expression videos; {} where none has."""
+    found) who have expression videos; {} where none has. A folder of videos without photos is refused: the
+    patients are their photos (training, the image methods, CODC's rest), the videos go beside them."""
     keys = dict(zip(sorted(find_patients(exp.patients)), found))
-    out = {}
+    out, alone = {}, []
     for name, sources in find_patients(exp.patients, videos=True).items():
         videos = {s: p for s, p in sources.items() if is_video(os.path.basename(p))}
-        if videos and name in keys:
+        if name not in keys:
+            alone.append(os.path.join(exp.patients, name))
+        elif videos:
             out[keys[name]] = videos
+    if alone:
+        raise InputError("; ".join(f"{folder} holds videos but no photo" for folder in alone) + ": a patient is "
+                         "numbered and trained on by their photos, and their videos go beside them; add its photos "
+                         f"(at least {os.path.join(alone[0], 'rest.png')}), or move the folder out of [data] patients")
     return out
 
 
