@@ -1,8 +1,9 @@
-"""The experiment's video section (issue 26) on a small prepared experiment, not a whole run: a patient with a
-real-face expression video (its container tagged with the patient's name) is prepared without the tag,
-generated through the video workflow on the real host with the tiny models (the one generate entry), skipped
-when nothing changed, then scored: a generated video equal to the patient's gives r = 1 and no private
-frame in videos.csv's row and in report.md / report.html's video section, which name nobody."""
+"""The experiment's video section (issue 26) through `experiment run` on a small experiment (zero_shot only, 64 px,
+one step): a patient with a real-face expression video (its container tagged with the patient's name) is
+prepared without the tag, generated through the video workflow on the real host with the tiny models, scored
+into evaluation/video_* and the report (a generated video equal to the patient's gives r = 1 and no private
+frame), which name nobody; a rerun redoes only what changed. A patient folder of videos alone is refused."""
+import csv
 import os
 import shutil
 
@@ -14,7 +15,7 @@ from runner_helpers import make_video_patients
 
 from palsysim.base.photos import read_image, write_image
 from palsysim.base.video_files import read_video
-from palsysim.experiment import config, report, stages, videos
+from palsysim.experiment import config, run, videos
 
 NAME = "zq_patient_gamma"  # the patient's folder and the video's tag: must reach no output
 FRAMES = 12
@@ -25,19 +26,18 @@ FAST = {'run = ["zero_shot", "full", "partial", "partial_codc", "freeze", "lora"
 
 
 @pytest.fixture(scope="module")
-def experiment(module_tmp):
-    """EXP with one patient (rest photo, grin video), a donor; run zero_shot, videos with zero_shot. The model
-    paths are stand-ins: the generation test points them at the host's tiny models."""
+def experiment(module_tmp, host):
+    """EXP with one patient (rest photo, grin video), a donor, the host's tiny models; run zero_shot, videos with
+    zero_shot."""
     root = module_tmp("expvideo")
     make_video_patients(root / "patients", ["grin"], NAME, frames=FRAMES, patient=NAME)
     rest = read_video(str(root / "patients" / NAME / "grin.mp4"))[0][0]
     write_image(str(root / "patients" / NAME / "rest.png"), rest)
     write_image(str(root / "donors" / "donor.png"), read_image(photo_paths()["astronaut"]))
-    for name in ("ckpt.safetensors", "canny.safetensors"):
-        (root / name).write_bytes(b"stand-in")
     exp_dir = str(root / "exp")
     path = config.write_template(exp_dir, str(root / "patients"), str(root / "donors" / "donor.png"),
-                                 str(root / "ckpt.safetensors"), str(root / "canny.safetensors"))
+                                 host.model_path("checkpoints", TINY_CHECKPOINT),
+                                 host.model_path("controlnet", TINY_CONTROLNET))
     text = open(path, encoding="utf-8").read()
     for old, new in FAST.items():
         text = text.replace(old, new)
@@ -45,50 +45,47 @@ def experiment(module_tmp):
     return exp_dir
 
 
-def prepared(exp_dir):
-    exp = config.load(exp_dir)
-    assert exp.problems == [] and exp.video_runs() == {"video_zero_shot": ("palsy_video", None, "pf")}
-    state, found = stages.State(exp.root), stages.patients(exp)
-    clips = videos.patient_videos(exp, found)
-    assert list(clips) == ["patient_1"] and list(clips["patient_1"]) == ["grin"]
-    videos.prepare(exp, state, clips, stages.Progress(1, quiet=True))
-    return exp, state, found, clips
+def csv_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
-def test_the_video_runs_generate_once_through_the_video_workflow(experiment, host):
-    exp, state, found, clips = prepared(experiment)
+def test_a_run_generates_and_scores_the_videos_and_reruns_only_what_changed(experiment, host):
+    """`experiment run` (run()) with a [video] section, on the real host with the tiny models: the patient's
+    video prepared without its tag, generated through the video workflow, paired with it in evaluation/video_*
+    (the tiny models draw no face: skipped, not scored) and in the report's video section. Run again: nothing is
+    redone, no server asked. Then a generator that gave the patient's own video back (swapped in): only the
+    scores are redone, and they keep the dynamics exactly (r = 1) with no private frame."""
+    run(experiment, servers=[host.url], quiet=True)
+    exp = config.load(experiment)
     copy = exp.path("prepared", "photos", "patient_1", "grin.mp4")
     assert len(read_video(copy)[0]) == FRAMES and NAME.encode() not in open(copy, "rb").read()
-    exp.checkpoint = host.model_path("checkpoints", TINY_CHECKPOINT)
-    exp.controlnet = host.model_path("controlnet", TINY_CONTROLNET)
-    videos.generate(exp, state, found, clips, stages.Progress(1, quiet=True), servers=[host.url])
     (made,) = videos.generated(exp, "video_zero_shot")
     assert os.path.relpath(made, exp.path("generated")) == os.path.join("video_zero_shot", "patient_1", "grin",
                                                                         "man_1.mp4")
     frames, _ = read_video(made)
     assert len(frames) == FRAMES and frames[0].shape == (64, 64, 3)
-    before = os.stat(made).st_mtime_ns
-    videos.generate(exp, stages.State(exp.root), found, clips, stages.Progress(1, quiet=True),
-                    servers=["http://127.0.0.1:9"])
-    assert os.stat(made).st_mtime_ns == before  # unchanged inputs: skipped, no server asked
+    scores = exp.path("evaluation", "video_zero_shot")
+    (row,) = csv_rows(os.path.join(scores, "videos.csv"))
+    assert (row["method"], row["videos"], row["skipped"], row["unpaired"]) == ("video_zero_shot", "0", "1", "0")
+    assert "| video_zero_shot | 1 | 0 | 1 | n/a |" in open(exp.path("report.md"), encoding="utf-8").read()
 
+    written = {p: os.stat(p).st_mtime_ns for p in (made, os.path.join(scores, "videos.csv"))}
+    run(experiment, servers=["http://127.0.0.1:9"], quiet=True)
+    assert {p: os.stat(p).st_mtime_ns for p in written} == written  # unchanged inputs: skipped
 
-def test_the_report_gives_a_video_section_from_the_scores(experiment):
-    exp, state, found, clips = prepared(experiment)
-    # a generator that gave the patient's own video back: the dynamics kept exactly, and not private
-    target = exp.path("generated", "video_zero_shot", "patient_1", "grin")
-    shutil.rmtree(exp.path("generated", "video_zero_shot"), ignore_errors=True)
-    os.makedirs(target)
-    shutil.copy(exp.path("prepared", "photos", "patient_1", "grin.mp4"), os.path.join(target, "man_1.mp4"))
-    (row,) = videos.evaluate(exp, state, clips, stages.Progress(1, quiet=True))
-    assert (row["run"], row["generated"], row["images"], row["unpaired"]) == ("video_zero_shot", 1, 1, 0)
-    assert row["dynamics_r_mean"] == pytest.approx(1.0) and row["dynamics_lag_mean"] == 0
-    assert row["flicker_mean"] == pytest.approx(row["flicker_patient_mean"]) and row["passed"] == 0.0
-    files = report.write_report(exp, [], [], [], found, [row])
+    shutil.copy(copy, made)
+    files = run(experiment, servers=["http://127.0.0.1:9"], quiet=True)
+    (row,) = csv_rows(os.path.join(scores, "videos.csv"))
+    assert (row["videos"], row["skipped"], row["pass_rate"]) == ("1", "0", "0.000000")
+    assert float(row["dynamics_r_mean"]) == pytest.approx(1.0) and float(row["dynamics_lag_mean"]) == 0
+    assert float(row["flicker_mean"]) == pytest.approx(float(row["flicker_patient_mean"]))
+    (record,) = csv_rows(os.path.join(scores, "video_records.csv"))
+    assert record["passed"] == "0" and float(record["dynamics_r"]) == pytest.approx(1.0)
     md, page = (open(f, encoding="utf-8").read() for f in files)
     assert "## Videos: expression dynamics" in md and "| video_zero_shot | 1 | 1 | 0 | 1.000 ± 0.000 |" in md
     assert "<h2>Videos: expression dynamics" in page
-    for out in (md, page, open(exp.path("evaluation", "video_zero_shot", "report.md"), encoding="utf-8").read()):
+    for out in (md, page, *(open(os.path.join(scores, f), encoding="utf-8").read() for f in os.listdir(scores))):
         assert NAME not in out
 
 
