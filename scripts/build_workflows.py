@@ -5,11 +5,11 @@
     python scripts/build_workflows.py --server URL
 
 Each workflow is a row of groups, one per stage (inputs with the prompt, conditions, generation,
-privacy, save), stacked where a stage is short, with its nodes in columns inside; the note sits at
-the top of the inputs. Heights follow the frontend's own node sizes (slots, widgets, multiline boxes)
-plus room for what a node shows (a photo, a preview, a report); widths let every widget show its
-label and value uncut, and never go below what the frontend widens a node to (its title), one width a
-column; so PF, zero-shot and CODC fit a 1600x1000 window at a zoom where the frontend still draws text.
+privacy gate and save), their title bars level so that no link crosses one, with their nodes in columns inside;
+the note sits at the top of the inputs. Heights follow the frontend's own node sizes (slots, widgets,
+multiline boxes) plus room for what a node shows (a photo, a preview, a report); widths let every widget
+show its label and value uncut, and never go below what the frontend widens a node to (its title), one
+width a column; so PF, zero-shot and CODC fit a 1600x1000 window at a zoom where the frontend still draws text.
 Node sockets and widget order come from the server's /object_info, so the files load as if made in the
 frontend. Titles are what the headless runner fills.
 """
@@ -23,7 +23,7 @@ import requests
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from workflow_layout import CONDITIONS, GENERATION, INPUTS, PRIVACY, SAVE, Graph, build  # noqa: E402
+from workflow_layout import CONDITIONS, GENERATION, INPUTS, PRIVACY, Graph, build  # noqa: E402
 
 from palsysim.base.vocabulary import ITEMS  # noqa: E402
 from palsysim.base.workflows import (PROMPT, STOCK_CONTROLNET, TRAIN_COMMAND, TRAINED_CONTROLNET,  # noqa: E402
@@ -88,7 +88,7 @@ def gate_and_save(g, prefix, report=True):
     if report:
         g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # how many passed, and each image's score
         g.link("gate report", "source", "gate", "report")
-    g.add("output", "PalsySaveAnonymized", "output", SAVE, 0, filename_prefix=prefix)
+    g.add("output", "PalsySaveAnonymized", "output", PRIVACY, 0, filename_prefix=prefix)
     g.link("output", "images", "gate", "images")
     g.link("output", "identity_check", "gate", "checked")
     g.link("output", "method_summary", "controlnet", "summary")
@@ -150,15 +150,16 @@ def grid(info):
     g.link("show", "images", "condition", "preview")
     generation(g, ("condition", "condition"), ("identities", "lines"), STOCK_CONTROLNET, 0, batch=len(ITEMS))
     gate_and_save(g, "palsysim/grid", report=False)
-    # The sheet beside the gate, its save beside the images': the graph stays as tall as the generation.
+    # The sheet, its report and its save beside the gate and the images' save: the graph stays as tall as the
+    # generation.
     g.add("sheet", "PalsyLabelledGrid", "grid", PRIVACY, 1, columns=len(ITEMS))
     g.link("sheet", "images", "gate", "slots")
     g.link("sheet", "column_labels", "photos", "items")
     g.link("sheet", "row_labels", "identities", "labels")
     g.link("sheet", "reports", "gate", "report")  # the gate runs once per identity: the sheet names each row's
-    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # every row's outcome, then each row's table
+    g.add("gate report", "PreviewAny", "gate report", PRIVACY, 1)  # every row's outcome, then each row's table
     g.link("gate report", "source", "sheet", "report")
-    g.add("grid output", "PalsySaveAnonymized", "grid output", SAVE, 1, filename_prefix="palsysim/grid_sheet")
+    g.add("grid output", "PalsySaveAnonymized", "grid output", PRIVACY, 1, filename_prefix="palsysim/grid_sheet")
     g.link("grid output", "images", "sheet", "grid")
     g.link("grid output", "method_summary", "controlnet", "summary")
     g.link("grid output", "identity_check", "gate", "checked")  # every face on the sheet passed; the rest are grey
@@ -214,12 +215,12 @@ def video(info):
     g.link("gate", "reference", "patient crop", "crop")
     g.add("gate report", "PreviewAny", "gate report", PRIVACY, 0)  # which frames passed, and each one's score
     g.link("gate report", "source", "gate", "report")
-    g.add("output", "PalsySaveAnonymizedVideo", "output", SAVE, 0, filename_prefix="palsysim/video")
+    g.add("output", "PalsySaveAnonymizedVideo", "output", PRIVACY, 0, filename_prefix="palsysim/video")
     g.link("output", "frames", "gate", "images")
     g.link("output", "fps", "components", "fps")
     g.link("output", "held_back", "gate", "held_back")  # one frame held back holds back the video
     g.link("output", "gate_report", "gate", "report")
-    g.add("save report", "PreviewAny", "save report", SAVE, 0)
+    g.add("save report", "PreviewAny", "save report", PRIVACY, 0)
     g.link("save report", "source", "output", "report")
     return g
 

@@ -1,6 +1,6 @@
 """The layout engine of scripts/build_workflows.py: a Graph of nodes added by key and linked by names, laid
 out as the frontend would draw it (its own node sizes from the server's /object_info, plus room for what
-a node shows), in stacks of groups, one group per stage, columns inside; build() gives the UI-format JSON.
+a node shows), in a row of groups, one group per stage, columns inside; build() gives the UI-format JSON.
 Widths let every widget show its label and value uncut and never go below what the frontend widens a node
 to (its title), one width a column."""
 import math
@@ -40,13 +40,14 @@ TITLE_PX, TITLE_CHROME = 14, 40
 SUBGRAPH_TITLE_CHROME = 40
 MIN_WIDTH = {"LoadImage": 230}
 
-INPUTS, CONDITIONS, GENERATION, PRIVACY, SAVE = ("1 inputs", "2 conditions", "3 generation", "4 privacy gate",
-                                                 "5 save (no metadata)")
-STACKS = [[INPUTS], [CONDITIONS], [GENERATION], [PRIVACY, SAVE]]
+# The gate and the save share a group: a save group beside the gate's makes the graph too wide for Fit View to
+# draw text, and one under it has the gate's links cross its title (see build()).
+INPUTS, CONDITIONS, GENERATION, PRIVACY = "1 inputs", "2 conditions", "3 generation", "4 privacy gate + save"
+ROW = [INPUTS, CONDITIONS, GENERATION, PRIVACY]
 
 
 class Graph:
-    """Nodes added by key; link(dst, input, src, output) by names; laid out by stacks of groups and columns."""
+    """Nodes added by key; link(dst, input, src, output) by names; laid out by groups (a row) and columns."""
 
     def __init__(self, info):
         self.info, self.nodes, self.order = dict(info), {}, []
@@ -121,7 +122,7 @@ def _socket_type(spec):
 
 
 def build(g, name, note, view=(0.8, (120, 180)), first=(1, 1)):  # clear of the sidebar and top bar
-    """The UI-format workflow of Graph g: ids in insertion order, positions by stack, group and column.
+    """The UI-format workflow of Graph g: ids in insertion order, positions by group and column.
     The note (None: none) goes at the top of the inputs, or at the end of the column g.note_at names.
     first: the first node and link id (a subgraph's follow its parent's: the frontend keeps one count)."""
     if note is not None:
@@ -168,35 +169,28 @@ def build(g, name, note, view=(0.8, (120, 180)), first=(1, 1)):  # clear of the 
     for l in links:
         target = entries[next(k for k in g.order if ids[k] == l[3])]
         l[4] = [i["name"] for i in target["inputs"]].index(l[4])
+    # One row of groups, their tops level: every link then runs below every group's title bar (the frontend draws
+    # a link between its ends' heights), where a group stacked under another has links cross its title.
     groups, x = [], 0
-    for stack in STACKS:
-        y, stack_w = 0, 0
-        stack_groups = []
-        for title in stack:
-            members = [k for k in g.order if g.nodes[k]["group"] == title]
-            if not members:
-                continue
-            cols = sorted({g.nodes[k]["col"] for k in members})
-            cx, bottom = x + GROUP_PAD, y + GROUP_TITLE
-            for c in cols:
-                column = [m for m in members if g.nodes[m]["col"] == c]
-                # One width a column: the widest node's, so every text box in it gets the room.
-                cy, col_w = y + GROUP_TITLE, max(entries[k]["size"][0] for k in column)
-                for k in column:
-                    entries[k]["pos"] = [cx, cy + TITLE_H]
-                    entries[k]["size"][0] = col_w
-                    cy += TITLE_H + entries[k]["size"][1] + GAP
-                bottom = max(bottom, cy)
-                cx += col_w + GAP
-            w, h = cx - GAP + GROUP_PAD - x, bottom - GAP + GROUP_PAD - y
-            stack_groups.append({"id": len(groups) + len(stack_groups) + 1, "title": title,
-                                 "bounding": [x, y, w, h], "color": "#3f789e", "font_size": 24, "flags": {}})
-            y += h + GAP
-            stack_w = max(stack_w, w)
-        for group in stack_groups:  # a stack's groups as wide as its widest
-            group["bounding"][2] = stack_w
-        groups += stack_groups
-        x += stack_w + GAP if stack_groups else 0
+    for title in ROW:
+        members = [k for k in g.order if g.nodes[k]["group"] == title]
+        if not members:
+            continue
+        cx, bottom = x + GROUP_PAD, GROUP_TITLE
+        for c in sorted({g.nodes[k]["col"] for k in members}):
+            column = [m for m in members if g.nodes[m]["col"] == c]
+            # One width a column: the widest node's, so every text box in it gets the room.
+            cy, col_w = GROUP_TITLE, max(entries[k]["size"][0] for k in column)
+            for k in column:
+                entries[k]["pos"] = [cx, cy + TITLE_H]
+                entries[k]["size"][0] = col_w
+                cy += TITLE_H + entries[k]["size"][1] + GAP
+            bottom = max(bottom, cy)
+            cx += col_w + GAP
+        w, h = cx - GAP + GROUP_PAD - x, bottom - GAP + GROUP_PAD
+        groups.append({"id": len(groups) + 1, "title": title, "bounding": [x, 0, w, h], "color": "#3f789e",
+                       "font_size": 24, "flags": {}})
+        x += w + GAP
     nodes = [entries[k] for k in g.order]
     for i, n in enumerate(nodes):
         n["order"] = i

@@ -6,13 +6,13 @@ and the test writes it to out/test-artifacts/frontend_version.txt.
 
 For each workflow, with the photos and model files it names on the host: open it from the Templates
 dialog by its title; no missing or red node (newer frontends also mark a node whose file the host
-lacks), no two nodes overlapping; the frontend draws the nodes' text at the saved view and at fit view
-(the frontend drops text below 8 px, LiteGraph.Canvas.MinFontSizeForLOD), and the same inside each subgraph
-opened (the grid's photos); the prompt the frontend would send (app.graphToPrompt: a subgraph's nodes as
-"<outer>:<inner>") equals the API twin; queued at 2 steps with the tiny models it finishes with the
-privacy gate holding back the noise, each photo where it belongs, and the previews it shows still
-overlap nothing. Screenshots (saved view, fit view, after the run; opened, where the frontend opens a
-template at another view) go to out/test-artifacts/.
+lacks), no two nodes overlapping, no link drawn over a group's title; the frontend draws the nodes' text
+at the saved view and at fit view (the frontend drops text below 8 px, LiteGraph.Canvas.MinFontSizeForLOD),
+and the same inside each subgraph opened (the grid's photos); the prompt the frontend would send
+(app.graphToPrompt: a subgraph's nodes as "<outer>:<inner>") equals the API twin; queued at 2 steps with the
+tiny models it finishes with the privacy gate holding back the noise, each photo where it belongs, and the
+previews it shows still overlap nothing. Screenshots (saved view, fit view, after the run; opened, where the
+frontend opens a template at another view) go to out/test-artifacts/.
 
 Needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver) and selenium.
 """
@@ -25,7 +25,7 @@ import sys
 import time
 
 import pytest
-
+from canvas_geometry import GROUPS_JS, NODES_JS, crossing_group_edges, overlapping, wires_over_titles
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
 from real_faces import photo_paths, write_expression_video
 from runner_helpers import REPO, api
@@ -182,14 +182,6 @@ def open_template(driver, title, url):
     time.sleep(1)  # let the canvas draw
 
 
-NODES_JS = """
-const t = LiteGraph.NODE_TITLE_HEIGHT;
-return app.canvas.graph._nodes.map(n => ({id: n.id, type: n.type, title: n.title,
-    known: !!LiteGraph.registered_node_types[n.type], errors: !!n.has_errors,
-    rect: [n.pos[0], n.pos[1] - t, n.size[0], n.size[1] + t]}));
-"""
-
-
 # Each combo, number and text widget whose label and value do not both fit its node: the frontend then cuts
 # the label ("co… control_sd15_canny.pth"), then the value. Its test (frontends 1.32.9 in Arial and 1.58.1 in
 # Inter, BaseWidget.drawTruncatingText): label + 5 + value <= width - 85 (combo, number) or width - 60 (text).
@@ -207,35 +199,6 @@ for (const n of app.canvas.graph._nodes) for (const w of n.widgets || []) {
 ctx.font = font;
 return out;
 """
-GROUPS_JS = """
-return app.canvas.graph._groups.map(g => ({title: g.title, rect: [g.pos[0], g.pos[1], g.size[0], g.size[1]]}));
-"""
-
-
-def crossing_group_edges(nodes, groups):
-    """(node, group) for each node that lies partly in a group (as drawn: its title bar included), not wholly."""
-    out = []
-    for n in nodes:
-        x, y, w, h = n["rect"]
-        for g in groups:
-            gx, gy, gw, gh = g["rect"]
-            touches = x < gx + gw and gx < x + w and y < gy + gh and gy < y + h
-            inside = gx <= x and x + w <= gx + gw and gy <= y and y + h <= gy + gh
-            if touches and not inside:
-                out.append((n["title"], g["title"]))
-    return out
-
-
-def overlapping(nodes):
-    out = []
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
-            (ax, ay, aw, ah), (bx, by, bw, bh) = a["rect"], b["rect"]
-            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
-                out.append((a["title"], b["title"]))
-    return out
-
-
 def same_numbers(x):
     """JSON value with every number as a float, so 1 and 1.0 compare equal (the frontend sends 1)."""
     if isinstance(x, bool) or x is None or isinstance(x, str):
@@ -323,6 +286,8 @@ def test_workflow_in_the_frontend(host, page, named_files, name):
     assert overlapping(nodes) == []
     crossing = crossing_group_edges(nodes, page.execute_script(GROUPS_JS))
     assert crossing == [], f"nodes over a group's edge: {crossing}"
+    wires = wires_over_titles(page)
+    assert wires == [], f"links drawn over a group's title: {wires}"
     assert page.execute_script(CUT_WIDGETS_JS) == [], "widgets whose label or value the frontend cuts"
     prompt = page.execute_async_script("app.graphToPrompt().then(p => arguments[0](p.output))")
     twin = json.load(open(api(name), encoding="utf-8"))
@@ -345,7 +310,7 @@ def test_workflow_in_the_frontend(host, page, named_files, name):
         screenshot(page, f"{name}_inside_{node['id']}")
         inner = page.execute_script(NODES_JS)
         assert len(inner) > 1 and all(n["known"] for n in inner) and overlapping(inner) == []
-        assert crossing_group_edges(inner, page.execute_script(GROUPS_JS)) == []
+        assert crossing_group_edges(inner, page.execute_script(GROUPS_JS)) == [] and wires_over_titles(page) == []
         assert page.execute_script(CUT_WIDGETS_JS) == [] and text_is_drawn(page)[1]
 
 
