@@ -1,16 +1,18 @@
 """The shipped workflows: UI files parse, the template browser lists them, the API twins are the
 script's output, and each twin runs headless on the real host with tiny models."""
 import glob
+import io
 import json
 import os
 import re
 import sys
 import urllib.parse
 
+import numpy as np
 import pytest
 import requests
-from PIL import Image
 from host import TINY_CHECKPOINT, TINY_CONTROLNET
+from PIL import Image
 from real_faces import photo_paths, write_expression_video
 from runner_helpers import NO_ARCFACE, PATIENT, REPO, WORKFLOWS, api, make_patients, png_chunks, pngs, run_runner
 from shipped_workflows import NAMES, TITLES, readme_templates
@@ -22,6 +24,7 @@ from palsysim.base.workflows import template_path
 from palsysim.comfy import workflow as wf
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
+from make_thumbnails import encode, render  # noqa: E402
 from workflow_to_api import twins  # noqa: E402
 
 UI = {n: template_path(n) for n in NAMES}
@@ -68,6 +71,18 @@ def test_ui_file_is_a_comfyui_workflow(name):
     assert "control_sd15_canny.pth" in text or "palsy_partial.safetensors" in text  # stock or fine-tuned
     assert all(n["type"] != "SaveImage" for n in nodes.values()), "outputs must go through PalsySaveAnonymized"
     assert os.path.isfile(UI[name][:-5] + ".jpg"), "thumbnail missing"
+
+
+def test_thumbnails_are_what_the_script_draws_now():
+    # The core draws the thumbnails from the sample photos (scripts/make_thumbnails.py): one not drawn again after
+    # the code changed shows what the workflow no longer makes. MediaPipe's two APIs (the current environment
+    # runs the Tasks API) give landmarks 0.001 px apart, which may move a few edge pixels: 0.2% may differ.
+    for path, image in render().items():
+        shipped = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+        drawn = np.asarray(Image.open(io.BytesIO(encode(path, image))).convert("RGB"), dtype=np.int16)
+        assert shipped.shape == drawn.shape, f"{path} is stale: run scripts/make_thumbnails.py"
+        off = (np.abs(shipped - drawn).max(axis=2) > 32).mean()
+        assert off < 0.002, f"{path} is stale ({off:.2%} of its pixels differ): run scripts/make_thumbnails.py"
 
 
 def _sources(graph, nid, stop=None):
