@@ -75,8 +75,9 @@ def test_ui_file_is_a_comfyui_workflow(name):
 
 def test_thumbnails_are_what_the_script_draws_now():
     # The core draws the thumbnails from the sample photos (scripts/make_thumbnails.py): one not drawn again after
-    # the code changed shows what the workflow no longer makes. MediaPipe's two APIs (the current environment
-    # runs the Tasks API) give landmarks 0.001 px apart, which may move a few edge pixels: 0.2% may differ.
+    # the code changed shows what the workflow no longer makes. Drawn with the legacy Face Mesh (the embedded
+    # environment; conftest's NEEDS_LEGACY says why not the Tasks API); 0.2% may differ for another CPU's vector
+    # paths in OpenCV and the JPEG encoder.
     for path, image in render().items():
         shipped = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
         drawn = np.asarray(Image.open(io.BytesIO(encode(path, image))).convert("RGB"), dtype=np.int16)
