@@ -39,15 +39,14 @@ import os
 import sys
 
 from .base.errors import InputError
-from .base.layout import find_patients, is_video
+from .base.layout import find_patients
 from .base.outputs import folder_out, refuse_overlap
-from .base.photos import read_image, refuse_unreadable
-from .base.video_files import read_video
+from .base.photos import refuse_unreadable
 from .base.vocabulary import ITEMS
 from .comfy.client import UPLOAD_FOLDER
 from .comfy.generate import generate
 from .comfy.host import servers
-from .comfy.plan import refuse_mismatch, takes_videos
+from .comfy.plan import refuse_mismatch, takes_videos, upload_of
 
 
 def add_server_arguments(p, default="http://127.0.0.1:8188"):
@@ -94,10 +93,11 @@ def main(args):
     if args.donor and not os.path.isfile(args.donor):
         raise InputError(f"--donor {args.donor}: no such file")
     refuse_overlap(args.out, [args.patients] + [args.donor] * bool(args.donor))
-    # Every photo read once before any server starts or folder is made: an unreadable or oversized one is named now.
+    # Every photo and video read once before any server starts or folder is made: an unreadable or oversized one
+    # is named now. What reading makes is the upload the batch sends (metadata-free bytes): none is decoded twice.
     sources = sorted({p for photos in patients.values() for p in photos.values()})
-    refuse_unreadable(sources + [args.donor] * bool(args.donor),
-                      read=lambda p: read_video(p) if is_video(os.path.basename(p)) else read_image(p))
+    uploads = {}
+    refuse_unreadable(sources + [args.donor] * bool(args.donor), read=lambda p: uploads.setdefault(p, upload_of(p)))
     folder_out(args.out)  # an existing file, an unwritable place: said now, not after generating
     # Settings as given, minus anything that would locate patient files (the --patients path).
     settings = {"overrides": args.overrides, "bypassed": args.bypass}
@@ -105,7 +105,7 @@ def main(args):
         summary = generate(urls, args.workflow, patients, args.out, args.overrides, args.bypass,
                            identities=args.identities, seeds=args.seeds, donor=args.donor, settings=settings,
                            progress=not args.quiet, keep_uploads=args.keep_uploads,
-                           reconnect_s=args.reconnect_timeout, expressions=args.expressions)
+                           reconnect_s=args.reconnect_timeout, expressions=args.expressions, uploads=uploads)
     redone = summary["redone"]
     why = f" ({sum(redone.values())} redone: " + "; ".join(f"{k}: {n}" for k, n in sorted(redone.items())) + ")"
     print(f"{summary['done']} job(s) done{why if redone else ''}, {summary['skipped']} already done, "

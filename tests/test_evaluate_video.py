@@ -2,8 +2,9 @@
 real-face grin with a left palsy as the patient's video; a copy of it (r = 1, lag 0, the patient's own
 flicker, a frame the recognizer takes for the patient), the same grin two frames late (lag 2), a video of
 an expression the patient has no video of (unpaired), all read back from videos.csv, video_records.csv and
-report.md; a video that does not decode is refused with its message."""
+report.md; a video that does not decode is refused with its message; each video is decoded to frames once."""
 import csv
+import json
 import os
 import shutil
 
@@ -46,7 +47,7 @@ def _rows(path, key):
 def evaluated(tree):
     out = tree / "out"
     r = palsysim_cli("evaluate", "--generated", str(tree / "generated"), "--patients",
-                     str(tree / "patients"), "--backend", "dlib", "--out", str(out))
+                     str(tree / "patients"), "--backend", "dlib", "--out", str(out), counts=tree / "counts.json")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "copy: 1 videos, dynamics r 1.000, pass rate 0.0%" in r.stdout, r.stdout
     return out
@@ -82,6 +83,16 @@ def test_the_report_gives_each_measure_its_curve_and_names_nobody(evaluated):
     assert "patient has no video of whistle" in report
     for out in os.listdir(evaluated):
         assert PATIENT not in (evaluated / out).read_text() and "MRN" not in (evaluated / out).read_text()
+
+
+def test_each_video_is_checked_up_front_and_decoded_to_frames_once(tree, evaluated):
+    """The generated videos are checked before any work (keeping no frame: there may be many, each up to
+    MAX_FRAMES long), then each video, the patient's too, is decoded to frames once (support/count_reads.py)."""
+    counts = json.loads((tree / "counts.json").read_text())
+    generated = sorted(str(p) for p in (tree / "generated").rglob("*.mp4"))
+    videos = generated + [str(tree / "patients" / PATIENT / "grin.mp4")]
+    assert {p: counts["video_decoded"].get(p, 0) for p in videos} == {p: 1 for p in videos}, counts["video_decoded"]
+    assert {p: counts["video_checked"].get(p, 0) for p in generated} == {p: 1 for p in generated}, counts
 
 
 def test_a_video_that_does_not_decode_is_refused_with_its_message(tree, tmp_path):

@@ -1,7 +1,7 @@
 """Video jobs in the headless runner (issue 26): PATIENTS/<patient>/<expression>.mp4 through the shipped
 video workflow on the real host with the tiny models, one mp4 per job; uploads re-encoded without the
 file's tags; a rerun does nothing, a killed run finishes with the same files; photo and video workflows
-refuse the other kind before any server is asked."""
+refuse the other kind before any server is asked; the run decodes the video once."""
 import json
 import os
 import shutil
@@ -26,8 +26,8 @@ TINY_VIDEO = ["--set", f"checkpoint.ckpt_name={TINY_CHECKPOINT}", "--set", f"con
 EXPECTED = [f"{PATIENT}/grin/a_man_{s}.mp4" for s in SEEDS]
 
 
-def run_video(host, patients, out, *extra):
-    return run_runner(api("palsy_video"), host.url, patients, out, *TINY_VIDEO, *extra, tiny=False)
+def run_video(host, patients, out, *extra, counts=None):
+    return run_runner(api("palsy_video"), host.url, patients, out, *TINY_VIDEO, *extra, tiny=False, counts=counts)
 
 
 def files(out):
@@ -44,11 +44,11 @@ def uploads(host):
 @pytest.fixture(scope="module")
 def first_run(host, tmp_path_factory):
     """Two video jobs (one 6-frame grin x two seeds), run with --keep-uploads so that the upload is
-    looked at; the run's upload folder is deleted afterwards."""
+    looked at; the run's upload folder is deleted afterwards. Its decodes are counted in p/../counts.json."""
     root = tmp_path_factory.mktemp("video")
     patients = make_video_patients(root / "p", ["grin"], TAG)
     before = uploads(host)
-    r = run_video(host, patients, root / "out", "--keep-uploads")
+    r = run_video(host, patients, root / "out", "--keep-uploads", counts=root / "counts.json")
     (run,) = uploads(host) - before
     folder = os.path.join(host.input_dir, "palsysim", run)
     kept = {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)}
@@ -87,6 +87,14 @@ def test_the_upload_holds_the_frames_and_none_of_the_source_files_bytes(first_ru
     # A fresh encoding of the same frames (H.264 at crf 18: within a few grey levels), without the tags.
     assert max(abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(frames, theirs)) < 3
     assert TAG.encode() in open(source, "rb").read() and TAG.encode() not in kept[name]
+
+
+def test_the_run_decodes_the_video_once(first_run):
+    """Its upload is made when the video is checked, before any server starts, and sent as made."""
+    r, patients, _, _ = first_run
+    counts = json.loads(open(os.path.join(os.path.dirname(patients), "counts.json")).read())
+    assert counts["video_decoded"] == {os.path.join(patients, PATIENT, "grin.mp4"): 1}, counts
+    assert not counts["video_checked"], counts
 
 
 def test_a_second_run_does_nothing(host, first_run):

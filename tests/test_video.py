@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from real_faces import photo_paths
 
+from palsysim.base import video_files
 from palsysim.base.errors import InputError
 from palsysim.base.photos import read_image
-from palsysim.base.video_files import read_video, write_video
+from palsysim.base.video_files import check_video, read_video, write_video
 from palsysim.condition.facecrop import face_crop, transform_points
 from palsysim.condition.sequence import sequence_conditions, sequence_landmarks
 from palsysim.face import regions as R
@@ -154,6 +155,24 @@ def test_bad_videos_get_a_message(tmp_path):
         write_video(str(tmp_path / "x.mp4"), [np.zeros((64, 64, 3), np.uint8)], float("nan"))
     with pytest.raises(InputError, match=r"\.mp4 or \.webm"):
         write_video(str(tmp_path / "x.gif"), [np.zeros((64, 64, 3), np.uint8)], 30)
+
+
+def test_a_video_is_checked_with_the_message_reading_it_gives(tmp_path, grin, monkeypatch):
+    """check_video (every input checked before any work, keeping no frame) refuses what read_video refuses, alike."""
+    good = write_video(str(tmp_path / "good.mp4"), grin[0][:6], 12.0)
+    assert check_video(good) is None
+    data = open(good, "rb").read()
+    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])
+    (tmp_path / "header.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 50)
+    (tmp_path / "video.gif").write_bytes(data)
+    bad = [str(tmp_path / n) for n in ("cut.mp4", "header.mp4", "video.gif", "missing.mp4")]
+    monkeypatch.setattr(video_files, "MAX_FRAMES", 5)  # the good video is now one frame too long
+    for path in bad + [good]:
+        with pytest.raises(InputError) as read:
+            read_video(path, max_frames=5)
+        with pytest.raises(InputError) as checked:
+            check_video(path)
+        assert str(checked.value) == str(read.value), path
 
 
 def test_bench_video_prints_per_frame_figures():

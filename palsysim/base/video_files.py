@@ -51,14 +51,28 @@ def read_video(path, max_frames=MAX_FRAMES):
         if len(sizes) > 1:
             raise InputError(f"the frames in {path} have {len(sizes)} sizes: give frames of one size")
         return frames, FOLDER_FPS
+    _refuse_not_a_video_file(path)
+    return _decode(path, max_frames)
+
+
+def check_video(path):
+    """Refuse a video file exactly as read_video would, keeping no frame: the check of every input before any
+    work, where holding each video's frames until its turn could take gigabytes (MAX_FRAMES frames each).
+
+    Every frame is decoded (a damaged stream is found), none converted to RGB: about half read_video's time."""
+    _refuse_not_a_video_file(path)
+    _decode(path, MAX_FRAMES, keep=False)
+
+
+def _refuse_not_a_video_file(path):
     if not os.path.isfile(path):
         raise InputError(f"no such video file or folder of frames: {path}")
     if not path.lower().endswith(VIDEO_EXTS):
         raise InputError(f"{path} is not a video ({', '.join(VIDEO_EXTS)}) or a folder of frames")
-    return _decode(path, max_frames)
 
 
-def _decode(path, max_frames):
+def _decode(path, max_frames, keep=True):
+    """The one video decoder -> (frames, fps); keep=False: (frames decoded, unconverted and dropped, fps)."""
     import av
     try:
         with av.open(path) as container:
@@ -75,7 +89,7 @@ def _decode(path, max_frames):
                 if len(frames) == max_frames:
                     raise InputError(f"{path} has more than {max_frames} frames, the most a video may have here: "
                                      f"give a shorter clip")
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(frame.to_ndarray(format="rgb24") if keep else None)
     except InputError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:

@@ -18,7 +18,7 @@ from ..base.layout import is_video
 from ..base.photos import refuse_unreadable
 from . import workflow as wf
 from .client import SERVER_GONE, execution_error
-from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, photo_png, titled, video_mp4
+from .plan import Manifest, Plan, check_donor_face, content_name, graph_hash, titled, upload_of
 
 
 class Server:
@@ -52,7 +52,7 @@ class Batch:
     """
 
     def __init__(self, clients, graph, patients, out, identities, seeds, donor, name, settings, progress,
-                 keep_uploads, reconnect_s, expressions, as_written):
+                 keep_uploads, reconnect_s, expressions, as_written, uploads):
         from tqdm import tqdm
         self.graph, self.out, self.donor = graph, out, donor
         self.keep_uploads, self.reconnect_s = keep_uploads, reconnect_s
@@ -60,7 +60,7 @@ class Batch:
         self.plan = Plan(graph, patients, identities, seeds, self.manifest.data["names"], expressions)
         self.manifest.data["settings"].update(identities=self.plan.identities, seeds=self.plan.seeds)
         self.manifest.data["names"] = self.plan.names
-        self.pngs, self.names, self.as_written = {}, {}, frozenset(as_written)
+        self.made, self.as_written = dict(uploads), frozenset(as_written)
         self.read_photos()
         self.donors = titled(graph, "donor", "LoadImage")
         if self.donors and not donor:
@@ -87,33 +87,31 @@ class Batch:
         self.cond = threading.Condition()
         self.stop = []  # set: the workers end; an exception in it (a refused workflow) is raised by run()
 
-    def png(self, path):
-        """The photo's upload, PNG bytes without metadata (a video's: a fresh mp4, plan.video_mp4); each photo
-        is decoded once per batch, or not at all where it is one of the caller's own metadata-free PNGs
-        (as_written)."""
-        if path not in self.pngs:
-            if is_video(os.path.basename(path)):
-                self.pngs[path], self.names[path] = video_mp4(path)
-            elif path in self.as_written:
+    def upload_of(self, path):
+        """The photo's upload and its content name (plan.upload_of: PNG bytes without metadata, a video's fresh
+        mp4); each photo is decoded once per batch, or not at all where the caller made its upload already
+        (uploads) or it is one of the caller's own metadata-free PNGs (as_written)."""
+        if path not in self.made:
+            if path in self.as_written and not is_video(os.path.basename(path)):
                 with open(path, "rb") as f:
-                    self.pngs[path] = f.read()
+                    png = f.read()
+                self.made[path] = png, content_name(png)
             else:
-                self.pngs[path] = photo_png(path)
-        return self.pngs[path]
+                self.made[path] = upload_of(path)
+        return self.made[path]
 
     def content(self, path):
-        """The photo's content name (plan.content_name of its PNG), hashed once per batch."""
-        if path not in self.names:
-            self.names[path] = content_name(self.png(path))
-        return self.names[path]
+        """The photo's content name on a server (plan.content_name of its PNG)."""
+        return self.upload_of(path)[1]
 
     def upload(self, server, path):
-        return server.upload(self.content(path), self.png(path))
+        png, name = self.upload_of(path)
+        return server.upload(name, png)
 
     def read_photos(self):
         """Every job's photo decoded up front: the unreadable ones are named together, before any job,
         not one by one mid-batch."""
-        refuse_unreadable(sorted({p for job in self.plan.jobs for p in job["photos"].values()}), read=self.png)
+        refuse_unreadable(sorted({p for job in self.plan.jobs for p in job["photos"].values()}), read=self.upload_of)
 
     def made_from(self, job):
         """What the job's images depend on (the manifest's record, compared on the next run)."""
@@ -286,12 +284,14 @@ class Batch:
 
 
 def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=None, name="workflow",
-              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0, expressions=None, as_written=()):
+              settings=None, progress=True, keep_uploads=False, reconnect_s=120.0, expressions=None, as_written=(),
+              uploads=None):
     """Run every job not already done in OUT from the same inputs, spread over `clients` (one or more
     servers); returns {"done", "skipped", "redone": {why: n}, "held_back": images, "failed": [messages]}.
     expressions: the items to make images of (default: every photo of each patient). as_written: photo
     paths that are the caller's own PNGs, written without metadata (the experiment's prepared copies),
-    uploaded as they are rather than decoded again by every batch.
+    uploaded as they are rather than decoded again by every batch. uploads: {path: plan.upload_of(path)} the
+    caller made already (the runner's check of every photo and video before any server starts), not made again.
 
     Each server gets at most PENDING_PER_SERVER of our prompts; a job goes to the server with the
     shortest queue. A server that stops answering has its prompts queued again on the others (or on
@@ -299,4 +299,4 @@ def run_batch(clients, graph, patients, out, identities=None, seeds=None, donor=
     reconnect_s. Images depend on the job alone (its seed), not on which server made them.
     """
     return Batch(clients, graph, patients, out, identities, seeds, donor, name, settings, progress,
-                 keep_uploads, reconnect_s, expressions, as_written).run()
+                 keep_uploads, reconnect_s, expressions, as_written, uploads or {}).run()

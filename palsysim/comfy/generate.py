@@ -13,8 +13,8 @@ def generate(urls, workflow, patients, out, overrides=(), bypasses=(), edit=None
 
     overrides, bypasses: as `run --set NODE.INPUT=VALUE` and `--bypass NODE`; edit(graph, object_info)
     changes the checked API graph further before any job. batch: run_batch's options (identities, seeds,
-    donor, settings, progress, keep_uploads, reconnect_s, expressions, as_written). name: the workflow's name in the
-    manifest (default: the file's name). Returns run_batch's summary."""
+    donor, settings, progress, keep_uploads, reconnect_s, expressions, as_written, uploads). name: the workflow's
+    name in the manifest (default: the file's name). Returns run_batch's summary."""
     clients = [Client(url) for url in urls]
     graph = prepare_graph(workflow, clients[0], overrides, bypasses)
     if edit:

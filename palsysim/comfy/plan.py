@@ -115,6 +115,15 @@ def photo_png(path):
     return buf.getvalue()
 
 
+def upload_of(path):
+    """A photo or video file -> (its upload's bytes, its name on the server): photo_png's PNG under its
+    content_name, or video_mp4's."""
+    if is_video(os.path.basename(path)):
+        return video_mp4(path)
+    png = photo_png(path)
+    return png, content_name(png)
+
+
 def titled(graph, prefix, kind=None):
     """{suffix: node id} of nodes (of class_type kind) titled `prefix` (suffix "") or `prefix <suffix>`."""
     out = {}

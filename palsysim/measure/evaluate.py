@@ -45,7 +45,7 @@ from ..base.errors import InputError
 from ..base.files import write_bytes
 from ..base.layout import find_patients, generated_sources, is_photo, is_video, photos_in
 from ..base.photos import read_image, refuse_problems, refuse_unreadable
-from ..base.video_files import read_video
+from ..base.video_files import check_video
 from ..base.vocabulary import ITEMS
 from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
@@ -208,7 +208,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     clips = {m: [e for e in entries if _is_video(e[2])] for m, entries in methods.items()}
     methods = {m: [e for e in entries if not _is_video(e[2])] for m, entries in methods.items()}
     refuse_unreadable([p for images in methods.values() for _, _, p in images])
-    refuse_unreadable([p for entries in clips.values() for _, _, p in entries], read_video, "video")
+    refuse_unreadable([p for entries in clips.values() for _, _, p in entries], check_video, "video")
     faces = dict(faces or {})
     patient_faces, refs = read_patients({k: ps for k, ps in photos.items() if ps}, recs, faces, crop=lpips)
     s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, refs, arcface_path, lpips,

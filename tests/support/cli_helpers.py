@@ -14,10 +14,18 @@ def experiment_cli(*args, **kw):
                           text=True, **kw)
 
 
-def palsysim_cli(*args):
-    """`python -m palsysim ARGS` in a subprocess from the repo, the repo on PYTHONPATH -> CompletedProcess (text)."""
+def python_m(counts=None):
+    """The start of a `python -m MODULE` command line; counts: run through support/count_reads.py, which writes
+    there what the command decoded and landmarked (run it with the repo on PYTHONPATH)."""
+    return [sys.executable] + ([os.path.join(REPO, "tests", "support", "count_reads.py"), str(counts)] * bool(counts)
+                               + ["-m"])
+
+
+def palsysim_cli(*args, counts=None):
+    """`python -m palsysim ARGS` in a subprocess from the repo, the repo on PYTHONPATH -> CompletedProcess (text).
+    counts: as python_m's."""
     env = {**os.environ, "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, "-m", "palsysim", *args], capture_output=True, text=True, env=env, cwd=REPO)
+    return subprocess.run(python_m(counts) + ["palsysim", *args], capture_output=True, text=True, env=env, cwd=REPO)
 
 
 def run_main(capsys, *argv):

@@ -3,10 +3,10 @@ what a server has run and has queued."""
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import requests
+from cli_helpers import python_m
 from host import TINY_CHECKPOINT, TINY_CONTROLNET, start_host
 from PIL import Image
 from real_faces import photo_paths
@@ -38,15 +38,17 @@ def api(name):
     return os.path.join(WORKFLOWS, "api", name + ".json")
 
 
-def runner_cmd(workflow, server, patients, out, *extra, tiny=True):
-    """tiny: the shipped workflows' model names and sampling set to the tiny models' (TINY)."""
-    return [sys.executable, "-m", "palsysim", "run", str(workflow), "--server", server, "--patients", str(patients),
+def runner_cmd(workflow, server, patients, out, *extra, tiny=True, counts=None):
+    """tiny: the shipped workflows' model names and sampling set to the tiny models' (TINY); counts: as
+    cli_helpers.python_m's."""
+    return python_m(counts) + ["palsysim", "run", str(workflow), "--server", server, "--patients", str(patients),
             "--out", str(out), "--quiet", *(TINY if tiny else []), *extra]
 
 
 def run_runner(*args, timeout=600, **kw):
     """The real CLI in a subprocess -> CompletedProcess (text)."""
-    return subprocess.run(runner_cmd(*args, **kw), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(runner_cmd(*args, **kw), cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": REPO})
 
 
 def kill_mid_run(proc, server, ready, timeout=300):
