@@ -11,12 +11,15 @@ import time
 import numpy as np
 import pytest
 import requests
+from real_faces import tagged_copy
 from study_helpers import (HAS_CHROMIUM, PATIENT_NAMES, VIDEO_FPS, VIDEO_FRAMES, assert_no_patient_names, chrome,
                            csrf_of, make_video_inputs, served_rater, study_cli)
 
-from palsysim.base.video_files import read_video
+from palsysim.base.errors import InputError
+from palsysim.base.video_files import read_video, write_video
 from palsysim.condition.facecrop import face_crop
 from palsysim.face.landmarks import face_landmarks
+from palsysim.study.inputs import chosen_methods
 from palsysim.study.questions import CRITERIA, worded
 from palsysim.study.store import create_study
 
@@ -76,6 +79,19 @@ def test_a_study_of_videos_only(inputs, tmp_path):
     out = str(tmp_path / "S")
     create_study(out, os.path.join(copy, "generated"), os.path.join(copy, "patients"))
     assert {k: m for k, (_, m) in items(out).items() if k[0] == "generated"} == {("generated", "grin"): "video"}
+
+
+def test_two_methods_with_the_same_video_frames_are_refused(inputs, tmp_path):
+    """Identical pixels in two methods (one video a stream copy of the other: other bytes, the same frames)
+    would be rated twice: refused, naming both methods; a video of other frames is not."""
+    video = os.path.join(inputs[0], "codc_window", PATIENT_NAMES[0], "grin", "a_man_7.mp4")
+    copy = tagged_copy(video, tmp_path / "copy.mp4", "another container")
+    assert open(copy, "rb").read() != open(video, "rb").read()
+    frames, fps = read_video(video)
+    other = write_video(str(tmp_path / "other.mp4"), frames[::-1], fps)
+    with pytest.raises(InputError, match="methods a and b hold identical images or videos"):
+        chosen_methods([("a", "p", "grin", video), ("b", "p", "grin", copy)])
+    assert len(chosen_methods([("a", "p", "grin", video), ("b", "p", "grin", other)])) == 2
 
 
 @pytest.mark.parametrize("broken", ["generated", "patient"])

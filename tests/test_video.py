@@ -10,7 +10,7 @@ from real_faces import photo_paths
 from palsysim.base import video_files
 from palsysim.base.errors import InputError
 from palsysim.base.photos import read_image
-from palsysim.base.video_files import check_video, read_video, write_video
+from palsysim.base.video_files import check_video, frames_digest, read_video, write_video
 from palsysim.condition.facecrop import face_crop, transform_points
 from palsysim.condition.sequence import sequence_conditions, sequence_landmarks
 from palsysim.face import regions as R
@@ -173,6 +173,16 @@ def test_a_video_is_checked_with_the_message_reading_it_gives(tmp_path, grin, mo
         with pytest.raises(InputError) as checked:
             check_video(path)
         assert str(checked.value) == str(read.value), path
+
+
+def test_the_frames_digest_is_the_one_earlier_runs_named_uploads_by():
+    """The runner names a video's upload by frames_digest and a rerun's manifest compares the name: pinned, so
+    that a change of format (which would redo every finished video job) fails here first."""
+    frames = [np.full((4, 6, 3), k, np.uint8) for k in range(3)]
+    assert frames_digest(frames, 12.0) == "9d5bdced6f4ba802bd8eb451c6946f0a8a8a5a6d65f05062aede8b853a75fba2"
+    others = [frames_digest(frames, 24.0), frames_digest(frames[::-1], 12.0), frames_digest(frames[:2], 12.0),
+              frames_digest([f.reshape(6, 4, 3) for f in frames], 12.0), frames_digest(frames)]
+    assert len(set(others + [frames_digest(frames, 12.0)])) == 6  # rate, order, count and shape all count
 
 
 def test_bench_video_prints_per_frame_figures():

@@ -4,6 +4,7 @@ Decoding and encoding go through PyAV (FFmpeg), which ComfyUI itself requires fo
 What is written holds pixels and the codec's own settings only: no title, comment, date or source file
 name, so a saved video names no patient whatever the input file was called.
 """
+import hashlib
 import math
 import os
 import re
@@ -97,6 +98,17 @@ def _decode(path, max_frames, keep=True):
     if not frames:
         raise InputError(f"{path} holds no frames: give a video of the expression")
     return frames, fps
+
+
+def frames_digest(frames, fps=None):
+    """A sha256 hex digest of decoded pixels: frames (list of (H, W, 3) uint8, one size), with the rate, count and
+    size, so that the same pixels shown otherwise differ. Not of the file's bytes, which change with the encoder
+    and its version. The runner names a video's upload by it (its first 24 digits), which a rerun's manifest
+    compares: its format stays as it is."""
+    h = hashlib.sha256(f"{fps!r} {len(frames)} {frames[0].shape}".encode())
+    for f in frames:
+        h.update(f.tobytes())
+    return h.hexdigest()
 
 
 def write_video(path, frames, fps):

@@ -59,12 +59,9 @@ def video_mp4(path):
     """A video file -> (mp4 bytes with no metadata, its upload name): the frames decoded and encoded
     afresh in memory, so no byte of the user's file (its tags) reaches a server. Named by the hash of
     the frames and rate, which does not depend on the encoder's version: a rerun finds the job done."""
-    from ..base.video_files import read_video, video_bytes
+    from ..base.video_files import frames_digest, read_video, video_bytes
     frames, fps = read_video(path)
-    h = hashlib.sha256(f"{fps!r} {len(frames)} {frames[0].shape}".encode())
-    for f in frames:
-        h.update(f.tobytes())
-    return video_bytes(frames, fps), h.hexdigest()[:24] + ".mp4"
+    return video_bytes(frames, fps), frames_digest(frames, fps)[:24] + ".mp4"
 
 
 def video_slot(graph):

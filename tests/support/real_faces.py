@@ -35,15 +35,22 @@ def write_expression_video(path, frames=6, width=192, fps=12.0, item="grin", who
     resized = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f, _ in seq]
     if tag is None:
         return write_video(str(path), resized, fps)
-    import av
     folder, name = os.path.split(str(path))
     plain = write_video(os.path.join(folder, f".{name}.plain.mp4"), resized, fps)  # hidden: no source of a job
-    with av.open(plain) as src, av.open(str(path), "w", format="mp4") as dst:
+    tagged_copy(plain, path, tag)
+    os.remove(plain)
+    return str(path)
+
+
+def tagged_copy(source, path, tag):
+    """The mp4 `source`'s stream copied, not re-encoded (the same frames decode from it), into an mp4 at path whose
+    container is tagged with `tag` as title and comment. Returns path."""
+    import av
+    with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as dst:
         dst.metadata.update(title=tag, comment=tag)
         stream = dst.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:
                 packet.stream = stream
                 dst.mux(packet)
-    os.remove(plain)
     return str(path)
