@@ -17,6 +17,7 @@ from palsysim.face.landmarks import face_landmarks
 from palsysim.face.synth import synth_palsy
 from palsysim.identity import dlib_face as identity_dlib
 from palsysim.measure import evaluate as ev
+from palsysim.measure import image_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATIENT_NAMES = ("Jane_Roe_MRN4471", "John_Doe_MRN9923")  # stand-ins for real names: must not leak
@@ -59,7 +60,7 @@ def test_evaluate_writes_report_csv_and_chart_one_row_per_method(tree):
     with open(out / "metrics.csv", newline="") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
     assert list(rows) == ["copy", "other_person", "palsied_other"]
-    assert set(rows["copy"]) == set(ev.COLUMNS)
+    assert set(rows["copy"]) == set(image_report.COLUMNS)
     copy, other, palsied = rows["copy"], rows["other_person"], rows["palsied_other"]
     assert (int(copy["images"]), int(copy["patients"]), int(copy["skipped"])) == (2, 2, 0)
     assert (int(palsied["images"]), int(palsied["skipped"])) == (2, 1)  # the blank image has no face

@@ -34,8 +34,6 @@ into videos.csv (per method), video_records.csv (per video) and report.md's vide
 Privacy: the outputs name methods, expressions and counts only; patients appear as "patient 1..K"
 (their folders in sorted order), images by number, never by folder or file name; no pixels copied.
 """
-import csv
-import io
 import os
 from dataclasses import replace
 
@@ -51,12 +49,9 @@ from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
 from ..identity import arcface, dlib_face
 from ..identity.check import check_thresholds, recognizers, resolve_backend
-from . import chart, fidelity, reid, serfiq, video_report
+from . import chart, fidelity, image_report, reid, serfiq, video_report
 from .metrics import LPIPS_SIZE, Identity, Scoring, keys, metrics
 from .video import Clip
-
-COLUMNS = ["method", "images", "patients", "skipped", "unpaired"] + [f"{m}_{s}" for m in keys()
-                                                                     for s in ("mean", "std")] + ["pass_rate"]
 
 
 def _stem(path):
@@ -189,7 +184,7 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     distractors: a folder of face photos, each a person of its own, added to the re-identification gallery.
     faces: {(patient key, source): Face} of the patients' photos already read (an earlier result's "faces",
     or the experiment's prepare stage), not read again.
-    Returns {"rows": [per-method dict with COLUMNS, and "chart": its chart.series], "per_patient": {method:
+    Returns {"rows": [per-method dict with image_report.COLUMNS, and "chart": its chart.series], "per_patient": {method:
     [(index, n, privacy mean, pass rate)]}, "listed": [(method, image label, problem)], "backends": used,
     "reid": {method: reid.measure}, "faces": the patients' faces, "files": [written paths], "video_rows": per-method
     rows of the videos' metrics (metrics("video")), "video_records": {method: per-video records}}.
@@ -239,10 +234,10 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     os.makedirs(out_dir, exist_ok=True)
     files = []
     if rows or not videos["rows"]:
-        files += [write_bytes(os.path.join(out_dir, "metrics.csv"), _csv(rows)),
+        files += [write_bytes(os.path.join(out_dir, "metrics.csv"), image_report.csv_text(rows)),
                   write_bytes(os.path.join(out_dir, "report.png"),
                               chart.privacy_fidelity([(r["method"], r["chart"]) for r in rows]))]
-    md = _markdown(rows, per_patient, [x[:3] for x in listed if x[3] == "image"], len(found), s, measured) \
+    md = image_report.markdown(rows, per_patient, [x[:3] for x in listed if x[3] == "image"], len(found), s, measured) \
         + reid.markdown(reid_results, gallery, s.thresholds) if rows or not videos["rows"] else ""
     files += video_report.write(out_dir, videos)
     files.insert(0, write_bytes(os.path.join(out_dir, "report.md"), md + video_report.markdown(
@@ -347,55 +342,3 @@ def _distractors(folder, recs):
             raise InputError(f"--distractors: {os.path.basename(path)}: {face.problem}; remove it or replace it "
                              f"with a frontal face photo")
     return [f.features for f in faces.values()]
-
-
-def _fmt(v, digits=4):
-    return "" if v is None else f"{v:.{digits}f}"
-
-
-def _csv(rows):
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([r["method"], r["images"], r["patients"], r["skipped"], r["unpaired"]]
-                   + [_fmt(r[c], 6) for c in COLUMNS[5:]])
-    return buf.getvalue()
-
-
-def _pm(row, col):
-    m, s = row[f"{col}_mean"], row[f"{col}_std"]
-    return "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
-
-
-def _markdown(rows, per_patient, listed, n_patients, s, measured):
-    used = list(s.recognizers)
-    identities = [m for m in measured if isinstance(m, Identity)]
-    cols = [(title, key) for m in measured for title, key in zip(m.titles, m.keys)]
-    rule = " and ".join(m.rule(s) for m in identities)
-    lines = ["# PalsySim evaluation", "",
-             f"{n_patients} patients; identity by {' and '.join(used)}; one row per method; mean ± standard "
-             f"deviation over its images.", "",
-             "| method | images | " + " | ".join(c for c, _ in cols) + f" | pass rate ({rule}) ↑ | skipped | unpaired |",
-             "|---|---:|" + "---:|" * len(cols) + "---:|---:|---:|"]
-    for r in rows:
-        rate = "n/a" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
-        lines.append(f"| {r['method']} | {r['images']} | " + " | ".join(_pm(r, k) for _, k in cols)
-                     + f" | {rate} | {r['skipped']} | {r['unpaired']} |")
-    privacy = identities[0]
-    lines += ["", "## Per patient (privacy mean, pass rate)", "",
-              f"| method | patient | images | {privacy.recognizer.label} {privacy.closest[-3:]} {privacy.recognizer.unit} "
-              f"| pass rate |", "|---|---:|---:|---:|---:|"]
-    for method, entries in per_patient.items():
-        for index, n, value, rate in entries:
-            lines.append(f"| {method} | patient {index} | {n} | {value:.4f} | {100 * rate:.1f}% |")
-    if listed:
-        lines += ["", "## Images listed (skipped or unpaired)", "", "| method | image | why |", "|---|---|---|"]
-        lines += [f"| {m} | {label} | {why} |" for m, label, why in listed]
-    lines += ["", "## How to read it", "",
-              "- Paired columns compare each image with its source photo (same patient, same Yanagihara item); "
-              "an image without one is unpaired and left out of them, never compared with another photo."]
-    lines += [f"- {m.note(s)}" for m in metrics() if m.used(s) or not isinstance(m, Identity)]
-    lines += ["- skipped: images without a detectable face, or that match no patient.",
-              "- Patients are numbered by their folders' sorted order; no names, paths or pixels are kept here."]
-    return "\n".join(lines) + "\n"

@@ -1,24 +1,11 @@
 """evaluate's video outputs: videos.csv (one row per method), video_records.csv (one row per video) and
 report.md's video section, from evaluate.score_videos. Patients appear as "patient k", videos by number."""
-import csv
-import io
 import os
 
 from ..base.files import write_bytes
 from ..face.asymmetry import MEASURES
+from .image_report import fmt, table
 from .metrics import keys
-
-
-def _fmt(v, digits=4):
-    return "" if v is None else f"{v:.{digits}f}"
-
-
-def _table(header, rows):
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def write(out_dir, videos):
@@ -27,15 +14,15 @@ def write(out_dir, videos):
         return []
     cols = keys("video")
     summary = [[r["method"], r["images"], r["patients"], r["skipped"], r["unpaired"]]
-               + [_fmt(r[f"{c}_{s}"], 6) for c in cols for s in ("mean", "std")] + [_fmt(r["pass_rate"], 6)]
+               + [fmt(r[f"{c}_{s}"], 6) for c in cols for s in ("mean", "std")] + [fmt(r["pass_rate"], 6)]
                for r in videos["rows"]]
-    per_video = [[method, rec["label"]] + [_fmt(rec[c], 6) for c in cols] + [int(rec["passed"])]
+    per_video = [[method, rec["label"]] + [fmt(rec[c], 6) for c in cols] + [int(rec["passed"])]
                  for method, recs in videos["records"].items() for rec in recs]
-    return [write_bytes(os.path.join(out_dir, "videos.csv"), _table(
+    return [write_bytes(os.path.join(out_dir, "videos.csv"), table(
                 ["method", "videos", "patients", "skipped", "unpaired"]
                 + [f"{c}_{s}" for c in cols for s in ("mean", "std")] + ["pass_rate"], summary)),
             write_bytes(os.path.join(out_dir, "video_records.csv"),
-                        _table(["method", "video"] + cols + ["passed"], per_video))]
+                        table(["method", "video"] + cols + ["passed"], per_video))]
 
 
 def _pm(row, key):
