@@ -37,8 +37,9 @@ if not LEGACY and os.path.isfile(os.path.join(sys.prefix, "face_landmarker.task"
 # Tests that cannot run in one environment, and why.
 NEEDS_LEGACY = {
     "test_both_mediapipe_apis_give_one_result_format": "compares with the legacy Face Mesh API, absent after 0.10.21",
-    "test_thumbnails_are_what_the_script_draws_now": "the thumbnails are drawn with the legacy Face Mesh's landmarks; the "
-    "Tasks API's move a face crop's edges in 0.85-1% of each sheet's pixels, as much as some stale sheets differ",
+    "test_thumbnails_are_what_the_script_draws_now":
+        "the thumbnails are drawn with the legacy Face Mesh's landmarks; the Tasks API's move a face crop's edges "
+        "in 0.85-1% of each sheet's pixels, as much as some stale sheets differ",
 }
 NEEDS_NO_DEFAULT_TASK = {
     "tasks backend without its model file": "PALSYSIM_FACE_LANDMARKER gives every process a face_landmarker.task",
