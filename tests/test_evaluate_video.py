@@ -2,7 +2,8 @@
 real-face grin with a left palsy as the patient's video; a copy of it (r = 1, lag 0, the patient's own
 flicker, a frame the recognizer takes for the patient), the same grin two frames late (lag 2), a video of
 an expression the patient has no video of (unpaired), all read back from videos.csv, video_records.csv and
-report.md; a video that does not decode is refused with its message; each video is decoded to frames once."""
+report.md; a video that does not decode, generated or the patient's, is refused with its message before any
+work; each video is decoded to frames once."""
 import csv
 import json
 import os
@@ -10,7 +11,7 @@ import shutil
 
 import pytest
 from cli_helpers import palsysim_cli
-from real_faces import write_expression_video
+from real_faces import photo_paths, write_expression_video
 
 from palsysim.base.errors import InputError
 from palsysim.base.video_files import read_video, write_video
@@ -86,13 +87,13 @@ def test_the_report_gives_each_measure_its_curve_and_names_nobody(evaluated):
 
 
 def test_each_video_is_checked_up_front_and_decoded_to_frames_once(tree, evaluated):
-    """The generated videos are checked before any work (keeping no frame: there may be many, each up to
+    """The generated videos and the patient's are checked before any work (keeping no frame: there may be many, each up to
     MAX_FRAMES long), then each video, the patient's too, is decoded to frames once (support/count_reads.py)."""
     counts = json.loads((tree / "counts.json").read_text())
     generated = sorted(str(p) for p in (tree / "generated").rglob("*.mp4"))
     videos = generated + [str(tree / "patients" / PATIENT / "grin.mp4")]
     assert {p: counts["video_decoded"].get(p, 0) for p in videos} == {p: 1 for p in videos}, counts["video_decoded"]
-    assert {p: counts["video_checked"].get(p, 0) for p in generated} == {p: 1 for p in generated}, counts
+    assert {p: counts["video_checked"].get(p, 0) for p in videos} == {p: 1 for p in videos}, counts
 
 
 def test_a_video_that_does_not_decode_is_refused_with_its_message(tree, tmp_path):
@@ -101,3 +102,21 @@ def test_a_video_that_does_not_decode_is_refused_with_its_message(tree, tmp_path
     (gen / "a_man_1.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
     with pytest.raises(InputError, match=r"(?s)1 video\(s\) cannot be read.*not a readable video"):
         ev.evaluate(str(tmp_path / "generated"), str(tree / "patients"), None, str(tmp_path / "out"), backend="dlib")
+
+
+def test_a_cut_patient_video_is_refused_before_any_photo_is_read(tree, tmp_path):
+    """The patient's own video, beside their photo, is checked with the generated ones: refused before the
+    photo is read or a video decoded to frames, not after the photos were scored."""
+    patient = tmp_path / "patients" / PATIENT
+    patient.mkdir(parents=True)
+    whole = (tree / "patients" / PATIENT / "grin.mp4").read_bytes()
+    (patient / "grin.mp4").write_bytes(whole[:len(whole) // 2])  # cut short, as by a failed copy
+    photo = patient / "rest.png"
+    shutil.copy(photo_paths()["grace_hopper"], photo)
+    r = palsysim_cli("evaluate", "--generated", str(tree / "generated"), "--patients", str(tmp_path / "patients"),
+                     "--backend", "dlib", "--out", str(tmp_path / "out"), counts=tmp_path / "counts.json")
+    assert r.returncode != 0 and "1 video(s) cannot be read: move them away or replace them" in r.stderr, r.stderr
+    assert str(patient / "grin.mp4") in r.stderr
+    counts = json.loads((tmp_path / "counts.json").read_text())
+    assert counts["decoded"].get(str(photo), 0) == 0 and not counts["video_decoded"], counts
+    assert not (tmp_path / "out").exists()

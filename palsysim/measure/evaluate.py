@@ -203,7 +203,10 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     clips = {m: [e for e in entries if _is_video(e[2])] for m, entries in methods.items()}
     methods = {m: [e for e in entries if not _is_video(e[2])] for m, entries in methods.items()}
     refuse_unreadable([p for images in methods.values() for _, _, p in images])
-    refuse_unreadable([p for entries in clips.values() for _, _, p in entries], check_video, "video")
+    # the patients' videos too (score_videos reads each one a generated video's patient has), not after the photos
+    wanted = {key for entries in clips.values() for key, _, _ in entries}
+    refuse_unreadable([p for entries in clips.values() for _, _, p in entries]
+                      + [p for k in wanted for p in found[k].values() if _is_video(p)], check_video, "video")
     faces = dict(faces or {})
     patient_faces, refs = read_patients({k: ps for k, ps in photos.items() if ps}, recs, faces, crop=lpips)
     s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, refs, arcface_path, lpips,
