@@ -2,6 +2,7 @@
 grinning with a left palsy, imported beside images, copied as the study's own mp4 and webm, served by the study
 server itself (range requests included) and played in a real browser, rated and counted like images."""
 import csv
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import requests
+from cli_helpers import palsysim_cli
 from real_faces import tagged_copy
 from study_helpers import (HAS_CHROMIUM, PATIENT_NAMES, VIDEO_FPS, VIDEO_FRAMES, assert_no_patient_names, chrome,
                            csrf_of, make_video_inputs, served_rater, study_cli)
@@ -73,12 +75,20 @@ def test_create_copies_videos_as_mp4_and_webm_beside_images_without_names(inputs
 
 
 def test_a_study_of_videos_only(inputs, tmp_path):
+    """Made by the command line, its decodes counted: a generated video twice (its digest, the check of every
+    input before any work, and its copy: keeping its frames between the two could take gigabytes for a
+    study's hundreds of videos), the patient's once."""
     copy = str(tmp_path / "in")
     shutil.copytree(os.path.dirname(inputs[0]), copy)
     shutil.rmtree(os.path.join(copy, "generated", "codc_window", PATIENT_NAMES[0], "rest"))
     out = str(tmp_path / "S")
-    create_study(out, os.path.join(copy, "generated"), os.path.join(copy, "patients"))
+    r = palsysim_cli("study", "create", "--images", os.path.join(copy, "generated"), "--patients",
+                     os.path.join(copy, "patients"), "--out", out, counts=tmp_path / "counts.json")
+    assert r.returncode == 0, r.stderr
     assert {k: m for k, (_, m) in items(out).items() if k[0] == "generated"} == {("generated", "grin"): "video"}
+    counts = json.loads((tmp_path / "counts.json").read_text())["video_decoded"]
+    assert counts == {os.path.join(copy, "generated", "codc_window", PATIENT_NAMES[0], "grin", "a_man_7.mp4"): 2,
+                      os.path.join(copy, "patients", PATIENT_NAMES[0], "grin.mp4"): 1}, counts
 
 
 def test_two_methods_with_the_same_video_frames_are_refused(inputs, tmp_path):
