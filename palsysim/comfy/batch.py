@@ -66,7 +66,7 @@ class Batch:
         if self.donors and not donor:
             raise InputError("this workflow needs a donor photo (a healthy, consenting face): give --donor PHOTO")
         if self.donors:
-            check_donor_face(donor, self.upload_of(donor)[0])
+            check_donor_face(donor)
         self.workflow_hash = graph_hash(graph)
 
         self.todo, redone, skipped = [], Counter(), 0

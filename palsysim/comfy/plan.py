@@ -320,18 +320,10 @@ def graph_hash(graph):
     return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def check_donor_face(donor, png):
-    """A donor photo without a face would fail every job, one by one: refuse it once, up front.
-
-    png: its upload (upload_of), a lossless copy of the photo reader's pixels: the file is not decoded again."""
-    import numpy as np
-    from PIL import Image
-
+def check_donor_face(donor):
+    """A donor photo without a face would fail every job, one by one: refuse it once, up front."""
     from ..face.landmarks import face_landmarks
-    name = os.path.basename(donor)
-    if is_video(name):  # its upload is an mp4
-        raise InputError(f"--donor {name} is a video: give a photo (PNG or JPEG) of a healthy, consenting face")
-    face_landmarks(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), what=f"--donor {name}")
+    face_landmarks(read_image(donor), what=f"--donor {os.path.basename(donor)}")
 
 
 def prepare_graph(path, client, overrides=(), bypasses=()):
