@@ -109,15 +109,21 @@ def test_a_video_that_will_not_decode_is_refused_and_nothing_is_left(inputs, tmp
     copy = str(tmp_path / "in")
     shutil.copytree(os.path.dirname(inputs[0]), copy)
     path = os.path.join(copy, *(("generated", "codc_window", PATIENT_NAMES[0], "grin", "a_man_7.mp4")
-                                if broken == "generated" else ("patients", PATIENT_NAMES[0], "grin.mp4")))
+                                if broken == "generated" else ("patients", PATIENT_NAMES[0], "whistle.mp4")))
+    if broken == "patient":  # a source read after the patient's grin.mp4 and rest.png
+        shutil.copy(os.path.join(copy, "patients", PATIENT_NAMES[0], "grin.mp4"), path)
     with open(path, "r+b") as f:
         f.truncate(2000)  # cut off before its index: a copy that stopped midway
     out = str(tmp_path / "S")
-    r = study_cli("create", "--images", os.path.join(copy, "generated"), "--patients", os.path.join(copy, "patients"),
-                  "--out", out)
+    r = palsysim_cli("study", "create", "--images", os.path.join(copy, "generated"), "--patients",
+                     os.path.join(copy, "patients"), "--out", out, counts=tmp_path / "counts.json")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "is not a readable video" in r.stderr and "give an mp4, webm or mov file" in r.stderr, r.stderr
     assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+    # refused before any copy: no face cropped from the patient's rest photo, no video decoded to be re-encoded
+    counts = json.loads((tmp_path / "counts.json").read_text())
+    assert not counts["landmarked"], counts
+    assert all(n == 1 for n in counts["video_decoded"].values()), counts  # the generated video's digest alone
 
 
 def questions(server, rater):

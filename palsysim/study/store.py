@@ -11,6 +11,8 @@ import sqlite3
 
 from ..base.errors import InputError
 from ..base.layout import find_patients, source_item
+from ..base.photos import refuse_unreadable
+from ..base.video_files import check_video
 from ..base.vocabulary import ITEMS, SCORES
 from .folders import DB, IMAGES, new_study_folder
 from .inputs import chosen_methods, find_generated
@@ -101,6 +103,12 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
             by_method.setdefault(g[0], []).append(g)
         generated = sorted(x for gs in by_method.values() for x in rng.sample(gs, min(per_method, len(gs))))
 
+    used = sorted({p for _, p, _, _ in generated}, key=natural_key)
+    # Every source the study copies is read before the first copy (encoding a video takes seconds): a cut file is
+    # named with the others up front. The generated ones were read for their digests (chosen_methods).
+    chosen = [path for p in used for path in sources[p].values()]
+    refuse_unreadable([path for path in chosen if media_of(path) == "image"])
+    refuse_unreadable([path for path in chosen if media_of(path) == "video"], check_video, "video")
     conn = sqlite3.connect(os.path.join(tmp, DB))
     try:
         conn.executescript(SCHEMA)
@@ -109,7 +117,6 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("mode", mode), ("feedback", feedback), ("seed", str(seed)), ("created", now()),
                 ("csrf_secret", secrets.token_hex(32)), ("admin_hash", token_hash(admin))])
-            used = sorted({p for _, p, _, _ in generated}, key=natural_key)
             patient_id = {p: i + 1 for i, p in enumerate(used)}
             conn.executemany("INSERT INTO patients VALUES (?, ?)", [(i, f"patient {i}") for i in patient_id.values()])
             # Table I's rows and the box plots follow this order: the one asked for (--methods, or an
