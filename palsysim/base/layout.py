@@ -21,13 +21,15 @@ PHOTO_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")  # what base/video_files.py decodes
 
 
-def is_photo(name):
-    """True for a file name with a photo extension (any case) that is not hidden."""
+def is_photo(path):
+    """True for a file name or path whose name has a photo extension (any case) and is not hidden."""
+    name = os.path.basename(path)
     return name.lower().endswith(PHOTO_EXTS) and not name.startswith(".")
 
 
-def is_video(name):
-    """True for a file name with a video extension (any case) that is not hidden."""
+def is_video(path):
+    """True for a file name or path whose name has a video extension (any case) and is not hidden."""
+    name = os.path.basename(path)
     return name.lower().endswith(VIDEO_EXTS) and not name.startswith(".")
 
 
@@ -71,7 +73,7 @@ def source_item(source):
 def first_photo(sources, item):
     """The item's photo where one photo stands for the item (CODC's rest photo, a grid's tile): the
     one-photo form, else the folder's first (never a video); None without one."""
-    return next((p for s, p in sources.items() if source_item(s) == item and is_photo(os.path.basename(p))), None)
+    return next((p for s, p in sources.items() if source_item(s) == item and is_photo(p)), None)
 
 
 def generated_sources(patient_dir, videos=False):

@@ -92,7 +92,7 @@ class Batch:
         mp4); each photo is decoded once per batch, or not at all where the caller made its upload already
         (uploads) or it is one of the caller's own metadata-free PNGs (as_written)."""
         if path not in self.made:
-            if path in self.as_written and not is_video(os.path.basename(path)):
+            if path in self.as_written and not is_video(path):
                 with open(path, "rb") as f:
                     png = f.read()
                 self.made[path] = png, content_name(png)

@@ -87,7 +87,7 @@ def refuse_mismatch(patients, videos, expressions=None):
     other kind (among `expressions`) and what to do."""
     wrong = [f"{p}/{os.path.basename(path) if '/' not in s else source_item(s) + '/'}"
              for p, every in patients.items() for s, path in every.items()
-             if (expressions is None or source_item(s) in expressions) and is_video(os.path.basename(path)) != videos]
+             if (expressions is None or source_item(s) in expressions) and is_video(path) != videos]
     if not wrong:
         return
     more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
@@ -115,7 +115,7 @@ def photo_png(path):
 def upload_of(path):
     """A photo or video file -> (its upload's bytes, its name on the server): photo_png's PNG under its
     content_name, or video_mp4's."""
-    if is_video(os.path.basename(path)):
+    if is_video(path):
         return video_mp4(path)
     png = photo_png(path)
     return png, content_name(png)

@@ -29,7 +29,7 @@ def patient_videos(exp, found):
     keys = dict(zip(sorted(find_patients(exp.patients)), found))
     out, alone = {}, []
     for name, sources in find_patients(exp.patients, videos=True).items():
-        videos = {s: p for s, p in sources.items() if is_video(os.path.basename(p))}
+        videos = {s: p for s, p in sources.items() if is_video(p)}
         if name not in keys:
             alone.append(os.path.join(exp.patients, name))
         elif videos:

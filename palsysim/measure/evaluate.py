@@ -197,16 +197,16 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     if lpips:
         fidelity.lpips_model(lpips_weights)  # fail now, with its message, not after an hour of work
     found = find_patients(patients_dir, videos=True)
-    photos = {k: {src: p for src, p in ps.items() if not _is_video(p)} for k, ps in found.items()}
+    photos = {k: {src: p for src, p in ps.items() if not is_video(p)} for k, ps in found.items()}
     trees = method_trees([generated] if isinstance(generated, str) else list(generated))
     methods, unmatched = find_generated(trees, set(found))
-    clips = {m: [e for e in entries if _is_video(e[2])] for m, entries in methods.items()}
-    methods = {m: [e for e in entries if not _is_video(e[2])] for m, entries in methods.items()}
+    clips = {m: [e for e in entries if is_video(e[2])] for m, entries in methods.items()}
+    methods = {m: [e for e in entries if not is_video(e[2])] for m, entries in methods.items()}
     refuse_unreadable([p for images in methods.values() for _, _, p in images])
     # the patients' videos too (score_videos reads each one a generated video's patient has), not after the photos
     wanted = {key for entries in clips.values() for key, _, _ in entries}
     refuse_unreadable([p for entries in clips.values() for _, _, p in entries]
-                      + [p for k in wanted for p in found[k].values() if _is_video(p)], check_video, "video")
+                      + [p for k in wanted for p in found[k].values() if is_video(p)], check_video, "video")
     faces = dict(faces or {})
     patient_faces, refs = read_patients({k: ps for k, ps in photos.items() if ps}, recs, faces, crop=lpips)
     s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, refs, arcface_path, lpips,
@@ -248,10 +248,6 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     return {"rows": rows, "per_patient": per_patient, "listed": [x[:3] for x in listed], "backends": used,
             "reid": reid_results, "faces": faces, "files": files, "video_rows": videos["rows"],
             "video_records": videos["records"]}
-
-
-def _is_video(path):
-    return is_video(os.path.basename(path))
 
 
 def score_all(method, entries, kind, read, pairs, s, measured, keys_order, listed):
@@ -299,7 +295,7 @@ def score_videos(clips, found, recs, s, listed):
     patient video) -> {"rows": per-method summary rows, "records": {method: per-video records}}. The
     identity references are the patient's photos and REFERENCE_FRAMES frames of each of their videos."""
     wanted = {key for entries in clips.values() for key, _, _ in entries}
-    patient_clips = {k: {src: Clip(recs, p) for src, p in ps.items() if _is_video(p)} for k, ps in found.items()
+    patient_clips = {k: {src: Clip(recs, p) for src, p in ps.items() if is_video(p)} for k, ps in found.items()
                      if k in wanted}
     refuse_problems([c.unreadable for cs in patient_clips.values() for c in cs.values() if c.unreadable], "video")
     refs = dict(s.refs)

@@ -18,7 +18,7 @@ FILES = {"image": {".png": "image/png"}, "video": {".mp4": "video/mp4", ".webm":
 
 
 def media_of(path):
-    return "video" if is_video(os.path.basename(path)) else "image"
+    return "video" if is_video(path) else "image"
 
 
 def digest(path):
