@@ -13,8 +13,8 @@ import numpy as np
 
 from .errors import InputError
 from .files import write_atomically
-from .layout import PHOTO_EXTS, VIDEO_EXTS, is_photo
-from .photos import MAX_PIXELS, read_image, to_rgb_uint8
+from .layout import PHOTO_EXTS, VIDEO_EXTS, is_photo, is_video
+from .photos import MAX_PIXELS, read_image, refuse_unreadable, to_rgb_uint8
 
 CODECS = {".mp4": ("libx264", "yuv420p", {"crf": "18", "preset": "medium"}),
           ".webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})}
@@ -63,6 +63,13 @@ def check_video(path):
     Every frame is decoded (a damaged stream is found), none converted to RGB: about half read_video's time."""
     _refuse_not_a_video_file(path)
     _decode(path, MAX_FRAMES, keep=False)
+
+
+def refuse_unreadable_media(paths):
+    """Every photo read and every video checked (check_video) before any work: photos.refuse_unreadable's one
+    message for the photos, then one for the videos."""
+    refuse_unreadable([p for p in paths if not is_video(p)])
+    refuse_unreadable([p for p in paths if is_video(p)], check_video, "video")
 
 
 def _refuse_not_a_video_file(path):

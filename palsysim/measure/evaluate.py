@@ -42,8 +42,8 @@ import numpy as np
 from ..base.errors import InputError
 from ..base.files import write_bytes
 from ..base.layout import find_patients, generated_sources, is_photo, is_video, photos_in
-from ..base.photos import read_image, refuse_problems, refuse_unreadable
-from ..base.video_files import check_video
+from ..base.photos import read_image, refuse_problems
+from ..base.video_files import refuse_unreadable_media
 from ..base.vocabulary import ITEMS
 from ..condition.facecrop import face_crop
 from ..face.landmarks import face_landmarks
@@ -202,11 +202,10 @@ def evaluate(generated, patients_dir, arcface_path, out_dir, lpips=False, lpips_
     methods, unmatched = find_generated(trees, set(found))
     clips = {m: [e for e in entries if is_video(e[2])] for m, entries in methods.items()}
     methods = {m: [e for e in entries if not is_video(e[2])] for m, entries in methods.items()}
-    refuse_unreadable([p for images in methods.values() for _, _, p in images])
     # the patients' videos too (score_videos reads each one a generated video's patient has), not after the photos
     wanted = {key for entries in clips.values() for key, _, _ in entries}
-    refuse_unreadable([p for entries in clips.values() for _, _, p in entries]
-                      + [p for k in wanted for p in found[k].values() if is_video(p)], check_video, "video")
+    refuse_unreadable_media([p for entries in (*methods.values(), *clips.values()) for _, _, p in entries]
+                            + [p for k in wanted for p in found[k].values() if is_video(p)])
     faces = dict(faces or {})
     patient_faces, refs = read_patients({k: ps for k, ps in photos.items() if ps}, recs, faces, crop=lpips)
     s = Scoring(recs, {"arcface": threshold, "dlib": dlib_threshold}, refs, arcface_path, lpips,

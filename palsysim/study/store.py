@@ -11,8 +11,7 @@ import sqlite3
 
 from ..base.errors import InputError
 from ..base.layout import find_patients, source_item
-from ..base.photos import refuse_unreadable
-from ..base.video_files import check_video
+from ..base.video_files import refuse_unreadable_media
 from ..base.vocabulary import ITEMS, SCORES
 from .folders import DB, IMAGES, new_study_folder
 from .inputs import chosen_methods, find_generated
@@ -106,9 +105,7 @@ def _build(tmp, images, patients, mode, feedback, seed, per_method, methods):
     used = sorted({p for _, p, _, _ in generated}, key=natural_key)
     # Every source the study copies is read before the first copy (encoding a video takes seconds): a cut file is
     # named with the others up front. The generated ones were read for their digests (chosen_methods).
-    chosen = [path for p in used for path in sources[p].values()]
-    refuse_unreadable([path for path in chosen if media_of(path) == "image"])
-    refuse_unreadable([path for path in chosen if media_of(path) == "video"], check_video, "video")
+    refuse_unreadable_media([path for p in used for path in sources[p].values()])
     conn = sqlite3.connect(os.path.join(tmp, DB))
     try:
         conn.executescript(SCHEMA)
